@@ -1,0 +1,372 @@
+//! `turnmail check`: the pitfalls the qmail-era howtos warn about, found before they
+//! lose mail. Each finding names a file and, where there is one, a line.
+//!
+//! Exit status of the command: 0 nothing found, 1 findings, 2 the root is unusable.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::engine::{Paths, accounts};
+use crate::fsutil::is_newer;
+use crate::qmail::assign;
+use crate::qmail::control::{ControlFiles, read_lines};
+use crate::qmail::dotqmail::{self, Instruction};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    #[error("{0} is not a mail root (no control/ directory)")]
+    NotARoot(PathBuf),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct Out<'a> {
+    root: &'a Path,
+    findings: Vec<Finding>,
+}
+
+impl Out<'_> {
+    fn add(&mut self, file: &Path, line: Option<usize>, message: impl Into<String>) {
+        let file = file.strip_prefix(self.root).unwrap_or(file).to_path_buf();
+        self.findings.push(Finding {
+            file,
+            line,
+            message: message.into(),
+        });
+    }
+}
+
+fn show(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Lint the mail root; Err only when it cannot be examined at all.
+pub fn check(root: &Path) -> Result<Vec<Finding>, Unusable> {
+    if !root.join("control").is_dir() {
+        return Err(Unusable::NotARoot(root.to_path_buf()));
+    }
+    let config = Config::load(root)?;
+    let paths = Paths::new(root);
+    let control = ControlFiles::load(&paths.control)?;
+    let mut out = Out {
+        root,
+        findings: Vec::new(),
+    };
+    check_control(&paths, &control, &mut out);
+    check_assign(&paths, &config, &mut out);
+    check_poppasswd(&paths, &mut out);
+    check_sites(root, &mut out);
+    Ok(out.findings)
+}
+
+fn check_control(paths: &Paths, control: &ControlFiles, out: &mut Out) {
+    let rcpt = paths.control.join("rcpthosts");
+    if !control.rcpthosts.exists() {
+        out.add(&rcpt, None, "missing: no domain accepts mail (qmail would be an open relay here; turnmail accepts nothing)");
+    } else if control.rcpthosts.is_empty() {
+        out.add(&rcpt, None, "empty: no domain accepts mail");
+    }
+    let locals_path = paths.control.join("locals");
+    let mut locals: Vec<_> = control.locals.iter().collect();
+    locals.sort_by_key(|&(_, l)| l);
+    for (domain, line) in locals {
+        if let Some(v) = control
+            .virtualdomains
+            .entries()
+            .find(|v| v.key.eq_ignore_ascii_case(domain))
+        {
+            out.add(
+                &locals_path,
+                (line > 0).then_some(line),
+                format!(
+                    "{} is in locals and in virtualdomains (line {}): locals wins, so the virtual domain never receives mail",
+                    show(domain),
+                    v.line
+                ),
+            );
+        }
+    }
+    for file in ["rcpthosts", "locals", "virtualdomains", "me"] {
+        let p = paths.control.join(file);
+        if let Ok(text) = std::fs::read(&p) {
+            for l in read_lines(&text) {
+                if l.text.ends_with(b"\r") {
+                    out.add(
+                        &p,
+                        Some(l.line),
+                        "line ends in a carriage return (DOS line end): it will never match",
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_assign(paths: &Paths, config: &Config, out: &mut Out) {
+    let text = match std::fs::read(&paths.assign) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !paths.users_cdb.exists() {
+                out.add(
+                    &paths.assign,
+                    None,
+                    "missing: no virtual mailboxes are defined",
+                );
+            }
+            return;
+        }
+        Err(e) => {
+            out.add(&paths.assign, None, format!("unreadable: {e}"));
+            return;
+        }
+    };
+    let entries = match assign::parse(&text) {
+        Ok(e) => e,
+        Err(e) => {
+            out.add(&paths.assign, Some(e.line), e.kind.to_string());
+            return;
+        }
+    };
+    for l in assign::lint(&entries) {
+        out.add(&paths.assign, Some(l.line), l.message);
+    }
+    match is_newer(&paths.assign, &paths.users_cdb) {
+        Some(true) => out.add(
+            &paths.users_cdb,
+            None,
+            "older than users/assign: run `turnmail newu` (a running daemon recompiles by itself)",
+        ),
+        Some(false) => {}
+        None => out.add(&paths.users_cdb, None, "missing: run `turnmail newu`"),
+    }
+    let mut homes: Vec<(&[u8], usize)> = Vec::new();
+    for e in &entries {
+        if !homes.iter().any(|(h, _)| *h == e.home.as_slice()) {
+            homes.push((&e.home, e.line));
+        }
+    }
+    for (home, line) in homes {
+        if !home.starts_with(b"/") {
+            continue;
+        }
+        check_home(Path::new(OsStr::from_bytes(home)), line, paths, config, out);
+    }
+}
+
+fn check_home(home: &Path, line: usize, paths: &Paths, config: &Config, out: &mut Out) {
+    let m = match std::fs::metadata(home) {
+        Ok(m) => m,
+        Err(e) => {
+            out.add(
+                &paths.assign,
+                Some(line),
+                format!("home directory {}: {e}", home.display()),
+            );
+            return;
+        }
+    };
+    let mode = m.permissions().mode();
+    if mode & 0o022 != 0 {
+        out.add(
+            home,
+            None,
+            format!(
+                "home directory is group- or world-writable (mode {:o}): qmail defers all its mail",
+                mode & 0o7777
+            ),
+        );
+    }
+    if mode & 0o1000 != 0 {
+        out.add(
+            home,
+            None,
+            "home directory is sticky: deliveries are deferred until the bit is cleared",
+        );
+    }
+    let Ok(dir) = std::fs::read_dir(home) else {
+        return;
+    };
+    let mut names: Vec<PathBuf> = dir
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.as_bytes().starts_with(b".qmail"))
+        })
+        .collect();
+    names.sort();
+    for p in names {
+        let Ok(m) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if !m.is_file() {
+            continue;
+        }
+        let fm = dotqmail::file_mode(m.mode());
+        if fm.writable {
+            out.add(
+                &p,
+                None,
+                "group- or world-writable: qmail defers every delivery through it",
+            );
+        }
+        let Ok(text) = std::fs::read(&p) else {
+            out.add(&p, None, "unreadable");
+            continue;
+        };
+        let parsed = match dotqmail::parse(&text, fm.forward_only) {
+            Ok(d) => d,
+            Err(e) => {
+                out.add(&p, None, e.to_string());
+                continue;
+            }
+        };
+        for (l, ins) in &parsed.instructions {
+            match ins {
+                Instruction::Mbox(path) => {
+                    let target = home.join(OsStr::from_bytes(path));
+                    let last = path.rsplit(|&b| b == b'/').next().unwrap_or_default();
+                    if target.is_dir() || last.eq_ignore_ascii_case(b"maildir") {
+                        out.add(&p, Some(*l), format!("{} has no trailing '/': it is delivered as an mbox file, not a Maildir", show(path)));
+                    }
+                }
+                Instruction::Maildir(path) => {
+                    let target = home.join(OsStr::from_bytes(path));
+                    if !target.join("new").is_dir() {
+                        out.add(
+                            &p,
+                            Some(*l),
+                            format!(
+                                "Maildir {} does not exist (no new/): deliveries will be deferred",
+                                show(path)
+                            ),
+                        );
+                    }
+                }
+                Instruction::Program(_) if !config.allow_programs => {
+                    out.add(
+                        &p,
+                        Some(*l),
+                        "program line, but allow_programs = false in turnmail.toml",
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn check_poppasswd(paths: &Paths, out: &mut Out) {
+    let Ok(text) = std::fs::read(&paths.poppasswd) else {
+        return;
+    };
+    let lines = match accounts::parse_poppasswd(&text) {
+        Ok(l) => l,
+        Err(e) => {
+            out.add(&paths.poppasswd, Some(e.line), e.reason);
+            return;
+        }
+    };
+    for a in &lines {
+        match accounts::resolve_owner(&a.owner) {
+            Ok(Some(o)) if o.uid == 0 => out.add(
+                &paths.poppasswd,
+                Some(a.line),
+                format!(
+                    "owner {} is root: this account can never log in",
+                    show(&a.owner)
+                ),
+            ),
+            Ok(Some(_)) => {}
+            Ok(None) => out.add(
+                &paths.poppasswd,
+                Some(a.line),
+                format!("owner {} does not exist", show(&a.owner)),
+            ),
+            Err(e) => out.add(
+                &paths.poppasswd,
+                Some(a.line),
+                format!("owner {}: {e}", show(&a.owner)),
+            ),
+        }
+        if a.hash.is_empty() {
+            out.add(
+                &paths.poppasswd,
+                Some(a.line),
+                format!(
+                    "{} has an empty password hash: it can never log in",
+                    show(&a.login)
+                ),
+            );
+        }
+        let home = Path::new(OsStr::from_bytes(&a.home));
+        if !home.join("Maildir").join("new").is_dir() {
+            out.add(
+                &paths.poppasswd,
+                Some(a.line),
+                format!(
+                    "{} has no Maildir at {}/Maildir",
+                    show(&a.login),
+                    home.display()
+                ),
+            );
+        }
+    }
+    if is_newer(&paths.poppasswd, &paths.poppasswd_cdb) == Some(true) {
+        out.add(
+            &paths.poppasswd_cdb,
+            None,
+            "older than users/poppasswd: run `turnmail newu`",
+        );
+    }
+}
+
+fn check_sites(root: &Path, out: &mut Out) {
+    let Ok(dir) = std::fs::read_dir(root.join("sites")) else {
+        return;
+    };
+    let mut sites: Vec<PathBuf> = dir
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    sites.sort();
+    for s in sites {
+        if !s.join("RELAYHOST").is_file() {
+            out.add(
+                &s,
+                None,
+                "site directory without RELAYHOST: its mail can never be flushed",
+            );
+        }
+        if !s.join("Maildir").join("new").is_dir() {
+            out.add(
+                &s,
+                None,
+                "site directory without Maildir/: mail for it is deferred",
+            );
+        }
+    }
+}

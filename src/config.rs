@@ -1,0 +1,181 @@
+//! `ROOT/turnmail.toml`: daemon settings. Every key is optional and documented with its
+//! default in `deploy/turnmail.toml.example`; unknown keys are refused so that a typo
+//! never silently falls back to a default.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Unix user to run as when started as root (never used otherwise).
+    pub user: String,
+    /// Name used in greetings, Received lines and bounces; default: control/me, then
+    /// the system host name.
+    pub hostname: Option<String>,
+    /// Delivery used when an address with an empty dash has no `.qmail` file
+    /// (qmail's defaultdelivery argument).
+    pub default_delivery: String,
+    /// Fall back to system accounts (qmail-getpw) for local domains with no
+    /// users/assign entry. Off by default: a virtual host has no mail for Unix users.
+    pub system_accounts: bool,
+    /// Domain added to a bare login that is not itself an account.
+    pub default_domain: Option<String>,
+    /// Domain added to a bare login by the local address the client connected to.
+    pub ip_domains: HashMap<IpAddr, String>,
+    /// Allow `|program` lines in .qmail files.
+    pub allow_programs: bool,
+    pub smtp: SmtpConfig,
+    pub limits: Limits,
+    pub tls: TlsConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            user: "turnmail".into(),
+            hostname: None,
+            default_delivery: "./Maildir/".into(),
+            system_accounts: false,
+            default_domain: None,
+            ip_domains: HashMap::new(),
+            allow_programs: true,
+            smtp: SmtpConfig::default(),
+            limits: Limits::default(),
+            tls: TlsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Addresses the SMTP listener binds.
+    pub listen: Vec<SocketAddr>,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest message accepted, in bytes (SIZE).
+    pub max_message_size: u64,
+    /// Recipients per message.
+    pub max_recipients: usize,
+    /// Simultaneous SMTP connections in total and from one client address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Seconds a client may stay silent.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 32 << 20,
+            max_recipients: 100,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            idle_timeout_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain and key; relative paths are under the root.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+}
+
+impl Config {
+    /// Load `ROOT/turnmail.toml`; a missing file means all defaults.
+    pub fn load(root: &Path) -> Result<Config, ConfigError> {
+        let path = root.join("turnmail.toml");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => return Err(ConfigError::Io { path, source }),
+        };
+        Self::parse(&text).map_err(|source| ConfigError::Parse { path, source })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, Box<toml::de::Error>> {
+        toml::from_str(text).map_err(Box::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn keys_parse_and_typos_are_refused() {
+        let c = Config::parse(
+            "user = \"mail\"\ndefault_domain = \"example.com\"\n[ip_domains]\n\"192.0.2.1\" = \"a.example\"\n[smtp]\nlisten = [\"0.0.0.0:25\"]\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.user, "mail");
+        assert_eq!(c.smtp.listen[0].port(), 25);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.ip_domains.len(), 1);
+        assert!(Config::parse("usr = \"mail\"").is_err());
+        assert!(Config::parse("[smtp]\nlisen = []").is_err());
+    }
+
+    #[test]
+    fn missing_file_is_default_and_errors_name_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(Config::load(d.path()).unwrap(), Config::default());
+        std::fs::write(d.path().join("turnmail.toml"), "user = 5").unwrap();
+        let e = Config::load(d.path()).unwrap_err().to_string();
+        assert!(e.contains("turnmail.toml"), "{e}");
+    }
+}

@@ -1,0 +1,319 @@
+//! The engine: one place that answers "where does this address go?" and "is this login
+//! good?" for every face of turnmail (SMTP, local delivery, POP3, ODMR, checkpassword).
+//!
+//! An [`Engine`] holds an immutable [`Snapshot`] of the compiled tables behind an `Arc`;
+//! readers take the current snapshot and keep it for as long as they need, while
+//! [`Engine::reload_if_changed`] builds a new one when a source file changed. Text files
+//! are the source of truth: a changed `users/assign` or `users/poppasswd` is compiled to
+//! its cdb here, and an invalid text keeps the old cdb and reports the line.
+
+pub mod accounts;
+pub mod crypt;
+pub mod getpw;
+pub mod resolve;
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::config::Config;
+use crate::qmail::control::ControlFiles;
+use crate::qmail::users_cdb::{self, UsersCdb};
+
+pub use accounts::{AuthError, Authenticated, LoginContext};
+pub use resolve::{LocalTarget, Resolution, ResolveError};
+
+/// Where the engine's files live under a mail root.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub control: PathBuf,
+    pub assign: PathBuf,
+    pub users_cdb: PathBuf,
+    pub poppasswd: PathBuf,
+    pub poppasswd_cdb: PathBuf,
+    pub secrets: PathBuf,
+}
+
+impl Paths {
+    pub fn new(root: &Path) -> Paths {
+        let users = root.join("users");
+        Paths {
+            root: root.to_path_buf(),
+            control: root.join("control"),
+            assign: users.join("assign"),
+            users_cdb: users.join("cdb"),
+            poppasswd: users.join("poppasswd"),
+            poppasswd_cdb: users.join("poppasswd.cdb"),
+            secrets: users.join("secrets"),
+        }
+    }
+
+    /// Files whose change means the snapshot must be rebuilt.
+    fn watched(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = [
+            "me",
+            "rcpthosts",
+            "morercpthosts.cdb",
+            "locals",
+            "virtualdomains",
+            "smtproutes",
+        ]
+        .iter()
+        .map(|f| self.control.join(f))
+        .collect();
+        v.extend([
+            self.assign.clone(),
+            self.users_cdb.clone(),
+            self.poppasswd.clone(),
+            self.poppasswd_cdb.clone(),
+            self.secrets.clone(),
+        ]);
+        v
+    }
+}
+
+/// Everything a lookup needs, frozen at one instant.
+pub struct Snapshot {
+    pub control: ControlFiles,
+    pub users: Option<UsersCdb>,
+    pub accounts: accounts::Accounts,
+    pub config: Arc<Config>,
+}
+
+/// A file's identity for change detection: (device, inode, size, mtime in ns).
+type Stamp = Option<(u64, u64, u64, i128)>;
+
+fn stamp(path: &Path) -> Stamp {
+    std::fs::metadata(path).ok().map(|m| {
+        (
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        )
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Assign(#[from] users_cdb::CompileError),
+    #[error("{0}")]
+    Poppasswd(#[from] accounts::CompileError),
+}
+
+/// What a (re)load did, for logs and `turnmail newu`.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Sources compiled to their cdb: (source, number of entries).
+    pub compiled: Vec<(PathBuf, usize)>,
+    /// Sources that could not be compiled; the old cdb stays in use.
+    pub errors: Vec<String>,
+    /// Whether a new snapshot was installed.
+    pub reloaded: bool,
+}
+
+pub struct Engine {
+    paths: Paths,
+    config: Arc<Config>,
+    current: RwLock<Arc<Snapshot>>,
+    stamps: Mutex<HashMap<PathBuf, Stamp>>,
+}
+
+/// Compile `source` into `cdb` when the source is newer than the cdb (or `force`).
+fn sync_one<F>(source: &Path, cdb: &Path, force: bool, report: &mut LoadReport, compile: F)
+where
+    F: FnOnce(&[u8], &Path) -> Result<usize, String>,
+{
+    if !source.exists() {
+        return;
+    }
+    // A missing cdb is stale too.
+    let stale = crate::fsutil::is_newer(source, cdb).unwrap_or(true);
+    if !stale && !force {
+        return;
+    }
+    let text = match crate::fsutil::read_limited(source, 1 << 30) {
+        Ok(t) => t,
+        Err(e) => {
+            report.errors.push(format!("{}: {e}", source.display()));
+            return;
+        }
+    };
+    match compile(&text, cdb) {
+        Ok(n) => report.compiled.push((source.to_path_buf(), n)),
+        Err(e) => report
+            .errors
+            .push(format!("{e} (keeping the previous {})", cdb.display())),
+    }
+}
+
+impl Engine {
+    /// Open the engine on a mail root: compile stale cdbs, then load a snapshot.
+    pub fn open(root: &Path, config: Config) -> Result<(Engine, LoadReport), EngineError> {
+        let paths = Paths::new(root);
+        let config = Arc::new(config);
+        let mut report = LoadReport::default();
+        Self::sync_compiled(&paths, false, &mut report);
+        let snapshot = Self::load_snapshot(&paths, &config)?;
+        let stamps = paths
+            .watched()
+            .into_iter()
+            .map(|p| {
+                let s = stamp(&p);
+                (p, s)
+            })
+            .collect();
+        report.reloaded = true;
+        Ok((
+            Engine {
+                paths,
+                config,
+                current: RwLock::new(Arc::new(snapshot)),
+                stamps: Mutex::new(stamps),
+            },
+            report,
+        ))
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The current snapshot; cheap (one Arc clone).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn sync_compiled(paths: &Paths, force: bool, report: &mut LoadReport) {
+        sync_one(&paths.assign, &paths.users_cdb, force, report, |t, c| {
+            users_cdb::compile(t, c).map_err(|e| e.to_string())
+        });
+        sync_one(
+            &paths.poppasswd,
+            &paths.poppasswd_cdb,
+            force,
+            report,
+            |t, c| accounts::compile(t, c).map_err(|e| e.to_string()),
+        );
+    }
+
+    fn load_snapshot(paths: &Paths, config: &Arc<Config>) -> Result<Snapshot, EngineError> {
+        let control = ControlFiles::load(&paths.control)?;
+        let users = UsersCdb::open(&paths.users_cdb)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", paths.users_cdb.display())))?;
+        let policy = accounts::LoginPolicy {
+            default_domain: config.default_domain.clone(),
+            ip_domains: config.ip_domains.clone(),
+        };
+        let accounts = accounts::Accounts::open(&paths.poppasswd_cdb, &paths.secrets, policy)?;
+        Ok(Snapshot {
+            control,
+            users,
+            accounts,
+            config: config.clone(),
+        })
+    }
+
+    /// Rebuild the snapshot if any source or compiled file changed since the last
+    /// load. Cheap when nothing changed (a stat per file). Errors keep the old
+    /// snapshot and are returned in the report.
+    pub fn reload_if_changed(&self) -> LoadReport {
+        self.reload_inner(false)
+    }
+
+    /// Recompile both sources now and reload (what `turnmail newu` and SIGHUP do).
+    pub fn reload(&self) -> LoadReport {
+        self.reload_inner(true)
+    }
+
+    fn reload_inner(&self, force: bool) -> LoadReport {
+        let mut report = LoadReport::default();
+        let mut stamps = match self.stamps.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let now: HashMap<PathBuf, Stamp> = self
+            .paths
+            .watched()
+            .into_iter()
+            .map(|p| {
+                let s = stamp(&p);
+                (p, s)
+            })
+            .collect();
+        if !force && now == *stamps {
+            return report;
+        }
+        // Only retry a failed compile when its source changed again.
+        let src_changed = |p: &Path| now.get(p) != stamps.get(p);
+        if force || src_changed(&self.paths.assign) || src_changed(&self.paths.users_cdb) {
+            sync_one(
+                &self.paths.assign,
+                &self.paths.users_cdb,
+                force,
+                &mut report,
+                |t, c| users_cdb::compile(t, c).map_err(|e| e.to_string()),
+            );
+        }
+        if force || src_changed(&self.paths.poppasswd) || src_changed(&self.paths.poppasswd_cdb) {
+            sync_one(
+                &self.paths.poppasswd,
+                &self.paths.poppasswd_cdb,
+                force,
+                &mut report,
+                |t, c| accounts::compile(t, c).map_err(|e| e.to_string()),
+            );
+        }
+        match Self::load_snapshot(&self.paths, &self.config) {
+            Ok(s) => {
+                match self.current.write() {
+                    Ok(mut g) => *g = Arc::new(s),
+                    Err(p) => *p.into_inner() = Arc::new(s),
+                }
+                report.reloaded = true;
+            }
+            Err(e) => report
+                .errors
+                .push(format!("reload failed, keeping the old tables: {e}")),
+        }
+        // Record stamps after compiling, so our own cdb writes do not trigger again.
+        *stamps = self
+            .paths
+            .watched()
+            .into_iter()
+            .map(|p| {
+                let s = stamp(&p);
+                (p, s)
+            })
+            .collect();
+        for e in &report.errors {
+            tracing::error!(target: "engine", "{e}");
+        }
+        for (p, n) in &report.compiled {
+            tracing::info!(target: "engine", "compiled {} ({n} entries)", p.display());
+        }
+        report
+    }
+
+    /// Where mail for `recipient` goes (see [`resolve::resolve`]).
+    pub fn resolve(
+        &self,
+        recipient: &[u8],
+        check_rcpthosts: bool,
+    ) -> Result<Resolution, ResolveError> {
+        resolve::resolve(&self.snapshot(), recipient, check_rcpthosts)
+    }
+}

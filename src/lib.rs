@@ -1,0 +1,10 @@
+//! turnmail: a mail host for many virtual POP domains and for customer sites that are
+//! not always connected. See ARCHITECTURE.md for the map of this crate.
+
+pub mod admin;
+pub mod check;
+pub mod config;
+pub mod engine;
+pub mod fsutil;
+pub mod maildir;
+pub mod qmail;

@@ -1,0 +1,1119 @@
+//! Maildir naming, durable delivery, scanning and flags, in one place for every user.
+//!
+//! Local delivery writes into Maildirs and the POP3 server reads the same directories,
+//! so both must agree with qmail-local and qmail-pop3d on names and on which files are
+//! visible. Delivery follows qmail-local (create in `tmp/`, write, fsync, link into
+//! `new/` under the same name), then also fsyncs `new/`, so a reported success
+//! survives a crash. Every failure is temporary and cleans up after itself: the
+//! caller retries the whole delivery, and a second copy in `new/` would be a
+//! duplicate message. The scanner follows qmail's `maildir.c`: dot-names are
+//! skipped, messages from the current second are left for the next scan, and the
+//! order is ascending mtime (with ties broken by name, so it is deterministic).
+//!
+//! Names have the revised maildir form `SECS.M<usecs>P<pid>Q<counter>.HOST`, with
+//! `,S=<size>,W=<crlf_size>` appended so that a reader knows both sizes without
+//! reading the file. qmail-local's 24-hour alarm is left to the caller, which owns
+//! the process and its timeouts.
+
+use std::ffi::OsString;
+use std::fs::{self, DirBuilder, File, Permissions};
+use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::fsutil::{create_new, fsync_dir, parent_dir};
+
+/// Readers delete `tmp/` files not accessed for 36 hours (maildir(5), `maildir_clean`).
+const TMP_MAX_AGE_SECS: i64 = 129_600;
+/// Fresh names for an O_EXCL collision in `tmp/`; a collision needs a reused pid
+/// within the same microsecond, so a few attempts are plenty.
+const MAX_CREATE_ATTEMPTS: u32 = 8;
+/// Fresh names for an EEXIST from `link` into `new/`; same reasoning.
+const MAX_LINK_ATTEMPTS: u32 = 4;
+
+/// Per-process sequence number: makes names unique between threads and within one
+/// microsecond, which time and pid alone do not.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// The escaped host name; it does not change while we run, so ask the kernel once.
+static HOST: OnceLock<String> = OnceLock::new();
+
+/// A maildir directory, holding `tmp/`, `new/` and `cur/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Maildir {
+    path: PathBuf,
+}
+
+/// A message that was delivered and made durable in `new/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The file name in `new/` (and earlier in `tmp/`), including `,S=` and `,W=`.
+    pub name: String,
+    /// The full path in `new/`.
+    pub path: PathBuf,
+    /// Bytes on disk.
+    pub size: u64,
+    /// Octets as sent by POP3, see [`crlf_size`].
+    pub crlf_size: u64,
+}
+
+/// The delivery step that failed, for logs and for tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliverStep {
+    /// Creating the file in `tmp/` (including setting its mode).
+    CreateTmp,
+    /// Writing the message into the `tmp/` file.
+    Write,
+    /// Fsyncing the `tmp/` file.
+    Fsync,
+    /// Linking (or, where links are unsupported, renaming) the file into `new/`.
+    Link,
+    /// Fsyncing the `new/` directory.
+    FsyncNew,
+}
+
+/// A failed delivery. Every variant is a temporary failure (qmail-local exits 111):
+/// nothing was left in `new/`, and the caller should retry the whole delivery later.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error("unable to create {}: {source}", .path.display())]
+    CreateTmp { path: PathBuf, source: io::Error },
+    #[error("unable to write {}: {source}", .path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("unable to fsync {}: {source}", .path.display())]
+    Fsync { path: PathBuf, source: io::Error },
+    #[error("unable to link into {}: {source}", .path.display())]
+    Link { path: PathBuf, source: io::Error },
+    #[error("unable to fsync directory {}: {source}", .path.display())]
+    FsyncNew { path: PathBuf, source: io::Error },
+}
+
+impl DeliverError {
+    fn at(step: DeliverStep, path: PathBuf, source: io::Error) -> DeliverError {
+        match step {
+            DeliverStep::CreateTmp => DeliverError::CreateTmp { path, source },
+            DeliverStep::Write => DeliverError::Write { path, source },
+            DeliverStep::Fsync => DeliverError::Fsync { path, source },
+            DeliverStep::Link => DeliverError::Link { path, source },
+            DeliverStep::FsyncNew => DeliverError::FsyncNew { path, source },
+        }
+    }
+
+    /// Which step failed.
+    pub fn step(&self) -> DeliverStep {
+        match self {
+            DeliverError::CreateTmp { .. } => DeliverStep::CreateTmp,
+            DeliverError::Write { .. } => DeliverStep::Write,
+            DeliverError::Fsync { .. } => DeliverStep::Fsync,
+            DeliverError::Link { .. } => DeliverStep::Link,
+            DeliverError::FsyncNew { .. } => DeliverStep::FsyncNew,
+        }
+    }
+
+    /// The file or directory the failed step worked on.
+    pub fn path(&self) -> &Path {
+        match self {
+            DeliverError::CreateTmp { path, .. }
+            | DeliverError::Write { path, .. }
+            | DeliverError::Fsync { path, .. }
+            | DeliverError::Link { path, .. }
+            | DeliverError::FsyncNew { path, .. } => path,
+        }
+    }
+
+    /// The underlying system error.
+    pub fn io_error(&self) -> &io::Error {
+        match self {
+            DeliverError::CreateTmp { source, .. }
+            | DeliverError::Write { source, .. }
+            | DeliverError::Fsync { source, .. }
+            | DeliverError::Link { source, .. }
+            | DeliverError::FsyncNew { source, .. } => source,
+        }
+    }
+
+    /// Always true: no maildir failure is permanent, as in qmail-local.
+    pub fn is_temporary(&self) -> bool {
+        true
+    }
+}
+
+/// One message found by [`Maildir::scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative to the maildir: `new/NAME` or `cur/NAME:2,FLAGS`. A name that is not
+    /// UTF-8 is shown lossily here; `path` stays exact.
+    pub rel: String,
+    /// The full path.
+    pub path: PathBuf,
+    /// The name up to its first `:`; stays the same in `new/` and `cur/` (the UIDL).
+    pub unique: String,
+    /// Delivery time.
+    pub mtime: SystemTime,
+    /// `st_size`: bytes on disk, LF line ends.
+    pub size: u64,
+    /// Whether the file is in `new/` (not yet seen by a reader).
+    pub in_new: bool,
+}
+
+impl Entry {
+    /// The POP3 size recorded in the name by `,W=`, if any. Only a hint: any writer
+    /// can choose a name, so a reader that must be exact counts the file itself.
+    pub fn crlf_size_hint(&self) -> Option<u64> {
+        parse_size_tags(&self.unique).1
+    }
+
+    /// The flags after `:2,` in the name, or "" (also for `:1,` experimental info).
+    pub fn flags(&self) -> &str {
+        let name = self
+            .rel
+            .split_once('/')
+            .map_or(self.rel.as_str(), |(_, n)| n);
+        match name.split_once(':') {
+            Some((_, info)) => info.strip_prefix("2,").unwrap_or(""),
+            None => "",
+        }
+    }
+}
+
+impl Maildir {
+    /// Refer to a maildir without touching the filesystem.
+    pub fn new(path: impl Into<PathBuf>) -> Maildir {
+        Maildir { path: path.into() }
+    }
+
+    /// Make the maildir and its `tmp`, `new` and `cur` with mode 0700, like
+    /// `maildirmake`, except that directories that already exist are accepted. The
+    /// parent must exist, as for `maildirmake`.
+    pub fn create(path: impl Into<PathBuf>) -> io::Result<Maildir> {
+        let md = Maildir::new(path);
+        make_dir(&md.path)?;
+        for sub in ["tmp", "new", "cur"] {
+            make_dir(&md.path.join(sub))?;
+        }
+        // A delivery must not be acknowledged into directories a crash could undo.
+        fsync_dir(&md.path)?;
+        fsync_dir(parent_dir(&md.path))?;
+        Ok(md)
+    }
+
+    /// The maildir's own directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Deliver the concatenation of `parts` (for instance Return-Path and
+    /// Delivered-To lines, then the message) into `new/`.
+    ///
+    /// qmail-local's protocol: create `tmp/NAME` with O_EXCL and mode 0600, write,
+    /// fsync, `link` to `new/NAME`, unlink `tmp/NAME`. Added for crash safety: `new/`
+    /// is fsynced before success is reported, and if that fails `new/NAME` is removed
+    /// again, because the caller will retry and must not produce a second copy.
+    ///
+    /// On filesystems that cannot make hard links (EPERM, ENOSYS, EOPNOTSUPP from
+    /// `link`, as on vfat or some FUSE and network filesystems) the file is renamed
+    /// from `tmp/` to `new/` instead, refusing to replace an existing file. The
+    /// result is the same: the message appears in `new/` whole, at once.
+    pub fn deliver(&self, parts: &[&[u8]]) -> Result<Delivered, DeliverError> {
+        self.deliver_with(parts, &|_| Ok(()))
+    }
+
+    /// [`Maildir::deliver`], with `fault` called before each step so that tests can
+    /// make any step fail; `deliver` passes a hook that never fails.
+    fn deliver_with(
+        &self,
+        parts: &[&[u8]],
+        fault: &dyn Fn(DeliverStep) -> io::Result<()>,
+    ) -> Result<Delivered, DeliverError> {
+        let size: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let crlf = crlf_size(parts);
+        let tmp_dir = self.path.join("tmp");
+        let new_dir = self.path.join("new");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (name, file) = create_tmp(&tmp_dir, size, crlf, fault)?;
+            let tmp_path = tmp_dir.join(&name);
+            if let Err((step, e)) = write_and_sync(file, parts, fault) {
+                discard(&tmp_path);
+                return Err(DeliverError::at(step, tmp_path, e));
+            }
+            let new_path = new_dir.join(&name);
+            match link_into_new(&tmp_path, &new_path, fault) {
+                Ok(()) => {}
+                // As in qmail an existing target is a failure, but the name was
+                // ours by chance only, so another name may well work.
+                Err(e)
+                    if e.kind() == io::ErrorKind::AlreadyExists && attempt < MAX_LINK_ATTEMPTS =>
+                {
+                    discard(&tmp_path);
+                    continue;
+                }
+                Err(e) => {
+                    discard(&tmp_path);
+                    return Err(DeliverError::at(DeliverStep::Link, new_path, e));
+                }
+            }
+            // The message is complete in new/ now; a tmp/ copy that fails to go is
+            // only litter that clean_tmp removes after 36 hours, as in qmail.
+            discard(&tmp_path);
+            if let Err(e) = fault(DeliverStep::FsyncNew).and_then(|()| fsync_dir(&new_dir)) {
+                discard(&new_path);
+                return Err(DeliverError::at(DeliverStep::FsyncNew, new_dir, e));
+            }
+            return Ok(Delivered {
+                name,
+                path: new_path,
+                size,
+                crlf_size: crlf,
+            });
+        }
+    }
+
+    /// List `new/` and `cur/` like qmail's `maildir_scan`: skip dot-names, stat each
+    /// file, and keep only those whose mtime is strictly earlier than the current
+    /// second of `now` (so that later deliveries cannot sort before listed ones).
+    /// Ordered by ascending mtime; ties by unique name, then by `rel`.
+    ///
+    /// Files that vanish or cannot be stat'ed between listing and stat are skipped,
+    /// as in qmail; so is anything that is not a regular file, which no reader could
+    /// open as a message.
+    pub fn scan(&self, now: SystemTime) -> io::Result<Vec<Entry>> {
+        let cutoff = start_of_second(now);
+        let mut entries = Vec::new();
+        for (sub, in_new) in [("new", true), ("cur", false)] {
+            for dirent in fs::read_dir(self.path.join(sub))? {
+                let dirent = dirent?;
+                let name = dirent.file_name();
+                if name.as_bytes().first() == Some(&b'.') {
+                    continue;
+                }
+                let path = dirent.path();
+                let Ok(meta) = fs::metadata(&path) else {
+                    continue;
+                };
+                let Ok(mtime) = meta.modified() else {
+                    continue;
+                };
+                if !meta.is_file() || mtime >= cutoff {
+                    continue;
+                }
+                let name = name.to_string_lossy();
+                let unique = name.split_once(':').map_or(&*name, |(u, _)| u).to_owned();
+                entries.push(Entry {
+                    rel: format!("{sub}/{name}"),
+                    path,
+                    unique,
+                    mtime,
+                    size: meta.len(),
+                    in_new,
+                });
+            }
+        }
+        entries.sort_by(|a, b| {
+            a.mtime
+                .cmp(&b.mtime)
+                .then_with(|| a.unique.cmp(&b.unique))
+                .then_with(|| a.rel.cmp(&b.rel))
+        });
+        Ok(entries)
+    }
+
+    /// Unlink the `tmp/` files (not dot-names) whose atime is more than 36 hours
+    /// before `now`, as qmail's `maildir_clean` does; returns how many went. Files that
+    /// cannot be stat'ed or unlinked are left alone, as in qmail.
+    pub fn clean_tmp(&self, now: SystemTime) -> io::Result<usize> {
+        let now = unix_secs(now);
+        let mut removed = 0;
+        for dirent in fs::read_dir(self.path.join("tmp"))? {
+            let dirent = dirent?;
+            if dirent.file_name().as_bytes().first() == Some(&b'.') {
+                continue;
+            }
+            let path = dirent.path();
+            // lstat: a stray symlink is judged (and removed) itself, not its target.
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if now > meta.atime().saturating_add(TMP_MAX_AGE_SECS) && fs::remove_file(&path).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Give `entry` the info `:2,FLAGS` in `cur/`, keeping its unique part: a `new/`
+    /// entry is moved to `cur/`, a `cur/` entry is renamed in place. `flags` must be
+    /// ASCII letters; they are stored sorted and without repeats, as maildir(5)
+    /// requires. An existing file is never replaced (it would be another message).
+    /// Returns the new path.
+    pub fn move_to_cur(&self, entry: &Entry, flags: &str) -> io::Result<PathBuf> {
+        let flags = normalize_flags(flags)?;
+        let file_name = entry.path.file_name().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} has no file name", entry.path.display()),
+            )
+        })?;
+        // Work on bytes so that names which are not UTF-8 keep their exact unique part.
+        let bytes = file_name.as_bytes();
+        let unique = bytes
+            .iter()
+            .position(|&b| b == b':')
+            .map_or(bytes, |i| &bytes[..i]);
+        let mut dest_name = unique.to_vec();
+        dest_name.extend_from_slice(b":2,");
+        dest_name.extend_from_slice(flags.as_bytes());
+        let dest = self.path.join("cur").join(OsString::from_vec(dest_name));
+        if dest != entry.path {
+            rename_noreplace(&entry.path, &dest)?;
+        }
+        Ok(dest)
+    }
+}
+
+/// A unique name `SECS.M<usecs>P<pid>Q<counter>.HOST` in the revised maildir form,
+/// with `host` escaped by [`escape_host`]. `Q` is the per-process counter.
+pub fn unique_name(secs: u64, usecs: u32, pid: u32, counter: u64, host: &str) -> String {
+    format_unique(secs, usecs, pid, counter, &escape_host(host))
+}
+
+fn format_unique(secs: u64, usecs: u32, pid: u32, counter: u64, escaped_host: &str) -> String {
+    format!("{secs}.M{usecs}P{pid}Q{counter}.{escaped_host}")
+}
+
+/// Escape a host name for use in a maildir name: `/` becomes `\057` and `:` becomes
+/// `\072` as the revised maildir spec says. For the same reasons we also write as
+/// `\ooo` (three octal digits per byte): `\` (so the escape cannot be ambiguous),
+/// `,` (it starts the `,S=` and `,W=` tags) and every byte outside printable ASCII
+/// 0x21..=0x7E (spaces, controls, NUL, non-ASCII), which keeps the UIDL within the
+/// characters RFC 1939 allows.
+pub fn escape_host(host: &str) -> String {
+    let mut out = String::with_capacity(host.len());
+    for &b in host.as_bytes() {
+        if (0x21..=0x7e).contains(&b) && !matches!(b, b'/' | b':' | b'\\' | b',') {
+            out.push(char::from(b));
+        } else {
+            out.push('\\');
+            for shift in [6, 3, 0] {
+                out.push(char::from(b'0' + ((b >> shift) & 7)));
+            }
+        }
+    }
+    out
+}
+
+/// The `,S=<size>` and `,W=<crlf_size>` tags of a name (anything after a `:` is
+/// ignored). A tag missing, not plain decimal or too large gives `None`; the first of
+/// repeated tags counts.
+pub fn parse_size_tags(unique: &str) -> (Option<u64>, Option<u64>) {
+    let unique = unique.split_once(':').map_or(unique, |(u, _)| u);
+    let (mut s, mut w) = (None, None);
+    for field in unique.split(',').skip(1) {
+        if let Some(v) = field.strip_prefix("S=") {
+            s = s.or_else(|| parse_decimal(v));
+        } else if let Some(v) = field.strip_prefix("W=") {
+            w = w.or_else(|| parse_decimal(v));
+        }
+    }
+    (s, w)
+}
+
+fn parse_decimal(v: &str) -> Option<u64> {
+    // u64::from_str would also accept a leading '+'.
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+/// The RFC 1939 size our POP3 server reports for a message made of `parts`: the
+/// octets sent when every LF is sent as CRLF, i.e. the byte count plus the number of
+/// LF bytes, plus 2 if the data is non-empty and does not end in LF (the server
+/// completes a partial last line with CRLF). A bare CR, or the CR of an existing
+/// CRLF, counts as 1 like any other byte. Dot-stuffing is not counted (RFC 1939
+/// sizes exclude it), nor is the extra blank line qmail-pop3d sends after a message.
+pub fn crlf_size(parts: &[&[u8]]) -> u64 {
+    let mut total = 0u64;
+    let mut last = None;
+    for part in parts {
+        let lfs = part.iter().filter(|&&b| b == b'\n').count();
+        total += part.len() as u64 + lfs as u64;
+        if let Some(&b) = part.last() {
+            last = Some(b);
+        }
+    }
+    match last {
+        Some(b) if b != b'\n' => total + 2,
+        _ => total,
+    }
+}
+
+/// A fresh name for a message of the given sizes, used in both `tmp/` and `new/`.
+fn next_name(size: u64, crlf: u64) -> String {
+    let (secs, usecs) = match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs(), d.subsec_micros()),
+        Err(_) => (0, 0),
+    };
+    let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let unique = format_unique(secs, usecs, std::process::id(), counter, local_host());
+    format!("{unique},S={size},W={crlf}")
+}
+
+fn local_host() -> &'static str {
+    HOST.get_or_init(|| {
+        let raw = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // A name needs a host part even on a machine that has none configured.
+        if raw.is_empty() {
+            "localhost".to_owned()
+        } else {
+            escape_host(&raw)
+        }
+    })
+}
+
+/// Create a new `tmp/` file with mode exactly 0600, trying a fresh name on EEXIST.
+fn create_tmp(
+    tmp_dir: &Path,
+    size: u64,
+    crlf: u64,
+    fault: &dyn Fn(DeliverStep) -> io::Result<()>,
+) -> Result<(String, File), DeliverError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let name = next_name(size, crlf);
+        let path = tmp_dir.join(&name);
+        match fault(DeliverStep::CreateTmp).and_then(|()| create_new(&path, 0o600)) {
+            Ok(file) => {
+                // qmail leaves the mode to the umask; an odd umask must not make the
+                // message unreadable to its owner or readable to others.
+                if let Err(e) = file.set_permissions(Permissions::from_mode(0o600)) {
+                    discard(&path);
+                    return Err(DeliverError::at(DeliverStep::CreateTmp, path, e));
+                }
+                return Ok((name, file));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < MAX_CREATE_ATTEMPTS => {
+            }
+            Err(e) => return Err(DeliverError::at(DeliverStep::CreateTmp, path, e)),
+        }
+    }
+}
+
+/// Write all parts and fsync. The file is closed on return; a close error after a
+/// successful fsync cannot lose data, so dropping the File is enough.
+fn write_and_sync(
+    mut file: File,
+    parts: &[&[u8]],
+    fault: &dyn Fn(DeliverStep) -> io::Result<()>,
+) -> Result<(), (DeliverStep, io::Error)> {
+    fault(DeliverStep::Write)
+        .and_then(|()| parts.iter().try_for_each(|p| file.write_all(p)))
+        .map_err(|e| (DeliverStep::Write, e))?;
+    fault(DeliverStep::Fsync)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| (DeliverStep::Fsync, e))
+}
+
+/// Put the `tmp/` file into `new/` under the same name: `link` as qmail does, or
+/// rename where the filesystem cannot make hard links.
+fn link_into_new(
+    tmp: &Path,
+    new: &Path,
+    fault: &dyn Fn(DeliverStep) -> io::Result<()>,
+) -> io::Result<()> {
+    match fault(DeliverStep::Link).and_then(|()| fs::hard_link(tmp, new)) {
+        Ok(()) => Ok(()),
+        // Over NFS a retransmitted link that already succeeded answers EEXIST
+        // ("i hate NFS" in qmail-local); if new/ holds our very file, it worked.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && same_file(tmp, new) => Ok(()),
+        Err(e) if link_unsupported(&e) => rename_noreplace(tmp, new),
+        Err(e) => Err(e),
+    }
+}
+
+/// Errors by which `link` says the filesystem does not do hard links at all.
+fn link_unsupported(e: &io::Error) -> bool {
+    e.raw_os_error().is_some_and(|code| {
+        [libc::EPERM, libc::ENOSYS, libc::EOPNOTSUPP, libc::ENOTSUP].contains(&code)
+    })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::symlink_metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Rename, failing with EEXIST instead of replacing `to`: maildir names are unique,
+/// so an existing target is some other message that must not be lost.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use nix::errno::Errno;
+        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+        match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => return Ok(()),
+            // Filesystems without RENAME_NOREPLACE (and old kernels) refuse the flag;
+            // use the check below.
+            Err(Errno::EINVAL | Errno::ENOSYS) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Not atomic, but a name taken in between would have to be our own unique name.
+    match fs::symlink_metadata(to) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} already exists", to.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::rename(from, to),
+        Err(e) => Err(e),
+    }
+}
+
+/// Best-effort unlink while cleaning up: the error being reported matters more, and
+/// a leftover in `tmp/` is removed by [`Maildir::clean_tmp`] later.
+fn discard(path: &Path) {
+    let _ = fs::remove_file(path);
+}
+
+fn make_dir(path: &Path) -> io::Result<()> {
+    match DirBuilder::new().mode(0o700).create(path) {
+        // The umask may have narrowed the mode; maildirmake's directories are 0700.
+        Ok(()) => fs::set_permissions(path, Permissions::from_mode(0o700)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if fs::metadata(path)?.is_dir() {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a directory", path.display()),
+                ))
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The start of the second holding `t` (rounding down, also before 1970).
+fn start_of_second(t: SystemTime) -> SystemTime {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => UNIX_EPOCH + Duration::from_secs(d.as_secs()),
+        Err(e) => {
+            let d = e.duration();
+            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            UNIX_EPOCH
+                .checked_sub(Duration::from_secs(secs))
+                .unwrap_or(t)
+        }
+    }
+}
+
+/// Whole seconds since 1970, like `time()` (negative before 1970).
+fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
+fn normalize_flags(flags: &str) -> io::Result<String> {
+    if let Some(bad) = flags.chars().find(|c| !c.is_ascii_alphabetic()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("maildir flag {bad:?} is not an ASCII letter"),
+        ));
+    }
+    let mut chars: Vec<char> = flags.chars().collect();
+    chars.sort_unstable();
+    chars.dedup();
+    Ok(chars.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::cell::Cell;
+    use std::collections::HashSet;
+    use std::fs::FileTimes;
+
+    fn maildir() -> (tempfile::TempDir, Maildir) {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::create(dir.path().join("Maildir")).unwrap();
+        (dir, md)
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn set_mtime(path: &Path, t: SystemTime) {
+        File::open(path)
+            .unwrap()
+            .set_times(FileTimes::new().set_modified(t))
+            .unwrap();
+    }
+
+    fn set_atime(path: &Path, t: SystemTime) {
+        File::open(path)
+            .unwrap()
+            .set_times(FileTimes::new().set_accessed(t))
+            .unwrap();
+    }
+
+    /// Fail exactly `step` with `err()`.
+    fn fail_at(
+        step: DeliverStep,
+        err: fn() -> io::Error,
+    ) -> impl Fn(DeliverStep) -> io::Result<()> {
+        move |s| if s == step { Err(err()) } else { Ok(()) }
+    }
+
+    const ALL_STEPS: [DeliverStep; 5] = [
+        DeliverStep::CreateTmp,
+        DeliverStep::Write,
+        DeliverStep::Fsync,
+        DeliverStep::Link,
+        DeliverStep::FsyncNew,
+    ];
+
+    #[test]
+    fn create_makes_0700_dirs_and_accepts_existing_ones() {
+        let (_dir, md) = maildir();
+        for sub in ["", "tmp", "new", "cur"] {
+            assert_eq!(mode_of(&md.path().join(sub)), 0o700, "{sub}");
+        }
+        let again = Maildir::create(md.path()).unwrap();
+        assert_eq!(again, md);
+        assert_eq!(Maildir::new(md.path()).path(), md.path());
+    }
+
+    #[test]
+    fn create_refuses_a_file_in_the_way() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("md"), b"").unwrap();
+        assert!(Maildir::create(dir.path().join("md")).is_err());
+    }
+
+    #[test]
+    fn deliver_writes_the_parts_durably_into_new() {
+        let (_dir, md) = maildir();
+        let parts: [&[u8]; 3] = [
+            b"Return-Path: <a@example.org>\n",
+            b"Delivered-To: b@example.net\n",
+            b"Subject: x\n\nbody\r\nno final newline",
+        ];
+        let d = md.deliver(&parts).unwrap();
+        let content = fs::read(&d.path).unwrap();
+        assert_eq!(content, parts.concat());
+        assert_eq!(mode_of(&d.path), 0o600);
+        assert_eq!(d.path, md.path().join("new").join(&d.name));
+        assert!(names_in(&md.path().join("tmp")).is_empty());
+        assert_eq!(names_in(&md.path().join("new")), vec![d.name.clone()]);
+        assert_eq!(d.size, content.len() as u64);
+        assert_eq!(d.crlf_size, crlf_size(&parts));
+        assert_eq!(d.crlf_size, d.size + 5 + 2);
+        assert_eq!(parse_size_tags(&d.name), (Some(d.size), Some(d.crlf_size)));
+    }
+
+    #[test]
+    fn delivered_names_have_the_revised_form() {
+        let (_dir, md) = maildir();
+        let d = md.deliver(&[b"x\n"]).unwrap();
+        let (secs, rest) = d.name.split_once('.').unwrap();
+        assert!(secs.parse::<u64>().is_ok());
+        assert!(rest.starts_with('M'));
+        assert!(rest.contains(&format!("P{}Q", std::process::id())));
+        assert!(rest.ends_with(",S=2,W=3"));
+        assert!(!d.name.contains('/') && !d.name.contains(':'));
+        assert!(d.name.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+    }
+
+    #[test]
+    fn sequential_deliveries_get_distinct_names() {
+        let (_dir, md) = maildir();
+        let names: HashSet<String> = (0..200)
+            .map(|i| md.deliver(&[format!("{i}\n").as_bytes()]).unwrap().name)
+            .collect();
+        assert_eq!(names.len(), 200);
+        assert_eq!(names_in(&md.path().join("new")).len(), 200);
+    }
+
+    #[test]
+    fn threaded_deliveries_get_distinct_names() {
+        let (_dir, md) = maildir();
+        let names: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..50)
+                            .map(|_| md.deliver(&[b"m\n"]).unwrap().name)
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let distinct: HashSet<&String> = names.iter().collect();
+        assert_eq!(distinct.len(), 200);
+        assert_eq!(names_in(&md.path().join("new")).len(), 200);
+        assert!(names_in(&md.path().join("tmp")).is_empty());
+    }
+
+    #[test]
+    fn scan_leaves_out_the_current_second_and_dot_names() {
+        let (_dir, md) = maildir();
+        let d = md.deliver(&[b"hello\n"]).unwrap();
+        let mtime = fs::metadata(&d.path).unwrap().modified().unwrap();
+        assert!(md.scan(mtime).unwrap().is_empty());
+        assert!(md.scan(start_of_second(mtime)).unwrap().is_empty());
+        for dot in ["new/.hidden", "cur/.x:2,S"] {
+            let p = md.path().join(dot);
+            fs::write(&p, b"x").unwrap();
+            set_mtime(&p, mtime - Duration::from_secs(100));
+        }
+        let later = md.scan(mtime + Duration::from_secs(1)).unwrap();
+        assert_eq!(later.len(), 1);
+        let e = &later[0];
+        assert_eq!(e.rel, format!("new/{}", d.name));
+        assert_eq!(e.path, d.path);
+        assert_eq!(e.unique, d.name);
+        assert_eq!(e.size, 6);
+        assert!(e.in_new);
+        assert_eq!(e.mtime, mtime);
+        assert_eq!(e.flags(), "");
+        assert_eq!(e.crlf_size_hint(), Some(7));
+    }
+
+    #[test]
+    fn scan_orders_by_mtime_then_name() {
+        let (_dir, md) = maildir();
+        let t = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let a = md.deliver(&[b"a\n"]).unwrap();
+        let b = md.deliver(&[b"b\n"]).unwrap();
+        let c = md.deliver(&[b"c\n"]).unwrap();
+        let seen = md.path().join("cur/1.M1P1Q1.h:2,S");
+        fs::write(&seen, b"seen\n").unwrap();
+        set_mtime(&a.path, t + Duration::from_secs(20));
+        set_mtime(&b.path, t + Duration::from_secs(10));
+        set_mtime(&c.path, t + Duration::from_secs(10));
+        set_mtime(&seen, t + Duration::from_secs(5));
+        let mut tied = [b.name.clone(), c.name.clone()];
+        tied.sort();
+        let got: Vec<String> = md
+            .scan(SystemTime::now() + Duration::from_secs(5))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.unique)
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "1.M1P1Q1.h".to_owned(),
+                tied[0].clone(),
+                tied[1].clone(),
+                a.name.clone()
+            ]
+        );
+    }
+
+    #[test]
+    fn scan_fails_without_new() {
+        let (_dir, md) = maildir();
+        fs::remove_dir(md.path().join("new")).unwrap();
+        assert!(md.scan(SystemTime::now()).is_err());
+    }
+
+    #[test]
+    fn delivery_without_new_fails_and_leaves_tmp_empty() {
+        let (_dir, md) = maildir();
+        fs::remove_dir(md.path().join("new")).unwrap();
+        let err = md.deliver(&[b"x\n"]).unwrap_err();
+        assert_eq!(err.step(), DeliverStep::Link);
+        assert!(err.is_temporary());
+        assert_eq!(err.io_error().kind(), io::ErrorKind::NotFound);
+        assert!(names_in(&md.path().join("tmp")).is_empty());
+    }
+
+    #[test]
+    fn delivery_into_read_only_tmp_fails() {
+        let (_dir, md) = maildir();
+        let tmp = md.path().join("tmp");
+        fs::set_permissions(&tmp, Permissions::from_mode(0o500)).unwrap();
+        let result = md.deliver(&[b"x\n"]);
+        fs::set_permissions(&tmp, Permissions::from_mode(0o700)).unwrap();
+        // Root ignores permission bits, so there the delivery simply succeeds.
+        if !nix::unistd::geteuid().is_root() {
+            let err = result.unwrap_err();
+            assert_eq!(err.step(), DeliverStep::CreateTmp);
+            assert!(err.path().starts_with(&tmp));
+            assert!(names_in(&md.path().join("new")).is_empty());
+        }
+        assert!(names_in(&tmp).is_empty());
+    }
+
+    #[test]
+    fn a_failure_at_any_step_leaves_nothing_behind() {
+        for step in ALL_STEPS {
+            let (_dir, md) = maildir();
+            let err = md
+                .deliver_with(&[b"x\n"], &fail_at(step, || io::Error::other("injected")))
+                .unwrap_err();
+            assert_eq!(err.step(), step);
+            assert_eq!(err.io_error().to_string(), "injected");
+            assert!(err.to_string().contains("injected"));
+            assert!(names_in(&md.path().join("tmp")).is_empty(), "{step:?}");
+            assert!(names_in(&md.path().join("new")).is_empty(), "{step:?}");
+        }
+    }
+
+    #[test]
+    fn unsupported_link_falls_back_to_rename() {
+        for code in [libc::EPERM, libc::ENOSYS, libc::EOPNOTSUPP] {
+            let (_dir, md) = maildir();
+            let fault = move |s| {
+                if s == DeliverStep::Link {
+                    Err(io::Error::from_raw_os_error(code))
+                } else {
+                    Ok(())
+                }
+            };
+            let d = md.deliver_with(&[b"a\n", b"b"], &fault).unwrap();
+            assert_eq!(fs::read(&d.path).unwrap(), b"a\nb");
+            assert!(names_in(&md.path().join("tmp")).is_empty());
+            assert_eq!(names_in(&md.path().join("new")), vec![d.name]);
+        }
+    }
+
+    #[test]
+    fn existing_names_are_retried_a_bounded_number_of_times() {
+        for step in [DeliverStep::CreateTmp, DeliverStep::Link] {
+            let (_dir, md) = maildir();
+            let failures = Cell::new(0);
+            let once = |s| {
+                if s == step && failures.get() == 0 {
+                    failures.set(1);
+                    Err(io::Error::from(io::ErrorKind::AlreadyExists))
+                } else {
+                    Ok(())
+                }
+            };
+            let d = md.deliver_with(&[b"x\n"], &once).unwrap();
+            assert_eq!(names_in(&md.path().join("new")), vec![d.name]);
+            assert!(names_in(&md.path().join("tmp")).is_empty());
+
+            let always = fail_at(step, || io::Error::from(io::ErrorKind::AlreadyExists));
+            let err = md.deliver_with(&[b"y\n"], &always).unwrap_err();
+            assert_eq!(err.step(), step);
+            assert_eq!(names_in(&md.path().join("new")).len(), 1);
+            assert!(names_in(&md.path().join("tmp")).is_empty());
+        }
+    }
+
+    #[test]
+    fn link_eexist_onto_our_own_file_counts_as_success() {
+        let (_dir, md) = maildir();
+        let tmp = md.path().join("tmp");
+        let new = md.path().join("new");
+        fs::write(tmp.join("m"), b"x").unwrap();
+        fs::hard_link(tmp.join("m"), new.join("m")).unwrap();
+        link_into_new(&tmp.join("m"), &new.join("m"), &|_| Ok(())).unwrap();
+        fs::write(tmp.join("other"), b"y").unwrap();
+        let err = link_into_new(&tmp.join("other"), &new.join("m"), &|_| Ok(())).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+    }
+
+    #[test]
+    fn rename_fallback_never_replaces_a_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        fs::write(&a, b"a").unwrap();
+        fs::write(&b, b"b").unwrap();
+        let err = rename_noreplace(&a, &b).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&b).unwrap(), b"b");
+    }
+
+    #[test]
+    fn move_to_cur_keeps_the_unique_part_and_sorts_flags() {
+        let (_dir, md) = maildir();
+        let d = md.deliver(&[b"x\n"]).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(5);
+        let entry = md.scan(later).unwrap().remove(0);
+        let moved = md.move_to_cur(&entry, "SRSF").unwrap();
+        assert_eq!(
+            moved,
+            md.path().join("cur").join(format!("{}:2,FRS", d.name))
+        );
+        assert!(names_in(&md.path().join("new")).is_empty());
+
+        let entry = md.scan(later).unwrap().remove(0);
+        assert!(!entry.in_new);
+        assert_eq!(entry.unique, d.name);
+        assert_eq!(entry.rel, format!("cur/{}:2,FRS", d.name));
+        assert_eq!(entry.flags(), "FRS");
+        assert_eq!(entry.crlf_size_hint(), Some(3));
+
+        let moved = md.move_to_cur(&entry, "T").unwrap();
+        assert_eq!(
+            names_in(&md.path().join("cur")),
+            vec![format!("{}:2,T", d.name)]
+        );
+        let entry = md.scan(later).unwrap().remove(0);
+        assert_eq!(entry.path, moved);
+        // Same flags: nothing to do.
+        assert_eq!(md.move_to_cur(&entry, "TT").unwrap(), moved);
+        let bare = md.move_to_cur(&entry, "").unwrap();
+        assert_eq!(bare, md.path().join("cur").join(format!("{}:2,", d.name)));
+
+        let entry = md.scan(later).unwrap().remove(0);
+        let err = md.move_to_cur(&entry, "S/").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(bare.exists());
+    }
+
+    #[test]
+    fn flags_of_other_info_forms() {
+        let mk = |rel: &str| Entry {
+            rel: rel.to_owned(),
+            path: PathBuf::from(rel),
+            unique: String::new(),
+            mtime: UNIX_EPOCH,
+            size: 0,
+            in_new: false,
+        };
+        assert_eq!(mk("cur/x:2,DS").flags(), "DS");
+        assert_eq!(mk("cur/x:1,abc").flags(), "");
+        assert_eq!(mk("cur/x").flags(), "");
+    }
+
+    #[test]
+    fn clean_tmp_removes_only_old_files() {
+        let (_dir, md) = maildir();
+        let tmp = md.path().join("tmp");
+        let now = SystemTime::now();
+        let age = Duration::from_secs(129_600);
+        for (name, atime) in [
+            ("old", now - age - Duration::from_secs(10)),
+            ("young", now - age + Duration::from_secs(10)),
+            (".dot", now - age - Duration::from_secs(1000)),
+        ] {
+            fs::write(tmp.join(name), b"x").unwrap();
+            set_atime(&tmp.join(name), atime);
+        }
+        assert_eq!(md.clean_tmp(now).unwrap(), 1);
+        assert_eq!(names_in(&tmp), vec![".dot".to_owned(), "young".to_owned()]);
+    }
+
+    #[test]
+    fn crlf_size_examples() {
+        assert_eq!(crlf_size(&[]), 0);
+        assert_eq!(crlf_size(&[b""]), 0);
+        assert_eq!(crlf_size(&[b"a"]), 3);
+        assert_eq!(crlf_size(&[b"a\n"]), 3);
+        assert_eq!(crlf_size(&[b"a\r\n"]), 4);
+        assert_eq!(crlf_size(&[b"a\r"]), 4);
+        assert_eq!(crlf_size(&[b"a\n", b""]), 3);
+        assert_eq!(crlf_size(&[b"a", b"\n"]), 3);
+    }
+
+    #[test]
+    fn escape_host_examples() {
+        assert_eq!(escape_host("mx.example.org"), "mx.example.org");
+        assert_eq!(escape_host("a/b:c\\d,e"), "a\\057b\\072c\\134d\\054e");
+        assert_eq!(escape_host("a b\0"), "a\\040b\\000");
+        assert_eq!(escape_host("é"), "\\303\\251");
+        assert_eq!(unique_name(1, 2, 3, 4, "h/x"), "1.M2P3Q4.h\\057x");
+    }
+
+    #[test]
+    fn parse_size_tags_examples() {
+        assert_eq!(
+            parse_size_tags("1.M2P3Q4.h,S=10,W=12"),
+            (Some(10), Some(12))
+        );
+        assert_eq!(
+            parse_size_tags("1.M2P3Q4.h,W=12,S=10:2,S"),
+            (Some(10), Some(12))
+        );
+        assert_eq!(parse_size_tags("1.M2P3.h,S=5"), (Some(5), None));
+        assert_eq!(parse_size_tags("1.2.h"), (None, None));
+        assert_eq!(parse_size_tags("1.2.h,S=+5,W="), (None, None));
+        assert_eq!(parse_size_tags("1.2.h:2,S=5"), (None, None));
+        assert_eq!(
+            parse_size_tags("1.2.h,S=99999999999999999999"),
+            (None, None)
+        );
+    }
+
+    /// LF → CRLF as the POP3 server sends it, completing a partial last line.
+    fn to_crlf(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &b in data {
+            if b == b'\n' {
+                out.push(b'\r');
+            }
+            out.push(b);
+        }
+        if data.last().is_some_and(|&b| b != b'\n') {
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn names_never_contain_separators(
+            secs: u64, usecs in 0u32..1_000_000, pid: u32, counter: u64, host in any::<String>()
+        ) {
+            let escaped = escape_host(&host);
+            let name = unique_name(secs, usecs, pid, counter, &host);
+            for s in [&escaped, &name] {
+                prop_assert!(!s.contains('/') && !s.contains(':') && !s.contains(','));
+                prop_assert!(s.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+            }
+            prop_assert_eq!(parse_size_tags(&name), (None, None));
+        }
+
+        #[test]
+        fn size_tags_round_trip(
+            secs: u64, pid: u32, counter: u64, host in any::<String>(), s: u64, w: u64,
+            info in "(:2,[A-Z]{0,4})?"
+        ) {
+            let name = format!("{},S={s},W={w}{info}", unique_name(secs, 0, pid, counter, &host));
+            prop_assert_eq!(parse_size_tags(&name), (Some(s), Some(w)));
+        }
+
+        #[test]
+        fn crlf_size_matches_a_real_conversion(
+            parts in proptest::collection::vec(
+                proptest::collection::vec(
+                    prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'.'), any::<u8>()], 0..64),
+                0..6)
+        ) {
+            let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            prop_assert_eq!(crlf_size(&slices), to_crlf(&parts.concat()).len() as u64);
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The `turnmail` command: parse arguments, call the library, map errors to exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use turnmail::admin::init::{self, InitOptions};
+use turnmail::admin::mailuser::MailUser;
+use turnmail::config::{Config, LogFormat};
+use turnmail::engine::{Engine, Resolution};
+
+#[derive(Parser)]
+#[command(
+    name = "turnmail",
+    version,
+    about = "Mail host for virtual POP domains and intermittently connected sites"
+)]
+struct Cli {
+    /// The mail root (control/, users/, domains/, sites/, ...).
+    #[arg(long, global = true, env = "TURNMAIL_ROOT")]
+    root: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogArg>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogArg {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a demo mail root: one domain, one POP user (password printed), one site.
+    Init {
+        /// Directory to create (defaults to --root).
+        dir: Option<PathBuf>,
+        /// Mail user when run as root (default: turnmail, else mail).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Run the daemon. With --demo DIR, create a demo root there on first use.
+    Serve {
+        /// Create (if needed) and use a demo root in DIR.
+        #[arg(long, value_name = "DIR")]
+        demo: Option<PathBuf>,
+    },
+    /// Compile users/assign to users/cdb and users/poppasswd to users/poppasswd.cdb.
+    Newu,
+    /// Report configuration pitfalls with file and line (exit 0 clean, 1 findings, 2 unusable).
+    Check,
+    /// Show where mail for ADDRESS would go.
+    Resolve {
+        address: String,
+        /// Resolve as local injection does, without the rcpthosts check.
+        #[arg(long)]
+        local: bool,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TURNMAIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_ansi(false);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Human => b.init(),
+    }
+}
+
+fn need_root(root: Option<PathBuf>) -> Result<PathBuf, String> {
+    root.ok_or_else(|| "no mail root: pass --root DIR or set TURNMAIL_ROOT".to_string())
+}
+
+fn pick_mail_user(user: Option<&str>) -> Result<MailUser, String> {
+    let owned;
+    let candidates: Vec<&str> = match user {
+        Some(u) => {
+            owned = u.to_string();
+            vec![owned.as_str()]
+        }
+        None => vec!["turnmail", "mail"],
+    };
+    MailUser::pick(&candidates).map_err(|e| e.to_string())
+}
+
+fn cmd_init(dir: &Path, user: Option<&str>) -> Result<ExitCode, String> {
+    let opts = InitOptions::demo(pick_mail_user(user)?);
+    let r = init::init(dir, &opts).map_err(|e| e.to_string())?;
+    println!("created a mail root in {}", r.root.display());
+    println!("  POP login:  {}", r.login);
+    println!("  password:   {}", r.password);
+    println!(
+        "  site:       {} (mail for *@{} waits in sites/{}/Maildir)",
+        opts.site, opts.site_domain, opts.site
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_engine(root: &Path) -> Result<Engine, String> {
+    let config = Config::load(root).map_err(|e| e.to_string())?;
+    let (engine, report) = Engine::open(root, config).map_err(|e| e.to_string())?;
+    for e in &report.errors {
+        eprintln!("turnmail: {e}");
+    }
+    Ok(engine)
+}
+
+fn cmd_newu(root: &Path) -> Result<ExitCode, String> {
+    let config = Config::load(root).map_err(|e| e.to_string())?;
+    let (engine, _) = Engine::open(root, config).map_err(|e| e.to_string())?;
+    let report = engine.reload();
+    for (p, n) in &report.compiled {
+        println!("compiled {} ({n} entries)", p.display());
+    }
+    for e in &report.errors {
+        eprintln!("turnmail newu: {e}");
+    }
+    // qmail-newu's convention: trouble is exit 111 and the old cdb stays.
+    Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(111)
+    })
+}
+
+fn cmd_check(root: &Path) -> Result<ExitCode, String> {
+    match turnmail::check::check(root) {
+        Ok(findings) if findings.is_empty() => {
+            println!("{}: no problems found", root.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(findings) => {
+            for f in &findings {
+                println!("{f}");
+            }
+            println!("{} problem(s) found", findings.len());
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("turnmail check: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn show(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn cmd_resolve(root: &Path, address: &str, local: bool) -> Result<ExitCode, String> {
+    let engine = open_engine(root)?;
+    match engine.resolve(address.as_bytes(), !local) {
+        Err(e) => {
+            println!("{address}: temporary failure: {e}");
+            Ok(ExitCode::from(111))
+        }
+        Ok(Resolution::NotOurs) => {
+            println!(
+                "{address}: not ours (domain not in control/rcpthosts): refused, never relayed"
+            );
+            Ok(ExitCode::from(100))
+        }
+        Ok(Resolution::BadAddress(why)) => {
+            println!("{address}: bad address: {why}");
+            Ok(ExitCode::from(100))
+        }
+        Ok(Resolution::Unknown { reason }) => {
+            println!("{address}: unknown mailbox: {reason}");
+            Ok(ExitCode::from(100))
+        }
+        Ok(Resolution::Trash) => {
+            println!("{address}: trash address (empty local part): accepted and discarded");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Resolution::Relay { address: a }) => {
+            println!(
+                "{address}: accepted by rcpthosts but not local: relayed to {}",
+                show(&a)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Resolution::Local(t)) => {
+            println!("{address}: local delivery");
+            println!("  delivered-to: {}", show(&t.address));
+            println!(
+                "  user:         {} (uid {}, gid {})",
+                show(&t.user),
+                t.uid,
+                t.gid
+            );
+            println!("  home:         {}", t.home.display());
+            println!("  dash, ext:    {:?}, {:?}", show(&t.dash), show(&t.ext));
+            match &t.dotqmail {
+                Some(p) => println!("  .qmail file:  {}", p.display()),
+                None => println!("  .qmail file:  none (default delivery)"),
+            }
+            if let Some(d) = &t.default_part {
+                println!("  DEFAULT:      {}", show(d));
+            }
+            for (line, i) in &t.instructions.instructions {
+                println!("  line {line}: {i:?}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn cmd_serve(root: Option<PathBuf>, demo: Option<PathBuf>) -> Result<ExitCode, String> {
+    let root = match demo {
+        Some(dir) => {
+            if !init::is_mail_root(&dir) {
+                cmd_init(&dir, None)?;
+            }
+            dir
+        }
+        None => need_root(root)?,
+    };
+    let findings = turnmail::check::check(&root).map_err(|e| e.to_string())?;
+    for f in &findings {
+        eprintln!("turnmail check: {f}");
+    }
+    let _engine = open_engine(&root)?;
+    println!("mail root {} is ready.", root.display());
+    println!(
+        "try:  turnmail --root {} resolve joe@example.com",
+        root.display()
+    );
+    println!("      turnmail --root {} check", root.display());
+    println!("(the SMTP, POP3 and ODMR listeners are not built yet; see ARCHITECTURE.md)");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = match cli.log_format {
+        Some(LogArg::Json) => LogFormat::Json,
+        Some(LogArg::Human) => LogFormat::Human,
+        None => cli
+            .root
+            .as_deref()
+            .and_then(|r| Config::load(r).ok())
+            .map_or(LogFormat::Human, |c| c.log.format),
+    };
+    init_logging(format);
+    let result = match cli.command {
+        Command::Init { dir, user } => dir
+            .or(cli.root)
+            .ok_or_else(|| "turnmail init: name a directory".to_string())
+            .and_then(|d| cmd_init(&d, user.as_deref())),
+        Command::Serve { demo } => cmd_serve(cli.root, demo),
+        Command::Newu => need_root(cli.root).and_then(|r| cmd_newu(&r)),
+        Command::Check => need_root(cli.root).and_then(|r| cmd_check(&r)),
+        Command::Resolve { address, local } => {
+            need_root(cli.root).and_then(|r| cmd_resolve(&r, &address, local))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("turnmail: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
