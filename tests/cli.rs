@@ -1,0 +1,168 @@
+//! The `turnmail` binary end to end: init, check, resolve, newu, serve --demo.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output};
+
+use common::{demo_root, touch_later, write};
+
+fn turnmail(root: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("TURNMAIL_ROOT")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn init_prints_a_working_login_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("r");
+    let o = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .args(["init"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    assert!(out.contains("joe@example.com"), "{out}");
+    let pw = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("password:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(pw.len(), 16);
+    // The printed password is the one stored.
+    let cfg = turnmail::config::Config::load(&root).unwrap();
+    let (e, _) = turnmail::engine::Engine::open(&root, cfg).unwrap();
+    assert!(e.snapshot().accounts.authenticate(b"joe@example.com", pw.as_bytes(), Default::default()).is_ok());
+    let again = Command::new(env!("CARGO_BIN_EXE_turnmail")).arg("init").arg(&root).output().unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+}
+
+#[test]
+fn check_is_clean_on_a_fresh_root() {
+    let d = demo_root();
+    let o = turnmail(&d.root, &["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+#[test]
+fn check_reports_each_pitfall_with_file_and_line() {
+    let d = demo_root();
+    let r = &d.root;
+    let mu = common::mail_user();
+    let dhome = r.join("domains/example.com");
+    // Domain both in locals and virtualdomains.
+    write(&r.join("control/locals"), "mail.example.com\nexample.com\n");
+    // uid 0 and an uppercase-ending wildcard; no final dot.
+    write(
+        &r.join("users/assign"),
+        &format!(
+            "+example.com-:{n}:{u}:{g}:{h}:-::\n=root:root:0:0:/root:::\n+Bad-X:{n}:{u}:{g}:{h}:-::\n",
+            n = mu.name, u = mu.uid, g = mu.gid, h = dhome.display()
+        ),
+    );
+    // A Maildir line without its trailing slash, and a world-writable .qmail.
+    write(&dhome.join(".qmail-joe"), "./joe/Maildir\n");
+    std::fs::set_permissions(dhome.join(".qmail-postmaster"), PermissionsExt::from_mode(0o666)).unwrap();
+    // Missing rcpthosts; a site without RELAYHOST.
+    std::fs::remove_file(r.join("control/rcpthosts")).unwrap();
+    std::fs::remove_file(r.join("sites/acme/RELAYHOST")).unwrap();
+    let o = turnmail(r, &["check"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    for want in [
+        "control/locals:2: example.com is in locals and in virtualdomains",
+        "users/assign:4: file ends without a line starting with a dot",
+        "control/rcpthosts: missing",
+        "sites/acme: site directory without RELAYHOST",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    // With the dot restored, the per-line assign lints and the Maildir line appear.
+    let text = std::fs::read_to_string(r.join("users/assign")).unwrap() + ".\n";
+    write(&r.join("users/assign"), &text);
+    let out = stdout(&turnmail(r, &["check"]));
+    for want in [
+        "users/assign:2: uid 0",
+        "users/assign:3: wildcard",
+        ".qmail-joe:1: ./joe/Maildir has no trailing '/'",
+        "users/cdb: older than users/assign",
+        ".qmail-postmaster: group- or world-writable",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn check_on_something_that_is_not_a_root_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = turnmail(dir.path(), &["check"]);
+    assert_eq!(o.status.code(), Some(2));
+    let dir2 = demo_root();
+    write(&dir2.root.join("turnmail.toml"), "no_such_key = 1\n");
+    assert_eq!(turnmail(&dir2.root, &["check"]).status.code(), Some(2));
+}
+
+#[test]
+fn resolve_explains_and_sets_exit_codes() {
+    let d = demo_root();
+    let o = turnmail(&d.root, &["resolve", "joe@example.com"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(out.contains("delivered-to: example.com-joe@example.com"), "{out}");
+    assert!(out.contains(".qmail-joe"), "{out}");
+    let o = turnmail(&d.root, &["resolve", "x@elsewhere.example"]);
+    assert_eq!(o.status.code(), Some(100));
+    assert!(stdout(&o).contains("not ours"));
+    let o = turnmail(&d.root, &["resolve", "ghost@example.com"]);
+    assert_eq!(o.status.code(), Some(100));
+    assert!(stdout(&o).contains("unknown mailbox"));
+    std::fs::set_permissions(d.root.join("domains/example.com"), PermissionsExt::from_mode(0o777)).unwrap();
+    let o = turnmail(&d.root, &["resolve", "joe@example.com"]);
+    assert_eq!(o.status.code(), Some(111));
+}
+
+#[test]
+fn newu_compiles_and_keeps_the_old_cdb_on_errors() {
+    let d = demo_root();
+    let o = turnmail(&d.root, &["newu"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(stdout(&o).contains("compiled"));
+    let cdb_before = std::fs::read(d.root.join("users/cdb")).unwrap();
+    write(&d.root.join("users/assign"), "=joe:joe:1:1:/h:::\n");
+    touch_later(&d.root.join("users/assign"), 2);
+    let o = turnmail(&d.root, &["newu"]);
+    assert_eq!(o.status.code(), Some(111));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line 2"), "{o:?}");
+    assert_eq!(std::fs::read(d.root.join("users/cdb")).unwrap(), cdb_before);
+}
+
+#[test]
+fn commands_need_a_root() {
+    let o = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("check")
+        .env_remove("TURNMAIL_ROOT")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("TURNMAIL_ROOT"));
+    // The environment variable works as well as --root.
+    let d = demo_root();
+    let o = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("check")
+        .env("TURNMAIL_ROOT", &d.root)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+}

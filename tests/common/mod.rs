@@ -1,0 +1,42 @@
+//! Helpers shared by the integration tests: demo roots in temporary directories.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use turnmail::admin::init::{self, InitOptions, InitReport};
+use turnmail::admin::mailuser::MailUser;
+
+/// A temporary mail root made by `init` (traversable by the mail user when the tests
+/// run as root and the tree is chowned to it).
+pub struct DemoRoot {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub report: InitReport,
+    pub opts: InitOptions,
+}
+
+pub fn mail_user() -> MailUser {
+    MailUser::pick(&["turnmail", "mail", "nobody"]).expect("a mail user")
+}
+
+pub fn demo_root() -> DemoRoot {
+    let dir = tempfile::Builder::new().prefix("turnmail-test").tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let root = dir.path().join("root");
+    let opts = InitOptions::demo(mail_user());
+    let report = init::init(&root, &opts).unwrap();
+    let root = report.root.clone();
+    DemoRoot { dir, root, report, opts }
+}
+
+pub fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+/// Bump a file's mtime into the future so change detection sees it even within one
+/// clock tick of the previous write.
+pub fn touch_later(path: &Path, secs: u64) {
+    let t = std::time::SystemTime::now() + std::time::Duration::from_secs(secs);
+    let f = std::fs::File::options().append(true).open(path).unwrap();
+    f.set_times(std::fs::FileTimes::new().set_modified(t)).unwrap();
+}
