@@ -43,8 +43,17 @@ fn init_prints_a_working_login_and_refuses_to_overwrite() {
     // The printed password is the one stored.
     let cfg = turnmail::config::Config::load(&root).unwrap();
     let (e, _) = turnmail::engine::Engine::open(&root, cfg).unwrap();
-    assert!(e.snapshot().accounts.authenticate(b"joe@example.com", pw.as_bytes(), Default::default()).is_ok());
-    let again = Command::new(env!("CARGO_BIN_EXE_turnmail")).arg("init").arg(&root).output().unwrap();
+    assert!(
+        e.snapshot()
+            .accounts
+            .authenticate(b"joe@example.com", pw.as_bytes(), Default::default())
+            .is_ok()
+    );
+    let again = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("init")
+        .arg(&root)
+        .output()
+        .unwrap();
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
 }
@@ -69,12 +78,19 @@ fn check_reports_each_pitfall_with_file_and_line() {
         &r.join("users/assign"),
         &format!(
             "+example.com-:{n}:{u}:{g}:{h}:-::\n=root:root:0:0:/root:::\n+Bad-X:{n}:{u}:{g}:{h}:-::\n",
-            n = mu.name, u = mu.uid, g = mu.gid, h = dhome.display()
+            n = mu.name,
+            u = mu.uid,
+            g = mu.gid,
+            h = dhome.display()
         ),
     );
     // A Maildir line without its trailing slash, and a world-writable .qmail.
     write(&dhome.join(".qmail-joe"), "./joe/Maildir\n");
-    std::fs::set_permissions(dhome.join(".qmail-postmaster"), PermissionsExt::from_mode(0o666)).unwrap();
+    std::fs::set_permissions(
+        dhome.join(".qmail-postmaster"),
+        PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
     // Missing rcpthosts; a site without RELAYHOST.
     std::fs::remove_file(r.join("control/rcpthosts")).unwrap();
     std::fs::remove_file(r.join("sites/acme/RELAYHOST")).unwrap();
@@ -120,7 +136,10 @@ fn resolve_explains_and_sets_exit_codes() {
     let o = turnmail(&d.root, &["resolve", "joe@example.com"]);
     assert_eq!(o.status.code(), Some(0));
     let out = stdout(&o);
-    assert!(out.contains("delivered-to: example.com-joe@example.com"), "{out}");
+    assert!(
+        out.contains("delivered-to: example.com-joe@example.com"),
+        "{out}"
+    );
     assert!(out.contains(".qmail-joe"), "{out}");
     let o = turnmail(&d.root, &["resolve", "x@elsewhere.example"]);
     assert_eq!(o.status.code(), Some(100));
@@ -128,7 +147,11 @@ fn resolve_explains_and_sets_exit_codes() {
     let o = turnmail(&d.root, &["resolve", "ghost@example.com"]);
     assert_eq!(o.status.code(), Some(100));
     assert!(stdout(&o).contains("unknown mailbox"));
-    std::fs::set_permissions(d.root.join("domains/example.com"), PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        d.root.join("domains/example.com"),
+        PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let o = turnmail(&d.root, &["resolve", "joe@example.com"]);
     assert_eq!(o.status.code(), Some(111));
 }
@@ -144,7 +167,10 @@ fn newu_compiles_and_keeps_the_old_cdb_on_errors() {
     touch_later(&d.root.join("users/assign"), 2);
     let o = turnmail(&d.root, &["newu"]);
     assert_eq!(o.status.code(), Some(111));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("line 2"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("line 2"),
+        "{o:?}"
+    );
     assert_eq!(std::fs::read(d.root.join("users/cdb")).unwrap(), cdb_before);
 }
 

@@ -44,18 +44,33 @@ fn demo_root_routes_users_sites_and_strangers() {
         e.resolve(b"nobody@example.com", true).unwrap(),
         Resolution::Unknown { .. }
     ));
-    assert_eq!(e.resolve(b"x@gmail.com", true).unwrap(), Resolution::NotOurs);
+    assert_eq!(
+        e.resolve(b"x@gmail.com", true).unwrap(),
+        Resolution::NotOurs
+    );
     // Subdomains are not accepted unless listed with a leading dot.
-    assert_eq!(e.resolve(b"joe@sub.example.com", true).unwrap(), Resolution::NotOurs);
+    assert_eq!(
+        e.resolve(b"joe@sub.example.com", true).unwrap(),
+        Resolution::NotOurs
+    );
     // An empty local part in a virtual domain is rewritten to `example.com-@...`, so
     // it is not the trash address: only an empty local part of a locals domain is.
     assert!(matches!(
         e.resolve(b"@example.com", true).unwrap(),
         Resolution::Unknown { .. }
     ));
-    assert_eq!(e.resolve(b"@mail.example.com", false).unwrap(), Resolution::Trash);
-    assert!(matches!(e.resolve(b"joe", true).unwrap(), Resolution::BadAddress(_)));
-    assert!(matches!(e.resolve(b"joe@", true).unwrap(), Resolution::BadAddress(_)));
+    assert_eq!(
+        e.resolve(b"@mail.example.com", false).unwrap(),
+        Resolution::Trash
+    );
+    assert!(matches!(
+        e.resolve(b"joe", true).unwrap(),
+        Resolution::BadAddress(_)
+    ));
+    assert!(matches!(
+        e.resolve(b"joe@", true).unwrap(),
+        Resolution::BadAddress(_)
+    ));
 }
 
 #[test]
@@ -79,7 +94,10 @@ fn relay_tricks_are_never_ours() {
         );
     }
     // %-hack and bang paths inside one of our domains stay local (and unknown).
-    for probe in [&b"victim%gmail.com@example.com"[..], b"gmail.com!victim@example.com"] {
+    for probe in [
+        &b"victim%gmail.com@example.com"[..],
+        b"gmail.com!victim@example.com",
+    ] {
         let r = e.resolve(probe, true).unwrap();
         assert!(matches!(r, Resolution::Unknown { .. }), "{r:?}");
     }
@@ -90,24 +108,46 @@ fn path_tricks_in_local_parts_are_neutralised() {
     let d = demo_root();
     let dhome = d.root.join("domains/example.com");
     // A file outside the domain home that a `..` walk would reach.
-    write(&d.root.join("domains/.qmail-example.com-x"), "&evil@example.org\n");
+    write(
+        &d.root.join("domains/.qmail-example.com-x"),
+        "&evil@example.org\n",
+    );
     std::fs::create_dir(dhome.join(".qmail-a")).unwrap();
     write(&dhome.join(".qmail-a/b"), "&evil@example.org\n");
     let e = engine(&d.root);
-    for probe in [&b"../x@example.com"[..], b"..@example.com", b"a/b@example.com", b"a/../b@example.com"] {
+    for probe in [
+        &b"../x@example.com"[..],
+        b"..@example.com",
+        b"a/b@example.com",
+        b"a/../b@example.com",
+    ] {
         let r = e.resolve(probe, true).unwrap();
-        assert!(matches!(r, Resolution::Unknown { .. }), "{:?} -> {r:?}", String::from_utf8_lossy(probe));
+        assert!(
+            matches!(r, Resolution::Unknown { .. }),
+            "{:?} -> {r:?}",
+            String::from_utf8_lossy(probe)
+        );
     }
     // Dots become colons in file names: joe.smith looks for .qmail-joe:smith.
     write(&dhome.join(".qmail-joe:smith"), "./joe/Maildir/\n");
-    std::fs::set_permissions(dhome.join(".qmail-joe:smith"), PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        dhome.join(".qmail-joe:smith"),
+        PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let t = local(e.resolve(b"Joe.Smith@example.com", true).unwrap());
     assert!(t.dotqmail.unwrap().ends_with(".qmail-joe:smith"));
     for probe in [&b"a\r\nb@example.com"[..], b"a\0b@example.com"] {
-        assert!(matches!(e.resolve(probe, true).unwrap(), Resolution::BadAddress(_)));
+        assert!(matches!(
+            e.resolve(probe, true).unwrap(),
+            Resolution::BadAddress(_)
+        ));
     }
     let long = format!("{}@example.com", "a".repeat(300));
-    assert!(matches!(e.resolve(long.as_bytes(), true).unwrap(), Resolution::BadAddress(_)));
+    assert!(matches!(
+        e.resolve(long.as_bytes(), true).unwrap(),
+        Resolution::BadAddress(_)
+    ));
 }
 
 #[test]
@@ -123,14 +163,29 @@ fn unsafe_configurations_defer_instead_of_delivering() {
     std::fs::set_permissions(&q, PermissionsExt::from_mode(0o600)).unwrap();
     // A writable home.
     std::fs::set_permissions(&dhome, PermissionsExt::from_mode(0o777)).unwrap();
-    assert!(e.resolve(b"joe@example.com", true).unwrap_err().0.contains("writable"));
+    assert!(
+        e.resolve(b"joe@example.com", true)
+            .unwrap_err()
+            .0
+            .contains("writable")
+    );
     // A sticky home (the user is editing).
     std::fs::set_permissions(&dhome, PermissionsExt::from_mode(0o1700)).unwrap();
-    assert!(e.resolve(b"joe@example.com", true).unwrap_err().0.contains("sticky"));
+    assert!(
+        e.resolve(b"joe@example.com", true)
+            .unwrap_err()
+            .0
+            .contains("sticky")
+    );
     std::fs::set_permissions(&dhome, PermissionsExt::from_mode(0o700)).unwrap();
     // A blank first line.
     write(&q, "\n./joe/Maildir/\n");
-    assert!(e.resolve(b"joe@example.com", true).unwrap_err().0.contains("blank"));
+    assert!(
+        e.resolve(b"joe@example.com", true)
+            .unwrap_err()
+            .0
+            .contains("blank")
+    );
     // The x bit makes a file forward-only: a Maildir line in it defers.
     write(&q, "./joe/Maildir/\n");
     std::fs::set_permissions(&q, PermissionsExt::from_mode(0o700)).unwrap();
@@ -159,7 +214,11 @@ fn uid_zero_is_refused_and_edits_reload_live() {
         &assign,
         &format!(
             "+example.com-:{n}:{u}:{g}:{h}:-::\n+site-acme-:{n}:{u}:{g}:{s}:-::\n+root-:root:0:0:/root:-::\n.\n",
-            n = mu.name, u = mu.uid, g = mu.gid, h = dhome.display(), s = d.root.join("sites/acme").display()
+            n = mu.name,
+            u = mu.uid,
+            g = mu.gid,
+            h = dhome.display(),
+            s = d.root.join("sites/acme").display()
         ),
     );
     touch_later(&assign, 2);
@@ -168,7 +227,10 @@ fn uid_zero_is_refused_and_edits_reload_live() {
     assert_eq!(r.compiled.len(), 1);
     let err = e.resolve(b"x@root.example", true).unwrap_err();
     assert!(err.0.contains("uid 0"), "{err}");
-    assert!(matches!(e.resolve(b"joe@new.example", true).unwrap(), Resolution::Local(_)));
+    assert!(matches!(
+        e.resolve(b"joe@new.example", true).unwrap(),
+        Resolution::Local(_)
+    ));
     // Nothing changed: no reload.
     assert!(!e.reload_if_changed().reloaded);
     // An invalid assign keeps the old cdb, reports the line, and is not retried
@@ -178,7 +240,10 @@ fn uid_zero_is_refused_and_edits_reload_live() {
     let r = e.reload_if_changed();
     assert_eq!(r.compiled.len(), 0);
     assert!(r.errors.iter().any(|m| m.contains("line 1")), "{r:?}");
-    assert!(matches!(e.resolve(b"joe@new.example", true).unwrap(), Resolution::Local(_)));
+    assert!(matches!(
+        e.resolve(b"joe@new.example", true).unwrap(),
+        Resolution::Local(_)
+    ));
     assert!(e.reload_if_changed().errors.is_empty());
 }
 
@@ -192,17 +257,38 @@ fn logins_through_the_engine() {
         .accounts
         .authenticate(d.report.login.as_bytes(), d.report.password.as_bytes(), ctx)
         .unwrap();
-    assert_eq!(ok.account.maildir(), d.root.join("domains/example.com/joe/Maildir"));
-    assert!(s.accounts.authenticate(b"joe%example.com", d.report.password.as_bytes(), ctx).is_ok());
-    assert!(s.accounts.authenticate(b"joe@example.com", b"wrong", ctx).is_err());
-    assert!(s.accounts.authenticate(b"../../etc/passwd", b"x", ctx).is_err());
+    assert_eq!(
+        ok.account.maildir(),
+        d.root.join("domains/example.com/joe/Maildir")
+    );
+    assert!(
+        s.accounts
+            .authenticate(b"joe%example.com", d.report.password.as_bytes(), ctx)
+            .is_ok()
+    );
+    assert!(
+        s.accounts
+            .authenticate(b"joe@example.com", b"wrong", ctx)
+            .is_err()
+    );
+    assert!(
+        s.accounts
+            .authenticate(b"../../etc/passwd", b"x", ctx)
+            .is_err()
+    );
 }
 
 #[test]
 fn system_accounts_fallback_is_off_by_default() {
     let d = demo_root();
     write(&d.root.join("control/locals"), "mail.example.com\n");
-    write(&d.root.join("control/rcpthosts"), "example.com\nmail.example.com\n");
+    write(
+        &d.root.join("control/rcpthosts"),
+        "example.com\nmail.example.com\n",
+    );
     let e = engine(&d.root);
-    assert!(matches!(e.resolve(b"nobody@mail.example.com", true).unwrap(), Resolution::Unknown { .. }));
+    assert!(matches!(
+        e.resolve(b"nobody@mail.example.com", true).unwrap(),
+        Resolution::Unknown { .. }
+    ));
 }

@@ -20,13 +20,25 @@ pub fn mail_user() -> MailUser {
 }
 
 pub fn demo_root() -> DemoRoot {
-    let dir = tempfile::Builder::new().prefix("turnmail-test").tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("turnmail-test")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let root = dir.path().join("root");
     let opts = InitOptions::demo(mail_user());
     let report = init::init(&root, &opts).unwrap();
     let root = report.root.clone();
-    DemoRoot { dir, root, report, opts }
+    DemoRoot {
+        dir,
+        root,
+        report,
+        opts,
+    }
 }
 
 pub fn write(path: &Path, text: &str) {
@@ -38,5 +50,6 @@ pub fn write(path: &Path, text: &str) {
 pub fn touch_later(path: &Path, secs: u64) {
     let t = std::time::SystemTime::now() + std::time::Duration::from_secs(secs);
     let f = std::fs::File::options().append(true).open(path).unwrap();
-    f.set_times(std::fs::FileTimes::new().set_modified(t)).unwrap();
+    f.set_times(std::fs::FileTimes::new().set_modified(t))
+        .unwrap();
 }

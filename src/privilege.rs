@@ -1,0 +1,47 @@
+//! Dropping privileges: the daemon started as root binds its ports and then becomes the
+//! mail user; program deliveries and checkpassword switch to an account's uid/gid. This
+//! module and `engine/crypt.rs` are the only places with `unsafe`.
+
+use std::io;
+use std::process::Command;
+
+use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+
+/// Become `uid`/`gid` for good: supplementary groups to just `gid`, then gid, then uid
+/// (in that order: after setuid we could no longer change groups). Refuses uid 0.
+pub fn become_user(uid: u32, gid: u32) -> io::Result<()> {
+    if uid == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "refusing to run as uid 0",
+        ));
+    }
+    setgroups(&[Gid::from_raw(gid)]).map_err(io::Error::from)?;
+    setgid(Gid::from_raw(gid)).map_err(io::Error::from)?;
+    setuid(Uid::from_raw(uid)).map_err(io::Error::from)?;
+    // A setuid that silently failed would leave us root: check.
+    if Uid::current().is_root() || Uid::effective().is_root() {
+        return Err(io::Error::other("still uid 0 after setuid"));
+    }
+    Ok(())
+}
+
+/// Arrange for a spawned command to run as `uid`/`gid` with only `gid` as its group.
+/// Needed only when this process is root; otherwise the command inherits our identity.
+pub fn command_as(cmd: &mut Command, uid: u32, gid: u32) {
+    use std::os::unix::process::CommandExt;
+    let g = [gid as libc::gid_t];
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // async-signal-safe functions (setgroups via libc) on memory captured by value; it
+    // allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setgroups(1, g.as_ptr()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // std applies gid then uid after pre_exec.
+    cmd.gid(gid).uid(uid);
+}
