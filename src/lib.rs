@@ -4,7 +4,11 @@
 pub mod admin;
 pub mod check;
 pub mod config;
+pub mod datetime;
+pub mod deliver;
 pub mod engine;
 pub mod fsutil;
 pub mod maildir;
+pub mod privilege;
 pub mod qmail;
+pub mod spool;

@@ -28,20 +28,27 @@ pub fn become_user(uid: u32, gid: u32) -> io::Result<()> {
 
 /// Arrange for a spawned command to run as `uid`/`gid` with only `gid` as its group.
 /// Needed only when this process is root; otherwise the command inherits our identity.
+///
+/// All three calls happen in one pre-exec hook because std applies its own `uid()` and
+/// `gid()` before running hooks, after which setgroups would no longer be permitted.
 pub fn command_as(cmd: &mut Command, uid: u32, gid: u32) {
     use std::os::unix::process::CommandExt;
-    let g = [gid as libc::gid_t];
-    // SAFETY: the closure runs in the forked child before exec and only calls
-    // async-signal-safe functions (setgroups via libc) on memory captured by value; it
-    // allocates nothing.
+    let groups = [gid as libc::gid_t];
+    // SAFETY: the closure runs in the forked child before exec and only calls the
+    // async-signal-safe setgroups/setgid/setuid/getuid on values captured by copy; it
+    // allocates nothing and touches no locks.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::setgroups(1, g.as_ptr()) != 0 {
+            if libc::setgroups(1, groups.as_ptr()) != 0
+                || libc::setgid(gid as libc::gid_t) != 0
+                || libc::setuid(uid as libc::uid_t) != 0
+            {
                 return Err(io::Error::last_os_error());
+            }
+            if uid == 0 || libc::getuid() == 0 {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
             }
             Ok(())
         });
     }
-    // std applies gid then uid after pre_exec.
-    cmd.gid(gid).uid(uid);
 }

@@ -123,53 +123,6 @@ pub fn dtline(recipient: &[u8]) -> Vec<u8> {
     line
 }
 
-const DAY_NAMES: [&[u8; 3]; 7] = [b"Sun", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat"];
-const MONTH_NAMES: [&[u8; 3]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-];
-
-/// A UTC calendar date, enough for qmail's `myctime`.
-struct Civil {
-    year: u64,
-    /// 0-based, January = 0.
-    month: usize,
-    /// 1-based.
-    day: u64,
-    /// 0 = Sunday.
-    weekday: usize,
-}
-
-/// Converts days since 1970-01-01 to a proleptic Gregorian date.
-///
-/// Counting from 0000-03-01 puts the leap day at the end of each year, so
-/// every 400-year era has the same shape and no table of month lengths is
-/// needed (months from March are 153 days per 5 months).
-fn civil_from_days(days: u64) -> Civil {
-    // 1970-01-01 was a Thursday.
-    let weekday = ((days + 4) % 7) as usize;
-    // 719_468 days separate 0000-03-01 from 1970-01-01.
-    let shifted = days + 719_468;
-    let era = shifted / 146_097;
-    let day_of_era = shifted % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    // January and February belong to the following civil year.
-    let (month, year_bump) = if month_from_march < 10 {
-        (month_from_march + 2, 0)
-    } else {
-        (month_from_march - 10, 1)
-    };
-    Civil {
-        year: era * 400 + year_of_era + year_bump,
-        month: month as usize,
-        day,
-        weekday,
-    }
-}
-
 /// Appends `n` as at least two decimal digits, as qmail's `fmt_uint0(…, 2)`.
 fn push_two_digits(out: &mut Vec<u8>, n: u64) {
     if n < 10 {
@@ -182,6 +135,7 @@ fn push_two_digits(out: &mut Vec<u8>, n: u64) {
 /// asctime the day of the month is zero-padded (`Jan 01`), because qmail
 /// formats it with `fmt_uint0(…, 2)`.
 fn myctime(unix_time: u64) -> Vec<u8> {
+    use crate::datetime::{DAY_NAMES, MONTH_NAMES, civil_from_days};
     let civil = civil_from_days(unix_time / 86_400);
     let secs = unix_time % 86_400;
     let mut out = Vec::with_capacity(25);
@@ -400,36 +354,6 @@ mod tests {
             ufline(b"x", 253_402_300_800),
             b"From x Sat Jan 01 00:00:00 10000\n".to_vec()
         );
-    }
-
-    #[test]
-    fn civil_dates_agree_with_a_day_by_day_walk() {
-        // Walk forward from 1970 counting month lengths the slow way.
-        let mut year = 1970u64;
-        let mut month = 0usize;
-        let mut day = 1u64;
-        for days in 0..(200 * 366) {
-            let c = civil_from_days(days);
-            assert_eq!((c.year, c.month, c.day), (year, month, day), "day {days}");
-            assert_eq!(c.weekday, ((days + 4) % 7) as usize);
-            let leap =
-                year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
-            let len = match month {
-                1 if leap => 29,
-                1 => 28,
-                3 | 5 | 8 | 10 => 30,
-                _ => 31,
-            };
-            day += 1;
-            if day > len {
-                day = 1;
-                month += 1;
-                if month == 12 {
-                    month = 0;
-                    year += 1;
-                }
-            }
-        }
     }
 
     #[test]

@@ -1,0 +1,217 @@
+//! Local delivery: carrying out a resolved recipient's `.qmail` instructions in order,
+//! exactly as qmail-local does: the Delivered-To loop check first, Maildir and mbox and
+//! program lines immediately, forwards collected and queued last with qmail's sender
+//! rules. The first failing instruction stops everything and decides the outcome.
+//!
+//! This is blocking code (file and process I/O); async callers run it on a blocking
+//! thread. The message is in memory with LF line ends.
+
+pub mod mbox;
+pub mod program;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::engine::LocalTarget;
+use crate::maildir::Maildir;
+use crate::qmail::dotqmail::{Instruction, safe_ext};
+use crate::qmail::quote;
+use crate::spool::bounce::DOUBLE_BOUNCE_SENDER;
+use crate::spool::queue::Queue;
+
+/// A message as delivery sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub sender: &'a [u8],
+    /// The message with LF line ends (a Received line already on top).
+    pub data: &'a [u8],
+}
+
+/// Settings and places delivery needs.
+#[derive(Debug, Clone)]
+pub struct DeliverEnv {
+    pub queue: Queue,
+    pub allow_programs: bool,
+    pub program_timeout: Duration,
+    pub mbox_lock_timeout: Duration,
+}
+
+/// How one recipient's delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything done: counts of file (maildir+mbox), forward and program deliveries.
+    Delivered {
+        files: usize,
+        forwards: usize,
+        programs: usize,
+    },
+    /// Try again later; nothing must be assumed about partial deliveries.
+    Temporary(String),
+    /// Give up and bounce, with an enhanced status code.
+    Permanent {
+        status: &'static str,
+        reason: String,
+    },
+}
+
+impl Outcome {
+    fn temp(s: impl Into<String>) -> Outcome {
+        Outcome::Temporary(s.into())
+    }
+}
+
+/// Whether the header of `data` already holds exactly our Delivered-To line.
+pub fn is_looping(data: &[u8], dtline: &[u8]) -> bool {
+    let mut i = 0;
+    while i < data.len() {
+        let end = data[i..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(data.len(), |p| i + p + 1);
+        let line = &data[i..end];
+        if line.len() <= 1 {
+            return false;
+        }
+        if line == dtline {
+            return true;
+        }
+        i = end;
+    }
+    false
+}
+
+/// qmail's NEWSENDER: bounces keep their sender; a `-owner` file next to the chosen
+/// `.qmail` makes the list owner the sender of forwards.
+fn new_sender(t: &LocalTarget, sender: &[u8]) -> Vec<u8> {
+    if sender.is_empty() || sender == DOUBLE_BOUNCE_SENDER {
+        return sender.to_vec();
+    }
+    let mut name = b".qmail".to_vec();
+    name.extend_from_slice(&t.dash);
+    name.extend_from_slice(&safe_ext(&t.ext));
+    name.extend_from_slice(b"-owner");
+    if !name.contains(&b'/') && t.home.join(OsStr::from_bytes(&name)).is_file() {
+        let mut s = t.local.clone();
+        s.extend_from_slice(b"-owner@");
+        s.extend_from_slice(&t.domain);
+        return s;
+    }
+    sender.to_vec()
+}
+
+fn path_in_home(t: &LocalTarget, p: &[u8]) -> PathBuf {
+    t.home.join(OsStr::from_bytes(p))
+}
+
+/// Deliver one message to one resolved local recipient.
+pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64) -> Outcome {
+    let dtline = quote::dtline(&t.address);
+    if is_looping(msg.data, &dtline) {
+        return Outcome::Permanent {
+            status: "5.4.6",
+            reason: "This message is looping: it already has my Delivered-To line.".into(),
+        };
+    }
+    let rpline = quote::rpline(msg.sender);
+    let mut forwards: Vec<&[u8]> = Vec::new();
+    let (mut files, mut programs) = (0, 0);
+    for (line, ins) in &t.instructions.instructions {
+        match ins {
+            Instruction::Maildir(p) => {
+                let md = Maildir::new(path_in_home(t, p));
+                if let Err(e) = md.deliver(&[&rpline, &dtline, msg.data]) {
+                    return Outcome::temp(format!("maildir delivery (.qmail line {line}): {e}"));
+                }
+                files += 1;
+            }
+            Instruction::Mbox(p) => {
+                let uf = quote::ufline(msg.sender, now);
+                if let Err(e) = mbox::deliver(
+                    &path_in_home(t, p),
+                    &[&uf, &rpline, &dtline],
+                    msg.data,
+                    env.mbox_lock_timeout,
+                ) {
+                    return Outcome::temp(format!("mbox delivery (.qmail line {line}): {e}"));
+                }
+                files += 1;
+            }
+            Instruction::Program(cmd) => {
+                if !env.allow_programs {
+                    return Outcome::Permanent {
+                        status: "5.7.1",
+                        reason: "program deliveries are disabled on this host".into(),
+                    };
+                }
+                let newsender = new_sender(t, msg.sender);
+                let run = program::Run {
+                    command: cmd,
+                    target: t,
+                    sender: msg.sender,
+                    newsender: &newsender,
+                    data: msg.data,
+                    rpline: &rpline,
+                    dtline: &dtline,
+                    ufline: &quote::ufline(msg.sender, now),
+                    timeout: env.program_timeout,
+                };
+                programs += 1;
+                match program::run(&run) {
+                    program::Result::Continue => {}
+                    program::Result::Stop => break,
+                    program::Result::Temporary(e) => {
+                        return Outcome::temp(format!("program (.qmail line {line}): {e}"));
+                    }
+                    program::Result::Permanent(e) => {
+                        return Outcome::Permanent {
+                            status: "5.2.0",
+                            reason: format!("program (.qmail line {line}): {e}"),
+                        };
+                    }
+                }
+            }
+            Instruction::Forward(a) => forwards.push(a),
+        }
+    }
+    if !forwards.is_empty() {
+        let newsender = new_sender(t, msg.sender);
+        for a in &forwards {
+            if let Err(e) = env.queue.enqueue(&newsender, a, &[&dtline, msg.data]) {
+                return Outcome::temp(format!(
+                    "queueing forward to {}: {e}",
+                    String::from_utf8_lossy(a)
+                ));
+            }
+        }
+    }
+    Outcome::Delivered {
+        files,
+        forwards: forwards.len(),
+        programs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loop_check_matches_qmail() {
+        let dt = b"Delivered-To: x-joe@example.com\n";
+        assert!(is_looping(
+            b"Received: a\nDelivered-To: x-joe@example.com\n\nbody\n",
+            dt
+        ));
+        // Only the header counts, and only byte-identical lines.
+        assert!(!is_looping(
+            b"Subject: x\n\nDelivered-To: x-joe@example.com\n",
+            dt
+        ));
+        assert!(!is_looping(b"delivered-to: x-joe@example.com\n\n", dt));
+        assert!(!is_looping(b"Delivered-To: x-joe@example.com\r\n\n", dt));
+        assert!(!is_looping(b"", dt));
+        assert!(is_looping(b"Delivered-To: x-joe@example.com\n", dt));
+    }
+}

@@ -1,0 +1,136 @@
+//! The two envelope lines at the top of a spool file, written and read back.
+//!
+//! Line 1 is qmail-local's RPLINE (`Return-Path: <` quote2(sender) `>`), line 2 its
+//! DTLINE (`Delivered-To: ` recipient). Reading undoes the quoting, so an address that
+//! needed quotes is sent with exactly one level of them.
+
+use crate::qmail::quote;
+
+/// Sender and recipient of one spool file, and where the message starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub sender: Vec<u8>,
+    pub recipient: Vec<u8>,
+    /// Byte offset of line 3, the start of the message.
+    pub body_offset: usize,
+}
+
+/// The two lines for a new spool file.
+pub fn lines(sender: &[u8], recipient: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    (quote::rpline(sender), quote::dtline(recipient))
+}
+
+/// Undo quote2's quoting of a local part: `"a b"@x` → `a b@x`.
+pub fn unquote(addr: &[u8]) -> Vec<u8> {
+    let Some(at) = addr.iter().rposition(|&b| b == b'@') else {
+        return unquote_local(addr);
+    };
+    let mut out = unquote_local(&addr[..at]);
+    out.extend_from_slice(&addr[at..]);
+    out
+}
+
+fn unquote_local(local: &[u8]) -> Vec<u8> {
+    if local.len() < 2 || local[0] != b'"' || local[local.len() - 1] != b'"' {
+        return local.to_vec();
+    }
+    let inner = &local[1..local.len() - 1];
+    let mut out = Vec::with_capacity(inner.len());
+    let mut escaped = false;
+    for &b in inner {
+        if escaped || b != b'\\' {
+            out.push(b);
+            escaped = false;
+        } else {
+            escaped = true;
+        }
+    }
+    out
+}
+
+/// Parse the envelope from the start of a spool file. `prefix` is the byte-exact
+/// prefix the Delivered-To value must start with (maildirserial's rule); it is removed
+/// from the recipient. Returns None when the file is not in spool format.
+pub fn parse(head: &[u8], prefix: &[u8]) -> Option<Envelope> {
+    let l1 = head.iter().position(|&b| b == b'\n')?;
+    let line1 = &head[..l1];
+    let rest = &head[l1 + 1..];
+    let l2 = rest.iter().position(|&b| b == b'\n')?;
+    let line2 = &rest[..l2];
+    let quoted = line1.strip_prefix(b"Return-Path: <")?.strip_suffix(b">")?;
+    if quoted.contains(&0) {
+        return None;
+    }
+    let dt = line2.strip_prefix(b"Delivered-To: ")?;
+    let recipient = dt.strip_prefix(prefix)?;
+    if recipient.is_empty() {
+        return None;
+    }
+    Some(Envelope {
+        sender: unquote(quoted),
+        recipient: recipient.to_vec(),
+        body_offset: l1 + 1 + l2 + 1,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn qmail_spool_lines_parse() {
+        let f = b"Return-Path: <bob@example.org>\nDelivered-To: site-acme-joe@acme.example\nSubject: hi\n\nbody\n";
+        let e = parse(f, b"site-acme-").unwrap();
+        assert_eq!(e.sender, b"bob@example.org");
+        assert_eq!(e.recipient, b"joe@acme.example");
+        assert_eq!(&f[e.body_offset..], b"Subject: hi\n\nbody\n");
+        // Prefix is byte-exact and case-sensitive, as in maildirserial.
+        assert!(parse(f, b"Site-acme-").is_none());
+        assert!(parse(f, b"site-other-").is_none());
+        assert!(parse(b"Return-Path: <>\nDelivered-To: x\n", b"").is_some());
+        assert!(parse(b"Subject: no envelope\n\n", b"").is_none());
+        assert!(parse(b"Return-Path: <a>\n", b"").is_none());
+        assert!(parse(b"Return-Path: <a>\nDelivered-To: p-\n", b"p-").is_none());
+    }
+
+    #[test]
+    fn quoted_senders_round_trip() {
+        for s in [
+            &b""[..],
+            b"plain@x",
+            b"needs quoting!@the..host",
+            b"a\"b\\c@d",
+            b"@",
+            b"x",
+        ] {
+            let (l1, l2) = lines(s, b"r@x");
+            let mut f = l1.clone();
+            f.extend_from_slice(&l2);
+            assert_eq!(
+                parse(&f, b"").unwrap().sender,
+                s,
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(sender in "[ -~]{0,40}", rcpt in "[!-~]{1,40}") {
+            let (l1, l2) = lines(sender.as_bytes(), rcpt.as_bytes());
+            let mut f = l1;
+            f.extend_from_slice(&l2);
+            let e = parse(&f, b"").unwrap();
+            prop_assert_eq!(e.sender, sender.as_bytes());
+            prop_assert_eq!(e.recipient, rcpt.as_bytes());
+        }
+
+        #[test]
+        fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse(&data, b"");
+            let _ = unquote(&data);
+        }
+    }
+}
