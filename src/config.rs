@@ -80,6 +80,8 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Seconds a client may stay silent.
     pub idle_timeout_secs: u64,
+    /// Seconds a `|program` delivery may run before it is killed (temporary failure).
+    pub program_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -90,6 +92,7 @@ impl Default for Limits {
             max_connections: 1000,
             max_connections_per_ip: 50,
             idle_timeout_secs: 300,
+            program_timeout_secs: 3600,
         }
     }
 }

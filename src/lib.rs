@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod check;
 pub mod config;
+pub mod daemon;
 pub mod datetime;
 pub mod deliver;
 pub mod engine;
@@ -11,4 +12,6 @@ pub mod fsutil;
 pub mod maildir;
 pub mod privilege;
 pub mod qmail;
+pub mod smtp;
 pub mod spool;
+pub mod tls;

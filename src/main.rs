@@ -47,6 +47,9 @@ enum Command {
         /// Create (if needed) and use a demo root in DIR.
         #[arg(long, value_name = "DIR")]
         demo: Option<PathBuf>,
+        /// SMTP listen address (repeatable); replaces [smtp] listen in turnmail.toml.
+        #[arg(long, value_name = "ADDR:PORT")]
+        smtp: Vec<std::net::SocketAddr>,
     },
     /// Compile users/assign to users/cdb and users/poppasswd to users/poppasswd.cdb.
     Newu,
@@ -212,7 +215,11 @@ fn cmd_resolve(root: &Path, address: &str, local: bool) -> Result<ExitCode, Stri
     }
 }
 
-fn cmd_serve(root: Option<PathBuf>, demo: Option<PathBuf>) -> Result<ExitCode, String> {
+fn cmd_serve(
+    root: Option<PathBuf>,
+    demo: Option<PathBuf>,
+    smtp: Vec<std::net::SocketAddr>,
+) -> Result<ExitCode, String> {
     let root = match demo {
         Some(dir) => {
             if !init::is_mail_root(&dir) {
@@ -222,18 +229,28 @@ fn cmd_serve(root: Option<PathBuf>, demo: Option<PathBuf>) -> Result<ExitCode, S
         }
         None => need_root(root)?,
     };
-    let findings = turnmail::check::check(&root).map_err(|e| e.to_string())?;
-    for f in &findings {
-        eprintln!("turnmail check: {f}");
+    match turnmail::check::check(&root) {
+        Ok(findings) => {
+            for f in &findings {
+                eprintln!("turnmail check: {f}");
+            }
+        }
+        Err(e) => return Err(e.to_string()),
     }
-    let _engine = open_engine(&root)?;
-    println!("mail root {} is ready.", root.display());
+    println!("mail root: {}", root.display());
+    println!("try, in another terminal:");
+    println!("  swaks --server 127.0.0.1:2525 --to joe@example.com      # deliver to a POP user");
+    println!("  swaks --server 127.0.0.1:2525 --to anyone@acme.example  # spool for the acme site");
     println!(
-        "try:  turnmail --root {} resolve joe@example.com",
+        "  ls {}/domains/example.com/joe/Maildir/new",
         root.display()
     );
-    println!("      turnmail --root {} check", root.display());
-    println!("(the SMTP, POP3 and ODMR listeners are not built yet; see ARCHITECTURE.md)");
+    println!(
+        "  turnmail --root {} resolve joe@example.com",
+        root.display()
+    );
+    println!("stop with Ctrl-C.");
+    turnmail::daemon::run(&root, turnmail::daemon::ServeOptions { smtp })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -254,7 +271,7 @@ fn main() -> ExitCode {
             .or(cli.root)
             .ok_or_else(|| "turnmail init: name a directory".to_string())
             .and_then(|d| cmd_init(&d, user.as_deref())),
-        Command::Serve { demo } => cmd_serve(cli.root, demo),
+        Command::Serve { demo, smtp } => cmd_serve(cli.root, demo, smtp),
         Command::Newu => need_root(cli.root).and_then(|r| cmd_newu(&r)),
         Command::Check => need_root(cli.root).and_then(|r| cmd_check(&r)),
         Command::Resolve { address, local } => {

@@ -2,8 +2,7 @@
 //!
 //! Invariants:
 //! - parsing never panics, and a refusal renders as an error message;
-//! - an accepted config serialises to TOML that parses back to an equal config, and
-//!   serialising that again gives the same text (a fixed point);
+//! - an accepted config serialises to TOML that parses back to an equal config;
 //! - keys absent from the text keep their defaults: an accepted empty document equals
 //!   Config::default().
 #![no_main]
@@ -21,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
             let back = Config::parse(&out)
                 .unwrap_or_else(|e| panic!("serialised config refused: {e}\n{out}"));
             assert_eq!(back, config, "round trip through\n{out}");
-            assert_eq!(toml::to_string(&back).unwrap(), out);
+            // (No text fixed point: ip_domains is a HashMap, so its order varies.)
             if text.trim().is_empty() {
                 assert_eq!(config, Config::default());
             }

@@ -197,6 +197,7 @@ pub fn init(root: &Path, o: &InitOptions) -> Result<InitReport, InitError> {
         path: r("users/poppasswd"),
         source: io::Error::other(e.to_string()),
     })?;
+    crate::tls::generate_self_signed(&root, &o.hostname).map_err(io_at(&r("tls")))?;
     if nix::unistd::Uid::effective().is_root() {
         chown_tree(&root, mu)?;
     }

@@ -8,6 +8,7 @@
 
 pub mod mbox;
 pub mod program;
+pub mod transaction;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

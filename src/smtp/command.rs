@@ -124,7 +124,11 @@ fn parse_with_smtp_proto(line: &[u8], no_args: bool) -> Result<Command, Reply> {
 }
 
 fn helo(host: &str, extended: bool) -> Result<Command, Reply> {
-    let usage = if extended { "EHLO hostname" } else { "HELO hostname" };
+    let usage = if extended {
+        "EHLO hostname"
+    } else {
+        "HELO hostname"
+    };
     if host.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(Command::Helo {
             host: host.to_string(),
@@ -233,9 +237,8 @@ fn parse_etrn(args: &[u8]) -> Result<Command, Reply> {
         .strip_prefix(b"@")
         .or_else(|| argument.strip_prefix(b"#"))
         .unwrap_or(argument);
-    let valid = !name.is_empty()
-        && argument.len() <= 256
-        && argument.iter().all(|b| b.is_ascii_graphic());
+    let valid =
+        !name.is_empty() && argument.len() <= 256 && argument.iter().all(|b| b.is_ascii_graphic());
     if valid {
         Ok(Command::Etrn {
             argument: argument.to_vec(),
@@ -247,7 +250,10 @@ fn parse_etrn(args: &[u8]) -> Result<Command, Reply> {
 
 fn trim_spaces(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|&b| b != b' ').map_or(start, |e| e + 1);
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b' ')
+        .map_or(start, |e| e + 1);
     &bytes[start..end.max(start)]
 }
 
@@ -329,7 +335,10 @@ mod tests {
             }
         );
         assert_eq!(code(b"MAIL FROM:<a@b.c> SIZE=x"), (501, Some((5, 5, 4))));
-        assert_eq!(code(b"MAIL FROM:<a@b.c> BODY=BINARYMIME"), (555, Some((5, 5, 4))));
+        assert_eq!(
+            code(b"MAIL FROM:<a@b.c> BODY=BINARYMIME"),
+            (555, Some((5, 5, 4)))
+        );
         assert_eq!(code(b"MAIL FROM:<a@b.c> FOO=1"), (555, Some((5, 5, 4))));
         assert_eq!(code(b"MAIL FROM:<a@b.c> SMTPUTF8"), (555, Some((5, 5, 4))));
         assert_eq!(code(b"MAIL FROM:<a@b.c> ENVID=x"), (555, Some((5, 5, 4))));
@@ -348,7 +357,10 @@ mod tests {
         assert_eq!(code(b"ETRN @"), (501, Some((5, 5, 4))));
         assert_eq!(code(b"ETRN a b"), (501, Some((5, 5, 4))));
         assert_eq!(code(b"NOOP \0"), (501, Some((5, 5, 4))));
-        assert_eq!(code(b"RCPT TO:<a@b.c> NOTIFY=NEVER"), (555, Some((5, 5, 4))));
+        assert_eq!(
+            code(b"RCPT TO:<a@b.c> NOTIFY=NEVER"),
+            (555, Some((5, 5, 4)))
+        );
         assert_eq!(code(b"RCPT TO:<a\0b@c>"), (501, Some((5, 1, 3))));
         assert_eq!(code(b"RCPT TO:a@b.c"), (501, Some((5, 5, 4))));
         assert_eq!(code(b"MAIL FROM:<a\rb@c>"), (501, Some((5, 1, 3))));

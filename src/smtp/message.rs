@@ -171,7 +171,10 @@ impl MessageBuilder {
         let needed = self.data.len() + bytes.len();
         if needed > self.data.capacity() {
             let limit = usize::try_from(self.max_size).unwrap_or(usize::MAX);
-            let target = (self.data.capacity() * 2).max(needed).max(256).min(limit.max(needed));
+            let target = (self.data.capacity() * 2)
+                .max(needed)
+                .max(256)
+                .min(limit.max(needed));
             self.data.reserve_exact(target - self.data.len());
         }
         self.data.extend_from_slice(bytes);
@@ -237,7 +240,11 @@ mod tests {
 
         let mut b = MessageBuilder::new(1 << 20, 1000);
         for i in 0..MAX_HOPS {
-            let line = if i % 2 == 0 { "Delivered-To: x" } else { "Received : y" };
+            let line = if i % 2 == 0 {
+                "Delivered-To: x"
+            } else {
+                "Received : y"
+            };
             // Split the name over two calls, as a decoder may.
             b.text(&line.as_bytes()[..4]);
             b.text(&line.as_bytes()[4..]);

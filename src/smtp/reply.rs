@@ -120,7 +120,10 @@ mod tests {
             enhanced: None,
             lines: vec!["host".into(), "PIPELINING".into(), "SIZE 10".into()],
         };
-        assert_eq!(r.to_bytes(), b"250-host\r\n250-PIPELINING\r\n250 SIZE 10\r\n");
+        assert_eq!(
+            r.to_bytes(),
+            b"250-host\r\n250-PIPELINING\r\n250 SIZE 10\r\n"
+        );
     }
 
     #[test]

@@ -14,6 +14,18 @@ pub fn helo(host: &str) -> Reply {
     Reply::plain(250, host)
 }
 
+/// The EHLO reply: our name, then one extension keyword per line (RFC 5321 §4.1.1.1).
+pub fn ehlo(host: &str, keywords: &[String]) -> Reply {
+    let mut lines = Vec::with_capacity(keywords.len() + 1);
+    lines.push(host.to_string());
+    lines.extend(keywords.iter().cloned());
+    Reply {
+        code: 250,
+        enhanced: None,
+        lines,
+    }
+}
+
 pub fn ok() -> Reply {
     Reply::new(250, (2, 0, 0), "Ok")
 }
@@ -54,10 +66,7 @@ pub fn help(verbs: &str) -> Reply {
     Reply {
         code: 214,
         enhanced: Some((2, 0, 0)),
-        lines: vec![
-            format!("Commands: {verbs}"),
-            "See RFC 5321".to_string(),
-        ],
+        lines: vec![format!("Commands: {verbs}"), "See RFC 5321".to_string()],
     }
 }
 
@@ -129,6 +138,10 @@ pub fn parameter_unsupported(param: &str) -> Reply {
     Reply::new(555, (5, 5, 4), format!("Unsupported parameter {param}"))
 }
 
+pub fn parameters_need_ehlo() -> Reply {
+    Reply::new(555, (5, 5, 4), "ESMTP parameters need EHLO")
+}
+
 pub fn parameter_invalid(param: &str) -> Reply {
     Reply::new(501, (5, 5, 4), format!("Invalid {param} parameter"))
 }
@@ -146,7 +159,11 @@ pub fn non_ascii_address() -> Reply {
 }
 
 pub fn message_too_big() -> Reply {
-    Reply::new(552, (5, 3, 4), "Message size exceeds fixed maximum message size")
+    Reply::new(
+        552,
+        (5, 3, 4),
+        "Message size exceeds fixed maximum message size",
+    )
 }
 
 pub fn too_many_recipients() -> Reply {

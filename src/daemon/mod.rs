@@ -1,0 +1,218 @@
+//! `turnmail serve`: the long-running process. It binds its listeners (as root if it
+//! must), becomes the mail user, opens the engine, and then only moves bytes between
+//! sockets and the sans-IO protocol sessions. It reloads the engine when source files
+//! change or on SIGHUP, and on SIGTERM stops accepting and lets sessions finish within
+//! a bound.
+
+pub mod limits;
+pub mod smtp_conn;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::mailuser::MailUser;
+use crate::config::Config;
+use crate::deliver::DeliverEnv;
+use crate::engine::Engine;
+use crate::smtp::SessionConfig;
+use crate::spool::queue::Queue;
+
+/// How long sessions may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Command-line overrides of turnmail.toml.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Replaces `[smtp] listen` when not empty.
+    pub smtp: Vec<SocketAddr>,
+}
+
+/// Everything a connection handler needs, shared by all of them.
+pub struct Shared {
+    pub root: PathBuf,
+    pub config: Arc<Config>,
+    pub engine: Arc<Engine>,
+    pub deliver: DeliverEnv,
+    pub hostname: String,
+    pub smtp: Arc<SessionConfig>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub limits: limits::ConnLimits,
+}
+
+/// The name we greet with: turnmail.toml, then control/me, then the system's.
+pub fn hostname(config: &Config, engine: &Engine) -> String {
+    if let Some(h) = &config.hostname {
+        return h.clone();
+    }
+    if let Some(me) = &engine.snapshot().control.me {
+        return String::from_utf8_lossy(me).into_owned();
+    }
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Bind, drop privileges, and run until SIGTERM/SIGINT. Blocking.
+pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
+    let config = Config::load(root).map_err(|e| e.to_string())?;
+    let addrs = if opts.smtp.is_empty() {
+        config.smtp.listen.clone()
+    } else {
+        opts.smtp.clone()
+    };
+    // Bind first: ports below 1024 need root, which we give up right after.
+    let mut listeners = Vec::new();
+    for a in &addrs {
+        let l = std::net::TcpListener::bind(a).map_err(|e| format!("binding SMTP on {a}: {e}"))?;
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        listeners.push(l);
+    }
+    if nix::unistd::Uid::effective().is_root() {
+        let mu = MailUser::pick(&[config.user.as_str()]).map_err(|e| e.to_string())?;
+        crate::privilege::become_user(mu.uid, mu.gid)
+            .map_err(|e| format!("switching to user {}: {e}", mu.name))?;
+        tracing::info!("running as {} (uid {}, gid {})", mu.name, mu.uid, mu.gid);
+    }
+    let (engine, report) = Engine::open(root, config.clone()).map_err(|e| e.to_string())?;
+    for e in &report.errors {
+        tracing::error!(target: "engine", "{e}");
+    }
+    let engine = Arc::new(engine);
+    let tls = match crate::tls::configured_paths(root, &config.tls) {
+        Some((c, k)) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::server_config(&c, &k).map_err(|e| format!("TLS: {e}"))?,
+        )),
+        None => None,
+    };
+    let hostname = hostname(&config, &engine);
+    let smtp = Arc::new(SessionConfig {
+        hostname: hostname.clone(),
+        max_message_size: config.limits.max_message_size,
+        max_recipients: config.limits.max_recipients,
+        starttls: tls.is_some(),
+        ..SessionConfig::default()
+    });
+    let shared = Arc::new(Shared {
+        root: root.to_path_buf(),
+        deliver: DeliverEnv {
+            queue: Queue::new(root),
+            allow_programs: config.allow_programs,
+            program_timeout: Duration::from_secs(config.limits.program_timeout_secs),
+            mbox_lock_timeout: Duration::from_secs(30),
+        },
+        limits: limits::ConnLimits::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        ),
+        config: Arc::new(config),
+        engine,
+        hostname,
+        smtp,
+        tls,
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    rt.block_on(serve(shared, listeners))
+}
+
+async fn serve(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) -> Result<(), String> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut accepts = Vec::new();
+    for l in listeners {
+        let l = TcpListener::from_std(l).map_err(|e| e.to_string())?;
+        let addr = l.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!("SMTP listening on {addr}");
+        println!("turnmail: SMTP listening on {addr}");
+        accepts.push(tokio::spawn(accept_loop(
+            l,
+            shared.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    tokio::spawn(reload_loop(shared.engine.clone(), stop_rx.clone()));
+    wait_for_stop().await;
+    tracing::info!(
+        "stopping: no new connections, waiting up to {} s for sessions",
+        SHUTDOWN_GRACE.as_secs()
+    );
+    let _ = stop_tx.send(true);
+    for a in accepts {
+        let _ = a.await;
+    }
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while shared.limits.active() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!("stopped ({} sessions still open)", shared.limits.active());
+    Ok(())
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; running until killed");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Pick up edits of the source files (once a second) and SIGHUP (at once, forced).
+async fn reload_loop(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+            _ = stop.changed() => return,
+        };
+        let e = engine.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if forced {
+                e.reload()
+            } else {
+                e.reload_if_changed()
+            }
+        })
+        .await;
+    }
+}
+
+async fn accept_loop(l: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = l.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let permit = shared.limits.admit(peer.ip());
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            smtp_conn::handle(stream, peer, shared, permit).await;
+        });
+    }
+}

@@ -1,0 +1,194 @@
+//! One accepted message and all its recipients: the rule that decides what SMTP may
+//! answer after DATA.
+//!
+//! Each recipient (resolved at RCPT time) is delivered; those that fail temporarily are
+//! written to the retry queue so that a retry never repeats the others; permanent
+//! failures become one bounce to the sender. The answer is 250 only when every
+//! recipient's copy is on disk (in its mailbox or in the queue); 451 when nothing could
+//! be stored or a needed queue write failed; 554 (and no bounce, so no backscatter)
+//! when every recipient failed permanently.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{DeliverEnv, Message, Outcome, deliver_local};
+use crate::engine::Resolution;
+use crate::spool::bounce::{self, BounceInfo, BounceTo, Failure};
+
+/// The reply to give after DATA, and what happened to each recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    Temporary(String),
+    Permanent(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientResult {
+    Delivered,
+    Queued(String),
+    Discarded,
+    Failed(String),
+    Deferred(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub verdict: Verdict,
+    pub recipients: Vec<(Vec<u8>, RecipientResult)>,
+}
+
+/// A process-unique token for bounce names.
+pub fn unique_token(now: u64) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{now}.{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Deliver `data` from `sender` to every resolved recipient.
+pub fn deliver_message(
+    env: &DeliverEnv,
+    hostname: &str,
+    sender: &[u8],
+    recipients: &[(Vec<u8>, Resolution)],
+    data: &[u8],
+    now: u64,
+) -> Report {
+    let msg = Message { sender, data };
+    let mut results: Vec<(Vec<u8>, Outcome)> = Vec::with_capacity(recipients.len());
+    for (rcpt, res) in recipients {
+        let outcome = match res {
+            Resolution::Local(t) => deliver_local(t, &msg, env, now),
+            // Accepted for relaying (we are a backup MX for it): the queue passes it on.
+            Resolution::Relay { .. } => Outcome::Temporary("queued for relaying".into()),
+            Resolution::Trash => Outcome::Delivered {
+                files: 0,
+                forwards: 0,
+                programs: 0,
+            },
+            other => Outcome::Permanent {
+                status: "5.1.1",
+                reason: format!("not deliverable: {other:?}"),
+            },
+        };
+        results.push((rcpt.clone(), outcome));
+    }
+    let all_temp = results
+        .iter()
+        .all(|(_, o)| matches!(o, Outcome::Temporary(_)))
+        && !recipients
+            .iter()
+            .any(|(_, r)| matches!(r, Resolution::Relay { .. }));
+    if all_temp {
+        let why = results
+            .iter()
+            .map(|(r, o)| format!("{}: {o:?}", String::from_utf8_lossy(r)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Report {
+            verdict: Verdict::Temporary(why),
+            recipients: results
+                .into_iter()
+                .map(|(r, o)| (r, RecipientResult::Deferred(format!("{o:?}"))))
+                .collect(),
+        };
+    }
+    let all_perm = results
+        .iter()
+        .all(|(_, o)| matches!(o, Outcome::Permanent { .. }));
+    if all_perm {
+        let why = results
+            .iter()
+            .map(|(_, o)| match o {
+                Outcome::Permanent { reason, .. } => reason.clone(),
+                _ => String::new(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Report {
+            verdict: Verdict::Permanent(why),
+            recipients: results
+                .into_iter()
+                .map(|(r, o)| (r, RecipientResult::Failed(format!("{o:?}"))))
+                .collect(),
+        };
+    }
+    let mut out = Vec::with_capacity(results.len());
+    let mut failures = Vec::new();
+    let mut verdict = Verdict::Accepted;
+    for ((rcpt, outcome), (_, res)) in results.into_iter().zip(recipients) {
+        let r = match outcome {
+            Outcome::Delivered {
+                files: 0,
+                forwards: 0,
+                programs: 0,
+            } if matches!(res, Resolution::Trash) => RecipientResult::Discarded,
+            Outcome::Delivered { .. } => RecipientResult::Delivered,
+            Outcome::Temporary(why) => match env.queue.enqueue(sender, &rcpt, &[data]) {
+                Ok(d) => RecipientResult::Queued(format!("{why}; queued as {}", d.name)),
+                Err(e) => {
+                    verdict = Verdict::Temporary(format!("cannot queue a deferred recipient: {e}"));
+                    RecipientResult::Deferred(why)
+                }
+            },
+            Outcome::Permanent { status, reason } => {
+                failures.push(Failure {
+                    recipient: rcpt.clone(),
+                    status: status.to_string(),
+                    diagnostic: reason.clone(),
+                    diagnostic_type: "x-local",
+                });
+                RecipientResult::Failed(reason)
+            }
+        };
+        out.push((rcpt, r));
+    }
+    if !failures.is_empty()
+        && let Err(e) = queue_bounce(env, hostname, sender, &failures, data, now, None)
+    {
+        verdict = Verdict::Temporary(format!("cannot queue a bounce: {e}"));
+    }
+    Report {
+        verdict,
+        recipients: out,
+    }
+}
+
+/// Queue a bounce for `failures` of a message from `sender`. A message from `<>` gets
+/// a double bounce to the postmaster; a double bounce is dropped.
+pub fn queue_bounce(
+    env: &DeliverEnv,
+    hostname: &str,
+    sender: &[u8],
+    failures: &[Failure],
+    original: &[u8],
+    now: u64,
+    note: Option<&str>,
+) -> Result<(), crate::maildir::DeliverError> {
+    let (to, envelope_sender) = match bounce::bounce_to(sender) {
+        BounceTo::Drop => {
+            tracing::warn!(target: "bounce", "dropping a failed double bounce");
+            return Ok(());
+        }
+        BounceTo::Sender(s) => (s, Vec::new()),
+        BounceTo::Postmaster => (
+            format!("postmaster@{hostname}").into_bytes(),
+            bounce::DOUBLE_BOUNCE_SENDER.to_vec(),
+        ),
+    };
+    let unique = unique_token(now);
+    let text = bounce::build(&BounceInfo {
+        hostname,
+        now,
+        unique: &unique,
+        to: &to,
+        failures,
+        original,
+        note,
+    });
+    env.queue
+        .enqueue(&envelope_sender, &to, &[&text])
+        .map(|_| ())
+}

@@ -1,0 +1,68 @@
+//! What the session asks of the shell around it, and the answers it expects.
+//!
+//! The session never does I/O; whenever it needs the outside world (the engine, the
+//! queue, TLS, the socket) it hands out an [`Action`]. Three of them pause the session
+//! until the matching `answer_*` or `tls_started` call, which keeps pipelined replies
+//! in order without the session knowing anything about async.
+
+use super::reply::Reply;
+
+/// Something the shell must do. See the module documentation of [`super`] for the loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Ask the engine about a recipient; answer with `Session::answer_recipient`.
+    /// `address` is the raw text between `<` and `>` (source route removed),
+    /// printable ASCII only.
+    CheckRecipient { address: Vec<u8> },
+    /// Deliver a message; answer with `Session::answer_message`. `data` has LF line
+    /// ends, is dot-unstuffed and carries no Received line yet (see
+    /// [`super::received_line`]).
+    Deliver {
+        sender: Vec<u8>,
+        recipients: Vec<Vec<u8>>,
+        data: Vec<u8>,
+        /// The HELO/EHLO name as given (printable ASCII).
+        helo: String,
+        /// The message came over TLS.
+        tls: bool,
+        /// BODY=8BITMIME was declared or the body has 8-bit bytes.
+        body_8bit: bool,
+    },
+    /// "220 2.0.0 Ready to start TLS" is in the output: write it, run the TLS
+    /// handshake, then call `Session::tls_started` (or close if it fails). Input
+    /// received meanwhile is dropped.
+    StartTls,
+    /// An ETRN request (RFC 1985); answer with `Session::answer_etrn`.
+    Etrn { argument: Vec<u8> },
+    /// Write the remaining output, then close the connection.
+    Close,
+    /// A command was refused; for the log only, nothing to answer. `command` is the
+    /// command line made printable and shortened.
+    Refused { command: String, reply: Reply },
+}
+
+/// The engine's answer to [`Action::CheckRecipient`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RcptVerdict {
+    /// 250 2.1.5
+    Accept,
+    /// Not a domain we accept mail for: 553 5.7.1 relaying denied.
+    NotOurs,
+    /// Our domain, no such mailbox: 550 5.1.1.
+    Unknown,
+    /// The address cannot be used, with a reason: 553 5.1.3.
+    BadAddress(&'static str),
+    /// Try again later: 451 4.3.0 with the text.
+    Temporary(String),
+}
+
+/// The outcome of [`Action::Deliver`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageVerdict {
+    /// Safely stored: 250 2.0.0 Ok: queued as ID.
+    Accepted { queue_id: String },
+    /// Nothing stored, try again later: 451 4.3.0 with the text.
+    Temporary(String),
+    /// Refused for good: 554 5.3.0 with the text.
+    Permanent(String),
+}

@@ -1,0 +1,44 @@
+//! What a session may accept and offer, fixed for the life of a listener.
+//!
+//! The listener builds one [`SessionConfig`] from turnmail.toml and shares it behind an
+//! `Arc` with every session, so a session needs no other source of limits.
+
+/// Limits and offered extensions for SMTP sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Our name, in the greeting, EHLO reply and Received lines.
+    pub hostname: String,
+    /// Largest message accepted, in octets of the CRLF form (RFC 1870 SIZE).
+    pub max_message_size: u64,
+    /// Accepted recipients per message; more get 452 4.5.3.
+    pub max_recipients: usize,
+    /// Longest command line, CRLF included (RFC 5321 §4.5.3.1.4 says 512).
+    pub max_command_line: usize,
+    /// Longest line of message text, without its CRLF.
+    pub max_text_line: usize,
+    /// Protocol errors (500, 501, 502, 503, 555 ...) before 421 and close.
+    pub max_bad_commands: usize,
+    /// A TLS certificate is configured, so STARTTLS can be offered.
+    pub starttls: bool,
+    /// Offer ETRN (RFC 1985).
+    pub etrn: bool,
+    /// Offer CHUNKING/BDAT (RFC 3030).
+    pub chunking: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            hostname: "localhost".to_string(),
+            max_message_size: 25 * 1024 * 1024,
+            // RFC 5321 §4.5.3.1.8: at least 100 must be accepted.
+            max_recipients: 100,
+            max_command_line: 512,
+            max_text_line: 64 * 1024,
+            max_bad_commands: 10,
+            starttls: false,
+            etrn: false,
+            chunking: true,
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The SMTP server session, sans-IO: bytes in, replies and actions out.
+//!
+//! Everything about the protocol (RFC 5321 with PIPELINING, SIZE, 8BITMIME,
+//! ENHANCEDSTATUSCODES, STARTTLS, CHUNKING and ETRN) lives here, with no sockets,
+//! clock, files or async, so it can be tested byte by byte and fuzzed. A thin shell
+//! (the listener) owns the connection and carries out the [`Action`]s.
+//!
+//! # Driving a session
+//!
+//! ```text
+//! let mut s = Session::new(cfg, implicit_tls);      // greeting is in the output
+//! loop {
+//!     while let Some(action) = s.next_action() {
+//!         match action {
+//!             CheckRecipient { address } => s.answer_recipient(engine.check(address).await),
+//!             Deliver { .. }             => s.answer_message(deliver(..).await),
+//!             Etrn { argument }          => s.answer_etrn(trigger_flush(argument)),
+//!             StartTls                   => { write(s.take_output()); handshake()?; s.tls_started() }
+//!             Refused { command, reply } => log(command, reply),
+//!             Close                      => {}
+//!         }
+//!     }
+//!     write_all(s.take_output()).await;              // every time next_action gives None
+//!     if s.is_closed() { break }
+//!     let n = read(&mut buf[..s.input_room()]) with idle timeout (on timeout: s.timeout(); continue);
+//!     if n == 0 { break }
+//!     s.receive(&buf[..n]);
+//! }
+//! ```
+//!
+//! * [`Session::next_action`] processes all buffered input until an action needs the
+//!   shell; `None` means it needs more bytes (or is closed). `CheckRecipient`,
+//!   `Deliver`, `Etrn` and `StartTls` pause the session until answered; pipelined
+//!   input stays buffered and replies stay in order.
+//! * Call [`Session::take_output`] and write it whenever `next_action` returns `None`
+//!   (before reading again) and before the TLS handshake. After `Close`, write what is
+//!   left and close.
+//! * Read at most [`Session::input_room`] bytes: buffered input never exceeds the
+//!   command line limit plus 32 KiB, and a message body never exceeds
+//!   `max_message_size`. Whenever `next_action` has returned `None` without a pending
+//!   answer, the room is at least 32 KiB, so [`Session::receive`] takes everything
+//!   read within it. After `StartTls` the shell must discard any plaintext it holds
+//!   (the session already dropped what it buffered).
+//! * The shell adds the `Received:` field ([`received_line`]) when it stores the
+//!   message; the session does not know the peer address or the queue id.
+//!
+//! # Replies
+//!
+//! All reply texts are in [`texts`]; [`Reply::to_bytes`] is the only serialiser and
+//! strips CR, LF and other control characters from any text.
+
+mod action;
+mod address;
+mod chunk;
+mod command;
+mod config;
+mod dot;
+mod handlers;
+mod message;
+mod received;
+mod reply;
+mod session;
+pub mod texts;
+
+pub use action::{Action, MessageVerdict, RcptVerdict};
+pub use config::SessionConfig;
+pub use message::MAX_HOPS;
+pub use received::received_line;
+pub use reply::Reply;
+pub use session::Session;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,415 @@
+//! The server session: input framing, pausing for answers, and the session's state.
+//!
+//! This file owns the byte stream: it cuts command lines (bounded by the command line
+//! limit, discarding the rest of an over-long line), streams DATA and BDAT bytes into
+//! the message decoders, pauses while an [`Action`] waits for its answer, and keeps the
+//! buffered input within a fixed bound. What each command does is in
+//! [`super::handlers`]. The session is sans-IO: see [`super`] for how a shell drives it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::action::{Action, MessageVerdict, RcptVerdict};
+use super::chunk::ChunkDecoder;
+use super::config::SessionConfig;
+use super::dot::DotDecoder;
+use super::message::MessageBuilder;
+use super::reply::{Reply, printable};
+use super::texts;
+
+/// Input buffered beyond one command line. The shell reads at most
+/// [`Session::input_room`] bytes at a time, so this bounds each read as well.
+const INPUT_SLACK: usize = 32 * 1024;
+
+/// How much of a refused command line goes into [`Action::Refused`].
+const LOGGED_COMMAND: usize = 100;
+
+/// An SMTP server session. See the module documentation of [`super`].
+#[derive(Debug)]
+pub struct Session {
+    pub(super) cfg: Arc<SessionConfig>,
+    /// Received, not yet processed bytes start at `input[start]`.
+    input: Vec<u8>,
+    start: usize,
+    output: Vec<u8>,
+    actions: VecDeque<Action>,
+    mode: Mode,
+    pub(super) waiting: Option<Waiting>,
+    pub(super) helo: Option<Helo>,
+    pub(super) tls: bool,
+    pub(super) tx: Option<Transaction>,
+    /// A BDAT of the last transaction failed: BDATs that follow directly are
+    /// pipelined chunks of it, to be read and discarded (RFC 3030 §4.2).
+    pub(super) bdat_failed: bool,
+    bad_commands: usize,
+    closed: bool,
+}
+
+/// What the next input bytes are.
+#[derive(Debug)]
+pub(super) enum Mode {
+    Command,
+    /// The rest of an over-long command line, up to its LF.
+    SkipLine,
+    Data(DotDecoder, MessageBuilder),
+    Chunk(Chunk),
+}
+
+/// A BDAT chunk being read.
+#[derive(Debug)]
+pub(super) struct Chunk {
+    pub size: u64,
+    pub remaining: u64,
+    pub last: bool,
+    pub outcome: ChunkOutcome,
+}
+
+/// What becomes of a BDAT chunk's bytes.
+#[derive(Debug)]
+pub(super) enum ChunkOutcome {
+    /// Into the transaction's message.
+    Store,
+    /// Dropped (too big; the message already knows it failed).
+    Skip,
+    /// Dropped, then this reply; `counts` if it is a protocol error.
+    Refuse { reply: Reply, counts: bool },
+}
+
+/// An action handed out whose answer has not come yet.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Waiting {
+    Recipient(Vec<u8>),
+    Message,
+    Etrn,
+    Tls,
+}
+
+#[derive(Debug)]
+pub(super) struct Helo {
+    pub name: String,
+    pub extended: bool,
+}
+
+/// From MAIL to the end of the message.
+#[derive(Debug)]
+pub(super) struct Transaction {
+    pub sender: Vec<u8>,
+    pub body_8bit: bool,
+    pub recipients: Vec<Vec<u8>>,
+    /// Present once a BDAT chunk was stored.
+    pub bdat: Option<(ChunkDecoder, MessageBuilder)>,
+}
+
+impl Session {
+    /// A new session; the greeting is already in the output. `tls_active` is true for
+    /// implicit TLS (the shell did the handshake before the greeting).
+    pub fn new(cfg: Arc<SessionConfig>, tls_active: bool) -> Session {
+        let mut session = Session {
+            cfg,
+            input: Vec::new(),
+            start: 0,
+            output: Vec::new(),
+            actions: VecDeque::new(),
+            mode: Mode::Command,
+            waiting: None,
+            helo: None,
+            tls: tls_active,
+            tx: None,
+            bdat_failed: false,
+            bad_commands: 0,
+            closed: false,
+        };
+        let greeting = texts::greeting(&session.cfg.hostname);
+        session.reply(&greeting);
+        session
+    }
+
+    /// Most bytes [`Session::receive`] takes now.
+    pub fn input_room(&self) -> usize {
+        self.input_cap()
+            .saturating_sub(self.input.len() - self.start)
+    }
+
+    /// Buffers client bytes and returns how many were taken (at most
+    /// [`Session::input_room`]); offer the rest again after the next `next_action`.
+    /// Bytes arriving after the session closed or while TLS is being started are
+    /// dropped (and counted as taken): they must never be read as commands.
+    pub fn receive(&mut self, bytes: &[u8]) -> usize {
+        if self.closed || self.waiting == Some(Waiting::Tls) {
+            return bytes.len();
+        }
+        self.compact();
+        let taken = self.input_room().min(bytes.len());
+        self.input.extend_from_slice(&bytes[..taken]);
+        taken
+    }
+
+    /// Processes buffered input until something needs the shell. `None` means: more
+    /// input is needed, or an answer is pending, or the session is closed.
+    pub fn next_action(&mut self) -> Option<Action> {
+        loop {
+            if let Some(action) = self.actions.pop_front() {
+                return Some(action);
+            }
+            if self.closed || self.waiting.is_some() || !self.step() {
+                self.compact();
+                return None;
+            }
+        }
+    }
+
+    /// Reply bytes to write now.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// The answer to [`Action::CheckRecipient`]; ignored if none is pending.
+    pub fn answer_recipient(&mut self, verdict: RcptVerdict) {
+        let Some(Waiting::Recipient(address)) =
+            self.waiting.take_if(|w| matches!(w, Waiting::Recipient(_)))
+        else {
+            return;
+        };
+        let shown = printable(&address, LOGGED_COMMAND);
+        let reply = match verdict {
+            RcptVerdict::Accept => {
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.recipients.push(address);
+                }
+                texts::recipient_ok()
+            }
+            RcptVerdict::NotOurs => texts::relaying_denied(&shown),
+            RcptVerdict::Unknown => texts::unknown_mailbox(&shown),
+            RcptVerdict::BadAddress(why) => texts::bad_mailbox(&shown, why),
+            RcptVerdict::Temporary(text) => texts::temporary(&text),
+        };
+        if reply.is_positive() {
+            self.reply(&reply);
+        } else {
+            self.refuse(format!("RCPT TO:<{shown}>"), reply);
+        }
+    }
+
+    /// The outcome of [`Action::Deliver`]; ignored if none is pending.
+    pub fn answer_message(&mut self, verdict: MessageVerdict) {
+        if self.waiting.take_if(|w| *w == Waiting::Message).is_none() {
+            return;
+        }
+        let reply = match verdict {
+            MessageVerdict::Accepted { queue_id } => texts::queued(&queue_id),
+            MessageVerdict::Temporary(text) => texts::temporary(&text),
+            MessageVerdict::Permanent(text) => texts::permanent(&text),
+        };
+        self.reply(&reply);
+    }
+
+    /// The reply to [`Action::Etrn`], built by the shell (RFC 1985 codes); ignored if
+    /// no ETRN is pending.
+    pub fn answer_etrn(&mut self, reply: Reply) {
+        if self.waiting.take_if(|w| *w == Waiting::Etrn).is_some() {
+            self.reply(&reply);
+        }
+    }
+
+    /// The TLS handshake after [`Action::StartTls`] succeeded. RFC 3207 §4.2: forget
+    /// everything learnt before, the client must EHLO again.
+    pub fn tls_started(&mut self) {
+        if self.waiting.take_if(|w| *w == Waiting::Tls).is_none() {
+            return;
+        }
+        self.tls = true;
+        self.helo = None;
+        self.tx = None;
+        self.bdat_failed = false;
+        self.mode = Mode::Command;
+        self.discard_input();
+    }
+
+    /// The client was idle too long: 421, then [`Action::Close`].
+    pub fn timeout(&mut self) {
+        if !self.closed {
+            self.reply(&texts::idle_timeout());
+            self.close();
+        }
+    }
+
+    /// No more input is read; output may still need writing.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// TLS is active on this connection.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Heap bytes held for client data (input and message body, not output), for
+    /// checking that memory stays bounded.
+    pub fn buffered(&self) -> usize {
+        let body = match &self.mode {
+            Mode::Data(_, builder) => builder.capacity(),
+            _ => 0,
+        };
+        let chunks = self
+            .tx
+            .as_ref()
+            .and_then(|tx| tx.bdat.as_ref())
+            .map_or(0, |(_, builder)| builder.capacity());
+        self.input.len() + body + chunks
+    }
+
+    fn input_cap(&self) -> usize {
+        self.cfg.max_command_line + INPUT_SLACK
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.input.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    pub(super) fn discard_input(&mut self) {
+        self.input.clear();
+        self.start = 0;
+    }
+
+    /// Makes progress on buffered input; false when more input is needed.
+    fn step(&mut self) -> bool {
+        match self.mode {
+            Mode::Command => self.step_command(),
+            Mode::SkipLine => self.step_skip_line(),
+            Mode::Data(..) => self.step_data(),
+            Mode::Chunk(_) => self.step_chunk(),
+        }
+    }
+
+    fn step_command(&mut self) -> bool {
+        let max = self.cfg.max_command_line;
+        let pending = &self.input[self.start..];
+        match pending.iter().position(|&b| b == b'\n') {
+            Some(lf) if lf < max => {
+                let line = pending[..lf].strip_suffix(b"\r").unwrap_or(&pending[..lf]);
+                let line = line.to_vec();
+                self.start += lf + 1;
+                self.handle_line(&line);
+                true
+            }
+            Some(lf) => {
+                let shown = printable(&pending[..lf], LOGGED_COMMAND);
+                self.start += lf + 1;
+                self.protocol_error(shown, texts::command_too_long());
+                true
+            }
+            // Even with the LF still to come, this line is already too long.
+            None if pending.len() >= max => {
+                let shown = printable(pending, LOGGED_COMMAND);
+                self.discard_input();
+                self.mode = Mode::SkipLine;
+                self.protocol_error(shown, texts::command_too_long());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn step_skip_line(&mut self) -> bool {
+        let pending = &self.input[self.start..];
+        match pending.iter().position(|&b| b == b'\n') {
+            Some(lf) => {
+                self.start += lf + 1;
+                self.mode = Mode::Command;
+                true
+            }
+            None => {
+                self.discard_input();
+                false
+            }
+        }
+    }
+
+    fn step_data(&mut self) -> bool {
+        let Mode::Data(decoder, builder) = &mut self.mode else {
+            return false;
+        };
+        match decoder.feed(&self.input[self.start..], builder) {
+            Some(used) => {
+                self.start += used;
+                if let Mode::Data(_, builder) = std::mem::replace(&mut self.mode, Mode::Command) {
+                    self.finish_message("DATA".to_string(), builder);
+                }
+                true
+            }
+            None => {
+                self.discard_input();
+                false
+            }
+        }
+    }
+
+    fn step_chunk(&mut self) -> bool {
+        let Mode::Chunk(chunk) = &mut self.mode else {
+            return false;
+        };
+        let available = self.input.len() - self.start;
+        let take = usize::try_from(chunk.remaining).map_or(available, |r| r.min(available));
+        if let ChunkOutcome::Store = chunk.outcome
+            && let Some((decoder, builder)) = self.tx.as_mut().and_then(|tx| tx.bdat.as_mut())
+        {
+            decoder.feed(&self.input[self.start..self.start + take], builder);
+        }
+        self.start += take;
+        chunk.remaining -= take as u64;
+        if chunk.remaining > 0 {
+            return false;
+        }
+        if let Mode::Chunk(chunk) = std::mem::replace(&mut self.mode, Mode::Command) {
+            self.finish_chunk(chunk);
+        }
+        true
+    }
+
+    pub(super) fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+    }
+
+    /// Queues a reply.
+    pub(super) fn reply(&mut self, reply: &Reply) {
+        reply.write_to(&mut self.output);
+    }
+
+    /// Queues a refusal and its log action.
+    pub(super) fn refuse(&mut self, command: String, reply: Reply) {
+        self.reply(&reply);
+        self.actions.push_back(Action::Refused { command, reply });
+    }
+
+    /// A refusal that counts towards the bad command limit.
+    pub(super) fn protocol_error(&mut self, command: String, reply: Reply) {
+        self.refuse(command, reply);
+        self.bad_commands += 1;
+        if self.bad_commands >= self.cfg.max_bad_commands {
+            self.reply(&texts::too_many_errors());
+            self.close();
+        }
+    }
+
+    /// Hands an action out; `waiting` pauses the session until its answer.
+    pub(super) fn request(&mut self, action: Action, waiting: Option<Waiting>) {
+        self.actions.push_back(action);
+        self.waiting = waiting;
+    }
+
+    pub(super) fn close(&mut self) {
+        self.closed = true;
+        self.waiting = None;
+        self.mode = Mode::Command;
+        self.discard_input();
+        self.actions.push_back(Action::Close);
+    }
+}
+
+/// A command line made printable for [`Action::Refused`].
+pub(super) fn shown(line: &[u8]) -> String {
+    printable(line, LOGGED_COMMAND)
+}
