@@ -78,6 +78,8 @@ pub struct Limits {
     /// Simultaneous SMTP connections in total and from one client address.
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Longest line of message text in bytes (RFC 5321 asks for at least 1000).
+    pub max_line_length: usize,
     /// Seconds a client may stay silent.
     pub idle_timeout_secs: u64,
     /// Seconds a `|program` delivery may run before it is killed (temporary failure).
@@ -91,6 +93,7 @@ impl Default for Limits {
             max_recipients: 100,
             max_connections: 1000,
             max_connections_per_ip: 50,
+            max_line_length: 64 << 10,
             idle_timeout_secs: 300,
             program_timeout_secs: 3600,
         }

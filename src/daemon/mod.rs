@@ -95,6 +95,7 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         hostname: hostname.clone(),
         max_message_size: config.limits.max_message_size,
         max_recipients: config.limits.max_recipients,
+        max_text_line: config.limits.max_line_length,
         starttls: tls.is_some(),
         ..SessionConfig::default()
     });

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: demo roots in temporary directories.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 
 use turnmail::admin::init::{self, InitOptions, InitReport};
@@ -52,4 +54,14 @@ pub fn touch_later(path: &Path, secs: u64) {
     let f = std::fs::File::options().append(true).open(path).unwrap();
     f.set_times(std::fs::FileTimes::new().set_modified(t))
         .unwrap();
+}
+
+/// Replace turnmail.toml, keeping the mail user `init` chose (needed when tests run as
+/// root: the daemon switches to that user).
+pub fn config(d: &DemoRoot, extra: &str) {
+    let mu = mail_user();
+    write(
+        &d.root.join("turnmail.toml"),
+        &format!("user = \"{}\"\n{extra}", mu.name),
+    );
 }

@@ -1,0 +1,151 @@
+//! The real `turnmail serve` on a free loopback port, killed when dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    pub log: PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Daemon {
+    /// Start on `root`; waits until the listener accepts connections.
+    pub fn start(root: &Path) -> Daemon {
+        Self::start_at(root, SocketAddr::from(([127, 0, 0, 1], free_port())))
+    }
+
+    pub fn start_at(root: &Path, addr: SocketAddr) -> Daemon {
+        let log = root.with_extension(format!("log-{}", addr.port()));
+        let logf = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+            .arg("--root")
+            .arg(root)
+            .args(["serve", "--smtp", &addr.to_string()])
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            child,
+            addr,
+            root: root.to_path_buf(),
+            log,
+        };
+        let start = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "daemon did not start: {}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // That probe held a connection slot: let it go before the test counts slots.
+        std::thread::sleep(Duration::from_millis(100));
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for the process to exit; returns how long it took.
+    pub fn terminate(&mut self) -> Duration {
+        let t = Instant::now();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        t.elapsed()
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A raw SMTP client for exact conversations.
+pub struct Client {
+    pub r: BufReader<TcpStream>,
+    pub w: TcpStream,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let w = s.try_clone().unwrap();
+        Client {
+            r: BufReader::new(s),
+            w,
+        }
+    }
+
+    /// Read one (possibly multi-line) reply; returns its lines joined by '\n'.
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.r.read_line(&mut line).unwrap();
+            assert!(n > 0, "connection closed; got so far: {all:?}");
+            let done = line.as_bytes().get(3) != Some(&b'-');
+            all.push_str(line.trim_end());
+            if done {
+                return all;
+            }
+            all.push('\n');
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).unwrap();
+    }
+
+    /// Send a command line and read its reply.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// Whether the server closed the connection (EOF) within the read timeout.
+    pub fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.r.read(&mut b), Ok(0))
+    }
+}
+
+/// Run a command-line tool and return (exit status, stdout+stderr).
+pub fn tool(cmd: &str, args: &[&str]) -> (i32, String) {
+    let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| {
+        panic!("{cmd} is required for this test (tests/install-peers installs it): {e}")
+    });
+    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&o.stderr));
+    (o.status.code().unwrap_or(-1), s)
+}
