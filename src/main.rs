@@ -55,6 +55,16 @@ enum Command {
     Newu,
     /// Report configuration pitfalls with file and line (exit 0 clean, 1 findings, 2 unusable).
     Check,
+    /// Deliver one message from stdin, behind qmail (`|turnmail deliver` in a .qmail
+    /// file: recipient from $DEFAULT/$EXT/$HOST/$RECIPIENT, exit 0/100/111) or as
+    /// Postfix's pipe(8) transport (`-f SENDER -- RECIPIENT...`, sysexits codes).
+    Deliver {
+        /// Envelope sender (default: $SENDER, else empty).
+        #[arg(short = 'f', value_name = "SENDER")]
+        sender: Option<String>,
+        /// Recipients; when given, sysexits exit codes are used.
+        recipients: Vec<String>,
+    },
     /// Show where mail for ADDRESS would go.
     Resolve {
         address: String,
@@ -215,6 +225,57 @@ fn cmd_resolve(root: &Path, address: &str, local: bool) -> Result<ExitCode, Stri
     }
 }
 
+fn deliver_stdin(
+    root: &Path,
+    sender: &str,
+    recipients: &[String],
+) -> turnmail::deliver::inject::InjectResult {
+    use std::io::Read;
+    use turnmail::deliver::inject::{self, InjectResult};
+    let engine = match open_engine(root) {
+        Ok(e) => e,
+        Err(e) => return InjectResult::Temporary(e),
+    };
+    let limit = engine.config().limits.max_message_size;
+    let mut data = Vec::new();
+    if let Err(e) = std::io::stdin().take(limit + 1).read_to_end(&mut data) {
+        return InjectResult::Temporary(format!("reading the message: {e}"));
+    }
+    let hostname = turnmail::daemon::hostname(engine.config(), &engine);
+    let rcpts: Vec<Vec<u8>> = recipients.iter().map(|r| r.clone().into_bytes()).collect();
+    inject::inject(
+        &engine,
+        &hostname,
+        sender.as_bytes(),
+        &rcpts,
+        &data,
+        turnmail::datetime::now_unix(),
+    )
+}
+
+fn cmd_deliver(
+    root: &Path,
+    sender: Option<String>,
+    recipients: Vec<String>,
+) -> Result<ExitCode, String> {
+    use turnmail::deliver::inject::{self, Convention};
+    let (convention, recipients) = if recipients.is_empty() {
+        let r = inject::qmail_recipient(|k| std::env::var(k).ok());
+        (Convention::Qmail, r.into_iter().collect::<Vec<_>>())
+    } else {
+        (Convention::Sysexits, recipients)
+    };
+    let sender = sender
+        .or_else(|| std::env::var("SENDER").ok())
+        .unwrap_or_default();
+    let r = deliver_stdin(root, &sender, &recipients);
+    if let Some(m) = r.message() {
+        // qmail-local and pipe(8) put this text in their logs and bounces.
+        eprintln!("turnmail deliver: {m}");
+    }
+    Ok(ExitCode::from(r.exit_code(convention)))
+}
+
 fn cmd_serve(
     root: Option<PathBuf>,
     demo: Option<PathBuf>,
@@ -274,6 +335,9 @@ fn main() -> ExitCode {
         Command::Serve { demo, smtp } => cmd_serve(cli.root, demo, smtp),
         Command::Newu => need_root(cli.root).and_then(|r| cmd_newu(&r)),
         Command::Check => need_root(cli.root).and_then(|r| cmd_check(&r)),
+        Command::Deliver { sender, recipients } => {
+            need_root(cli.root).and_then(|r| cmd_deliver(&r, sender, recipients))
+        }
         Command::Resolve { address, local } => {
             need_root(cli.root).and_then(|r| cmd_resolve(&r, &address, local))
         }

@@ -192,3 +192,103 @@ fn commands_need_a_root() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{o:?}");
 }
+
+fn deliver(root: &std::path::Path, args: &[&str], env: &[(&str, &str)], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_turnmail"));
+    c.arg("--root").arg(root).arg("deliver").args(args);
+    for k in ["DEFAULT", "EXT", "HOST", "RECIPIENT", "SENDER"] {
+        c.env_remove(k);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn deliver_behind_postfix_pipe_uses_sysexits() {
+    let d = demo_root();
+    let new = d.root.join("domains/example.com/joe/Maildir/new");
+    let o = deliver(
+        &d.root,
+        &["-f", "bob@example.org", "--", "joe@example.com"],
+        &[],
+        b"Subject: pipe\n\nhi\n",
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let f = std::fs::read_dir(&new)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read(f).unwrap(),
+        b"Return-Path: <bob@example.org>\nDelivered-To: example.com-joe@example.com\nSubject: pipe\n\nhi\n"
+    );
+    let o = deliver(
+        &d.root,
+        &["-f", "a@b", "--", "ghost@example.com"],
+        &[],
+        b"x\n",
+    );
+    assert_eq!(o.status.code(), Some(67));
+    // A looping message is a permanent failure (69); a broken mailbox is "try later" (75).
+    let o = deliver(
+        &d.root,
+        &["--", "joe@example.com"],
+        &[],
+        b"Delivered-To: example.com-joe@example.com\n\nx\n",
+    );
+    assert_eq!(o.status.code(), Some(69));
+    std::fs::set_permissions(
+        d.root.join("domains/example.com"),
+        PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let o = deliver(&d.root, &["--", "joe@example.com"], &[], b"x\n");
+    assert_eq!(o.status.code(), Some(75));
+}
+
+#[test]
+fn deliver_behind_qmail_reads_the_environment() {
+    let d = demo_root();
+    let env = [
+        ("SENDER", "bob@example.org"),
+        ("DEFAULT", "joe"),
+        ("EXT", "tm-joe"),
+        ("HOST", "example.com"),
+    ];
+    let o = deliver(&d.root, &[], &env, b"Subject: qmail\n\nhi\n");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let new = d.root.join("domains/example.com/joe/Maildir/new");
+    let f = std::fs::read_dir(&new)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(
+        std::fs::read(f)
+            .unwrap()
+            .starts_with(b"Return-Path: <bob@example.org>\n")
+    );
+    let o = deliver(
+        &d.root,
+        &[],
+        &[("DEFAULT", "ghost"), ("HOST", "example.com")],
+        b"x\n",
+    );
+    assert_eq!(o.status.code(), Some(100));
+    let o = deliver(&d.root, &[], &[], b"x\n");
+    assert_eq!(o.status.code(), Some(100));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no recipient"));
+}

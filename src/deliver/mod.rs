@@ -6,6 +6,7 @@
 //! This is blocking code (file and process I/O); async callers run it on a blocking
 //! thread. The message is in memory with LF line ends.
 
+pub mod inject;
 pub mod mbox;
 pub mod program;
 pub mod transaction;

@@ -1,0 +1,2 @@
+//! Per-site flush schedules.
+pub mod crontab;
