@@ -177,6 +177,19 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_parses_and_matches_the_defaults() {
+        let c = Config::parse(include_str!("../deploy/turnmail.toml.example")).unwrap();
+        let d = Config::default();
+        // Every value the example shows without "example" is the default.
+        assert_eq!(c.limits, d.limits);
+        assert_eq!(c.user, d.user);
+        assert_eq!(c.default_delivery, d.default_delivery);
+        assert_eq!(c.system_accounts, d.system_accounts);
+        assert_eq!(c.log, d.log);
+        assert_eq!(c.smtp.listen.len(), 2);
+    }
+
+    #[test]
     fn missing_file_is_default_and_errors_name_the_file() {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(Config::load(d.path()).unwrap(), Config::default());

@@ -1,0 +1,89 @@
+//! What the server offers, read from its EHLO reply.
+//!
+//! Only the extensions that change how this client talks are kept. Keywords are
+//! case-insensitive (RFC 5321 §2.4); the first line of the reply is the server's name,
+//! not an extension, so it is skipped.
+
+use super::Reply;
+
+/// Extensions from one EHLO reply. All false after a HELO fallback.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub pipelining: bool,
+    pub chunking: bool,
+    /// `SIZE` was offered; `Some(0)` or `Some(n)` is the limit it named (0: none).
+    pub size: Option<u64>,
+    pub eightbitmime: bool,
+    pub starttls: bool,
+    pub enhanced_status_codes: bool,
+}
+
+impl Capabilities {
+    /// Reads the lines of a 250 reply to EHLO.
+    pub fn from_ehlo(reply: &Reply) -> Capabilities {
+        let mut caps = Capabilities::default();
+        for line in reply.lines.iter().skip(1) {
+            let mut words = line.split_ascii_whitespace();
+            let Some(keyword) = words.next() else {
+                continue;
+            };
+            match keyword.to_ascii_uppercase().as_str() {
+                "PIPELINING" => caps.pipelining = true,
+                "CHUNKING" => caps.chunking = true,
+                // A limit that does not parse is treated as "no limit stated".
+                "SIZE" => caps.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
+                "8BITMIME" => caps.eightbitmime = true,
+                "STARTTLS" => caps.starttls = true,
+                "ENHANCEDSTATUSCODES" => caps.enhanced_status_codes = true,
+                _ => {}
+            }
+        }
+        caps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(lines: &[&str]) -> Reply {
+        Reply {
+            code: 250,
+            enhanced: None,
+            lines: lines.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn keywords_case_insensitive() {
+        let caps = Capabilities::from_ehlo(&reply(&[
+            "mx.example Hello",
+            "PipeLining",
+            "chunking",
+            "SIZE 10240000",
+            "8BITMIME",
+            "STARTTLS",
+            "ENHANCEDSTATUSCODES",
+            "AUTH PLAIN",
+        ]));
+        assert_eq!(
+            caps,
+            Capabilities {
+                pipelining: true,
+                chunking: true,
+                size: Some(10_240_000),
+                eightbitmime: true,
+                starttls: true,
+                enhanced_status_codes: true,
+            }
+        );
+    }
+
+    #[test]
+    fn first_line_is_the_name_and_size_may_be_bare() {
+        let caps = Capabilities::from_ehlo(&reply(&["PIPELINING", "SIZE", ""]));
+        assert!(!caps.pipelining);
+        assert_eq!(caps.size, Some(0));
+        assert_eq!(Capabilities::from_ehlo(&reply(&["x"])), Capabilities::default());
+    }
+}
