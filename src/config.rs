@@ -30,6 +30,7 @@ pub struct Config {
     /// Allow `|program` lines in .qmail files.
     pub allow_programs: bool,
     pub smtp: SmtpConfig,
+    pub sites: SitesConfig,
     pub limits: Limits,
     pub tls: TlsConfig,
     pub log: LogConfig,
@@ -46,6 +47,7 @@ impl Default for Config {
             ip_domains: HashMap::new(),
             allow_programs: true,
             smtp: SmtpConfig::default(),
+            sites: SitesConfig::default(),
             limits: Limits::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
@@ -64,6 +66,21 @@ impl Default for SmtpConfig {
     fn default() -> Self {
         SmtpConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SitesConfig {
+    /// Globs of site directories; relative ones are under the root.
+    pub roots: Vec<String>,
+}
+
+impl Default for SitesConfig {
+    fn default() -> Self {
+        SitesConfig {
+            roots: vec!["sites/*".into()],
         }
     }
 }

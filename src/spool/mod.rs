@@ -6,3 +6,4 @@
 pub mod bounce;
 pub mod envelope;
 pub mod queue;
+pub mod site;

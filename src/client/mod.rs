@@ -1,0 +1,36 @@
+//! The outbound SMTP client that flushes a site's spool: many messages, each with one
+//! sender and one recipient, over one connection, with one result per message.
+//!
+//! serialsmtp waits for every message's final reply before it sends the next one (two
+//! round trips a message); lettre stops a whole transaction at the first refused
+//! recipient. This client keeps the pipe full instead: with CHUNKING it streams
+//! `BDAT n LAST` transactions without waiting, with PIPELINING it sends the next
+//! message's commands right behind the previous end-of-data dot, and it still reports
+//! exactly one outcome per message, in order, refusing to guess when the server's
+//! replies stop making sense.
+//!
+//! Layers: [`session`] is the protocol as a sans-IO state machine (bytes in, bytes,
+//! actions and outcomes out), [`encode`] turns spool bytes into wire bytes, and
+//! [`driver`] runs a session over any tokio stream with timeouts and an optional
+//! STARTTLS upgrade.
+
+mod caps;
+mod driver;
+mod encode;
+mod options;
+mod outcome;
+mod reply;
+mod session;
+
+#[cfg(test)]
+mod fake_server;
+#[cfg(test)]
+mod tests;
+
+pub use caps::Capabilities;
+pub use driver::{FlushReport, Message, MessageSource, Stats, flush, flush_with_tls};
+pub use encode::{Encoder, LengthCounter, bdat_len};
+pub use options::{ClientOptions, Timeouts, TlsPolicy, Window};
+pub use outcome::{NotSent, Outcome, ProtocolError, SessionError};
+pub use reply::{Reply, ReplyParser};
+pub use session::{Action, MessageHead, Session};

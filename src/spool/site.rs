@@ -1,0 +1,425 @@
+//! Customer sites: a directory holding `RELAYHOST` (`host[:port]`), a spool `Maildir/`
+//! and optionally `site.toml`. Sites are found under the globs in turnmail.toml
+//! (default `ROOT/sites/*`, or e.g. `/home/serialmail/*` on a converted host), so they
+//! appear and disappear with their directories.
+//!
+//! This file owns the site's disk: reading its settings, taking its lock (a BSD flock
+//! on RELAYHOST, the same lock `setlock -n` and `flock -n` take), scanning its spool and
+//! quarantining files that are not in spool format.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::envelope::{self, Envelope};
+use crate::maildir::{Entry, Maildir};
+use crate::qmail::assign::{self, AssignKind};
+
+/// How much of a spool file is read to find its two envelope lines.
+const HEAD_LIMIT: usize = 8192;
+/// Default age after which undeliverable mail is bounced (serialmail's 14 days).
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(14 * 86_400);
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsPolicy {
+    /// STARTTLS when the site offers it; plaintext otherwise.
+    #[default]
+    Opportunistic,
+    /// Refuse to send without TLS.
+    Required,
+    Off,
+}
+
+/// `site.toml`: every key optional.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SiteSettings {
+    /// Delivered-To prefix of this site's spool files (default: from users/assign).
+    pub prefix: Option<String>,
+    /// Days before undeliverable mail is bounced (default 14).
+    pub lifetime_days: Option<u64>,
+    pub tls: TlsPolicy,
+    /// Name to greet the site with (default: our host name).
+    pub helo: Option<String>,
+    /// Port to connect to when RELAYHOST names none (default 25).
+    pub port: Option<u16>,
+    /// The site's domains (for ETRN and ODMR).
+    pub domains: Vec<String>,
+    /// crontab(5) line for scheduled flushes (default from turnmail.toml).
+    pub schedule: Option<String>,
+    /// Time zone of the schedule, e.g. "Europe/Berlin" (default UTC).
+    pub timezone: Option<String>,
+    /// Flush a few seconds after new mail arrives.
+    pub always_on: bool,
+    /// Accounts allowed to ask for this site's mail (ETRN after AUTH, ODMR).
+    pub accounts: Vec<String>,
+}
+
+/// Where a site's mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayhost {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl Relayhost {
+    /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address.
+    pub fn parse(text: &str) -> Option<Relayhost> {
+        let t = text.trim();
+        if t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return None;
+        }
+        if let Some(rest) = t.strip_prefix('[') {
+            let (host, after) = rest.split_once(']')?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':')?.parse().ok()?),
+            };
+            return Some(Relayhost {
+                host: host.to_string(),
+                port,
+            });
+        }
+        if t.matches(':').count() > 1 {
+            return Some(Relayhost {
+                host: t.to_string(),
+                port: None,
+            });
+        }
+        match t.split_once(':') {
+            Some((h, p)) if !h.is_empty() => Some(Relayhost {
+                host: h.to_string(),
+                port: Some(p.parse().ok()?),
+            }),
+            Some(_) => None,
+            None => Some(Relayhost {
+                host: t.to_string(),
+                port: None,
+            }),
+        }
+    }
+
+    pub fn address(&self, default_port: u16) -> String {
+        let port = self.port.unwrap_or(default_port);
+        if self.host.contains(':') {
+            format!("[{}]:{port}", self.host)
+        } else {
+            format!("{}:{port}", self.host)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub name: String,
+    pub dir: PathBuf,
+    pub relayhost: Option<Relayhost>,
+    pub prefix: Vec<u8>,
+    pub settings: SiteSettings,
+}
+
+impl Site {
+    pub fn maildir(&self) -> Maildir {
+        Maildir::new(self.dir.join("Maildir"))
+    }
+
+    pub fn relayhost_path(&self) -> PathBuf {
+        self.dir.join("RELAYHOST")
+    }
+
+    pub fn lifetime(&self) -> Duration {
+        self.settings
+            .lifetime_days
+            .map_or(DEFAULT_LIFETIME, |d| Duration::from_secs(d * 86_400))
+    }
+
+    /// The address to connect to, unless a trigger supplies one.
+    pub fn target(&self) -> Option<String> {
+        let port = self.settings.port.unwrap_or(25);
+        self.relayhost.as_ref().map(|r| r.address(port))
+    }
+}
+
+/// Sites and the problems met finding them (for logs and `turnmail check`).
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub sites: Vec<Site>,
+    pub problems: Vec<String>,
+}
+
+impl Discovery {
+    pub fn get(&self, name: &str) -> Option<&Site> {
+        self.sites.iter().find(|s| s.name == name)
+    }
+}
+
+fn show(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Wildcard assign entries by home directory: the default prefix of a site is the
+/// local part of the `+prefix-` line whose home is the site's directory.
+fn prefixes_from_assign(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let Ok(text) = std::fs::read(root.join("users/assign")) else {
+        return Vec::new();
+    };
+    let Ok(entries) = assign::parse(&text) else {
+        return Vec::new();
+    };
+    entries
+        .into_iter()
+        .filter(|e| e.kind == AssignKind::Wildcard)
+        .map(|e| {
+            let home = PathBuf::from(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&e.home),
+            );
+            (home.canonicalize().unwrap_or(home), e.local)
+        })
+        .collect()
+}
+
+/// Find every site under `patterns` (relative patterns are under `root`).
+pub fn discover(root: &Path, patterns: &[String]) -> Discovery {
+    let mut d = Discovery::default();
+    let assign = prefixes_from_assign(root);
+    for pat in patterns {
+        let full = if Path::new(pat).is_absolute() {
+            pat.clone()
+        } else {
+            root.join(pat).to_string_lossy().into_owned()
+        };
+        let paths = match glob::glob(&full) {
+            Ok(p) => p,
+            Err(e) => {
+                d.problems.push(format!("site pattern {pat:?}: {e}"));
+                continue;
+            }
+        };
+        for dir in paths.flatten() {
+            if !dir.is_dir() || !(dir.join("RELAYHOST").exists() || dir.join("Maildir").is_dir()) {
+                continue;
+            }
+            match load_site(&dir, &assign) {
+                Ok(s) => {
+                    if d.sites.iter().any(|x| x.name == s.name) {
+                        d.problems.push(format!(
+                            "{}: a site named {:?} was already found; ignored",
+                            dir.display(),
+                            s.name
+                        ));
+                    } else {
+                        d.sites.push(s);
+                    }
+                }
+                Err(e) => d.problems.push(format!("{}: {e}", dir.display())),
+            }
+        }
+    }
+    d.sites.sort_by(|a, b| a.name.cmp(&b.name));
+    d
+}
+
+fn load_site(dir: &Path, assign: &[(PathBuf, Vec<u8>)]) -> Result<Site, String> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or("no directory name")?;
+    let settings: SiteSettings = match std::fs::read_to_string(dir.join("site.toml")) {
+        Ok(t) => toml::from_str(&t).map_err(|e| format!("site.toml: {e}"))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => SiteSettings::default(),
+        Err(e) => return Err(format!("site.toml: {e}")),
+    };
+    let relayhost = match std::fs::read_to_string(dir.join("RELAYHOST")) {
+        Ok(t) => {
+            let first = t.lines().next().unwrap_or("");
+            Some(
+                Relayhost::parse(first)
+                    .ok_or_else(|| format!("RELAYHOST: cannot parse {first:?}"))?,
+            )
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("RELAYHOST: {e}")),
+    };
+    let prefix = match &settings.prefix {
+        Some(p) => p.as_bytes().to_vec(),
+        None => {
+            let canon = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+            let found: Vec<&Vec<u8>> = assign
+                .iter()
+                .filter(|(h, _)| *h == canon)
+                .map(|(_, l)| l)
+                .collect();
+            match found.as_slice() {
+                [one] => (*one).clone(),
+                [] => return Err(
+                    "no users/assign line has this directory as its home; set prefix in site.toml"
+                        .into(),
+                ),
+                many => {
+                    return Err(format!(
+                        "several users/assign lines point here ({}); set prefix in site.toml",
+                        many.iter().map(|l| show(l)).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+        }
+    };
+    Ok(Site {
+        name,
+        dir: dir.to_path_buf(),
+        relayhost,
+        prefix,
+        settings,
+    })
+}
+
+/// The site's flush lock, held until dropped.
+pub struct SiteLock {
+    _lock: fd_lock::RwLock<File>,
+}
+
+/// Take the RELAYHOST lock without waiting. Ok(None): someone else holds it
+/// (another flush, `setlock -n`, `flock -n`).
+pub fn try_lock(site: &Site) -> io::Result<Option<SiteLock>> {
+    let f = File::open(site.relayhost_path())?;
+    let mut lock = fd_lock::RwLock::new(f);
+    let acquired = match lock.try_write() {
+        Ok(guard) => {
+            // The flock lasts until the descriptor is closed, i.e. until SiteLock is
+            // dropped; forgetting the guard only skips its early unlock.
+            std::mem::forget(guard);
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+        Err(e) => return Err(e),
+    };
+    Ok(acquired.then_some(SiteLock { _lock: lock }))
+}
+
+/// A spool file ready to be sent.
+#[derive(Debug, Clone)]
+pub struct Spooled {
+    pub entry: Entry,
+    pub envelope: Envelope,
+}
+
+/// What a scan found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub ready: Vec<Spooled>,
+    /// Files moved to `Maildir/.quarantine/`, with the reason.
+    pub quarantined: Vec<(String, String)>,
+    /// Files that could not be read this time (left in place).
+    pub unreadable: Vec<(String, String)>,
+}
+
+fn read_head(path: &Path) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(512);
+    File::open(path)?
+        .take(HEAD_LIMIT as u64)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// Scan the spool oldest first (skipping the current second), keep files in spool
+/// format for this prefix, and quarantine the rest so they never block the site.
+pub fn scan(site: &Site, now: SystemTime) -> io::Result<Scan> {
+    let md = site.maildir();
+    let mut out = Scan::default();
+    for entry in md.scan(now)? {
+        let head = match read_head(&entry.path) {
+            Ok(h) => h,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                out.unreadable.push((entry.rel.clone(), e.to_string()));
+                continue;
+            }
+        };
+        match envelope::parse(&head, &site.prefix) {
+            Some(envelope) => out.ready.push(Spooled { entry, envelope }),
+            None => {
+                let reason = format!(
+                    "not a spool file for prefix {:?} (needs Return-Path and Delivered-To lines)",
+                    show(&site.prefix)
+                );
+                quarantine(&md, &entry)?;
+                tracing::warn!(target: "flush", site = %site.name, file = %entry.rel, "quarantined: {reason}");
+                out.quarantined.push((entry.rel.clone(), reason));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn quarantine(md: &Maildir, entry: &Entry) -> io::Result<()> {
+    let q = md.path().join(".quarantine");
+    if !q.is_dir() {
+        std::fs::create_dir_all(&q)?;
+    }
+    let name = entry.rel.rsplit('/').next().unwrap_or(&entry.rel);
+    std::fs::rename(&entry.path, q.join(name))?;
+    crate::fsutil::fsync_dir(&q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relayhost_forms() {
+        let p = |s| Relayhost::parse(s);
+        assert_eq!(
+            p("mx.site.example"),
+            Some(Relayhost {
+                host: "mx.site.example".into(),
+                port: None
+            })
+        );
+        assert_eq!(
+            p("10.0.0.1:2525\n"),
+            Some(Relayhost {
+                host: "10.0.0.1".into(),
+                port: Some(2525)
+            })
+        );
+        assert_eq!(
+            p("[2001:db8::1]:26"),
+            Some(Relayhost {
+                host: "2001:db8::1".into(),
+                port: Some(26)
+            })
+        );
+        assert_eq!(
+            p("2001:db8::1"),
+            Some(Relayhost {
+                host: "2001:db8::1".into(),
+                port: None
+            })
+        );
+        assert_eq!(p("host:notaport"), None);
+        assert_eq!(p(""), None);
+        assert_eq!(p("a b"), None);
+        assert_eq!(p(":25"), None);
+        assert_eq!(
+            p("[2001:db8::1]:26").unwrap().address(25),
+            "[2001:db8::1]:26"
+        );
+        assert_eq!(p("h").unwrap().address(25), "h:25");
+    }
+
+    #[test]
+    fn site_toml_is_strict() {
+        assert!(
+            toml::from_str::<SiteSettings>(
+                "lifetime_days = 3\ntls = \"required\"\ndomains = [\"a.example\"]\n"
+            )
+            .is_ok()
+        );
+        assert!(toml::from_str::<SiteSettings>("lifetme_days = 3\n").is_err());
+        assert!(toml::from_str::<SiteSettings>("tls = \"maybe\"\n").is_err());
+    }
+}
