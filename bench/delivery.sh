@@ -94,13 +94,14 @@ wait_port() { # PORT SECONDS
 
 csv_header() {
     if [ ! -s "$CSV" ]; then
-        echo "workload,role,system,run,n,value,unit,seconds,peak_rss_kb,cpu_busy_pct,iowait_pct,note" >"$CSV"
+        echo "workload,role,system,run,n,value,unit,seconds,peak_rss_kb,cpu_busy_pct,iowait_pct,machine_cpu_s,server_cpu_s,client_cpu_s,note" >"$CSV"
     fi
 }
 # csv_row ROLE SYSTEM RUN N "key=value ..." NOTE
 csv_row() {
     local role=$1 system=$2 run=$3 n=$4 kv=$5 note=${6:-}
     local seconds="" msg_per_s="" peak_rss_kb="" cpu_busy_pct="" iowait_pct=""
+    local machine_cpu_s="" daemon_cpu_s="" loadgen_cpu_s=""
     local k v
     for k in $kv; do
         v=${k#*=}
@@ -110,9 +111,13 @@ csv_row() {
         peak_rss_kb) peak_rss_kb=$v ;;
         cpu_busy_pct) cpu_busy_pct=$v ;;
         iowait_pct) iowait_pct=$v ;;
+        machine_cpu_s) machine_cpu_s=$v ;;
+        daemon_cpu_s) daemon_cpu_s=$v ;;
+        loadgen_cpu_s) loadgen_cpu_s=$v ;;
+        nice_pct) if [ "$v" -ge 5 ]; then note="${note:+$note; }background niced load $v% of the machine"; fi ;;
         esac
     done
-    echo "smtp-delivery,$role,$system,$run,$n,$msg_per_s,msg/s,$seconds,$peak_rss_kb,$cpu_busy_pct,$iowait_pct,$note" >>"$CSV"
+    echo "smtp-delivery,$role,$system,$run,$n,$msg_per_s,msg/s,$seconds,$peak_rss_kb,$cpu_busy_pct,$iowait_pct,$machine_cpu_s,$daemon_cpu_s,$loadgen_cpu_s,$note" >>"$CSV"
 }
 
 settle() {
@@ -125,10 +130,10 @@ run_ceiling() { # RUN N WRITERS ROLE
     local dir=$BENCH_WORK/run$1/ceiling-$3w out
     out=$(python3 "$BENCH/fsync_ceiling.py" "$dir" "$2" "$3" --mailboxes "$MAILBOXES" --size "$SIZE") ||
         die "fsync ceiling failed"
-    # out: writers count seconds msg_per_s
+    # out: writers count seconds msg_per_s writers_cpu_s
     set -- "$1" "$2" "$3" "$4" $out
-    say "  ceiling ($3 writers): $8 msg/s ($7 s)"
-    csv_row "$4" "fsync ceiling ($3 writers)" "$1" "$2" "seconds=$7 msg_per_s=$8" \
+    say "  ceiling ($3 writers): $8 msg/s ($7 s, writers' CPU $9 s)"
+    csv_row "$4" "fsync ceiling ($3 writers)" "$1" "$2" "seconds=$7 msg_per_s=$8 daemon_cpu_s=$9" \
         "create+write ${SIZE}B+fsync+rename+fsync new/; python3; $3 processes"
 }
 
@@ -261,7 +266,7 @@ EOF
     postfix -c "$etc" stop >>"$LOG" 2>&1 || true
     PF_CONF=
     say "  postfix (n=$n): $out"
-    csv_row peer "Postfix $PF_VERSION" "$run" "$n" "$out" "private instance, virtual(8) Maildir delivery"
+    csv_row peer "Postfix $PF_VERSION" "$run" "$n" "$out" "private instance; virtual(8) Maildir delivery"
 }
 
 SMTP_SOURCE=(smtp-source -s "$SESSIONS" -l "$SIZE" -N -t "m@$DOMAIN" -f bench@bench.example -M bench.example)
@@ -275,7 +280,7 @@ fi
 rm -f "$CSV"
 csv_header
 say "delivery: N=$N, $RUNS run(s), $SESSIONS sessions, $MAILBOXES Maildirs, work dir $BENCH_WORK"
-want ceiling && run_ceiling 0 "$N" 1 ceiling-1w
+if want ceiling; then run_ceiling 0 "$N" 1 ceiling-1w; fi
 for ((r = 1; r <= RUNS; r++)); do
     say "run $r"
     if want ceiling; then
@@ -290,13 +295,13 @@ for ((r = 1; r <= RUNS; r++)); do
         settle 1
         run_postfix "$r" "$N"
         # Postfix deleted N queue files: let the file system get over it.
-        [ "$r" -lt "$RUNS" ] && settle "$SETTLE"
+        if [ "$r" -lt "$RUNS" ]; then settle "$SETTLE"; fi
     fi
 done
-say "memory flatness (turnmail, n in $MEM_NS)"
 want turnmail || MEM_NS=
+if [ -n "$MEM_NS" ]; then say "memory flatness (turnmail, n in $MEM_NS)"; fi
 for n in $MEM_NS; do
-    [ "$n" = "$N" ] && continue # the main runs measured it already
+    if [ "$n" = "$N" ]; then continue; fi # the main runs measured it already
     run_turnmail mem "$n" turnmail-mem
     settle 1
 done

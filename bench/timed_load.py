@@ -7,13 +7,14 @@ The clock starts just before COMMAND is spawned and stops when the load command 
 exited AND exactly COUNT files are in the Maildirs' new/ (polled every 20 ms once the
 command has exited; a queueing MTA like Postfix is still delivering then). Prints one
 line of key=value pairs: seconds, msg_per_s, files, load_seconds (until the command
-exited), cpu_busy_pct and iowait_pct (whole machine, from /proc/stat, over the timed
-interval), and when --pid is given the daemon's peak RSS (VmHWM, kB) and its own CPU
+exited), cpu_busy_pct, iowait_pct and nice_pct (whole machine, from /proc/stat, over the
+timed interval; niced work is not counted as busy), the load generator's CPU seconds, and when --pid is given the daemon's peak RSS (VmHWM, kB) and its own CPU
 seconds.
 """
 import argparse
 import glob
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -23,8 +24,9 @@ def cpu_times():
     with open("/proc/stat") as f:
         parts = f.readline().split()[1:]
     v = [int(x) for x in parts[:8]]  # user nice system idle iowait irq softirq steal
-    busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
-    return busy, v[4], sum(v)
+    # Niced work (a background cargo build, say) is counted apart: it only soaks up idle time.
+    busy = v[0] + v[2] + v[5] + v[6] + v[7]
+    return busy, v[4], sum(v), v[1]
 
 
 def proc_cpu_seconds(pid):
@@ -90,9 +92,13 @@ def main():
     if total > 0:
         out["cpu_busy_pct"] = f"{100 * (cpu1[0] - cpu0[0]) / total:.0f}"
         out["iowait_pct"] = f"{100 * (cpu1[1] - cpu0[1]) / total:.0f}"
+        out["nice_pct"] = f"{100 * (cpu1[3] - cpu0[3]) / total:.0f}"
+        out["machine_cpu_s"] = f"{(cpu1[0] - cpu0[0]) / os.sysconf('SC_CLK_TCK'):.2f}"
     if a.pid:
         out["peak_rss_kb"] = str(vmhwm_kb(a.pid))
         out["daemon_cpu_s"] = f"{proc_cpu_seconds(a.pid) - pcpu0:.2f}"
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out["loadgen_cpu_s"] = f"{ru.ru_utime + ru.ru_stime:.2f}"
     print(" ".join(f"{k}={v}" for k, v in out.items()))
     if n != a.count:
         sys.exit(f"timed_load: {n} files in new/, expected {a.count}")

@@ -25,13 +25,29 @@ use turnmail::qmail::users_cdb::{self, Assignment, UsersCdb};
 /// Entries above this count are not compiled to a cdb, to keep each run cheap.
 const MAX_CDB_ENTRIES: usize = 64;
 
+static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+
+unsafe extern "C" {
+    fn atexit(f: extern "C" fn()) -> i32;
+}
+
+/// libFuzzer ends with exit(), which never drops statics: remove the scratch directory.
+extern "C" fn remove_scratch() {
+    if let Some((dir, _)) = DIR.get() {
+        let _ = std::fs::remove_dir_all(dir.path());
+    }
+}
+
 /// A scratch directory for the cdb, on tmpfs when there is one (write_cdb fsyncs).
 fn scratch() -> &'static PathBuf {
-    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &DIR.get_or_init(|| {
+        // SAFETY: registers a plain function that only touches an initialised static.
+        unsafe { atexit(remove_scratch) };
         let shm = std::path::Path::new("/dev/shm");
         let dir = if shm.is_dir() {
-            tempfile::Builder::new().prefix("turnmail-fuzz-").tempdir_in(shm)
+            tempfile::Builder::new()
+                .prefix("turnmail-fuzz-")
+                .tempdir_in(shm)
         } else {
             tempfile::Builder::new().prefix("turnmail-fuzz-").tempdir()
         }
@@ -44,7 +60,11 @@ fn scratch() -> &'static PathBuf {
 
 fn canonical(e: &AssignEntry) -> AssignEntry {
     AssignEntry {
-        type_byte: if e.kind == AssignKind::Wildcard { b'+' } else { b'=' },
+        type_byte: if e.kind == AssignKind::Wildcard {
+            b'+'
+        } else {
+            b'='
+        },
         ..e.clone()
     }
 }
@@ -69,7 +89,10 @@ fn check_records(entries: &[AssignEntry]) {
         }
         assert_eq!(key, &want);
         let mut v = Vec::new();
-        for (i, f) in [&e.user, &e.uid, &e.gid, &e.home, &e.dash, &e.ext].iter().enumerate() {
+        for (i, f) in [&e.user, &e.uid, &e.gid, &e.home, &e.dash, &e.ext]
+            .iter()
+            .enumerate()
+        {
             if i > 0 {
                 v.push(0);
             }

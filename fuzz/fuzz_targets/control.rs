@@ -132,7 +132,10 @@ fuzz_target!(|data: &[u8]| {
         let want = suffixes(&ld).iter().any(|s| set.binary_search(s).is_ok());
         assert_eq!(rcpt.accepts(domain).unwrap(), want);
         assert!(!none.accepts(domain).unwrap());
-        assert_eq!(locals.contains(domain), set.binary_search(&ld.as_slice()).is_ok());
+        assert_eq!(
+            locals.contains(domain),
+            set.binary_search(&ld.as_slice()).is_ok()
+        );
 
         // virtualdomains: whole address, then (with an @) domain suffixes, then "".
         let la = lower(address);
@@ -160,7 +163,9 @@ fuzz_target!(|data: &[u8]| {
                 None => assert_eq!((&r.relay[..], r.port), (&rest[..], None)),
                 Some(c) => {
                     assert_eq!(r.relay, &rest[..c]);
-                    let p = std::str::from_utf8(&rest[c + 1..]).ok().and_then(|p| p.parse::<u16>().ok());
+                    let p = std::str::from_utf8(&rest[c + 1..])
+                        .ok()
+                        .and_then(|p| p.parse::<u16>().ok());
                     assert_eq!(r.port, p);
                 }
             }

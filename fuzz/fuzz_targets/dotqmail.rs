@@ -93,7 +93,11 @@ fn check_candidates(dash: &[u8], ext: &[u8]) {
     for (i, a) in c.iter().enumerate() {
         assert!(a.name.starts_with(&prefix));
         assert!(!a.name.contains(&b'/') && !a.name.contains(&0));
-        assert!(c[..i].iter().all(|b| b.name != a.name), "repeated {:?}", a.name);
+        assert!(
+            c[..i].iter().all(|b| b.name != a.name),
+            "repeated {:?}",
+            a.name
+        );
     }
     let mut rest = &c[..];
     if !safe.contains(&b'/') && !safe.contains(&0) {
@@ -111,7 +115,10 @@ fn check_candidates(dash: &[u8], ext: &[u8]) {
     }
     let mut last_i = usize::MAX;
     for a in rest {
-        let part = a.default_part.as_ref().expect("a default candidate sets DEFAULT");
+        let part = a
+            .default_part
+            .as_ref()
+            .expect("a default candidate sets DEFAULT");
         let i = ext.len() - part.len();
         assert_eq!(&ext[i..], &part[..]);
         assert!(i < last_i, "longest prefix first");

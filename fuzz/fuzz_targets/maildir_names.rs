@@ -52,7 +52,9 @@ fn unescape(e: &str) -> Vec<u8> {
         if b[i] == b'\\' {
             let d = &b[i + 1..i + 4];
             assert!(d.iter().all(|c| (b'0'..=b'7').contains(c)), "{e:?}");
-            let v = (u32::from(d[0] - b'0') << 6) | (u32::from(d[1] - b'0') << 3) | u32::from(d[2] - b'0');
+            let v = (u32::from(d[0] - b'0') << 6)
+                | (u32::from(d[1] - b'0') << 3)
+                | u32::from(d[2] - b'0');
             out.push(u8::try_from(v).expect("escape fits a byte"));
             i += 4;
         } else {

@@ -13,7 +13,6 @@
 #![no_main]
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use turnmail::engine::accounts::{
@@ -25,16 +24,11 @@ fn fields(a: &AccountLine) -> [&[u8]; 4] {
     [&a.login, &a.hash, &a.owner, &a.home]
 }
 
-/// With TURNMAIL_FUZZ_TOLERATE_KNOWN set, the one known library failure (a home
-/// field ending in a space or tab, followed by a fifth field, loses those blanks on
-/// write-then-parse) is not reported, so the rest of the target keeps running.
-static TOLERATE_KNOWN: LazyLock<bool> =
-    LazyLock::new(|| std::env::var_os("TURNMAIL_FUZZ_TOLERATE_KNOWN").is_some());
-
 fn sane_model(l: &[u8]) -> bool {
     !l.is_empty()
         && l.len() <= MAX_LOGIN
-        && l.iter().all(|&b| b > b' ' && b != 0x7f && b != b'/' && b != b':')
+        && l.iter()
+            .all(|&b| b > b' ' && b != 0x7f && b != b'/' && b != b':')
         && !l.windows(2).any(|w| w == b"..")
 }
 
@@ -57,15 +51,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again.len(), lines.len(), "written text: {text:?}");
             for (i, (a, b)) in lines.iter().zip(&again).enumerate() {
                 assert_eq!(b.line, i + 1);
-                if *TOLERATE_KNOWN && matches!(a.home.last(), Some(b' ' | b'\t')) {
-                    // Known failure (see fuzz/README.md): the trailing blanks go.
-                    continue;
-                }
                 assert_eq!(fields(a), fields(b), "round trip of line {}", a.line);
             }
-            if !*TOLERATE_KNOWN {
-                assert_eq!(accounts::write_poppasswd(&again), text);
-            }
+            assert_eq!(accounts::write_poppasswd(&again), text);
         }
         Err(e) => {
             let lfs = data.iter().filter(|&&b| b == b'\n').count();

@@ -20,7 +20,10 @@ use libfuzzer_sys::fuzz_target;
 use turnmail::qmail::quote;
 
 fn unquote(q: &[u8]) -> Vec<u8> {
-    assert!(q.len() >= 2 && q[0] == b'"' && q[q.len() - 1] == b'"', "{q:?}");
+    assert!(
+        q.len() >= 2 && q[0] == b'"' && q[q.len() - 1] == b'"',
+        "{q:?}"
+    );
     let inner = &q[1..q.len() - 1];
     let mut out = Vec::new();
     let mut it = inner.iter();
@@ -30,7 +33,10 @@ fn unquote(q: &[u8]) -> Vec<u8> {
             assert!(matches!(n, b'\r' | b'\n' | b'"' | b'\\'), "escaped {n:#x}");
             out.push(n);
         } else {
-            assert!(!matches!(b, b'\r' | b'\n' | b'"'), "unescaped {b:#x} in {q:?}");
+            assert!(
+                !matches!(b, b'\r' | b'\n' | b'"'),
+                "unescaped {b:#x} in {q:?}"
+            );
             out.push(b);
         }
     }
@@ -38,7 +44,9 @@ fn unquote(q: &[u8]) -> Vec<u8> {
 }
 
 fn lf_to_underscore(b: &[u8]) -> Vec<u8> {
-    b.iter().map(|&c| if c == b'\n' { b'_' } else { c }).collect()
+    b.iter()
+        .map(|&c| if c == b'\n' { b'_' } else { c })
+        .collect()
 }
 
 fn one_final_lf(line: &[u8]) {
@@ -51,7 +59,20 @@ fn is_leap(y: u64) -> bool {
 }
 
 fn month_len(y: u64, m: usize) -> u64 {
-    [31, if is_leap(y) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m]
+    [
+        31,
+        if is_leap(y) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ][m]
 }
 
 const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
@@ -86,7 +107,13 @@ fn check_ufline(sender: &[u8], t: u64) {
     } else {
         sender
             .iter()
-            .map(|&b| if matches!(b, b' ' | b'\t' | b'\n') { b'-' } else { b })
+            .map(|&b| {
+                if matches!(b, b' ' | b'\t' | b'\n') {
+                    b'-'
+                } else {
+                    b
+                }
+            })
             .collect()
     };
     let head = [b"From ".as_slice(), &shown, b" "].concat();
@@ -105,7 +132,12 @@ fn check_ufline(sender: &[u8], t: u64) {
     let secs = t % 86_400;
     assert_eq!(
         f[3],
-        format!("{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+        format!(
+            "{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs % 3600 / 60,
+            secs % 60
+        )
     );
     if days < 2_932_897 {
         // 2_932_897 days is 10000-01-01.

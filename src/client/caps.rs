@@ -84,6 +84,9 @@ mod tests {
         let caps = Capabilities::from_ehlo(&reply(&["PIPELINING", "SIZE", ""]));
         assert!(!caps.pipelining);
         assert_eq!(caps.size, Some(0));
-        assert_eq!(Capabilities::from_ehlo(&reply(&["x"])), Capabilities::default());
+        assert_eq!(
+            Capabilities::from_ehlo(&reply(&["x"])),
+            Capabilities::default()
+        );
     }
 }

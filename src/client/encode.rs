@@ -188,8 +188,14 @@ mod tests {
     #[test]
     fn state_crosses_piece_boundaries() {
         let whole = encode_in(Encoder::data(), &[b"a\r\n.b\n.c"]);
-        assert_eq!(encode_in(Encoder::data(), &[b"a\r", b"\n", b".b\n", b".c"]), whole);
-        assert_eq!(encode_in(Encoder::data(), &[b"a\r\n.", b"b\n.c", b""]), whole);
+        assert_eq!(
+            encode_in(Encoder::data(), &[b"a\r", b"\n", b".b\n", b".c"]),
+            whole
+        );
+        assert_eq!(
+            encode_in(Encoder::data(), &[b"a\r\n.", b"b\n.c", b""]),
+            whole
+        );
         assert_eq!(encode_in(Encoder::data(), &[b"a", b"."]), b"a.\r\n.\r\n");
     }
 

@@ -17,10 +17,13 @@
 mod caps;
 mod driver;
 mod encode;
+mod flight;
 mod options;
 mod outcome;
 mod reply;
 mod session;
+#[cfg(test)]
+mod session_tests;
 
 #[cfg(test)]
 mod fake_server;

@@ -62,6 +62,8 @@ pub enum SessionError {
     Io(#[from] io::Error),
     #[error("reading a message body failed after DATA was accepted: {0}")]
     BodyRead(String),
+    #[error("client bug: nothing to send and no reply expected")]
+    Stalled,
 }
 
 /// Replies that cannot be matched to the commands sent.

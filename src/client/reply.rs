@@ -267,7 +267,11 @@ mod tests {
             b"250_x\r\n",
             b"250-a\r\n251 b\r\n",
         ] {
-            assert!(parse_all(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_all(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

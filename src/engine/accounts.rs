@@ -64,6 +64,9 @@ pub fn parse_poppasswd(text: &[u8]) -> Result<Vec<AccountLine>, PoppasswdError> 
         if owner.is_empty() {
             return Err(err("empty owner"));
         }
+        // A line's trailing blanks are already gone; when fields follow the home, its
+        // own trailing blanks go too, so both forms of a line mean the same path.
+        let home = home.trim_ascii_end();
         if !home.starts_with(b"/") {
             return Err(err("home must be an absolute path"));
         }

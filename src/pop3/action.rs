@@ -37,7 +37,10 @@ pub enum Action {
     /// `seen` (undeleted messages still in new/) to cur/ with `:2,S`; answer with
     /// `Session::answer_update`. Only ever handed out after QUIT: a dropped connection
     /// or a timeout changes nothing.
-    Update { delete: Vec<usize>, seen: Vec<usize> },
+    Update {
+        delete: Vec<usize>,
+        seen: Vec<usize>,
+    },
     /// "+OK Begin TLS negotiation" is in the output: write it, run the TLS handshake,
     /// then call `Session::tls_started` (or close if it fails). Pipelined input,
     /// buffered or arriving meanwhile, is dropped.

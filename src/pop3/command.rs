@@ -18,7 +18,10 @@ const LOGGED_COMMAND: usize = 100;
 pub enum Command {
     User(Vec<u8>),
     Pass(Secret),
-    Apop { name: Vec<u8>, digest: String },
+    Apop {
+        name: Vec<u8>,
+        digest: String,
+    },
     /// AUTH with no mechanism lists the mechanisms.
     Auth {
         mechanism: Option<Vec<u8>>,
@@ -213,7 +216,8 @@ mod tests {
 
     #[test]
     fn single_spaces_only() {
-        assert_eq!(err_text(b"LIST  1"), "Invalid message number");
+        assert_eq!(err_text(b"LIST  1"), "Syntax: LIST [msg]");
+        assert_eq!(err_text(b"RETR  1"), "Syntax: RETR msg");
         assert_eq!(err_text(b"LIST 1 "), "Syntax: LIST [msg]");
         assert_eq!(err_text(b"STAT "), "Syntax: STAT");
         assert_eq!(err_text(b"TOP 1"), "Syntax: TOP msg lines");

@@ -196,7 +196,10 @@ mod tests {
 
     #[test]
     fn long_text_is_cut() {
-        assert_eq!(Reply::ok("x".repeat(2000)).to_bytes().len(), 4 + MAX_TEXT + 2);
+        assert_eq!(
+            Reply::ok("x".repeat(2000)).to_bytes().len(),
+            4 + MAX_TEXT + 2
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! 1939, 2449, 2595, 3206 and 5034 and against what Dovecot and qmail-pop3d say: a
 //! handler names the situation, this file decides the text.
 
-use super::reply::{RespCode, Reply, Status};
+use super::reply::{Reply, RespCode, Status};
 
 /// The greeting; the APOP timestamp, if any, ends it (RFC 1939 §7). Angle brackets
 /// are removed from our name so that clients looking for the first `<` find the

@@ -6,4 +6,6 @@
 pub mod bounce;
 pub mod envelope;
 pub mod queue;
+pub mod scan;
+pub mod settle;
 pub mod site;

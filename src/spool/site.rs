@@ -8,18 +8,16 @@
 //! quarantining files that are not in spool format.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::envelope::{self, Envelope};
-use crate::maildir::{Entry, Maildir};
+pub use super::scan::{Scan, Spooled};
+use crate::maildir::Maildir;
 use crate::qmail::assign::{self, AssignKind};
 
-/// How much of a spool file is read to find its two envelope lines.
-const HEAD_LIMIT: usize = 8192;
 /// Default age after which undeliverable mail is bounced (serialmail's 14 days).
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(14 * 86_400);
 
@@ -300,69 +298,9 @@ pub fn try_lock(site: &Site) -> io::Result<Option<SiteLock>> {
     Ok(acquired.then_some(SiteLock { _lock: lock }))
 }
 
-/// A spool file ready to be sent.
-#[derive(Debug, Clone)]
-pub struct Spooled {
-    pub entry: Entry,
-    pub envelope: Envelope,
-}
-
-/// What a scan found.
-#[derive(Debug, Default)]
-pub struct Scan {
-    pub ready: Vec<Spooled>,
-    /// Files moved to `Maildir/.quarantine/`, with the reason.
-    pub quarantined: Vec<(String, String)>,
-    /// Files that could not be read this time (left in place).
-    pub unreadable: Vec<(String, String)>,
-}
-
-fn read_head(path: &Path) -> io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(512);
-    File::open(path)?
-        .take(HEAD_LIMIT as u64)
-        .read_to_end(&mut head)?;
-    Ok(head)
-}
-
-/// Scan the spool oldest first (skipping the current second), keep files in spool
-/// format for this prefix, and quarantine the rest so they never block the site.
+/// Scan the site's spool (see [`super::scan::scan`]).
 pub fn scan(site: &Site, now: SystemTime) -> io::Result<Scan> {
-    let md = site.maildir();
-    let mut out = Scan::default();
-    for entry in md.scan(now)? {
-        let head = match read_head(&entry.path) {
-            Ok(h) => h,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                out.unreadable.push((entry.rel.clone(), e.to_string()));
-                continue;
-            }
-        };
-        match envelope::parse(&head, &site.prefix) {
-            Some(envelope) => out.ready.push(Spooled { entry, envelope }),
-            None => {
-                let reason = format!(
-                    "not a spool file for prefix {:?} (needs Return-Path and Delivered-To lines)",
-                    show(&site.prefix)
-                );
-                quarantine(&md, &entry)?;
-                tracing::warn!(target: "flush", site = %site.name, file = %entry.rel, "quarantined: {reason}");
-                out.quarantined.push((entry.rel.clone(), reason));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn quarantine(md: &Maildir, entry: &Entry) -> io::Result<()> {
-    let q = md.path().join(".quarantine");
-    if !q.is_dir() {
-        std::fs::create_dir_all(&q)?;
-    }
-    let name = entry.rel.rsplit('/').next().unwrap_or(&entry.rel);
-    std::fs::rename(&entry.path, q.join(name))?;
-    crate::fsutil::fsync_dir(&q)
+    super::scan::scan(&site.maildir(), &site.prefix, &site.name, now)
 }
 
 #[cfg(test)]

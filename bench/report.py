@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Assemble bench/results/report.md from every bench/results/*.csv and machine.txt.
+
+Every workload script writes one CSV with the columns
+  workload,role,system,run,n,value,unit,seconds,peak_rss_kb,cpu_busy_pct,iowait_pct,
+  machine_cpu_s,server_cpu_s,client_cpu_s,note
+(one row per measured run; empty cells allowed). Roles:
+  turnmail  turnmail's runs (medianed into the summary table)
+  peer      the peer system's runs (Postfix, Dovecot, ...)
+  ceiling   the physical ceiling (fsync loop, link speed, ...)
+  anything else (turnmail-mem, ceiling-1w, ...) is shown in the details only.
+A method text for a workload, if bench/method/WORKLOAD.md exists, goes under its details.
+
+usage: report.py [RESULTS_DIR] [--mode quick|full]
+"""
+import csv
+import glob
+import os
+import statistics
+import sys
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+
+# Known workloads: their label in the table, and the targets of the component issues.
+LABELS = {
+    "smtp-delivery": "SMTP delivery into 100 Maildirs: 4 KiB, 10 sessions, new connection per message",
+}
+# workload -> (minimum turnmail/peer ratio, minimum % of ceiling); None where not set.
+TARGETS = {
+    "smtp-delivery": (3.0, 60.0),
+}
+# Workloads where a smaller value is better (ratio is then peer/turnmail).
+LOWER_IS_BETTER: set[str] = set()
+
+
+def num(s):
+    try:
+        return float(s)
+    except (TypeError, ValueError):
+        return None
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, digits=0):
+    if x is None:
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def fmt_rss(kb):
+    return "–" if kb is None else f"{kb / 1024:.1f} MiB"
+
+
+def load(results):
+    rows = []
+    for path in sorted(glob.glob(os.path.join(results, "*.csv"))):
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                r["_file"] = os.path.basename(path)
+                rows.append(r)
+    return rows
+
+
+def machine_facts(results):
+    facts = []
+    path = os.path.join(results, "machine.txt")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if ":" in line:
+                    k, v = line.rstrip("\n").split(":", 1)
+                    facts.append((k.strip(), v.strip()))
+    return facts
+
+
+def main():
+    args = sys.argv[1:]
+    mode = None
+    if "--mode" in args:
+        i = args.index("--mode")
+        mode = args[i + 1]
+        del args[i : i + 2]
+    results = args[0] if args else os.path.join(BENCH, "results")
+    rows = load(results)
+    workloads = []
+    for r in rows:
+        if r["workload"] not in workloads:
+            workloads.append(r["workload"])
+
+    out = ["# turnmail benchmark report", ""]
+    if mode:
+        out.append(f"Mode: **{mode}** (`bench/run{' --quick' if mode == 'quick' else ''}`). "
+                   "Medians of the runs of each system, all measured in the same run of the script.")
+        out.append("")
+    facts = machine_facts(results)
+    if facts:
+        out += ["| machine | |", "| --- | --- |"]
+        out += [f"| {k} | {v} |" for k, v in facts]
+        out.append("")
+
+    out += [
+        "## Summary",
+        "",
+        "| workload | n | turnmail | peer | turnmail / peer | ceiling | turnmail % of ceiling "
+        "| turnmail peak RSS | targets |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for w in workloads:
+        wr = [r for r in rows if r["workload"] == w]
+        tm = [r for r in wr if r["role"] == "turnmail"]
+        ns = sorted({r["n"] for r in tm}) or sorted({r["n"] for r in wr})
+        for n in ns:
+            def pick(role, n=n):
+                return [r for r in wr if r["role"] == role and r["n"] == n]
+
+            t, p, c = pick("turnmail"), pick("peer"), pick("ceiling")
+            unit = (t or p or c)[0]["unit"] if (t or p or c) else ""
+            tv = median(num(r["value"]) for r in t)
+            pv = median(num(r["value"]) for r in p)
+            cv = median(num(r["value"]) for r in c)
+            rss = max((num(r["peak_rss_kb"]) or 0 for r in t), default=None) or None
+            ratio = None
+            if tv and pv:
+                ratio = pv / tv if w in LOWER_IS_BETTER else tv / pv
+            pct = 100 * tv / cv if tv and cv else None
+            peer = f"{fmt(pv)} {unit} ({p[0]['system']})" if p else "–"
+            ceil = f"{fmt(cv)} {unit} ({c[0]['system']})" if c else "–"
+            tgt = TARGETS.get(w)
+            verdict = "–"
+            if tgt:
+                parts = []
+                if tgt[0] is not None and ratio is not None:
+                    parts.append(f"≥{tgt[0]:g}x peer: {'met' if ratio >= tgt[0] else '**not met**'}")
+                if tgt[1] is not None and pct is not None:
+                    parts.append(f"≥{tgt[1]:g}% of ceiling: {'met' if pct >= tgt[1] else '**not met**'}")
+                verdict = "; ".join(parts) or "–"
+            out.append(
+                f"| {LABELS.get(w, w)} | {n} | {fmt(tv)} {unit} | {peer} | "
+                f"{fmt(ratio, 2) + 'x' if ratio else '–'} | {ceil} | "
+                f"{fmt(pct) + '%' if pct else '–'} | {fmt_rss(rss)} | {verdict} |"
+            )
+    out.append("")
+
+    for w in workloads:
+        wr = [r for r in rows if r["workload"] == w]
+        out += [f"## {LABELS.get(w, w)}", ""]
+        method = os.path.join(BENCH, "method", f"{w}.md")
+        if os.path.exists(method):
+            with open(method) as f:
+                out += [f.read().rstrip(), ""]
+        # Per system: medians of value, CPU and memory.
+        out += [
+            "Medians per system (CPU: whole machine over the timed interval, from /proc/stat; "
+            "ms per message = machine busy CPU time / n; server CPU = the turnmail daemon's own, "
+            "or the fsync writers'):",
+            "",
+            "| role | system | n | runs | median | range | seconds | machine busy (not niced) | iowait "
+            "| CPU ms/msg (machine) | server CPU ms/msg | load generator CPU ms/msg | peak RSS | notes |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        groups = []
+        for r in wr:
+            k = (r["role"], r["system"], r["n"])
+            if k not in groups:
+                groups.append(k)
+        for role, system, n in groups:
+            g = [r for r in wr if (r["role"], r["system"], r["n"]) == (role, system, n)]
+            vals = [num(r["value"]) for r in g]
+            vals = [v for v in vals if v is not None]
+            nn = num(n) or 1
+
+            def med(col, scale=1.0, g=g):
+                m = median(num(r[col]) for r in g)
+                return None if m is None else m * scale
+
+            per = 1000 / nn
+            notes = "; ".join(dict.fromkeys(r["note"] for r in g if r.get("note")))
+            rss = max((num(r["peak_rss_kb"]) or 0 for r in g), default=0) or None
+            out.append(
+                f"| {role} | {system} | {n} | {len(g)} | {fmt(median(vals))} {g[0]['unit']} | "
+                f"{fmt(min(vals)) if vals else '–'} – {fmt(max(vals)) if vals else '–'} | "
+                f"{fmt(med('seconds'), 3)} | "
+                f"{fmt(med('cpu_busy_pct')) + '%' if med('cpu_busy_pct') is not None else '–'} | "
+                f"{fmt(med('iowait_pct')) + '%' if med('iowait_pct') is not None else '–'} | "
+                f"{fmt(med('machine_cpu_s', per), 3)} | {fmt(med('server_cpu_s', per), 3)} | "
+                f"{fmt(med('client_cpu_s', per), 3)} | {fmt_rss(rss)} | {notes} |"
+            )
+        out.append("")
+        mem = [r for r in wr if r["role"].startswith("turnmail") and num(r["peak_rss_kb"])]
+        if mem:
+            out += ["turnmail peak RSS (VmHWM of the daemon) by number of messages:", ""]
+            out += ["| n | runs | peak RSS (max over runs) |", "| --- | --- | --- |"]
+            for n in sorted({r["n"] for r in mem}, key=lambda x: num(x) or 0):
+                g = [r for r in mem if r["n"] == n]
+                out.append(f"| {n} | {len(g)} | {fmt_rss(max(num(r['peak_rss_kb']) for r in g))} |")
+            out.append("")
+        out += [f"Raw runs: `bench/results/{wr[0]['_file']}`.", ""]
+
+    path = os.path.join(results, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+//! The SMTP server session on arbitrary client bytes, cut into arbitrary pieces: no
+//! panic, bounded buffering, every paused action answered, replies well formed.
+#![no_main]
+
+use std::sync::Arc;
+
+use libfuzzer_sys::fuzz_target;
+use turnmail::smtp::{Action, MessageVerdict, RcptVerdict, Reply, Session, SessionConfig};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&cuts, rest)) = data.split_first() else {
+        return;
+    };
+    let cfg = Arc::new(SessionConfig {
+        max_message_size: 4096,
+        starttls: true,
+        etrn: true,
+        ..SessionConfig::default()
+    });
+    let mut s = Session::new(cfg, false);
+    let step = usize::from(cuts).max(1);
+    let mut delivered = 0usize;
+    for piece in rest.chunks(step) {
+        let mut off = 0;
+        while off < piece.len() && !s.is_closed() {
+            let taken = s.receive(&piece[off..]);
+            off += taken;
+            while let Some(a) = s.next_action() {
+                match a {
+                    Action::CheckRecipient { address } => {
+                        assert!(!address.iter().any(|&b| b < b' '));
+                        let v = match address.first() {
+                            Some(b'a') => RcptVerdict::NotOurs,
+                            Some(b'b') => RcptVerdict::Unknown,
+                            Some(b'c') => RcptVerdict::Temporary("later".into()),
+                            _ => RcptVerdict::Accept,
+                        };
+                        s.answer_recipient(v);
+                    }
+                    Action::Deliver { data, recipients, .. } => {
+                        assert!(!recipients.is_empty());
+                        assert!(!data.contains(&b'\r'));
+                        assert!(data.len() <= 4096 + 16);
+                        delivered += 1;
+                        s.answer_message(MessageVerdict::Accepted { queue_id: delivered.to_string() });
+                    }
+                    Action::Etrn { .. } => s.answer_etrn(Reply::new(250, (2, 0, 0), "ok")),
+                    Action::StartTls => s.tls_started(),
+                    Action::Close | Action::Refused { .. } => {}
+                }
+            }
+            let out = s.take_output();
+            // Every reply line is CRLF-terminated and starts with a code.
+            for line in out.split_inclusive(|&b| b == b'\n') {
+                assert!(line.ends_with(b"\r\n"), "{line:?}");
+                assert!(line.len() >= 5 && line[..3].iter().all(u8::is_ascii_digit));
+            }
+            assert!(s.buffered() <= 128 * 1024, "buffered {}", s.buffered());
+            if taken == 0 && off < piece.len() {
+                // No room: the session must be waiting for nothing, so this is a bug.
+                assert!(s.is_closed() || s.input_room() > 0);
+                break;
+            }
+        }
+    }
+});

@@ -1,0 +1,126 @@
+//! Passing single messages on: forwards, bounces, mail we are a backup MX for. Each
+//! queued message has one recipient and is routed on its own: `control/smtproutes`
+//! (qmail's format, including the empty-domain smarthost line), then a smarthost from
+//! turnmail.toml, then DNS MX. A plain single send fits lettre, so lettre does the SMTP;
+//! every call is wrapped in a timeout because lettre's own only covers the connect.
+
+pub mod runner;
+pub mod transport;
+
+use serde::{Deserialize, Serialize};
+
+use crate::qmail::control::SmtpRoutes;
+
+/// `[relay]` in turnmail.toml.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// `host[:port]` all remote mail goes to when smtproutes names no route.
+    pub smarthost: Option<String>,
+    /// Credentials for the smarthost (AUTH PLAIN/LOGIN, only over TLS).
+    pub smarthost_user: Option<String>,
+    pub smarthost_password: Option<String>,
+    /// Require TLS to the smarthost (otherwise STARTTLS when offered).
+    pub smarthost_require_tls: bool,
+    /// Days before an undeliverable queued message is bounced.
+    pub lifetime_days: u64,
+    /// Seconds one SMTP send may take in all.
+    pub timeout_secs: u64,
+    /// Seconds between queue runs (new mail also starts one).
+    pub interval_secs: u64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            smarthost: None,
+            smarthost_user: None,
+            smarthost_password: None,
+            smarthost_require_tls: false,
+            lifetime_days: 7,
+            timeout_secs: 300,
+            interval_secs: 60,
+        }
+    }
+}
+
+/// Where a message for a domain goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// These hosts, in order (from smtproutes or the smarthost).
+    Hosts {
+        hosts: Vec<(String, u16)>,
+        smarthost: bool,
+    },
+    /// Look up the domain's MX records.
+    Mx(String),
+}
+
+/// Split `host[:port]` (IPv6 in brackets).
+pub fn host_port(s: &str, default: u16) -> Option<(String, u16)> {
+    let r = crate::spool::site::Relayhost::parse(s)?;
+    Some((r.host, r.port.unwrap_or(default)))
+}
+
+/// Choose the route for `domain`: smtproutes first (an empty relay there means MX),
+/// then the smarthost, then MX.
+pub fn route(routes: &SmtpRoutes, cfg: &RelayConfig, domain: &str) -> Route {
+    if let Some(r) = routes.route(domain.as_bytes()) {
+        if r.relay.is_empty() {
+            return Route::Mx(domain.to_string());
+        }
+        let host = String::from_utf8_lossy(&r.relay);
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        return Route::Hosts {
+            hosts: vec![(host, r.port.unwrap_or(25))],
+            smarthost: false,
+        };
+    }
+    if let Some(sh) = cfg.smarthost.as_deref().and_then(|s| host_port(s, 25)) {
+        return Route::Hosts {
+            hosts: vec![sh],
+            smarthost: true,
+        };
+    }
+    Route::Mx(domain.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtproutes_then_smarthost_then_mx() {
+        let routes = SmtpRoutes::parse(Some(b"site.example:[127.0.0.1]:2626\nmx.example:\n"));
+        let none = RelayConfig::default();
+        let sh = RelayConfig {
+            smarthost: Some("relay.isp.example:587".into()),
+            ..RelayConfig::default()
+        };
+        assert_eq!(
+            route(&routes, &none, "site.example"),
+            Route::Hosts {
+                hosts: vec![("127.0.0.1".into(), 2626)],
+                smarthost: false
+            }
+        );
+        assert_eq!(
+            route(&routes, &sh, "mx.example"),
+            Route::Mx("mx.example".into())
+        );
+        assert_eq!(
+            route(&routes, &sh, "gmail.com"),
+            Route::Hosts {
+                hosts: vec![("relay.isp.example".into(), 587)],
+                smarthost: true
+            }
+        );
+        assert_eq!(
+            route(&routes, &none, "gmail.com"),
+            Route::Mx("gmail.com".into())
+        );
+    }
+}
