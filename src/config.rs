@@ -30,6 +30,7 @@ pub struct Config {
     /// Allow `|program` lines in .qmail files.
     pub allow_programs: bool,
     pub smtp: SmtpConfig,
+    pub pop3: Pop3Settings,
     pub sites: SitesConfig,
     pub relay: crate::relay::RelayConfig,
     pub limits: Limits,
@@ -48,6 +49,7 @@ impl Default for Config {
             ip_domains: HashMap::new(),
             allow_programs: true,
             smtp: SmtpConfig::default(),
+            pop3: Pop3Settings::default(),
             sites: SitesConfig::default(),
             relay: crate::relay::RelayConfig::default(),
             limits: Limits::default(),
@@ -68,6 +70,51 @@ impl Default for SmtpConfig {
     fn default() -> Self {
         SmtpConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pop3Settings {
+    /// Plain POP3 listeners (STLS offered when a certificate is configured).
+    pub listen: Vec<SocketAddr>,
+    /// Implicit-TLS POP3 listeners (port 995).
+    pub listen_tls: Vec<SocketAddr>,
+    /// Accept USER/PASS and AUTH PLAIN without TLS from non-loopback clients.
+    pub plaintext_without_tls: bool,
+    /// Milliseconds every failed login waits before its answer.
+    pub failure_delay_ms: u64,
+    /// Failed logins from one address within `failure_window_secs` that block it for
+    /// `block_secs`.
+    pub max_failures: u32,
+    pub failure_window_secs: u64,
+    pub block_secs: u64,
+    /// One session per mailbox at a time (`-ERR [IN-USE]`). Off: a dropped dialup link
+    /// must be able to log in again at once.
+    pub session_lock: bool,
+    /// Send qmail-pop3d's extra blank line at the end of every message.
+    pub qmail_extra_blank_line: bool,
+    pub max_sessions: usize,
+    pub max_sessions_per_ip: usize,
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for Pop3Settings {
+    fn default() -> Self {
+        Pop3Settings {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 1110))],
+            listen_tls: Vec::new(),
+            plaintext_without_tls: true,
+            failure_delay_ms: 2000,
+            max_failures: 10,
+            failure_window_secs: 600,
+            block_secs: 900,
+            session_lock: false,
+            qmail_extra_blank_line: false,
+            max_sessions: 1000,
+            max_sessions_per_ip: 50,
+            idle_timeout_secs: 600,
         }
     }
 }

@@ -3,11 +3,13 @@
 
 pub mod admin;
 pub mod check;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod datetime;
 pub mod deliver;
 pub mod engine;
+pub mod flush;
 pub mod fsutil;
 pub mod maildir;
 pub mod pop3;

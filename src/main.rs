@@ -50,6 +50,12 @@ enum Command {
         /// SMTP listen address (repeatable); replaces [smtp] listen in turnmail.toml.
         #[arg(long, value_name = "ADDR:PORT")]
         smtp: Vec<std::net::SocketAddr>,
+        /// POP3 listen address (repeatable); replaces [pop3] listen.
+        #[arg(long, value_name = "ADDR:PORT")]
+        pop3: Vec<std::net::SocketAddr>,
+        /// POP3 with implicit TLS (repeatable); replaces [pop3] listen_tls.
+        #[arg(long, value_name = "ADDR:PORT")]
+        pop3s: Vec<std::net::SocketAddr>,
     },
     /// Compile users/assign to users/cdb and users/poppasswd to users/poppasswd.cdb.
     Newu,
@@ -64,6 +70,23 @@ enum Command {
         sender: Option<String>,
         /// Recipients; when given, sysexits exit codes are used.
         recipients: Vec<String>,
+    },
+    /// Flush a site's spool now (exit 0 all delivered, 100 something bounced, 111 something left).
+    Flush {
+        /// The site (its directory name).
+        site: Option<String>,
+        /// Connect here instead of the site's RELAYHOST.
+        #[arg(long, value_name = "HOST[:PORT]")]
+        to: Option<String>,
+        /// Flush every site.
+        #[arg(long)]
+        all: bool,
+        /// Also run the outbound queue once (ignoring retry back-off).
+        #[arg(long)]
+        queue: bool,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show where mail for ADDRESS would go.
     Resolve {
@@ -276,10 +299,136 @@ fn cmd_deliver(
     Ok(ExitCode::from(r.exit_code(convention)))
 }
 
+fn flush_context(root: &Path, engine: &Engine) -> turnmail::flush::FlushContext {
+    let config = engine.config();
+    turnmail::flush::FlushContext {
+        env: turnmail::deliver::DeliverEnv {
+            queue: turnmail::spool::queue::Queue::new(root),
+            allow_programs: config.allow_programs,
+            program_timeout: std::time::Duration::from_secs(config.limits.program_timeout_secs),
+            mbox_lock_timeout: std::time::Duration::from_secs(30),
+        },
+        hostname: turnmail::daemon::hostname(config, engine),
+        status_dir: root.join("run/sites"),
+    }
+}
+
+fn cmd_flush(
+    root: &Path,
+    site: Option<String>,
+    to: Option<String>,
+    all: bool,
+    queue: bool,
+    json: bool,
+) -> Result<ExitCode, String> {
+    use turnmail::flush::{self, FlushResult};
+    let engine = open_engine(root)?;
+    let found = turnmail::spool::site::discover(root, &engine.config().sites.roots);
+    for p in &found.problems {
+        eprintln!("turnmail flush: {p}");
+    }
+    let sites: Vec<_> = match (&site, all) {
+        (Some(name), false) => vec![
+            found
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("no site named {name:?}"))?,
+        ],
+        (None, true) => found.sites.clone(),
+        (None, false) if queue => Vec::new(),
+        _ => return Err("name one site, or use --all".into()),
+    };
+    let ctx = flush_context(root, &engine);
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let mut worst = 0u8;
+    let mut results = Vec::new();
+    for s in &sites {
+        let r = rt.block_on(flush::flush_site(s, &ctx, to.as_deref()));
+        worst = match (worst, r.exit_code()) {
+            (111, _) | (_, 111) => 111,
+            (100, _) | (_, 100) => 100,
+            _ => 0,
+        };
+        if !json {
+            match &r {
+                FlushResult::Locked => {
+                    println!("{}: skipped, another flush holds the lock", s.name)
+                }
+                FlushResult::NothingQueued { expired_bounced } => {
+                    println!(
+                        "{}: nothing queued ({expired_bounced} expired messages bounced)",
+                        s.name
+                    )
+                }
+                FlushResult::Failed { error, queued, .. } => {
+                    println!("{}: {queued} queued, not flushed: {error}", s.name)
+                }
+                FlushResult::Done(sum) => {
+                    for l in &sum.lines {
+                        println!(
+                            "{}: {} <{}> {}: {}",
+                            s.name, l.file, l.recipient, l.result, l.reply
+                        );
+                    }
+                    println!(
+                        "{}: {} delivered, {} bounced, {} kept{}{}",
+                        s.name,
+                        sum.delivered,
+                        sum.bounced,
+                        sum.kept,
+                        if sum.tls { " (TLS)" } else { "" },
+                        sum.error
+                            .as_ref()
+                            .map(|e| format!("; session ended: {e}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        results.push((s.name.clone(), r));
+    }
+    if queue {
+        let engine = std::sync::Arc::new(engine);
+        let runner = turnmail::relay::runner::QueueRunner::new(
+            engine.clone(),
+            ctx.env.clone(),
+            ctx.hostname.clone(),
+            engine.config().relay.clone(),
+        );
+        let r = rt.block_on(runner.run_once(true));
+        if !json {
+            println!(
+                "queue: {} delivered, {} bounced, {} deferred{}",
+                r.delivered,
+                r.bounced,
+                r.deferred,
+                if r.trouble.is_empty() {
+                    String::new()
+                } else {
+                    format!("; trouble: {}", r.trouble.join("; "))
+                }
+            );
+        }
+        if r.deferred > 0 || !r.trouble.is_empty() {
+            worst = 111;
+        } else if r.bounced > 0 && worst == 0 {
+            worst = 100;
+        }
+    }
+    if json {
+        let v: Vec<_> = results
+            .iter()
+            .map(|(n, r)| serde_json::json!({"site": n, "result": r}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
+    Ok(ExitCode::from(worst))
+}
+
 fn cmd_serve(
     root: Option<PathBuf>,
     demo: Option<PathBuf>,
-    smtp: Vec<std::net::SocketAddr>,
+    opts: turnmail::daemon::ServeOptions,
 ) -> Result<ExitCode, String> {
     let root = match demo {
         Some(dir) => {
@@ -302,6 +451,7 @@ fn cmd_serve(
     println!("try, in another terminal:");
     println!("  swaks --server 127.0.0.1:2525 --to joe@example.com      # deliver to a POP user");
     println!("  swaks --server 127.0.0.1:2525 --to anyone@acme.example  # spool for the acme site");
+    println!("  fetchmail -p POP3 -P 1110 -u joe@example.com --bsmtp - 127.0.0.1  # POP3 pickup");
     println!(
         "  ls {}/domains/example.com/joe/Maildir/new",
         root.display()
@@ -311,7 +461,7 @@ fn cmd_serve(
         root.display()
     );
     println!("stop with Ctrl-C.");
-    turnmail::daemon::run(&root, turnmail::daemon::ServeOptions { smtp })?;
+    turnmail::daemon::run(&root, opts)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -332,12 +482,28 @@ fn main() -> ExitCode {
             .or(cli.root)
             .ok_or_else(|| "turnmail init: name a directory".to_string())
             .and_then(|d| cmd_init(&d, user.as_deref())),
-        Command::Serve { demo, smtp } => cmd_serve(cli.root, demo, smtp),
+        Command::Serve {
+            demo,
+            smtp,
+            pop3,
+            pop3s,
+        } => cmd_serve(
+            cli.root,
+            demo,
+            turnmail::daemon::ServeOptions { smtp, pop3, pop3s },
+        ),
         Command::Newu => need_root(cli.root).and_then(|r| cmd_newu(&r)),
         Command::Check => need_root(cli.root).and_then(|r| cmd_check(&r)),
         Command::Deliver { sender, recipients } => {
             need_root(cli.root).and_then(|r| cmd_deliver(&r, sender, recipients))
         }
+        Command::Flush {
+            site,
+            to,
+            all,
+            queue,
+            json,
+        } => need_root(cli.root).and_then(|r| cmd_flush(&r, site, to, all, queue, json)),
         Command::Resolve { address, local } => {
             need_root(cli.root).and_then(|r| cmd_resolve(&r, &address, local))
         }

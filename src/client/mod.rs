@@ -9,10 +9,13 @@
 //! exactly one outcome per message, in order, refusing to guess when the server's
 //! replies stop making sense.
 //!
-//! Layers: [`session`] is the protocol as a sans-IO state machine (bytes in, bytes,
-//! actions and outcomes out), [`encode`] turns spool bytes into wire bytes, and
-//! [`driver`] runs a session over any tokio stream with timeouts and an optional
-//! STARTTLS upgrade.
+//! Layers: `session` is the protocol as a sans-IO state machine (bytes in, bytes,
+//! actions and outcomes out), `encode` turns spool bytes into wire bytes, and
+//! `driver` runs a session over any tokio stream with timeouts and an optional
+//! STARTTLS upgrade. A flush calls [`flush`] (or [`flush_with_tls`] with a closure
+//! doing the tokio-rustls handshake) with a connected stream (TCP_NODELAY set), the
+//! options, a [`MessageSource`] that opens spool files as they are asked for, and a
+//! callback that sees each [`Outcome`] as soon as it is known.
 
 mod caps;
 mod driver;

@@ -5,6 +5,8 @@
 //! a bound.
 
 pub mod limits;
+pub mod pop3_conn;
+pub mod ratelimit;
 pub mod smtp_conn;
 
 use std::net::SocketAddr;
@@ -30,6 +32,17 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 pub struct ServeOptions {
     /// Replaces `[smtp] listen` when not empty.
     pub smtp: Vec<SocketAddr>,
+    /// Replace `[pop3] listen` / `listen_tls` when not empty.
+    pub pop3: Vec<SocketAddr>,
+    pub pop3s: Vec<SocketAddr>,
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Smtp,
+    Pop3,
+    Pop3s,
 }
 
 /// Everything a connection handler needs, shared by all of them.
@@ -42,6 +55,9 @@ pub struct Shared {
     pub smtp: Arc<SessionConfig>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub limits: limits::ConnLimits,
+    pub pop3: Option<Arc<crate::pop3::Pop3Config>>,
+    pub pop3_limits: limits::ConnLimits,
+    pub pop3_failures: ratelimit::FailureLimiter,
 }
 
 /// The name we greet with: turnmail.toml, then control/me, then the system's.
@@ -61,17 +77,27 @@ pub fn hostname(config: &Config, engine: &Engine) -> String {
 /// Bind, drop privileges, and run until SIGTERM/SIGINT. Blocking.
 pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
     let config = Config::load(root).map_err(|e| e.to_string())?;
-    let addrs = if opts.smtp.is_empty() {
-        config.smtp.listen.clone()
-    } else {
-        opts.smtp.clone()
+    let pick = |cli: &Vec<SocketAddr>, file: &Vec<SocketAddr>| {
+        if cli.is_empty() {
+            file.clone()
+        } else {
+            cli.clone()
+        }
     };
+    let wanted = [
+        (Service::Smtp, pick(&opts.smtp, &config.smtp.listen)),
+        (Service::Pop3, pick(&opts.pop3, &config.pop3.listen)),
+        (Service::Pop3s, pick(&opts.pop3s, &config.pop3.listen_tls)),
+    ];
     // Bind first: ports below 1024 need root, which we give up right after.
     let mut listeners = Vec::new();
-    for a in &addrs {
-        let l = std::net::TcpListener::bind(a).map_err(|e| format!("binding SMTP on {a}: {e}"))?;
-        l.set_nonblocking(true).map_err(|e| e.to_string())?;
-        listeners.push(l);
+    for (service, addrs) in wanted {
+        for a in addrs {
+            let l = std::net::TcpListener::bind(a)
+                .map_err(|e| format!("binding {service:?} on {a}: {e}"))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            listeners.push((l, service));
+        }
     }
     if nix::unistd::Uid::effective().is_root() {
         let mu = MailUser::pick(&[config.user.as_str()]).map_err(|e| e.to_string())?;
@@ -99,6 +125,26 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         starttls: tls.is_some(),
         ..SessionConfig::default()
     });
+    if tls.is_none() && listeners.iter().any(|(_, s)| *s == Service::Pop3s) {
+        return Err(
+            "POP3S listeners need a TLS certificate ([tls] in turnmail.toml or tls/cert.pem)"
+                .into(),
+        );
+    }
+    let p = &config.pop3;
+    let pop3 = Arc::new(crate::pop3::Pop3Config {
+        hostname: hostname.clone(),
+        stls_available: tls.is_some(),
+        plaintext_allowed: p.plaintext_without_tls,
+        compat_extra_blank_line: p.qmail_extra_blank_line,
+        ..crate::pop3::Pop3Config::default()
+    });
+    let pop3_failures = ratelimit::FailureLimiter::new(ratelimit::Policy {
+        max_failures: p.max_failures,
+        window: Duration::from_secs(p.failure_window_secs),
+        block: Duration::from_secs(p.block_secs),
+    });
+    let pop3_limits = limits::ConnLimits::new(p.max_sessions, p.max_sessions_per_ip);
     let shared = Arc::new(Shared {
         root: root.to_path_buf(),
         deliver: DeliverEnv {
@@ -116,6 +162,9 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         hostname,
         smtp,
         tls,
+        pop3: Some(pop3),
+        pop3_limits,
+        pop3_failures,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -124,16 +173,20 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
     rt.block_on(serve(shared, listeners))
 }
 
-async fn serve(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) -> Result<(), String> {
+async fn serve(
+    shared: Arc<Shared>,
+    listeners: Vec<(std::net::TcpListener, Service)>,
+) -> Result<(), String> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut accepts = Vec::new();
-    for l in listeners {
+    for (l, service) in listeners {
         let l = TcpListener::from_std(l).map_err(|e| e.to_string())?;
         let addr = l.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!("SMTP listening on {addr}");
-        println!("turnmail: SMTP listening on {addr}");
+        tracing::info!("{service:?} listening on {addr}");
+        println!("turnmail: {service:?} listening on {addr}");
         accepts.push(tokio::spawn(accept_loop(
             l,
+            service,
             shared.clone(),
             stop_rx.clone(),
         )));
@@ -149,7 +202,9 @@ async fn serve(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) -> Re
         let _ = a.await;
     }
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    while shared.limits.active() > 0 && tokio::time::Instant::now() < deadline {
+    while shared.limits.active() + shared.pop3_limits.active() > 0
+        && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tracing::info!("stopped ({} sessions still open)", shared.limits.active());
@@ -195,7 +250,12 @@ async fn reload_loop(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn accept_loop(l: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    l: TcpListener,
+    service: Service,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             r = l.accept() => match r {
@@ -210,10 +270,22 @@ async fn accept_loop(l: TcpListener, shared: Arc<Shared>, mut stop: watch::Recei
             _ = stop.changed() => return,
         };
         let _ = stream.set_nodelay(true);
-        let permit = shared.limits.admit(peer.ip());
         let shared = shared.clone();
-        tokio::spawn(async move {
-            smtp_conn::handle(stream, peer, shared, permit).await;
-        });
+        match service {
+            Service::Smtp => {
+                let permit = shared.limits.admit(peer.ip());
+                tokio::spawn(smtp_conn::handle(stream, peer, shared, permit));
+            }
+            Service::Pop3 | Service::Pop3s => {
+                let permit = shared.pop3_limits.admit(peer.ip());
+                tokio::spawn(pop3_conn::handle(
+                    stream,
+                    peer,
+                    shared,
+                    permit,
+                    service == Service::Pop3s,
+                ));
+            }
+        }
     }
 }

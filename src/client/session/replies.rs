@@ -36,7 +36,7 @@ impl Session {
         }
     }
 
-    /// A [`Action::Read`] ran out of time.
+    /// A [`super::Action::Read`] ran out of time.
     pub fn timed_out(&mut self) {
         if self.only_quit_left() {
             self.phase = Phase::Done;

@@ -1,0 +1,423 @@
+//! One POP3 connection: the thin async shell around `pop3::Session`. It checks logins
+//! with the engine (on a blocking thread: crypt is slow), applies the failure delay and
+//! the per-address block, serves the account's Maildir with exact sizes, streams
+//! messages through the session's encoder, and applies deletions only at QUIT.
+//!
+//! The built-in server runs as the single mail user; accounts owned by another uid
+//! need the checkpassword program instead, and are refused with a log line saying so.
+
+use std::fs::File;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::Shared;
+use super::limits::Permit;
+use crate::engine::{AuthError, Authenticated, LoginContext};
+use crate::maildir::{Entry, Maildir};
+use crate::pop3::{
+    Action, AuthVerdict, Connection, Credential, MaildropError, MessageInfo, RetrieveError,
+    Session, UpdateReport,
+};
+
+const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `<pid.time.counter@host>`: unique per connection, the APOP challenge.
+fn apop_timestamp(host: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "<{}.{}.{}@{host}>",
+        std::process::id(),
+        crate::datetime::now_unix(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+struct Conn {
+    peer: SocketAddr,
+    local: SocketAddr,
+    shared: Arc<Shared>,
+    account: Option<Authenticated>,
+    entries: Vec<Entry>,
+    /// Held for the session when `session_lock` is on.
+    _lock: Option<File>,
+}
+
+enum Ended<S> {
+    Closed,
+    StartTls(S),
+}
+
+pub async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    permit: Permit,
+    implicit_tls: bool,
+) {
+    let local = stream.local_addr().unwrap_or(peer);
+    if let Some(why) = permit.refusal {
+        tracing::warn!(target: "pop3", client = %peer, "refused connection: {why}");
+        let mut stream = stream;
+        let msg = format!("-ERR [SYS/TEMP] {why}\r\n");
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(msg.as_bytes())).await;
+        return;
+    }
+    let mut conn = Conn {
+        peer,
+        local,
+        shared: shared.clone(),
+        account: None,
+        entries: Vec::new(),
+        _lock: None,
+    };
+    let connection = |tls| Connection {
+        tls_active: tls,
+        loopback: peer.ip().is_loopback(),
+        apop_timestamp: Some(apop_timestamp(&shared.hostname)),
+    };
+    let Some(pop3) = shared.pop3.clone() else {
+        return;
+    };
+    if implicit_tls {
+        let Some(acceptor) = shared.tls.clone() else {
+            return;
+        };
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => {
+                let mut session = Session::new(pop3, connection(true));
+                let _ = drive(&mut session, tls, &mut conn).await;
+            }
+            _ => tracing::info!(target: "pop3", client = %peer, "TLS handshake failed"),
+        }
+        return;
+    }
+    let mut session = Session::new(pop3, connection(false));
+    if let Ended::StartTls(plain) = drive(&mut session, stream, &mut conn).await {
+        let Some(acceptor) = shared.tls.clone() else {
+            return;
+        };
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(plain)).await {
+            Ok(Ok(tls)) => {
+                session.tls_started();
+                let _ = drive(&mut session, tls, &mut conn).await;
+            }
+            _ => tracing::info!(target: "pop3", client = %peer, "TLS handshake failed"),
+        }
+    }
+    drop(permit);
+}
+
+async fn write_bytes<S: AsyncWrite + Unpin>(stream: &mut S, out: &[u8]) -> bool {
+    if out.is_empty() {
+        return true;
+    }
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, async {
+            stream.write_all(out).await?;
+            stream.flush().await
+        })
+        .await,
+        Ok(Ok(()))
+    )
+}
+
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    session: &mut Session,
+    mut stream: S,
+    conn: &mut Conn,
+) -> Ended<S> {
+    let idle = Duration::from_secs(conn.shared.config.pop3.idle_timeout_secs);
+    let mut buf = vec![0u8; 32 << 10];
+    loop {
+        while let Some(action) = session.next_action() {
+            match action {
+                Action::Authenticate { login, credential } => {
+                    let v = conn.authenticate(login, credential).await;
+                    session.answer_auth(v);
+                }
+                Action::OpenMaildrop => {
+                    let r = conn.open_maildrop().await;
+                    session.answer_maildrop(r);
+                }
+                Action::Retrieve { index, .. } => {
+                    let Some(entry) = conn.entries.get(index).cloned() else {
+                        session.retrieve_failed(RetrieveError::Gone);
+                        continue;
+                    };
+                    let file = match File::open(&entry.path) {
+                        Ok(f) => f,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            session.retrieve_failed(RetrieveError::Gone);
+                            continue;
+                        }
+                        Err(_) => {
+                            session.retrieve_failed(RetrieveError::Unreadable);
+                            continue;
+                        }
+                    };
+                    let Some(enc) = session.retrieve_opened() else {
+                        continue;
+                    };
+                    if !write_bytes(&mut stream, &session.take_output()).await
+                        || !stream_message(&mut stream, file, enc).await
+                    {
+                        // A response cut short cannot be repaired: close, change nothing.
+                        return Ended::Closed;
+                    }
+                    session.retrieve_done();
+                }
+                Action::Update { delete, seen } => {
+                    let r = conn.update(delete, seen).await;
+                    session.answer_update(r);
+                }
+                Action::StartTls => {
+                    if !write_bytes(&mut stream, &session.take_output()).await {
+                        return Ended::Closed;
+                    }
+                    return Ended::StartTls(stream);
+                }
+                Action::Flush => {
+                    if !write_bytes(&mut stream, &session.take_output()).await {
+                        return Ended::Closed;
+                    }
+                }
+                Action::Close => {
+                    let _ = write_bytes(&mut stream, &session.take_output()).await;
+                    let _ = stream.shutdown().await;
+                    return Ended::Closed;
+                }
+                Action::Refused { command, reply } => {
+                    tracing::info!(target: "pop3", client = %conn.peer, "refused {command:?}: {reply:?}");
+                }
+            }
+        }
+        if !write_bytes(&mut stream, &session.take_output()).await {
+            return Ended::Closed;
+        }
+        if session.is_closed() {
+            let _ = stream.shutdown().await;
+            return Ended::Closed;
+        }
+        let room = session.input_room().clamp(1, buf.len());
+        match tokio::time::timeout(idle, stream.read(&mut buf[..room])).await {
+            Err(_) => session.timeout(),
+            Ok(Ok(0)) | Ok(Err(_)) => return Ended::Closed,
+            Ok(Ok(n)) => {
+                session.receive(&buf[..n]);
+            }
+        }
+    }
+}
+
+/// Read the file in pieces through the encoder and write the result.
+async fn stream_message<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    mut file: File,
+    mut enc: crate::pop3::RetrEncoder,
+) -> bool {
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut out = Vec::with_capacity(130 << 10);
+    loop {
+        if enc.is_done() {
+            break;
+        }
+        // Local file reads are fast; doing them inline avoids a thread hop per chunk.
+        let n = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => return false,
+        };
+        out.clear();
+        enc.feed(&chunk[..n], &mut out);
+        if !write_bytes(stream, &out).await {
+            return false;
+        }
+    }
+    out.clear();
+    enc.finish(&mut out);
+    write_bytes(stream, &out).await
+}
+
+/// The exact octet count RETR sends (CRLF line ends), from `,W=` or by reading once.
+fn crlf_size(e: &Entry) -> std::io::Result<u64> {
+    if let Some(w) = e.crlf_size_hint() {
+        return Ok(w);
+    }
+    let data = std::fs::read(&e.path)?;
+    Ok(crate::maildir::crlf_size(&[&data]))
+}
+
+/// A scanned maildrop: its files, what the session is told, and the session lock.
+struct Opened {
+    entries: Vec<Entry>,
+    infos: Vec<MessageInfo>,
+    lock: Option<File>,
+}
+
+impl Conn {
+    async fn authenticate(&mut self, login: Vec<u8>, credential: Credential) -> AuthVerdict {
+        let shared = self.shared.clone();
+        let ip = self.peer.ip();
+        let delay = Duration::from_millis(shared.config.pop3.failure_delay_ms);
+        let printable = String::from_utf8_lossy(&login)
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(100)
+            .collect::<String>();
+        if shared.pop3_failures.is_blocked(ip, Instant::now()) {
+            tracing::warn!(target: "pop3", client = %self.peer, login = %printable, "login refused: address is blocked after repeated failures");
+            tokio::time::sleep(delay).await;
+            return AuthVerdict::Rejected;
+        }
+        let ctx = LoginContext {
+            local_ip: Some(self.local.ip()),
+        };
+        let mech = credential.mechanism();
+        let engine = shared.engine.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let snap = engine.snapshot();
+            match &credential {
+                Credential::Pass(p) | Credential::Plain(p) => {
+                    snap.accounts.authenticate(&login, p.expose(), ctx)
+                }
+                Credential::Apop { timestamp, digest } => snap.accounts.authenticate_apop(
+                    &login,
+                    timestamp.as_bytes(),
+                    digest.as_bytes(),
+                    ctx,
+                ),
+            }
+        })
+        .await;
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => return AuthVerdict::Temporary(format!("internal error: {e}")),
+        };
+        match result {
+            Ok(a) => {
+                let me = nix::unistd::Uid::effective().as_raw();
+                if a.owner.uid != me {
+                    tracing::warn!(
+                        target: "pop3",
+                        client = %self.peer,
+                        login = %printable,
+                        "login refused: the account is owned by uid {} but this server runs as uid {me}; serve such accounts through `turnmail checkpassword` (see contrib/)",
+                        a.owner.uid
+                    );
+                    tokio::time::sleep(delay).await;
+                    return AuthVerdict::Rejected;
+                }
+                shared.pop3_failures.record_success(ip);
+                tracing::info!(target: "pop3", client = %self.peer, login = %String::from_utf8_lossy(&a.account.login), mech, "login");
+                self.account = Some(a);
+                AuthVerdict::Accepted
+            }
+            Err(AuthError::Temporary(e)) => {
+                tracing::error!(target: "pop3", client = %self.peer, login = %printable, "login trouble: {e}");
+                AuthVerdict::Temporary("temporary trouble, try again later".into())
+            }
+            Err(e) => {
+                let blocked = shared.pop3_failures.record_failure(ip, Instant::now());
+                tracing::warn!(target: "pop3", client = %self.peer, login = %printable, mech, blocked, "login failed: {e}");
+                tokio::time::sleep(delay).await;
+                AuthVerdict::Rejected
+            }
+        }
+    }
+
+    async fn open_maildrop(&mut self) -> Result<Vec<MessageInfo>, MaildropError> {
+        let Some(a) = &self.account else {
+            return Err(MaildropError::Temporary("not logged in".into()));
+        };
+        let path: PathBuf = a.account.maildir();
+        let lock = self.shared.config.pop3.session_lock;
+        let r = tokio::task::spawn_blocking(move || -> Result<Opened, MaildropError> {
+            let md = Maildir::new(&path);
+            if !path.join("new").is_dir() {
+                return Err(MaildropError::Permanent(
+                    "this account has no Maildir".into(),
+                ));
+            }
+            let held = if lock {
+                let f = File::options()
+                    .create(true)
+                    .append(true)
+                    .open(path.join(".turnmail-pop3.lock"))
+                    .map_err(|e| MaildropError::Temporary(e.to_string()))?;
+                match f.try_lock() {
+                    Ok(()) => Some(f),
+                    Err(std::fs::TryLockError::WouldBlock) => return Err(MaildropError::InUse),
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        return Err(MaildropError::Temporary(e.to_string()));
+                    }
+                }
+            } else {
+                None
+            };
+            let _ = md.clean_tmp(SystemTime::now());
+            let entries = md
+                .scan(SystemTime::now())
+                .map_err(|e| MaildropError::Temporary(format!("scanning the Maildir: {e}")))?;
+            let mut kept = Vec::with_capacity(entries.len());
+            let mut infos = Vec::with_capacity(entries.len());
+            for e in entries {
+                // A message removed since the scan is simply not listed.
+                let Ok(size) = crlf_size(&e) else { continue };
+                infos.push(MessageInfo {
+                    uidl: e.unique.clone(),
+                    size,
+                    in_new: e.in_new,
+                });
+                kept.push(e);
+            }
+            Ok(Opened {
+                entries: kept,
+                infos,
+                lock: held,
+            })
+        })
+        .await
+        .map_err(|e| MaildropError::Temporary(format!("internal error: {e}")))??;
+        self.entries = r.entries;
+        self._lock = r.lock;
+        Ok(r.infos)
+    }
+
+    async fn update(&mut self, delete: Vec<usize>, seen: Vec<usize>) -> UpdateReport {
+        let entries = self.entries.clone();
+        let Some(a) = &self.account else {
+            return UpdateReport::default();
+        };
+        let md = Maildir::new(a.account.maildir());
+        let peer = self.peer;
+        tokio::task::spawn_blocking(move || {
+            let mut report = UpdateReport::default();
+            for i in &delete {
+                if let Some(e) = entries.get(*i)
+                    && let Err(err) = std::fs::remove_file(&e.path)
+                    && err.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::error!(target: "pop3", client = %peer, "cannot delete {}: {err}", e.rel);
+                    report.not_removed += 1;
+                }
+            }
+            for i in &seen {
+                if let Some(e) = entries.get(*i) {
+                    let _ = md.move_to_cur(e, "S");
+                }
+            }
+            report
+        })
+        .await
+        // The blocking task died: say that not everything was removed.
+        .unwrap_or(UpdateReport { not_removed: 1 })
+    }
+}

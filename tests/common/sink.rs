@@ -1,0 +1,188 @@
+//! A fake customer site: a scriptable SMTP server (like Postfix's smtp-sink) that offers
+//! or hides PIPELINING and CHUNKING, answers chosen recipients with chosen replies,
+//! counts connections and keeps every message it accepted.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub from: String,
+    pub to: String,
+    /// The message as the client sent it (CRLF), dot-unstuffed for DATA.
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, Default)]
+pub struct Script {
+    pub pipelining: bool,
+    pub chunking: bool,
+    /// Recipient → reply line given to its RCPT.
+    pub rcpt_reply: HashMap<String, String>,
+    /// Recipient → reply line given at the end of its data.
+    pub data_reply: HashMap<String, String>,
+    /// Sleep before each reply (to let a test kill the client mid-flush).
+    pub delay: Duration,
+}
+
+pub struct Sink {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl Sink {
+    pub fn start(script: Script) -> Sink {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (r, c) = (received.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                c.fetch_add(1, Ordering::SeqCst);
+                let (r, script) = (r.clone(), script.clone());
+                std::thread::spawn(move || {
+                    let _ = session(s, &script, &r);
+                });
+            }
+        });
+        Sink {
+            addr,
+            received,
+            connections,
+        }
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+fn session(s: TcpStream, script: &Script, out: &Mutex<Vec<Received>>) -> std::io::Result<()> {
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::new(s);
+    let reply = |w: &mut TcpStream, line: &str| -> std::io::Result<()> {
+        if !script.delay.is_zero() {
+            std::thread::sleep(script.delay);
+        }
+        w.write_all(format!("{line}\r\n").as_bytes())
+    };
+    reply(&mut w, "220 sink.example ESMTP")?;
+    let (mut from, mut to, mut rcpt_ok) = (String::new(), String::new(), false);
+    let mut chunks = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let l = line.trim_end().to_string();
+        let upper = l.to_ascii_uppercase();
+        if upper.starts_with("EHLO") {
+            let mut caps = vec!["250-sink.example".to_string(), "250-8BITMIME".into()];
+            if script.pipelining {
+                caps.push("250-PIPELINING".into());
+            }
+            if script.chunking {
+                caps.push("250-CHUNKING".into());
+            }
+            caps.push("250 SIZE 100000000".into());
+            reply(&mut w, &caps.join("\r\n"))?;
+        } else if upper.starts_with("HELO") || upper == "RSET" || upper == "NOOP" {
+            if upper == "RSET" {
+                chunks.clear();
+            }
+            reply(&mut w, "250 ok")?;
+        } else if upper.starts_with("MAIL FROM:") {
+            from = between(&l);
+            reply(&mut w, "250 2.1.0 ok")?;
+        } else if upper.starts_with("RCPT TO:") {
+            to = between(&l);
+            match script.rcpt_reply.get(&to) {
+                Some(rep) => {
+                    rcpt_ok = false;
+                    reply(&mut w, rep)?
+                }
+                None => {
+                    rcpt_ok = true;
+                    reply(&mut w, "250 2.1.5 ok")?
+                }
+            }
+        } else if upper == "DATA" {
+            if !rcpt_ok {
+                reply(&mut w, "554 5.5.1 no valid recipients")?;
+                continue;
+            }
+            reply(&mut w, "354 go ahead")?;
+            let mut data = Vec::new();
+            loop {
+                let mut l = Vec::new();
+                if r.read_until(b'\n', &mut l)? == 0 {
+                    return Ok(());
+                }
+                if l == b".\r\n" {
+                    break;
+                }
+                if l.starts_with(b".") {
+                    l.remove(0);
+                }
+                data.extend_from_slice(&l);
+            }
+            finish(&mut w, script, out, &from, &to, data, &reply)?;
+        } else if upper.starts_with("BDAT ") {
+            let mut parts = l.split_whitespace().skip(1);
+            let n: usize = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let last = parts.next().is_some_and(|p| p.eq_ignore_ascii_case("LAST"));
+            let mut buf = vec![0u8; n];
+            r.read_exact(&mut buf)?;
+            chunks.extend_from_slice(&buf);
+            if !rcpt_ok {
+                reply(&mut w, "554 5.5.1 no valid recipients")?;
+                chunks.clear();
+            } else if last {
+                let data = std::mem::take(&mut chunks);
+                finish(&mut w, script, out, &from, &to, data, &reply)?;
+            } else {
+                reply(&mut w, &format!("250 2.0.0 {n} octets"))?;
+            }
+        } else if upper == "QUIT" {
+            reply(&mut w, "221 bye")?;
+            return Ok(());
+        } else {
+            reply(&mut w, "500 what")?;
+        }
+    }
+}
+
+fn finish(
+    w: &mut TcpStream,
+    script: &Script,
+    out: &Mutex<Vec<Received>>,
+    from: &str,
+    to: &str,
+    data: Vec<u8>,
+    reply: &dyn Fn(&mut TcpStream, &str) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    match script.data_reply.get(to) {
+        Some(rep) => reply(w, rep),
+        None => {
+            out.lock().unwrap().push(Received {
+                from: from.into(),
+                to: to.into(),
+                data,
+            });
+            reply(w, "250 2.0.0 queued")
+        }
+    }
+}
+
+fn between(l: &str) -> String {
+    let a = l.find('<').map_or(0, |i| i + 1);
+    let b = l.rfind('>').unwrap_or(l.len());
+    l.get(a..b).unwrap_or("").to_string()
+}

@@ -1,0 +1,358 @@
+//! Flushing site spools with `turnmail flush` against a scriptable fake site: every
+//! capability mix, per-message outcomes, locks, quarantine, lifetime bounces, spools
+//! in qmail's exact format, and a kill -9 in the middle of a flush.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+use common::sink::{Script, Sink};
+use common::{DemoRoot, demo_root};
+use turnmail::maildir::Maildir;
+
+fn flush(d: &DemoRoot, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("--root")
+        .arg(&d.root)
+        .arg("flush")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn spool(d: &DemoRoot) -> Maildir {
+    Maildir::new(d.root.join("sites/acme/Maildir"))
+}
+
+/// Put a message into the site's spool exactly as qmail-local would, dated `age` ago.
+fn spooled(d: &DemoRoot, sender: &str, rcpt: &str, body: &str, age: Duration) {
+    let head = format!("Return-Path: <{sender}>\nDelivered-To: site-acme-{rcpt}\n");
+    let got = spool(d)
+        .deliver(&[head.as_bytes(), body.as_bytes()])
+        .unwrap();
+    let t = SystemTime::now() - age - Duration::from_secs(2);
+    std::fs::File::options()
+        .append(true)
+        .open(&got.path)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(t))
+        .unwrap();
+}
+
+fn left(d: &DemoRoot) -> usize {
+    spool(d)
+        .scan(SystemTime::now() + Duration::from_secs(5))
+        .unwrap()
+        .len()
+}
+
+fn queue_files(d: &DemoRoot) -> Vec<String> {
+    std::fs::read_dir(d.root.join("queue/new"))
+        .map(|r| {
+            r.flatten()
+                .map(|e| String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+#[test]
+fn every_capability_mix_delivers_every_message() {
+    for (pipelining, chunking) in [(true, true), (true, false), (false, true), (false, false)] {
+        let d = demo_root();
+        let sink = Sink::start(Script {
+            pipelining,
+            chunking,
+            ..Script::default()
+        });
+        for i in 0..20 {
+            spooled(
+                &d,
+                "bob@example.org",
+                &format!("u{i}@acme.example"),
+                &format!("Subject: {i}\n\n.leading dot\nline\n"),
+                Duration::ZERO,
+            );
+        }
+        // One message without a final newline: completed, not fatal.
+        spooled(
+            &d,
+            "",
+            "last@acme.example",
+            "Subject: partial\n\nno newline",
+            Duration::ZERO,
+        );
+        let o = flush(&d, &["acme", "--to", &sink.addr.to_string()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+        let got = sink.messages();
+        assert_eq!(got.len(), 21, "pipelining={pipelining} chunking={chunking}");
+        let m = got.iter().find(|m| m.to == "u3@acme.example").unwrap();
+        assert_eq!(m.from, "bob@example.org");
+        assert_eq!(m.data, b"Subject: 3\r\n\r\n.leading dot\r\nline\r\n");
+        let p = got.iter().find(|m| m.to == "last@acme.example").unwrap();
+        assert_eq!(p.from, "");
+        assert_eq!(p.data, b"Subject: partial\r\n\r\nno newline\r\n");
+        assert_eq!(left(&d), 0);
+        assert!(
+            stdout(&o).contains("21 delivered, 0 bounced, 0 kept"),
+            "{}",
+            stdout(&o)
+        );
+    }
+}
+
+#[test]
+fn per_message_outcomes_bounce_keep_and_deliver() {
+    let d = demo_root();
+    let mut script = Script {
+        pipelining: true,
+        chunking: false,
+        ..Script::default()
+    };
+    script
+        .rcpt_reply
+        .insert("gone@acme.example".into(), "550 5.1.1 no such user".into());
+    script
+        .rcpt_reply
+        .insert("later@acme.example".into(), "451 4.2.0 try later".into());
+    script
+        .data_reply
+        .insert("spam@acme.example".into(), "554 5.7.1 rejected".into());
+    let sink = Sink::start(script);
+    for r in ["ok1", "gone", "later", "spam", "ok2"] {
+        spooled(
+            &d,
+            "bob@example.org",
+            &format!("{r}@acme.example"),
+            "Subject: x\n\nbody\n",
+            Duration::ZERO,
+        );
+    }
+    let o = flush(&d, &["acme", "--to", &sink.addr.to_string()]);
+    assert_eq!(o.status.code(), Some(111), "{}", stdout(&o));
+    let got: Vec<String> = sink.messages().into_iter().map(|m| m.to).collect();
+    assert_eq!(got, vec!["ok1@acme.example", "ok2@acme.example"]);
+    assert_eq!(left(&d), 1, "only the 451 stays");
+    let bounces = queue_files(&d);
+    assert_eq!(bounces.len(), 2, "{bounces:?}");
+    for b in &bounces {
+        assert!(
+            b.starts_with("Return-Path: <>\nDelivered-To: bob@example.org\n"),
+            "{b}"
+        );
+        assert!(b.contains("Action: failed"));
+    }
+    assert!(
+        bounces
+            .iter()
+            .any(|b| b.contains("Final-Recipient: rfc822; gone@acme.example")
+                && b.contains("550 5.1.1 no such user"))
+    );
+    let out = stdout(&o);
+    assert!(out.contains("<later@acme.example> kept"), "{out}");
+    // Status for `turnmail status`.
+    let st = std::fs::read_to_string(d.root.join("run/sites/acme.json")).unwrap();
+    assert!(st.contains("2 delivered, 2 bounced, 1 kept"), "{st}");
+}
+
+#[test]
+fn a_bounce_that_bounces_goes_to_the_postmaster() {
+    let d = demo_root();
+    let mut script = Script {
+        pipelining: true,
+        chunking: true,
+        ..Script::default()
+    };
+    script
+        .rcpt_reply
+        .insert("gone@acme.example".into(), "550 5.1.1 no such user".into());
+    let sink = Sink::start(script);
+    spooled(
+        &d,
+        "",
+        "gone@acme.example",
+        "Subject: a bounce\n\nx\n",
+        Duration::ZERO,
+    );
+    let o = flush(&d, &["acme", "--to", &sink.addr.to_string()]);
+    assert_eq!(o.status.code(), Some(100), "{}", stdout(&o));
+    let q = queue_files(&d);
+    assert_eq!(q.len(), 1);
+    assert!(
+        q[0].starts_with("Return-Path: <#@[]>\nDelivered-To: postmaster@mail.example.com\n"),
+        "{}",
+        q[0]
+    );
+}
+
+#[test]
+fn nothing_queued_means_no_connection_and_old_mail_bounces_unsent() {
+    let d = demo_root();
+    let sink = Sink::start(Script::default());
+    let o = flush(&d, &["acme", "--to", &sink.addr.to_string()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    // Older than the 14-day lifetime: bounced without any connection attempt.
+    spooled(
+        &d,
+        "bob@example.org",
+        "old@acme.example",
+        "Subject: old\n\nx\n",
+        Duration::from_secs(15 * 86_400),
+    );
+    let o = flush(&d, &["acme", "--to", "127.0.0.1:1"]);
+    assert_eq!(o.status.code(), Some(100), "{}", stdout(&o));
+    assert_eq!(left(&d), 0);
+    let q = queue_files(&d);
+    assert!(
+        q[0].contains("This message is too old. Giving up."),
+        "{}",
+        q[0]
+    );
+    // An unreachable site keeps its mail and says so.
+    spooled(
+        &d,
+        "bob@example.org",
+        "new@acme.example",
+        "Subject: new\n\nx\n",
+        Duration::ZERO,
+    );
+    let o = flush(&d, &["acme", "--to", "127.0.0.1:1"]);
+    assert_eq!(o.status.code(), Some(111));
+    assert!(stdout(&o).contains("not flushed"), "{}", stdout(&o));
+    assert_eq!(left(&d), 1);
+}
+
+#[test]
+fn a_lock_held_by_setlock_skips_the_flush() {
+    let d = demo_root();
+    let sink = Sink::start(Script::default());
+    spooled(
+        &d,
+        "a@b.example",
+        "x@acme.example",
+        "Subject: x\n\nx\n",
+        Duration::ZERO,
+    );
+    let mut holder = Command::new("setlock")
+        .arg("-n")
+        .arg(d.root.join("sites/acme/RELAYHOST"))
+        .args(["sleep", "30"])
+        .process_group(0)
+        .spawn()
+        .expect("setlock (daemontools)");
+    std::thread::sleep(Duration::from_millis(300));
+    let o = flush(&d, &["acme", "--to", &sink.addr.to_string()]);
+    assert_eq!(o.status.code(), Some(111));
+    assert!(
+        stdout(&o).contains("another flush holds the lock"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(holder.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    holder.wait().unwrap();
+    assert_eq!(
+        flush(&d, &["acme", "--to", &sink.addr.to_string()])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[test]
+fn malformed_files_are_quarantined_and_qmail_spools_flush() {
+    let d = demo_root();
+    let sink = Sink::start(Script {
+        pipelining: true,
+        ..Script::default()
+    });
+    let md = spool(&d);
+    // Exactly what qmail-local writes: RPLINE, DTLINE, then the message as received.
+    let qmail = b"Return-Path: <\"needs quoting!\"@the.example>\nDelivered-To: site-acme-Joe@acme.example\nReceived: (qmail 1234 invoked by uid 0); 1 Jan 2026 00:00:00 -0000\nSubject: q\n\nbody\n";
+    md.deliver(&[qmail]).unwrap();
+    md.deliver(&[b"Subject: no envelope at all\n\nx\n"])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let o = flush(&d, &["acme", "--to", &sink.addr.to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let got = sink.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].from, "\"needs quoting!\"@the.example");
+    assert_eq!(got[0].to, "Joe@acme.example");
+    assert!(got[0].data.starts_with(b"Received: (qmail 1234"));
+    assert_eq!(
+        std::fs::read_dir(md.path().join(".quarantine"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn kill_9_during_a_flush_loses_nothing_and_repeats_at_most_one() {
+    let d = demo_root();
+    let sink = Sink::start(Script {
+        pipelining: true,
+        chunking: false,
+        delay: Duration::from_millis(15),
+        ..Script::default()
+    });
+    let n = 60;
+    for i in 0..n {
+        spooled(
+            &d,
+            "bob@example.org",
+            &format!("m{i}@acme.example"),
+            &format!("Subject: {i}\n\nx\n"),
+            Duration::ZERO,
+        );
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("--root")
+        .arg(&d.root)
+        .args(["flush", "acme", "--to", &sink.addr.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while sink.messages().len() < n / 3 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = sink.messages().len();
+    assert!(first < n, "the flush should have been cut short");
+    // Flush the rest; every message must now be at the site, at most one twice.
+    let o = flush(&d, &["acme", "--to", &sink.addr.to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(left(&d), 0);
+    let mut counts = std::collections::HashMap::new();
+    for m in sink.messages() {
+        *counts.entry(m.to).or_insert(0) += 1;
+    }
+    assert_eq!(counts.len(), n, "every message arrived");
+    let dups = counts.values().filter(|&&c| c > 1).count();
+    assert!(
+        counts.values().all(|&c| c <= 2) && dups <= 1,
+        "{dups} duplicates"
+    );
+}
