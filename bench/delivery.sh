@@ -7,6 +7,7 @@
 #   N              messages per run            RUNS  runs per system
 #   MEM_NS         message counts for the memory-flatness check of turnmail ("500 2000")
 #   TURNMAIL       the turnmail binary (release build)
+#   CEILING        the fsync-ceiling program (target/release/examples/fsync_ceiling)
 #
 # The load, for both MTAs: Postfix's own generator,
 #   smtp-source -s 10 -m N -l 4096 -N -t m@example.com
@@ -30,6 +31,7 @@ N=${N:-2000}
 RUNS=${RUNS:-3}
 MEM_NS=${MEM_NS-"500 2000"}
 TURNMAIL=${TURNMAIL:-$REPO/target/release/turnmail}
+CEILING=${CEILING:-$REPO/target/release/examples/fsync_ceiling}
 TM_PORT=${TM_PORT:-25251}
 PF_PORT=${PF_PORT:-25252}
 SESSIONS=10
@@ -56,6 +58,7 @@ die() {
 
 [ "$(id -u)" = 0 ] || die "run as root (Postfix's private instance and the mail user need it)"
 [ -x "$TURNMAIL" ] || die "no turnmail binary at $TURNMAIL (cargo build --release)"
+[ -x "$CEILING" ] || die "no $CEILING (cargo build --release --example fsync_ceiling)"
 command -v smtp-source >/dev/null || die "smtp-source missing (apt-get install postfix)"
 command -v postfix >/dev/null || die "postfix missing"
 
@@ -128,13 +131,13 @@ settle() {
 # --- the fsync ceiling ------------------------------------------------------------------
 run_ceiling() { # RUN N WRITERS ROLE
     local dir=$BENCH_WORK/run$1/ceiling-$3w out
-    out=$(python3 "$BENCH/fsync_ceiling.py" "$dir" "$2" "$3" --mailboxes "$MAILBOXES" --size "$SIZE") ||
+    out=$("$CEILING" "$dir" "$2" "$3" --mailboxes "$MAILBOXES" --size "$SIZE") ||
         die "fsync ceiling failed"
     # out: writers count seconds msg_per_s writers_cpu_s
     set -- "$1" "$2" "$3" "$4" $out
     say "  ceiling ($3 writers): $8 msg/s ($7 s, writers' CPU $9 s)"
     csv_row "$4" "fsync ceiling ($3 writers)" "$1" "$2" "seconds=$7 msg_per_s=$8 daemon_cpu_s=$9" \
-        "create+write ${SIZE}B+fsync+rename+fsync new/; python3; $3 processes"
+        "create+write ${SIZE}B+fsync+rename+fsync new/; $3 threads (examples/fsync_ceiling.rs)"
 }
 
 # --- turnmail ---------------------------------------------------------------------------

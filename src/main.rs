@@ -139,6 +139,19 @@ fn cmd_init(dir: &Path, user: Option<&str>) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Commands that write into a mail root run as its mail user, never as root: files
+/// they create must stay readable and replaceable by the daemon (which runs as that
+/// user), and mail is never delivered as uid 0.
+fn become_mail_user(root: &Path) -> Result<(), String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Ok(());
+    }
+    let config = Config::load(root).map_err(|e| e.to_string())?;
+    let mu = MailUser::pick(&[config.user.as_str()]).map_err(|e| e.to_string())?;
+    turnmail::privilege::become_user(mu.uid, mu.gid)
+        .map_err(|e| format!("switching to user {}: {e}", mu.name))
+}
+
 fn open_engine(root: &Path) -> Result<Engine, String> {
     let config = Config::load(root).map_err(|e| e.to_string())?;
     let (engine, report) = Engine::open(root, config).map_err(|e| e.to_string())?;
@@ -149,6 +162,7 @@ fn open_engine(root: &Path) -> Result<Engine, String> {
 }
 
 fn cmd_newu(root: &Path) -> Result<ExitCode, String> {
+    become_mail_user(root)?;
     let config = Config::load(root).map_err(|e| e.to_string())?;
     let (engine, _) = Engine::open(root, config).map_err(|e| e.to_string())?;
     let report = engine.reload();
@@ -255,6 +269,9 @@ fn deliver_stdin(
 ) -> turnmail::deliver::inject::InjectResult {
     use std::io::Read;
     use turnmail::deliver::inject::{self, InjectResult};
+    if let Err(e) = become_mail_user(root) {
+        return InjectResult::Temporary(e);
+    }
     let engine = match open_engine(root) {
         Ok(e) => e,
         Err(e) => return InjectResult::Temporary(e),
@@ -322,6 +339,7 @@ fn cmd_flush(
     json: bool,
 ) -> Result<ExitCode, String> {
     use turnmail::flush::{self, FlushResult};
+    become_mail_user(root)?;
     let engine = open_engine(root)?;
     let found = turnmail::spool::site::discover(root, &engine.config().sites.roots);
     for p in &found.problems {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
+    pub pop3: SocketAddr,
     pub root: PathBuf,
     pub log: PathBuf,
 }
@@ -31,10 +32,17 @@ impl Daemon {
     pub fn start_at(root: &Path, addr: SocketAddr) -> Daemon {
         let log = root.with_extension(format!("log-{}", addr.port()));
         let logf = std::fs::File::create(&log).unwrap();
+        let pop3 = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let child = Command::new(env!("CARGO_BIN_EXE_turnmail"))
             .arg("--root")
             .arg(root)
-            .args(["serve", "--smtp", &addr.to_string()])
+            .args([
+                "serve",
+                "--smtp",
+                &addr.to_string(),
+                "--pop3",
+                &pop3.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(logf)
             .spawn()
@@ -42,11 +50,12 @@ impl Daemon {
         let d = Daemon {
             child,
             addr,
+            pop3,
             root: root.to_path_buf(),
             log,
         };
         let start = Instant::now();
-        while TcpStream::connect(addr).is_err() {
+        while TcpStream::connect(addr).is_err() || TcpStream::connect(pop3).is_err() {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "daemon did not start: {}",
