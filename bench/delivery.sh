@@ -131,12 +131,14 @@ settle() {
 # --- the fsync ceiling ------------------------------------------------------------------
 run_ceiling() { # RUN N WRITERS ROLE
     local dir=$BENCH_WORK/run$1/ceiling-$3w out
+    mkdir -p "$BENCH_WORK/run$1"
     out=$("$CEILING" "$dir" "$2" "$3" --mailboxes "$MAILBOXES" --size "$SIZE") ||
         die "fsync ceiling failed"
     # out: writers count seconds msg_per_s writers_cpu_s
-    set -- "$1" "$2" "$3" "$4" $out
-    say "  ceiling ($3 writers): $8 msg/s ($7 s, writers' CPU $9 s)"
-    csv_row "$4" "fsync ceiling ($3 writers)" "$1" "$2" "seconds=$7 msg_per_s=$8 daemon_cpu_s=$9" \
+    local secs rate cpu
+    read -r _ _ secs rate cpu <<<"$out"
+    say "  ceiling ($3 writers): $rate msg/s ($secs s, writers' CPU $cpu s)"
+    csv_row "$4" "fsync loop, $3 writer(s)" "$1" "$2" "seconds=$secs msg_per_s=$rate daemon_cpu_s=$cpu" \
         "create+write ${SIZE}B+fsync+rename+fsync new/; $3 threads (examples/fsync_ceiling.rs)"
 }
 

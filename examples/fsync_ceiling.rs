@@ -98,6 +98,8 @@ fn deliver(md: &Path, name: &str, payload: &[u8], link: bool) -> std::io::Result
 
 fn main() {
     let a = parse();
+    // DIR and its parents with the usual modes; only the Maildirs are private.
+    fs::create_dir_all(&a.dir).unwrap_or_else(|e| panic!("{}: {e}", a.dir.display()));
     let mut dirs = Vec::new();
     for i in 0..a.mailboxes {
         let md = a.dir.join(format!("mb{i}")).join("Maildir");

@@ -31,7 +31,9 @@ pub struct Config {
     pub allow_programs: bool,
     pub smtp: SmtpConfig,
     pub pop3: Pop3Settings,
+    pub odmr: OdmrSettings,
     pub sites: SitesConfig,
+    pub flush: FlushSettings,
     pub relay: crate::relay::RelayConfig,
     pub limits: Limits,
     pub tls: TlsConfig,
@@ -50,7 +52,9 @@ impl Default for Config {
             allow_programs: true,
             smtp: SmtpConfig::default(),
             pop3: Pop3Settings::default(),
+            odmr: OdmrSettings::default(),
             sites: SitesConfig::default(),
+            flush: FlushSettings::default(),
             relay: crate::relay::RelayConfig::default(),
             limits: Limits::default(),
             tls: TlsConfig::default(),
@@ -115,6 +119,60 @@ impl Default for Pop3Settings {
             max_sessions: 1000,
             max_sessions_per_ip: 50,
             idle_timeout_secs: 600,
+        }
+    }
+}
+
+/// `[odmr]`: the On-Demand Mail Relay listener (RFC 2645).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OdmrSettings {
+    /// Listeners (port 366 in production; the demo uses a loopback high port).
+    pub listen: Vec<SocketAddr>,
+    /// Allow AUTH PLAIN/LOGIN without TLS (CRAM-MD5 is always offered).
+    pub plaintext_auth: bool,
+    pub max_sessions: usize,
+    pub max_sessions_per_ip: usize,
+}
+
+impl Default for OdmrSettings {
+    fn default() -> Self {
+        OdmrSettings {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 1366))],
+            plaintext_auth: false,
+            max_sessions: 200,
+            max_sessions_per_ip: 10,
+        }
+    }
+}
+
+/// `[flush]`: when and how much the daemon flushes.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlushSettings {
+    /// crontab(5) schedule for sites whose site.toml has none.
+    pub schedule: String,
+    /// Flushes running at once, across all sites.
+    pub max_parallel: usize,
+    /// Milliseconds between the starts of scheduled flushes.
+    pub grace_ms: u64,
+    /// Scheduled flushes start up to this many seconds late, per site.
+    pub jitter_secs: u32,
+    /// Seconds an always-on site waits after new mail before it is flushed.
+    pub always_on_delay_secs: u64,
+    /// ETRN requests one client may make per minute.
+    pub etrn_per_minute: u32,
+}
+
+impl Default for FlushSettings {
+    fn default() -> Self {
+        FlushSettings {
+            schedule: "*/2 * * * *".into(),
+            max_parallel: 10,
+            grace_ms: 1000,
+            jitter_secs: 30,
+            always_on_delay_secs: 5,
+            etrn_per_minute: 10,
         }
     }
 }

@@ -12,6 +12,8 @@ pub mod engine;
 pub mod flush;
 pub mod fsutil;
 pub mod maildir;
+pub mod net;
+pub mod odmr;
 pub mod pop3;
 pub mod privilege;
 pub mod qmail;

@@ -56,6 +56,9 @@ enum Command {
         /// POP3 with implicit TLS (repeatable); replaces [pop3] listen_tls.
         #[arg(long, value_name = "ADDR:PORT")]
         pop3s: Vec<std::net::SocketAddr>,
+        /// ODMR/ATRN listen address (repeatable); replaces [odmr] listen.
+        #[arg(long, value_name = "ADDR:PORT")]
+        odmr: Vec<std::net::SocketAddr>,
     },
     /// Compile users/assign to users/cdb and users/poppasswd to users/poppasswd.cdb.
     Newu,
@@ -330,6 +333,82 @@ fn flush_context(root: &Path, engine: &Engine) -> turnmail::flush::FlushContext 
     }
 }
 
+fn print_flush(name: &str, r: &turnmail::flush::FlushResult) {
+    use turnmail::flush::FlushResult;
+    match r {
+        FlushResult::Locked => println!("{name}: skipped, another flush holds the lock"),
+        FlushResult::NothingQueued { expired_bounced } => {
+            println!("{name}: nothing queued ({expired_bounced} expired messages bounced)")
+        }
+        FlushResult::Failed { error, queued, .. } => {
+            println!("{name}: {queued} queued, not flushed: {error}")
+        }
+        FlushResult::Done(sum) => {
+            for l in &sum.lines {
+                println!(
+                    "{name}: {} <{}> {}: {}",
+                    l.file, l.recipient, l.result, l.reply
+                );
+            }
+            println!(
+                "{name}: {} delivered, {} bounced, {} kept{}{}",
+                sum.delivered,
+                sum.bounced,
+                sum.kept,
+                if sum.tls { " (TLS)" } else { "" },
+                sum.error
+                    .as_ref()
+                    .map(|e| format!("; session ended: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn worse(a: u8, b: u8) -> u8 {
+    match (a, b) {
+        (111, _) | (_, 111) => 111,
+        (100, _) | (_, 100) => 100,
+        _ => 0,
+    }
+}
+
+/// `turnmail flush` through a running daemon; None when no daemon answers.
+fn flush_via_daemon(root: &Path, sites: &[String], to: Option<&str>, json: bool) -> Option<u8> {
+    use turnmail::daemon::control::{Request, Response, ask};
+    ask(root, &Request::Status)?;
+    let mut worst = 0;
+    for name in sites {
+        let req = Request::Flush {
+            site: name.clone(),
+            to: to.map(str::to_string),
+        };
+        match ask(root, &req) {
+            Some(Response::Flushed { site, result }) => {
+                worst = worse(worst, result.exit_code());
+                if json {
+                    println!("{}", serde_json::json!({"site": site, "result": result}));
+                } else {
+                    print_flush(&site, &result);
+                }
+            }
+            Some(Response::Busy { site }) => {
+                println!("{site}: a flush is already running");
+                worst = 111;
+            }
+            Some(Response::Error { message }) => {
+                eprintln!("turnmail flush: {message}");
+                worst = 111;
+            }
+            _ => {
+                eprintln!("turnmail flush: the daemon did not answer");
+                worst = 111;
+            }
+        }
+    }
+    Some(worst)
+}
+
 fn cmd_flush(
     root: &Path,
     site: Option<String>,
@@ -338,7 +417,7 @@ fn cmd_flush(
     queue: bool,
     json: bool,
 ) -> Result<ExitCode, String> {
-    use turnmail::flush::{self, FlushResult};
+    use turnmail::flush;
     become_mail_user(root)?;
     let engine = open_engine(root)?;
     let found = turnmail::spool::site::discover(root, &engine.config().sites.roots);
@@ -356,54 +435,21 @@ fn cmd_flush(
         (None, false) if queue => Vec::new(),
         _ => return Err("name one site, or use --all".into()),
     };
+    let names: Vec<String> = sites.iter().map(|s| s.name.clone()).collect();
+    if !queue && let Some(code) = flush_via_daemon(root, &names, to.as_deref(), json) {
+        return Ok(ExitCode::from(code));
+    }
     let ctx = flush_context(root, &engine);
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let mut worst = 0u8;
-    let mut results = Vec::new();
     for s in &sites {
         let r = rt.block_on(flush::flush_site(s, &ctx, to.as_deref()));
-        worst = match (worst, r.exit_code()) {
-            (111, _) | (_, 111) => 111,
-            (100, _) | (_, 100) => 100,
-            _ => 0,
-        };
-        if !json {
-            match &r {
-                FlushResult::Locked => {
-                    println!("{}: skipped, another flush holds the lock", s.name)
-                }
-                FlushResult::NothingQueued { expired_bounced } => {
-                    println!(
-                        "{}: nothing queued ({expired_bounced} expired messages bounced)",
-                        s.name
-                    )
-                }
-                FlushResult::Failed { error, queued, .. } => {
-                    println!("{}: {queued} queued, not flushed: {error}", s.name)
-                }
-                FlushResult::Done(sum) => {
-                    for l in &sum.lines {
-                        println!(
-                            "{}: {} <{}> {}: {}",
-                            s.name, l.file, l.recipient, l.result, l.reply
-                        );
-                    }
-                    println!(
-                        "{}: {} delivered, {} bounced, {} kept{}{}",
-                        s.name,
-                        sum.delivered,
-                        sum.bounced,
-                        sum.kept,
-                        if sum.tls { " (TLS)" } else { "" },
-                        sum.error
-                            .as_ref()
-                            .map(|e| format!("; session ended: {e}"))
-                            .unwrap_or_default()
-                    );
-                }
-            }
+        worst = worse(worst, r.exit_code());
+        if json {
+            println!("{}", serde_json::json!({"site": s.name, "result": r}));
+        } else {
+            print_flush(&s.name, &r);
         }
-        results.push((s.name.clone(), r));
     }
     if queue {
         let engine = std::sync::Arc::new(engine);
@@ -414,7 +460,12 @@ fn cmd_flush(
             engine.config().relay.clone(),
         );
         let r = rt.block_on(runner.run_once(true));
-        if !json {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"queue": {"delivered": r.delivered, "bounced": r.bounced, "deferred": r.deferred, "trouble": r.trouble}})
+            );
+        } else {
             println!(
                 "queue: {} delivered, {} bounced, {} deferred{}",
                 r.delivered,
@@ -429,16 +480,9 @@ fn cmd_flush(
         }
         if r.deferred > 0 || !r.trouble.is_empty() {
             worst = 111;
-        } else if r.bounced > 0 && worst == 0 {
-            worst = 100;
+        } else if r.bounced > 0 {
+            worst = worse(worst, 100);
         }
-    }
-    if json {
-        let v: Vec<_> = results
-            .iter()
-            .map(|(n, r)| serde_json::json!({"site": n, "result": r}))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     }
     Ok(ExitCode::from(worst))
 }
@@ -505,10 +549,16 @@ fn main() -> ExitCode {
             smtp,
             pop3,
             pop3s,
+            odmr,
         } => cmd_serve(
             cli.root,
             demo,
-            turnmail::daemon::ServeOptions { smtp, pop3, pop3s },
+            turnmail::daemon::ServeOptions {
+                smtp,
+                pop3,
+                pop3s,
+                odmr,
+            },
         ),
         Command::Newu => need_root(cli.root).and_then(|r| cmd_newu(&r)),
         Command::Check => need_root(cli.root).and_then(|r| cmd_check(&r)),

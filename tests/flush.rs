@@ -26,12 +26,21 @@ fn spool(d: &DemoRoot) -> Maildir {
     Maildir::new(d.root.join("sites/acme/Maildir"))
 }
 
+/// Files in a mail root belong to its mail user (the flush runs as that user).
+fn own(path: &std::path::Path) {
+    if nix::unistd::Uid::effective().is_root() {
+        let mu = common::mail_user();
+        std::os::unix::fs::chown(path, Some(mu.uid), Some(mu.gid)).unwrap();
+    }
+}
+
 /// Put a message into the site's spool exactly as qmail-local would, dated `age` ago.
 fn spooled(d: &DemoRoot, sender: &str, rcpt: &str, body: &str, age: Duration) {
     let head = format!("Return-Path: <{sender}>\nDelivered-To: site-acme-{rcpt}\n");
     let got = spool(d)
         .deliver(&[head.as_bytes(), body.as_bytes()])
         .unwrap();
+    own(&got.path);
     let t = SystemTime::now() - age - Duration::from_secs(2);
     std::fs::File::options()
         .append(true)
@@ -287,9 +296,14 @@ fn malformed_files_are_quarantined_and_qmail_spools_flush() {
     let md = spool(&d);
     // Exactly what qmail-local writes: RPLINE, DTLINE, then the message as received.
     let qmail = b"Return-Path: <\"needs quoting!\"@the.example>\nDelivered-To: site-acme-Joe@acme.example\nReceived: (qmail 1234 invoked by uid 0); 1 Jan 2026 00:00:00 -0000\nSubject: q\n\nbody\n";
-    md.deliver(&[qmail]).unwrap();
-    md.deliver(&[b"Subject: no envelope at all\n\nx\n"])
-        .unwrap();
+    own(&md.deliver(&[qmail]).unwrap().path);
+    own(&md
+        .deliver(&[b"Subject: no envelope at all
+
+x
+"])
+        .unwrap()
+        .path);
     std::thread::sleep(Duration::from_millis(1100));
     let o = flush(&d, &["acme", "--to", &sink.addr.to_string()]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));

@@ -4,9 +4,14 @@
 //! change or on SIGHUP, and on SIGTERM stops accepting and lets sessions finish within
 //! a bound.
 
+pub mod control;
+pub mod etrn;
+pub mod flusher;
 pub mod limits;
+pub mod odmr_conn;
 pub mod pop3_conn;
 pub mod ratelimit;
+pub mod scheduler;
 pub mod smtp_conn;
 
 use std::net::SocketAddr;
@@ -35,6 +40,8 @@ pub struct ServeOptions {
     /// Replace `[pop3] listen` / `listen_tls` when not empty.
     pub pop3: Vec<SocketAddr>,
     pub pop3s: Vec<SocketAddr>,
+    /// Replaces `[odmr] listen` when not empty.
+    pub odmr: Vec<SocketAddr>,
 }
 
 /// What a listener speaks.
@@ -43,6 +50,7 @@ pub enum Service {
     Smtp,
     Pop3,
     Pop3s,
+    Odmr,
 }
 
 /// Everything a connection handler needs, shared by all of them.
@@ -58,6 +66,41 @@ pub struct Shared {
     pub pop3: Option<Arc<crate::pop3::Pop3Config>>,
     pub pop3_limits: limits::ConnLimits,
     pub pop3_failures: ratelimit::FailureLimiter,
+    pub odmr: Arc<crate::odmr::OdmrConfig>,
+    pub odmr_limits: limits::ConnLimits,
+    pub flusher: Arc<flusher::Flusher>,
+    pub plan: Arc<std::sync::Mutex<scheduler::Plan>>,
+    pub queue_runner: Arc<crate::relay::runner::QueueRunner>,
+    /// Wakes the queue runner when delivery queued something.
+    pub queue_kick: tokio::sync::Notify,
+    pub etrn_limits: ratelimit::WindowCounter,
+    pub counters: AtomicCounters,
+    pub started: std::time::Instant,
+}
+
+/// Counters the daemon keeps for `turnmail status`.
+#[derive(Default)]
+pub struct AtomicCounters {
+    pub smtp_messages: std::sync::atomic::AtomicU64,
+    pub pop3_logins: std::sync::atomic::AtomicU64,
+    pub etrn_requests: std::sync::atomic::AtomicU64,
+    pub odmr_sessions: std::sync::atomic::AtomicU64,
+}
+
+impl AtomicCounters {
+    pub fn bump(c: &std::sync::atomic::AtomicU64) {
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> control::Counters {
+        use std::sync::atomic::Ordering::Relaxed;
+        control::Counters {
+            smtp_messages: self.smtp_messages.load(Relaxed),
+            pop3_logins: self.pop3_logins.load(Relaxed),
+            etrn_requests: self.etrn_requests.load(Relaxed),
+            odmr_sessions: self.odmr_sessions.load(Relaxed),
+        }
+    }
 }
 
 /// The name we greet with: turnmail.toml, then control/me, then the system's.
@@ -88,6 +131,7 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         (Service::Smtp, pick(&opts.smtp, &config.smtp.listen)),
         (Service::Pop3, pick(&opts.pop3, &config.pop3.listen)),
         (Service::Pop3s, pick(&opts.pop3s, &config.pop3.listen_tls)),
+        (Service::Odmr, pick(&opts.odmr, &config.odmr.listen)),
     ];
     // Bind first: ports below 1024 need root, which we give up right after.
     let mut listeners = Vec::new();
@@ -123,6 +167,7 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         max_recipients: config.limits.max_recipients,
         max_text_line: config.limits.max_line_length,
         starttls: tls.is_some(),
+        etrn: true,
         ..SessionConfig::default()
     });
     if tls.is_none() && listeners.iter().any(|(_, s)| *s == Service::Pop3s) {
@@ -145,14 +190,43 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         block: Duration::from_secs(p.block_secs),
     });
     let pop3_limits = limits::ConnLimits::new(p.max_sessions, p.max_sessions_per_ip);
+    let deliver = DeliverEnv {
+        queue: Queue::new(root),
+        allow_programs: config.allow_programs,
+        program_timeout: Duration::from_secs(config.limits.program_timeout_secs),
+        mbox_lock_timeout: Duration::from_secs(30),
+    };
+    let flush_ctx = crate::flush::FlushContext {
+        env: deliver.clone(),
+        hostname: hostname.clone(),
+        status_dir: root.join("run/sites"),
+    };
+    let f = &config.flush;
+    let flusher = Arc::new(flusher::Flusher::new(
+        flush_ctx,
+        root.to_path_buf(),
+        config.sites.roots.clone(),
+        f.max_parallel,
+        Duration::from_millis(f.grace_ms),
+    ));
+    let etrn_limits = ratelimit::WindowCounter::new(f.etrn_per_minute, Duration::from_secs(60));
+    let odmr = Arc::new(crate::odmr::OdmrConfig {
+        hostname: hostname.clone(),
+        starttls: tls.is_some(),
+        plaintext_auth: config.odmr.plaintext_auth,
+        ..crate::odmr::OdmrConfig::default()
+    });
+    let odmr_limits =
+        limits::ConnLimits::new(config.odmr.max_sessions, config.odmr.max_sessions_per_ip);
     let shared = Arc::new(Shared {
         root: root.to_path_buf(),
-        deliver: DeliverEnv {
-            queue: Queue::new(root),
-            allow_programs: config.allow_programs,
-            program_timeout: Duration::from_secs(config.limits.program_timeout_secs),
-            mbox_lock_timeout: Duration::from_secs(30),
-        },
+        queue_runner: Arc::new(crate::relay::runner::QueueRunner::new(
+            engine.clone(),
+            deliver.clone(),
+            hostname.clone(),
+            config.relay.clone(),
+        )),
+        deliver,
         limits: limits::ConnLimits::new(
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
@@ -165,6 +239,14 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         pop3: Some(pop3),
         pop3_limits,
         pop3_failures,
+        odmr,
+        odmr_limits,
+        flusher,
+        plan: Arc::default(),
+        queue_kick: tokio::sync::Notify::new(),
+        etrn_limits,
+        counters: AtomicCounters::default(),
+        started: std::time::Instant::now(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -192,6 +274,15 @@ async fn serve(
         )));
     }
     tokio::spawn(reload_loop(shared.engine.clone(), stop_rx.clone()));
+    tokio::spawn(scheduler::run(
+        shared.flusher.clone(),
+        shared.plan.clone(),
+        shared.config.flush.schedule.clone(),
+        shared.config.flush.jitter_secs,
+        stop_rx.clone(),
+    ));
+    tokio::spawn(queue_loop(shared.clone(), stop_rx.clone()));
+    tokio::spawn(control::serve(shared.clone(), stop_rx.clone()));
     wait_for_stop().await;
     tracing::info!(
         "stopping: no new connections, waiting up to {} s for sessions",
@@ -202,7 +293,7 @@ async fn serve(
         let _ = a.await;
     }
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    while shared.limits.active() + shared.pop3_limits.active() > 0
+    while shared.limits.active() + shared.pop3_limits.active() + shared.odmr_limits.active() > 0
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -250,6 +341,25 @@ async fn reload_loop(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Run the outbound queue every `interval_secs`, and soon after delivery queued mail.
+async fn queue_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_secs(shared.config.relay.interval_secs.max(1));
+    loop {
+        let r = shared.queue_runner.run_once(false).await;
+        if r.delivered + r.bounced + r.deferred > 0 || !r.trouble.is_empty() {
+            tracing::info!(target: "relay", "queue run: {r:?}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shared.queue_kick.notified() => {
+                // Let a burst of deliveries settle into one run.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 async fn accept_loop(
     l: TcpListener,
     service: Service,
@@ -275,6 +385,10 @@ async fn accept_loop(
             Service::Smtp => {
                 let permit = shared.limits.admit(peer.ip());
                 tokio::spawn(smtp_conn::handle(stream, peer, shared, permit));
+            }
+            Service::Odmr => {
+                let permit = shared.odmr_limits.admit(peer.ip());
+                tokio::spawn(odmr_conn::handle(stream, peer, shared, permit));
             }
             Service::Pop3 | Service::Pop3s => {
                 let permit = shared.pop3_limits.admit(peer.ip());

@@ -111,3 +111,51 @@ mod tests {
         assert!(!l.is_blocked(b, t + Duration::from_secs(63)));
     }
 }
+
+/// At most `limit` events per key in a sliding window (ETRN requests per client).
+pub struct WindowCounter {
+    limit: u32,
+    window: Duration,
+    map: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl WindowCounter {
+    pub fn new(limit: u32, window: Duration) -> WindowCounter {
+        WindowCounter {
+            limit,
+            window,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Count one event; false when the key is over its limit.
+    pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= MAX_TRACKED {
+            let w = self.window;
+            m.retain(|_, (_, start)| now.duration_since(*start) < w);
+        }
+        let e = m.entry(ip).or_insert((0, now));
+        if now.duration_since(e.1) >= self.window {
+            *e = (0, now);
+        }
+        e.0 += 1;
+        e.0 <= self.limit
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn window_counts_per_key() {
+        let w = WindowCounter::new(2, Duration::from_secs(60));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let t = Instant::now();
+        assert!(w.allow(a, t) && w.allow(a, t));
+        assert!(!w.allow(a, t));
+        assert!(w.allow("192.0.2.2".parse().unwrap(), t));
+        assert!(w.allow(a, t + Duration::from_secs(61)));
+    }
+}

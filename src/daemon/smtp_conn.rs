@@ -67,6 +67,45 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         }
     }
     drop(permit);
+    autoturn(&shared, peer).await;
+}
+
+/// AUTOTURN: a session from an address registered to a site flushes that site back to
+/// the address once the session is over, as serialmail's recipe did after qmail-smtpd.
+async fn autoturn(shared: &Arc<Shared>, peer: SocketAddr) {
+    let sites = shared.flusher.sites();
+    for s in sites
+        .sites
+        .iter()
+        .filter(|s| !s.settings.autoturn.is_empty())
+    {
+        let mut hit = s
+            .settings
+            .autoturn
+            .iter()
+            .filter_map(|n| crate::net::Net::parse(n))
+            .any(|n| n.contains(peer.ip()));
+        if !hit
+            && s.settings.autoturn.iter().any(|a| a == "relayhost")
+            && let Some(target) = s.target()
+            && let Ok(addrs) = tokio::net::lookup_host(target.as_str()).await
+        {
+            hit = addrs.into_iter().any(|a| a.ip() == peer.ip());
+        }
+        if hit {
+            let port = s
+                .relayhost
+                .as_ref()
+                .and_then(|r| r.port)
+                .or(s.settings.port)
+                .unwrap_or(25);
+            let to = SocketAddr::new(peer.ip(), port).to_string();
+            let started = shared
+                .flusher
+                .trigger(s.clone(), Some(to.clone()), "autoturn");
+            tracing::info!(target: "flush", site = %s.name, client = %peer, started, "autoturn to {to}");
+        }
+    }
 }
 
 async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, session: &mut Session) -> bool {
@@ -109,12 +148,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     let v = conn.deliver(sender, recipients, data, &helo, tls).await;
                     session.answer_message(v);
                 }
-                Action::Etrn { .. } => {
-                    session.answer_etrn(Reply::new(
-                        458,
-                        (4, 3, 0),
-                        "ETRN is not available on this listener",
-                    ));
+                Action::Etrn { argument } => {
+                    let r = conn.etrn(&argument).await;
+                    session.answer_etrn(r);
                 }
                 Action::StartTls => {
                     if !write_out(&mut stream, session).await {
@@ -151,6 +187,68 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 impl Conn {
+    /// Sites marked always-on are flushed shortly after new mail for them arrives; the
+    /// delay lets a burst of messages go out in one session.
+    fn kick_always_on(&self, homes: &[std::path::PathBuf]) {
+        let sites = self.shared.flusher.sites();
+        for s in sites.sites.iter().filter(|s| s.settings.always_on) {
+            let dir = s.dir.canonicalize().unwrap_or_else(|_| s.dir.clone());
+            if !homes.iter().any(|h| *h == dir || *h == s.dir) {
+                continue;
+            }
+            let (flusher, site) = (self.shared.flusher.clone(), s.clone());
+            let delay = Duration::from_secs(self.shared.config.flush.always_on_delay_secs);
+            if flusher.is_running(&site.name) {
+                continue;
+            }
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                flusher.trigger(site, None, "new mail");
+            });
+        }
+    }
+
+    async fn etrn(&mut self, argument: &[u8]) -> Reply {
+        use super::etrn;
+        crate::daemon::AtomicCounters::bump(&self.shared.counters.etrn_requests);
+        let Some(target) = etrn::Target::parse(argument) else {
+            return etrn::syntax_error();
+        };
+        if !self
+            .shared
+            .etrn_limits
+            .allow(self.peer.ip(), std::time::Instant::now())
+        {
+            tracing::warn!(target: "etrn", client = %self.peer, "rate limited: {}", target.text());
+            return etrn::rate_limited(&target);
+        }
+        let f = &self.shared.flusher;
+        let sites = f.sites();
+        let named = etrn::sites(&sites, &target);
+        if named.is_empty() {
+            return etrn::unknown(&target);
+        }
+        if let Some(why) = named.iter().find_map(|s| etrn::refusal(s, self.peer.ip())) {
+            tracing::info!(target: "etrn", client = %self.peer, "refused {}: {why}", target.text());
+            return etrn::not_allowed(&target, why);
+        }
+        let mut queued = 0;
+        let mut running = false;
+        for s in named {
+            if f.is_running(&s.name) {
+                running = true;
+                continue;
+            }
+            let n = super::flusher::Flusher::queued(s);
+            queued += n;
+            if n > 0 && !f.trigger(s.clone(), None, "etrn") {
+                running = true;
+            }
+        }
+        tracing::info!(target: "etrn", client = %self.peer, queued, running, "ETRN {}", target.text());
+        etrn::started(&target, queued, running)
+    }
+
     async fn check(&mut self, address: Vec<u8>) -> RcptVerdict {
         let engine = self.shared.engine.clone();
         let a = address.clone();
@@ -202,6 +300,13 @@ impl Conn {
             resolved.push((r, res));
         }
         self.rcpts.clear();
+        let homes: Vec<std::path::PathBuf> = resolved
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Resolution::Local(t) => Some(t.home.clone()),
+                _ => None,
+            })
+            .collect();
         let mut msg = received_line(
             helo,
             &self.peer.ip().to_string(),
@@ -246,6 +351,21 @@ impl Conn {
             "message: {}",
             rcpts.join(", ")
         );
+        crate::daemon::AtomicCounters::bump(&self.shared.counters.smtp_messages);
+        if report
+            .recipients
+            .iter()
+            .any(|(_, r)| matches!(r, transaction::RecipientResult::Queued(_)))
+            || report
+                .recipients
+                .iter()
+                .any(|(_, r)| matches!(r, transaction::RecipientResult::Failed(_)))
+        {
+            self.shared.queue_kick.notify_one();
+        }
+        if matches!(report.verdict, Verdict::Accepted) {
+            self.kick_always_on(&homes);
+        }
         match report.verdict {
             Verdict::Accepted => MessageVerdict::Accepted { queue_id: qid },
             Verdict::Temporary(_) => {

@@ -11,7 +11,7 @@ pub mod status;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite};
 
 use crate::client::{self, ClientOptions, Message, MessageSource, Outcome, TlsPolicy};
@@ -25,16 +25,16 @@ use crate::spool::site::{self, Site};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One message's fate, for the log and the operator's summary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MessageLine {
     pub file: String,
     pub recipient: String,
     pub reply: String,
-    pub result: &'static str,
+    pub result: String,
 }
 
 /// What a flush did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum FlushResult {
     /// Another flush holds the site's lock.
     Locked,
@@ -50,7 +50,7 @@ pub enum FlushResult {
     Done(Summary),
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Summary {
     pub delivered: usize,
     pub bounced: usize,
@@ -197,6 +197,9 @@ where
             };
         }
     };
+    for (file, e) in &scan.unreadable {
+        tracing::error!(target: "flush", site = %site.name, file = %file, "cannot read spool file: {e}");
+    }
     let lifetime = site.lifetime();
     let (expired, ready): (Vec<Spooled>, Vec<Spooled>) = scan
         .ready
@@ -278,7 +281,7 @@ where
             file: s.entry.rel.clone(),
             recipient: String::from_utf8_lossy(&s.envelope.recipient).into_owned(),
             reply,
-            result: settled_name(&st),
+            result: settled_name(&st).to_string(),
         });
     };
     let report = match (connector, opts.tls) {

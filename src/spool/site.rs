@@ -55,6 +55,24 @@ pub struct SiteSettings {
     pub always_on: bool,
     /// Accounts allowed to ask for this site's mail (ETRN after AUTH, ODMR).
     pub accounts: Vec<String>,
+    /// Who may start a flush with ETRN (the flush always goes to RELAYHOST).
+    pub etrn: EtrnPolicy,
+    /// Networks allowed when `etrn = "networks"` (addresses or CIDR blocks).
+    pub etrn_networks: Vec<String>,
+    /// Addresses or networks whose SMTP sessions trigger a flush back to them when the
+    /// session ends; the word `relayhost` stands for RELAYHOST's addresses.
+    pub autoturn: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EtrnPolicy {
+    /// Any client (harmless: the mail only ever goes to RELAYHOST).
+    #[default]
+    Anywhere,
+    /// Only clients in `etrn_networks`.
+    Networks,
+    Off,
 }
 
 /// Where a site's mail goes.

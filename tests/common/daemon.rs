@@ -11,6 +11,7 @@ pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
     pub pop3: SocketAddr,
+    pub odmr: SocketAddr,
     pub root: PathBuf,
     pub log: PathBuf,
 }
@@ -33,6 +34,7 @@ impl Daemon {
         let log = root.with_extension(format!("log-{}", addr.port()));
         let logf = std::fs::File::create(&log).unwrap();
         let pop3 = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let odmr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let child = Command::new(env!("CARGO_BIN_EXE_turnmail"))
             .arg("--root")
             .arg(root)
@@ -42,6 +44,8 @@ impl Daemon {
                 &addr.to_string(),
                 "--pop3",
                 &pop3.to_string(),
+                "--odmr",
+                &odmr.to_string(),
             ])
             .stdout(Stdio::null())
             .stderr(logf)
@@ -51,6 +55,7 @@ impl Daemon {
             child,
             addr,
             pop3,
+            odmr,
             root: root.to_path_buf(),
             log,
         };

@@ -38,7 +38,12 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(script: Script) -> Sink {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1", script)
+    }
+
+    /// Listen on another loopback address (AUTOTURN connects back to the client's).
+    pub fn start_on(ip: &str, script: Script) -> Sink {
+        let l = TcpListener::bind((ip, 0)).unwrap();
         let addr = l.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));

@@ -1,0 +1,199 @@
+//! The daemon's control socket (`ROOT/run/control.sock`, mode 0600): one JSON request
+//! per line, one JSON answer per line. `turnmail flush` and `turnmail status` use it
+//! when a daemon runs, so an operator's flush takes the same path (and the same
+//! one-flush-per-site rule) as every other trigger.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+use super::Shared;
+use super::flusher::Flusher;
+use crate::flush::FlushResult;
+
+/// Longest request line accepted.
+const MAX_REQUEST: usize = 4096;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Flush { site: String, to: Option<String> },
+    FlushAll,
+    Status,
+    Reload,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SiteState {
+    pub name: String,
+    pub queued: usize,
+    pub running: bool,
+    pub next_run: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum Response {
+    Flushed {
+        site: String,
+        result: FlushResult,
+    },
+    Busy {
+        site: String,
+    },
+    Started {
+        sites: usize,
+    },
+    Status {
+        sites: Vec<SiteState>,
+        counters: Counters,
+        uptime_secs: u64,
+    },
+    Reloaded {
+        compiled: usize,
+        errors: Vec<String>,
+    },
+    Error {
+        message: String,
+    },
+}
+
+/// Daemon-wide counters for `turnmail status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Counters {
+    pub smtp_messages: u64,
+    pub pop3_logins: u64,
+    pub etrn_requests: u64,
+    pub odmr_sessions: u64,
+}
+
+pub fn socket_path(root: &Path) -> PathBuf {
+    root.join("run/control.sock")
+}
+
+/// Listen on the control socket until stopped.
+pub async fn serve(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let path = socket_path(&shared.root);
+    let _ = std::fs::remove_file(&path);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let l = match UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(target: "control", "{}: {e}; `turnmail flush` will work standalone", path.display());
+            return;
+        }
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    loop {
+        tokio::select! {
+            r = l.accept() => if let Ok((s, _)) = r {
+                tokio::spawn(client(s, shared.clone()));
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+async fn client(s: UnixStream, shared: Arc<Shared>) {
+    let (r, mut w) = s.into_split();
+    let mut lines = BufReader::new(r.take(MAX_REQUEST as u64 * 64)).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let resp = match serde_json::from_str::<Request>(&line) {
+            Ok(req) => answer(req, &shared).await,
+            Err(e) => Response::Error {
+                message: format!("bad request: {e}"),
+            },
+        };
+        let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+        out.push(b'\n');
+        if w.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+use tokio::io::AsyncReadExt;
+
+async fn answer(req: Request, shared: &Arc<Shared>) -> Response {
+    let f = &shared.flusher;
+    match req {
+        Request::Flush { site, to } => {
+            f.refresh().await;
+            let sites = f.sites();
+            let Some(s) = sites.get(&site).cloned() else {
+                return Response::Error {
+                    message: format!("no site named {site:?}"),
+                };
+            };
+            match f.flush_now(&s, to.as_deref(), "operator").await {
+                Some(result) => Response::Flushed { site, result },
+                None => Response::Busy { site },
+            }
+        }
+        Request::FlushAll => {
+            f.refresh().await;
+            let sites = f.sites();
+            let n = sites
+                .sites
+                .iter()
+                .filter(|s| f.trigger((*s).clone(), None, "operator"))
+                .count();
+            Response::Started { sites: n }
+        }
+        Request::Status => {
+            let sites = f.sites();
+            let plan = shared.plan.lock().unwrap_or_else(|p| p.into_inner());
+            let states = sites
+                .sites
+                .iter()
+                .map(|s| SiteState {
+                    name: s.name.clone(),
+                    queued: Flusher::queued(s),
+                    running: f.is_running(&s.name),
+                    next_run: plan.next_for(&s.name).map(|t| t.to_rfc3339()),
+                })
+                .collect();
+            Response::Status {
+                sites: states,
+                counters: shared.counters.snapshot(),
+                uptime_secs: shared.started.elapsed().as_secs(),
+            }
+        }
+        Request::Reload => {
+            let e = shared.engine.clone();
+            match tokio::task::spawn_blocking(move || e.reload()).await {
+                Ok(r) => Response::Reloaded {
+                    compiled: r.compiled.len(),
+                    errors: r.errors,
+                },
+                Err(e) => Response::Error {
+                    message: e.to_string(),
+                },
+            }
+        }
+    }
+}
+
+/// The client side, for the CLI: one request, one response. None if no daemon answers.
+pub fn ask(root: &Path, req: &Request) -> Option<Response> {
+    use std::io::{BufRead, Write};
+    let path = socket_path(root);
+    let mut s = std::os::unix::net::UnixStream::connect(&path).ok()?;
+    let mut line = serde_json::to_vec(req).ok()?;
+    line.push(b'\n');
+    s.write_all(&line).ok()?;
+    let mut r = std::io::BufReader::new(s);
+    let mut answer = String::new();
+    r.read_line(&mut answer).ok()?;
+    serde_json::from_str(&answer).ok()
+}

@@ -1,0 +1,208 @@
+//! ETRN (RFC 1985): which sites a request names, whether this client may ask, and the
+//! reply. `ETRN node` names the sites that list the domain, `ETRN @domain` also every
+//! subdomain, `ETRN #site` a site by name. The answers follow the RFC exactly,
+//! including the informative 251/252/253 that other servers leave out.
+
+use std::net::IpAddr;
+
+use crate::net::Net;
+use crate::smtp::Reply;
+use crate::spool::site::{Discovery, EtrnPolicy, Site};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Node(String),
+    Subdomains(String),
+    Site(String),
+}
+
+impl Target {
+    /// Parse the ETRN argument; None means 501.
+    pub fn parse(arg: &[u8]) -> Option<Target> {
+        let s = std::str::from_utf8(arg).ok()?.trim();
+        let ok = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 255
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        };
+        let t = if let Some(site) = s.strip_prefix('#') {
+            Target::Site(site.to_string())
+        } else if let Some(d) = s.strip_prefix('@') {
+            Target::Subdomains(d.trim_end_matches('.').to_ascii_lowercase())
+        } else {
+            Target::Node(s.trim_end_matches('.').to_ascii_lowercase())
+        };
+        let inner = match &t {
+            Target::Node(x) | Target::Subdomains(x) | Target::Site(x) => x,
+        };
+        ok(inner).then_some(t)
+    }
+
+    fn matches(&self, site: &Site) -> bool {
+        match self {
+            Target::Site(name) => site.name == *name,
+            Target::Node(d) => site
+                .settings
+                .domains
+                .iter()
+                .any(|x| x.eq_ignore_ascii_case(d)),
+            Target::Subdomains(d) => site.settings.domains.iter().any(|x| {
+                let x = x.to_ascii_lowercase();
+                x == *d || x.ends_with(&format!(".{d}"))
+            }),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        match self {
+            Target::Node(d) => d.clone(),
+            Target::Subdomains(d) => format!("@{d}"),
+            Target::Site(s) => format!("#{s}"),
+        }
+    }
+}
+
+/// The sites a request names.
+pub fn sites<'a>(d: &'a Discovery, t: &Target) -> Vec<&'a Site> {
+    d.sites.iter().filter(|s| t.matches(s)).collect()
+}
+
+/// Why this client may not ask for this site's mail, if it may not.
+pub fn refusal(site: &Site, client: IpAddr) -> Option<&'static str> {
+    match site.settings.etrn {
+        EtrnPolicy::Anywhere => None,
+        EtrnPolicy::Off => Some("ETRN is not enabled for this node"),
+        EtrnPolicy::Networks => {
+            let allowed = site
+                .settings
+                .etrn_networks
+                .iter()
+                .filter_map(|n| Net::parse(n))
+                .any(|n| n.contains(client));
+            (!allowed).then_some("your address may not ask for this node's mail")
+        }
+    }
+}
+
+pub fn syntax_error() -> Reply {
+    Reply::new(501, (5, 5, 4), "Syntax Error in Parameters")
+}
+
+pub fn unknown(t: &Target) -> Reply {
+    Reply::new(
+        458,
+        (4, 1, 2),
+        format!("Unable to queue messages for node {}", t.text()),
+    )
+}
+
+pub fn not_allowed(t: &Target, why: &str) -> Reply {
+    Reply::new(
+        459,
+        (4, 7, 1),
+        format!("Node {} not allowed: {why}", t.text()),
+    )
+}
+
+pub fn rate_limited(t: &Target) -> Reply {
+    Reply::new(
+        458,
+        (4, 7, 0),
+        format!(
+            "Unable to queue messages for node {}: too many requests, try later",
+            t.text()
+        ),
+    )
+}
+
+/// The reply once the flushes are decided: `queued` messages waiting in total, and
+/// whether a flush of some named site was already running.
+pub fn started(t: &Target, queued: usize, already_running: bool) -> Reply {
+    let node = t.text();
+    if already_running {
+        Reply::new(
+            252,
+            (2, 0, 0),
+            format!("OK, pending messages for node {node} started"),
+        )
+    } else if queued == 0 {
+        Reply::new(
+            251,
+            (2, 0, 0),
+            format!("OK, no messages waiting for node {node}"),
+        )
+    } else {
+        Reply::new(
+            253,
+            (2, 0, 0),
+            format!("OK, {queued} pending messages for node {node} started"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::site::SiteSettings;
+
+    fn site(name: &str, domains: &[&str], etrn: EtrnPolicy, nets: &[&str]) -> Site {
+        Site {
+            name: name.into(),
+            dir: "/nonexistent".into(),
+            relayhost: None,
+            prefix: b"p-".to_vec(),
+            settings: SiteSettings {
+                domains: domains.iter().map(|d| d.to_string()).collect(),
+                etrn,
+                etrn_networks: nets.iter().map(|n| n.to_string()).collect(),
+                ..SiteSettings::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_three_forms_select_sites() {
+        let d = Discovery {
+            sites: vec![
+                site("acme", &["acme.example"], EtrnPolicy::Anywhere, &[]),
+                site("sub", &["a.acme.example"], EtrnPolicy::Anywhere, &[]),
+                site("other", &["other.example"], EtrnPolicy::Anywhere, &[]),
+            ],
+            problems: vec![],
+        };
+        let names = |arg: &[u8]| -> Vec<String> {
+            sites(&d, &Target::parse(arg).unwrap())
+                .iter()
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        assert_eq!(names(b"ACME.example"), vec!["acme"]);
+        assert_eq!(names(b"@acme.example"), vec!["acme", "sub"]);
+        assert_eq!(names(b"#other"), vec!["other"]);
+        assert!(names(b"nowhere.example").is_empty());
+        assert_eq!(Target::parse(b""), None);
+        assert_eq!(Target::parse(b"a b"), None);
+        assert_eq!(Target::parse(b"@"), None);
+        assert_eq!(Target::parse(b"x/../y"), None);
+    }
+
+    #[test]
+    fn policies_and_replies() {
+        let a: IpAddr = "192.0.2.5".parse().unwrap();
+        let b: IpAddr = "198.51.100.1".parse().unwrap();
+        let s = site("n", &["n.example"], EtrnPolicy::Networks, &["192.0.2.0/24"]);
+        assert_eq!(refusal(&s, a), None);
+        assert!(refusal(&s, b).is_some());
+        assert!(refusal(&site("o", &[], EtrnPolicy::Off, &[]), a).is_some());
+        let t = Target::parse(b"n.example").unwrap();
+        assert_eq!(started(&t, 0, false).code, 251);
+        assert_eq!(
+            started(&t, 3, false).lines,
+            vec!["OK, 3 pending messages for node n.example started"]
+        );
+        assert_eq!(started(&t, 3, true).code, 252);
+        assert_eq!(unknown(&t).code, 458);
+        assert_eq!(not_allowed(&t, "x").code, 459);
+    }
+}

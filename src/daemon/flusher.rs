@@ -1,0 +1,162 @@
+//! The one place flushes start in the daemon. Every trigger (schedule, ETRN, ODMR,
+//! AUTOTURN, new mail, the operator) goes through [`Flusher`], which keeps at most one
+//! flush per site running in this process (the RELAYHOST lock keeps it to one across
+//! processes and hosts), bounds the number of parallel flushes, and spaces scheduled
+//! starts by a grace period as the seeds' master script did.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use crate::flush::{self, FlushContext, FlushResult};
+use crate::spool::site::{self, Discovery, Site};
+
+pub struct Flusher {
+    pub ctx: FlushContext,
+    root: PathBuf,
+    patterns: Vec<String>,
+    sites: RwLock<Arc<Discovery>>,
+    running: Mutex<HashSet<String>>,
+    parallel: Arc<Semaphore>,
+    grace: Duration,
+    last_scheduled_start: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// Removes a site from the running set when its flush ends, however it ends.
+struct Running<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    name: String,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.name);
+    }
+}
+
+impl Flusher {
+    pub fn new(
+        ctx: FlushContext,
+        root: PathBuf,
+        patterns: Vec<String>,
+        max_parallel: usize,
+        grace: Duration,
+    ) -> Flusher {
+        let d = site::discover(&root, &patterns);
+        for p in &d.problems {
+            tracing::warn!(target: "sites", "{p}");
+        }
+        Flusher {
+            ctx,
+            root,
+            patterns,
+            sites: RwLock::new(Arc::new(d)),
+            running: Mutex::new(HashSet::new()),
+            parallel: Arc::new(Semaphore::new(max_parallel.max(1))),
+            grace,
+            last_scheduled_start: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The sites as last discovered.
+    pub fn sites(&self) -> Arc<Discovery> {
+        self.sites.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Look for sites again (they appear and disappear with their directories).
+    pub async fn refresh(self: &Arc<Self>) {
+        let me = self.clone();
+        if let Ok(d) =
+            tokio::task::spawn_blocking(move || site::discover(&me.root, &me.patterns)).await
+        {
+            *self.sites.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(d);
+        }
+    }
+
+    pub fn is_running(&self, name: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
+    }
+
+    fn claim(&self, name: &str) -> Option<Running<'_>> {
+        let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if !r.insert(name.to_string()) {
+            return None;
+        }
+        Some(Running {
+            set: &self.running,
+            name: name.to_string(),
+        })
+    }
+
+    /// Flush now and wait for the result; None if a flush of this site is running.
+    pub async fn flush_now(
+        &self,
+        site: &Site,
+        to: Option<&str>,
+        reason: &str,
+    ) -> Option<FlushResult> {
+        let _running = self.claim(&site.name)?;
+        let _permit = self.parallel.clone().acquire_owned().await.ok()?;
+        tracing::info!(target: "flush", site = %site.name, reason, to = to.unwrap_or("RELAYHOST"), "flush starting");
+        Some(flush::flush_site(site, &self.ctx, to).await)
+    }
+
+    /// Start a flush in the background; false if one is already running.
+    pub fn trigger(self: &Arc<Self>, site: Site, to: Option<String>, reason: &'static str) -> bool {
+        if self.is_running(&site.name) {
+            return false;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _ = me.flush_now(&site, to.as_deref(), reason).await;
+        });
+        true
+    }
+
+    /// A scheduled flush: like `trigger`, but starts are spaced by the grace period.
+    pub fn trigger_scheduled(self: &Arc<Self>, site: Site) -> bool {
+        if self.is_running(&site.name) {
+            return false;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            {
+                let mut last = me.last_scheduled_start.lock().await;
+                if let Some(t) = *last {
+                    let wait = (t + me.grace).saturating_duration_since(Instant::now());
+                    tokio::time::sleep(wait).await;
+                }
+                *last = Some(Instant::now());
+            }
+            let _ = me.flush_now(&site, None, "schedule").await;
+        });
+        true
+    }
+
+    /// Flush over an existing connection (ODMR's reversed connection); None if a flush
+    /// of this site is running.
+    pub async fn flush_over<S>(&self, site: &Site, stream: S) -> Option<FlushResult>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let _running = self.claim(&site.name)?;
+        let _permit = self.parallel.clone().acquire_owned().await.ok()?;
+        Some(flush::flush_with(site, &self.ctx, |_| async move { Ok::<S, String>(stream) }).await)
+    }
+
+    /// Messages waiting in a site's spool (cheap: a directory scan, no file reads).
+    pub fn queued(site: &Site) -> usize {
+        site.maildir()
+            .scan(std::time::SystemTime::now() + Duration::from_secs(1))
+            .map_or(0, |v| v.len())
+    }
+}

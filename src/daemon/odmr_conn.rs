@@ -1,0 +1,306 @@
+//! One ODMR connection (RFC 2645, port 366): the thin async shell around
+//! `odmr::Session`. It checks logins with the engine, decides ATRN from site.toml
+//! entitlements and the spools, and on "turn" hands the same connection to the flush
+//! client, so the customer's MTA receives its mail over the link it opened.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::Shared;
+use super::flusher::Flusher;
+use super::limits::Permit;
+use crate::engine::{AuthError, LoginContext};
+use crate::odmr::{Action, AtrnVerdict, AuthVerdict, Connection, Credential, Session};
+use crate::spool::site::{Site, TlsPolicy};
+
+const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn challenge(host: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "<{}.{}.{}@{host}>",
+        std::process::id(),
+        crate::datetime::now_unix(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+struct Conn {
+    peer: SocketAddr,
+    local: SocketAddr,
+    shared: Arc<Shared>,
+    /// The authenticated login (as stored in poppasswd).
+    login: Option<String>,
+    /// The site chosen by ATRN, flushed once the connection turns around.
+    turn_to: Option<Site>,
+}
+
+enum Ended<S> {
+    Closed,
+    StartTls(S),
+    Reversed(S),
+}
+
+pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, permit: Permit) {
+    let local = stream.local_addr().unwrap_or(peer);
+    if let Some(why) = permit.refusal {
+        let mut stream = stream;
+        let msg = format!("421 4.7.0 {} {why}\r\n", shared.hostname);
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(msg.as_bytes())).await;
+        return;
+    }
+    super::AtomicCounters::bump(&shared.counters.odmr_sessions);
+    let cfg = shared.odmr.clone();
+    let mut session = Session::new(
+        cfg,
+        Connection {
+            tls_active: false,
+            challenge: challenge(&shared.hostname),
+        },
+    );
+    let mut conn = Conn {
+        peer,
+        local,
+        shared: shared.clone(),
+        login: None,
+        turn_to: None,
+    };
+    match drive(&mut session, stream, &mut conn).await {
+        Ended::Closed => {}
+        Ended::Reversed(s) => conn.reverse(s, false).await,
+        Ended::StartTls(plain) => {
+            let Some(acceptor) = shared.tls.clone() else {
+                return;
+            };
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await
+            else {
+                tracing::info!(target: "odmr", client = %peer, "TLS handshake failed");
+                return;
+            };
+            session.tls_started();
+            if let Ended::Reversed(s) = drive(&mut session, tls, &mut conn).await {
+                conn.reverse(s, true).await;
+            }
+        }
+    }
+    drop(permit);
+}
+
+async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, out: &[u8]) -> bool {
+    out.is_empty()
+        || matches!(
+            tokio::time::timeout(WRITE_TIMEOUT, async {
+                stream.write_all(out).await?;
+                stream.flush().await
+            })
+            .await,
+            Ok(Ok(()))
+        )
+}
+
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    session: &mut Session,
+    mut stream: S,
+    conn: &mut Conn,
+) -> Ended<S> {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        while let Some(action) = session.next_action() {
+            match action {
+                Action::Authenticate {
+                    mechanism,
+                    login,
+                    credential,
+                } => {
+                    let v = conn.authenticate(mechanism.name(), login, credential).await;
+                    session.answer_auth(v);
+                }
+                Action::Atrn { domains } => {
+                    let v = conn.atrn(&domains);
+                    session.answer_atrn(v);
+                }
+                Action::StartTls => {
+                    if !write_out(&mut stream, &session.take_output()).await {
+                        return Ended::Closed;
+                    }
+                    return Ended::StartTls(stream);
+                }
+                Action::Reverse => {
+                    if !write_out(&mut stream, &session.take_output()).await {
+                        return Ended::Closed;
+                    }
+                    return Ended::Reversed(stream);
+                }
+                Action::Close => {
+                    let _ = write_out(&mut stream, &session.take_output()).await;
+                    let _ = stream.shutdown().await;
+                    return Ended::Closed;
+                }
+                Action::Refused { command, reply } => {
+                    tracing::info!(target: "odmr", client = %conn.peer, "refused {command:?}: {}", reply.lines.join(" "));
+                }
+            }
+        }
+        if !write_out(&mut stream, &session.take_output()).await {
+            return Ended::Closed;
+        }
+        if session.is_closed() {
+            let _ = stream.shutdown().await;
+            return Ended::Closed;
+        }
+        let room = session.input_room().clamp(1, buf.len());
+        match tokio::time::timeout(Duration::from_secs(600), stream.read(&mut buf[..room])).await {
+            Err(_) => session.timeout(),
+            Ok(Ok(0)) | Ok(Err(_)) => return Ended::Closed,
+            Ok(Ok(n)) => {
+                session.receive(&buf[..n]);
+            }
+        }
+    }
+}
+
+impl Conn {
+    async fn authenticate(
+        &mut self,
+        mech: &'static str,
+        login: Vec<u8>,
+        credential: Credential,
+    ) -> AuthVerdict {
+        let shared = self.shared.clone();
+        let ip = self.peer.ip();
+        let delay = Duration::from_millis(shared.config.pop3.failure_delay_ms);
+        let shown: String = String::from_utf8_lossy(&login)
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(100)
+            .collect();
+        if shared.pop3_failures.is_blocked(ip, Instant::now()) {
+            tokio::time::sleep(delay).await;
+            return AuthVerdict::Rejected;
+        }
+        let ctx = LoginContext {
+            local_ip: Some(self.local.ip()),
+        };
+        let engine = shared.engine.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let snap = engine.snapshot();
+            match &credential {
+                Credential::Plain(p) => snap.accounts.authenticate(&login, p.expose(), ctx),
+                Credential::CramMd5 { challenge, digest } => snap.accounts.authenticate_cram_md5(
+                    &login,
+                    challenge.as_bytes(),
+                    digest.as_bytes(),
+                    ctx,
+                ),
+            }
+        })
+        .await;
+        match r {
+            Ok(Ok(a)) => {
+                shared.pop3_failures.record_success(ip);
+                let login = String::from_utf8_lossy(&a.account.login).into_owned();
+                tracing::info!(target: "odmr", client = %self.peer, login = %login, mech, "login");
+                self.login = Some(login);
+                AuthVerdict::Accepted
+            }
+            Ok(Err(AuthError::Temporary(e))) => {
+                tracing::error!(target: "odmr", client = %self.peer, "login trouble: {e}");
+                AuthVerdict::Temporary
+            }
+            Ok(Err(e)) => {
+                shared.pop3_failures.record_failure(ip, Instant::now());
+                tracing::warn!(target: "odmr", client = %self.peer, login = %shown, mech, "login failed: {e}");
+                tokio::time::sleep(delay).await;
+                AuthVerdict::Rejected
+            }
+            Err(_) => AuthVerdict::Temporary,
+        }
+    }
+
+    /// RFC 2645: all or nothing. Every named domain must belong to a site that lists
+    /// this account; none named means all of the account's sites.
+    fn atrn(&mut self, domains: &[String]) -> AtrnVerdict {
+        let Some(login) = self.login.clone() else {
+            return AtrnVerdict::NotEntitled;
+        };
+        if !self
+            .shared
+            .etrn_limits
+            .allow(self.peer.ip(), Instant::now())
+        {
+            return AtrnVerdict::RateLimited;
+        }
+        let sites = self.shared.flusher.sites();
+        let entitled: Vec<&Site> = sites
+            .sites
+            .iter()
+            .filter(|s| {
+                s.settings
+                    .accounts
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(&login))
+            })
+            .collect();
+        let chosen: Vec<&Site> = if domains.is_empty() {
+            entitled.clone()
+        } else {
+            let mut chosen = Vec::new();
+            for d in domains {
+                let Some(s) = entitled
+                    .iter()
+                    .find(|s| s.settings.domains.iter().any(|x| x.eq_ignore_ascii_case(d)))
+                else {
+                    tracing::info!(target: "odmr", client = %self.peer, login = %login, "ATRN {d}: not entitled");
+                    return AtrnVerdict::NotEntitled;
+                };
+                if !chosen.iter().any(|c: &&Site| c.name == s.name) {
+                    chosen.push(s);
+                }
+            }
+            chosen
+        };
+        if chosen.is_empty() {
+            return AtrnVerdict::NotEntitled;
+        }
+        let with_mail: Vec<&&Site> = chosen.iter().filter(|s| Flusher::queued(s) > 0).collect();
+        let Some(first) = with_mail.first() else {
+            return AtrnVerdict::NoMail;
+        };
+        if self.shared.flusher.is_running(&first.name) {
+            return AtrnVerdict::RateLimited;
+        }
+        if with_mail.len() > 1 {
+            // One reversed connection carries one site's spool; ATRN again for the next.
+            tracing::info!(target: "odmr", login = %login, "ATRN names {} sites with mail; this connection carries {}", with_mail.len(), first.name);
+        }
+        self.turn_to = Some((**first).clone());
+        AtrnVerdict::Turn
+    }
+
+    async fn reverse<S>(&mut self, stream: S, tls: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Some(mut site) = self.turn_to.take() else {
+            return;
+        };
+        if tls {
+            // Already encrypted: no STARTTLS inside the reversed session.
+            site.settings.tls = TlsPolicy::Off;
+        }
+        match self.shared.flusher.flush_over(&site, stream).await {
+            Some(r) => {
+                tracing::info!(target: "odmr", client = %self.peer, site = %site.name, "flushed over ODMR: {}", r.exit_code())
+            }
+            None => {
+                tracing::info!(target: "odmr", client = %self.peer, site = %site.name, "a flush of this site was already running")
+            }
+        }
+    }
+}

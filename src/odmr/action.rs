@@ -1,0 +1,107 @@
+//! What the session asks of the shell around it, and the answers it expects.
+//!
+//! The session never does I/O; whenever it needs the outside world (the accounts, the
+//! sites and their spools, TLS, the connection itself) it hands out an [`Action`].
+//! `Authenticate`, `Atrn` and `StartTls` pause the session until the matching
+//! `answer_*` or `tls_started` call, so replies stay in order without the session
+//! knowing anything about async.
+
+use crate::pop3::Secret;
+use crate::smtp::Reply;
+
+/// Something the shell must do. See the module documentation of [`super`] for the loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Check a login; answer with `Session::answer_auth`, after the failure delay if
+    /// it failed, and keep the account: ATRN needs it. `login` is the raw client bytes
+    /// (the engine decides which login forms it accepts).
+    Authenticate {
+        mechanism: Mechanism,
+        login: Vec<u8>,
+        credential: Credential,
+    },
+    /// `ATRN [domain,...]` from an authenticated client; answer with
+    /// `Session::answer_atrn`. `domains` are syntactically valid, lower-cased and
+    /// without repeats; empty means every domain of the account's sites. The client
+    /// waits at least 10 minutes for the answer (RFC 2645 §5.2.1), but the shell only
+    /// checks entitlement and looks at the spool here: the flush itself comes after
+    /// [`Action::Reverse`].
+    Atrn { domains: Vec<String> },
+    /// "220 2.0.0 Ready to start TLS" is in the output: write it, run the TLS
+    /// handshake, then call `Session::tls_started` (or close if it fails). Input
+    /// buffered or received meanwhile is dropped.
+    StartTls,
+    /// "250 2.0.0 OK now reversing the connection" is the last of the output: write
+    /// it, and from then on the connection belongs to the flush client (the customer
+    /// sends its 220, we send EHLO, MAIL, ...). The session takes no more input and
+    /// hands out no more actions; it gives this exactly once.
+    Reverse,
+    /// Write the remaining output, then close the connection.
+    Close,
+    /// A command was refused; for the log only, nothing to answer. `command` is the
+    /// command line made printable and shortened, with AUTH responses replaced by `***`.
+    Refused { command: String, reply: Reply },
+}
+
+/// The SASL mechanism an AUTH used, for logs and for policy (the shell may allow CRAM-MD5
+/// only for accounts with a stored secret, which the engine already enforces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// RFC 4616.
+    Plain,
+    /// draft-murchison-sasl-login: username and password in two steps.
+    Login,
+    /// RFC 2195, the one RFC 2645 requires.
+    CramMd5,
+}
+
+impl Mechanism {
+    /// The name as in AUTH and the EHLO reply.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Login => "LOGIN",
+            Mechanism::CramMd5 => "CRAM-MD5",
+        }
+    }
+}
+
+/// What the client proved its identity with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// The password, from PLAIN (whose authorization identity was empty or the login)
+    /// or LOGIN.
+    Plain(Secret),
+    /// CRAM-MD5: `digest` is the client's hex HMAC-MD5 of `challenge` keyed by the
+    /// account's stored secret (32 hex digits, as sent); `challenge` is exactly the
+    /// text we sent, angle brackets included. The engine computes and compares it.
+    CramMd5 { challenge: String, digest: String },
+}
+
+/// The engine's answer to [`Action::Authenticate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthVerdict {
+    /// 235 2.7.0; ATRN may follow.
+    Accepted,
+    /// Bad login or credential, or no stored secret for CRAM-MD5: 535 5.7.8, counted
+    /// towards the failure limit.
+    Rejected,
+    /// The engine could not decide now: 454 4.7.0, not counted.
+    Temporary,
+}
+
+/// The shell's answer to [`Action::Atrn`] (RFC 2645 §5.2.1 codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtrnVerdict {
+    /// The account is not entitled to every domain named (or has none): 450, and
+    /// nothing is sent.
+    NotEntitled,
+    /// The entitlement data or the spool could not be read: 451.
+    Temporary,
+    /// Entitled, but nothing is queued: 453 You have no mail.
+    NoMail,
+    /// Too many ATRNs for the site, or its flush is already running: 450.
+    RateLimited,
+    /// 250, then [`Action::Reverse`].
+    Turn,
+}

@@ -1,0 +1,344 @@
+//! What starts a flush in the daemon: ETRN (every RFC 1985 reply), AUTOTURN, always-on
+//! sites, the operator through the control socket, and ODMR (fetchmail); racing
+//! triggers produce one flush.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::daemon::{Client, Daemon};
+use common::sink::{Script, Sink};
+use common::{DemoRoot, demo_root, write};
+use turnmail::maildir::Maildir;
+
+fn own(path: &std::path::Path) {
+    if nix::unistd::Uid::effective().is_root() {
+        let mu = common::mail_user();
+        std::os::unix::fs::chown(path, Some(mu.uid), Some(mu.gid)).unwrap();
+    }
+}
+
+/// Point the demo site at `sink` and give it `extra` site.toml settings.
+fn site_setup(d: &DemoRoot, sink: &Sink, extra: &str) {
+    write(
+        &d.root.join("sites/acme/RELAYHOST"),
+        &format!("{}\n", sink.addr),
+    );
+    write(
+        &d.root.join("sites/acme/site.toml"),
+        &format!("domains = [\"acme.example\"]\n{extra}"),
+    );
+    own(&d.root.join("sites/acme/site.toml"));
+}
+
+fn spool_n(d: &DemoRoot, n: usize) {
+    let md = Maildir::new(d.root.join("sites/acme/Maildir"));
+    for i in 0..n {
+        let head =
+            format!("Return-Path: <bob@example.org>\nDelivered-To: site-acme-u{i}@acme.example\n");
+        let got = md
+            .deliver(&[head.as_bytes(), b"Subject: t\n\nbody\n"])
+            .unwrap();
+        own(&got.path);
+        let old = SystemTime::now() - Duration::from_secs(5);
+        std::fs::File::options()
+            .append(true)
+            .open(&got.path)
+            .unwrap()
+            .set_times(std::fs::FileTimes::new().set_modified(old))
+            .unwrap();
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ehlo(c: &mut Client) -> String {
+    assert!(c.reply().starts_with("220"));
+    c.cmd("EHLO client.example")
+}
+
+#[test]
+fn etrn_replies_per_rfc_1985() {
+    let d = demo_root();
+    let sink = Sink::start(Script {
+        pipelining: true,
+        chunking: true,
+        delay: Duration::from_millis(200),
+        ..Script::default()
+    });
+    site_setup(&d, &sink, "");
+    let s = Daemon::start(&d.root);
+    let mut c = s.connect();
+    assert!(ehlo(&mut c).contains("ETRN"));
+    assert_eq!(c.cmd("ETRN"), "501 5.5.4 Syntax: ETRN [@|#]node");
+    assert_eq!(c.cmd("ETRN a b"), "501 5.5.4 Syntax: ETRN [@|#]node");
+    assert_eq!(
+        c.cmd("ETRN nowhere.example"),
+        "458 4.1.2 Unable to queue messages for node nowhere.example"
+    );
+    assert_eq!(
+        c.cmd("ETRN acme.example"),
+        "251 2.0.0 OK, no messages waiting for node acme.example"
+    );
+    spool_n(&d, 3);
+    assert_eq!(
+        c.cmd("ETRN @example"),
+        "253 2.0.0 OK, 3 pending messages for node @example started"
+    );
+    // The flush is running (the site answers slowly): a second request starts nothing.
+    assert_eq!(
+        c.cmd("ETRN #acme"),
+        "252 2.0.0 OK, pending messages for node #acme started"
+    );
+    wait_for("the site to receive 3 messages", || {
+        sink.messages().len() == 3
+    });
+    assert!(c.cmd("MAIL FROM:<a@example.org>").starts_with("250"));
+    assert!(
+        c.cmd("ETRN acme.example").starts_with("503"),
+        "not inside a transaction"
+    );
+    assert_eq!(sink.messages().len(), 3, "each message once");
+}
+
+#[test]
+fn etrn_policy_and_rate_limit() {
+    let d = demo_root();
+    let sink = Sink::start(Script::default());
+    site_setup(
+        &d,
+        &sink,
+        "etrn = \"networks\"\netrn_networks = [\"192.0.2.0/24\"]\n",
+    );
+    common::config(&d, "[flush]\netrn_per_minute = 3\n");
+    let s = Daemon::start(&d.root);
+    let mut c = s.connect();
+    ehlo(&mut c);
+    assert_eq!(
+        c.cmd("ETRN acme.example"),
+        "459 4.7.1 Node acme.example not allowed: your address may not ask for this node's mail"
+    );
+    assert!(c.cmd("ETRN other.example").starts_with("458"));
+    assert!(c.cmd("ETRN other.example").starts_with("458"));
+    let r = c.cmd("ETRN acme.example");
+    assert!(
+        r.starts_with("458") && r.contains("too many requests"),
+        "{r}"
+    );
+}
+
+#[test]
+fn autoturn_flushes_back_to_a_registered_address_only() {
+    let d = demo_root();
+    // The customer's MTA (the sink) lives at 127.0.0.3; its sessions come from there.
+    let sink = Sink::start_on(
+        "127.0.0.3",
+        Script {
+            pipelining: true,
+            ..Script::default()
+        },
+    );
+    site_setup(&d, &sink, "autoturn = [\"127.0.0.3\"]\n");
+    spool_n(&d, 2);
+    let s = Daemon::start(&d.root);
+    // Sessions from other addresses (the test's own 127.0.0.1, and 127.0.0.2) trigger
+    // nothing.
+    session_from("127.0.0.2", s.addr);
+    let mut c = s.connect();
+    ehlo(&mut c);
+    assert!(c.cmd("QUIT").starts_with("221"));
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(sink.messages().len(), 0);
+    // A session from the registered address flushes back to it once it ends.
+    session_from("127.0.0.3", s.addr);
+    wait_for("AUTOTURN to deliver", || sink.messages().len() == 2);
+}
+
+/// An SMTP session (greeting, QUIT) from the local address `src`.
+fn session_from(src: &str, to: std::net::SocketAddr) {
+    let script = format!(
+        "import socket\ns=socket.create_connection(('{}',{}),source_address=('{src}',0))\nf=s.makefile('rb')\nf.readline()\ns.sendall(b'QUIT\\r\\n')\nf.readline()\n",
+        to.ip(),
+        to.port()
+    );
+    let o = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+}
+
+#[test]
+fn always_on_sites_flush_after_new_mail() {
+    let d = demo_root();
+    let sink = Sink::start(Script {
+        pipelining: true,
+        ..Script::default()
+    });
+    site_setup(&d, &sink, "always_on = true\n");
+    common::config(
+        &d,
+        "[flush]\nalways_on_delay_secs = 1\nschedule = \"0 0 1 1 *\"\n",
+    );
+    let s = Daemon::start(&d.root);
+    let (code, out) = common::daemon::tool(
+        "swaks",
+        &["--server", &s.addr.to_string(), "--to", "news@acme.example"],
+    );
+    assert_eq!(code, 0, "{out}");
+    wait_for("the always-on flush", || {
+        sink.messages().iter().any(|m| m.to == "news@acme.example")
+    });
+}
+
+#[test]
+fn operator_flush_goes_through_the_daemon_and_races_make_one_flush() {
+    let d = demo_root();
+    let sink = Sink::start(Script {
+        pipelining: true,
+        delay: Duration::from_millis(30),
+        ..Script::default()
+    });
+    site_setup(&d, &sink, "");
+    spool_n(&d, 10);
+    let s = Daemon::start(&d.root);
+    // Two operators and an ETRN at once: one flush, each message delivered once.
+    let flush = || {
+        let root = d.root.clone();
+        std::thread::spawn(move || {
+            Command::new(env!("CARGO_BIN_EXE_turnmail"))
+                .arg("--root")
+                .arg(root)
+                .args(["flush", "acme"])
+                .output()
+                .unwrap()
+        })
+    };
+    let (a, b) = (flush(), flush());
+    let mut c = s.connect();
+    ehlo(&mut c);
+    let etrn = c.cmd("ETRN acme.example");
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    let outs = [
+        String::from_utf8_lossy(&a.stdout).into_owned(),
+        String::from_utf8_lossy(&b.stdout).into_owned(),
+    ];
+    // Whoever came first flushed; the others were told a flush is running.
+    let flushed = outs.iter().filter(|o| o.contains("10 delivered")).count()
+        + usize::from(etrn.starts_with("253"));
+    let told = outs
+        .iter()
+        .filter(|o| o.contains("already running"))
+        .count()
+        + usize::from(etrn.starts_with("252"));
+    assert_eq!((flushed, told), (1, 2), "{outs:?} {etrn}");
+    wait_for("all 10 messages", || sink.messages().len() >= 10);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.messages().len(), 10, "no message twice");
+    // The operator's flush takes the daemon's path when a daemon runs.
+    spool_n(&d, 2);
+    let o = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("--root")
+        .arg(&d.root)
+        .args(["flush", "acme"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("2 delivered"),
+        "{o:?}"
+    );
+    assert!(
+        s.log_text().contains("reason=\"operator\""),
+        "{}",
+        s.log_text()
+    );
+}
+
+#[test]
+fn odmr_with_fetchmail_and_refusals() {
+    let d = demo_root();
+    let sink = Sink::start(Script {
+        pipelining: true,
+        ..Script::default()
+    });
+    site_setup(&d, &sink, "accounts = [\"acme@acme.example\"]\n");
+    // The customer's ODMR account: a password for PLAIN and a secret for CRAM-MD5.
+    let mu = common::mail_user();
+    let hash = turnmail::engine::crypt::hash_new(b"odmr-pw").unwrap();
+    let pw = d.root.join("users/poppasswd");
+    let mut text = std::fs::read_to_string(&pw).unwrap();
+    text.push_str(&format!(
+        "acme@acme.example:{hash}:{}:{}\n",
+        mu.name,
+        d.root.join("sites/acme").display()
+    ));
+    write(&pw, &text);
+    let secrets = d.root.join("users/secrets");
+    write(&secrets, "acme@acme.example:odmr-secret\n");
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    own(&pw);
+    own(&secrets);
+    let o = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("--root")
+        .arg(&d.root)
+        .arg("newu")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let s = Daemon::start(&d.root);
+    let home = d.dir.path().join("fm");
+    std::fs::create_dir(&home).unwrap();
+    let run = |user: &str, pass: &str, domains: &str| {
+        let rc = home.join("rc");
+        write(
+            &rc,
+            &format!(
+                "poll 127.0.0.1 protocol ODMR port {} user \"{user}\" password \"{pass}\" fetchdomains {domains} smtphost 127.0.0.1/{}\n",
+                s.odmr.port(),
+                sink.addr.port()
+            ),
+        );
+        std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let o = Command::new("fetchmail")
+            .arg("--fetchmailrc")
+            .arg(&rc)
+            .args(["--nosyslog", "--nodetach", "-v"])
+            .env("HOME", &home)
+            .env("FETCHMAILHOME", &home)
+            .output()
+            .expect("fetchmail");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    // Nothing waiting: 453.
+    let (_, log) = run("acme@acme.example", "odmr-secret", "acme.example");
+    assert!(log.contains("453"), "{log}");
+    // Wrong password, and a domain the account is not entitled to.
+    let (_, log) = run("acme@acme.example", "wrong", "acme.example");
+    assert!(log.contains("535"), "{log}");
+    spool_n(&d, 3);
+    let (_, log) = run("acme@acme.example", "odmr-secret", "other.example");
+    assert!(log.contains("450"), "{log}");
+    assert_eq!(sink.messages().len(), 0);
+    // Success: the connection turns around and the mail reaches the customer's MTA.
+    let (code, log) = run("acme@acme.example", "odmr-secret", "acme.example");
+    assert!(log.contains("250"), "{log}");
+    wait_for("ODMR delivery", || sink.messages().len() == 3);
+    let _ = code;
+}
