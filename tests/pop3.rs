@@ -65,14 +65,18 @@ fn poplib_sizes_uidl_top_and_retr() {
         "Return-Path: <a@b>\nDelivered-To: x\nSubject: old\n\nqmail era\n",
     );
     let mu = common::mail_user();
+    let old = new.join("1000000000.12345.qmailhost");
     if nix::unistd::Uid::effective().is_root() {
-        std::os::unix::fs::chown(
-            new.join("1000000000.12345.qmailhost"),
-            Some(mu.uid),
-            Some(mu.gid),
-        )
-        .unwrap();
+        std::os::unix::fs::chown(&old, Some(mu.uid), Some(mu.gid)).unwrap();
     }
+    // Delivered long ago (a file from the current second would not be listed yet).
+    let then = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .append(true)
+        .open(&old)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(then))
+        .unwrap();
     let s = Daemon::start(&d.root);
     let out = python(
         &s,
@@ -90,7 +94,7 @@ for i in range(1, count + 1):
     # octets counts the lines as sent (before unstuffing) plus CRLFs; recompute the
     # RFC 1939 size from the unstuffed lines.
     sent.append(sum(len(l) + 2 for l in lines))
-top = p.top(2, 0)[1]
+top = p.top(3, 0)[1]
 p.quit()
 q = poplib.POP3(os.environ["HOST"], int(os.environ["PORT"]))
 q.user(os.environ["LOGIN"]); q.pass_(os.environ["PW"])
@@ -107,7 +111,14 @@ print(repr(top))
         .split_whitespace()
         .map(|x| x.parse().unwrap())
         .collect();
-    assert_eq!(first[0], 4, "{out}");
+    let listing: Vec<String> = ["new", "cur"]
+        .iter()
+        .flat_map(|sub| {
+            std::fs::read_dir(d.root.join("domains/example.com/joe/Maildir").join(sub)).unwrap()
+        })
+        .map(|e| format!("{:?}", e.unwrap().path()))
+        .collect();
+    assert_eq!(first[0], 4, "{out}\n{listing:?}\n{}", s.log_text());
     assert_eq!(
         first[1], first[2],
         "STAT total equals the sum of LIST sizes: {out}"
@@ -119,7 +130,7 @@ print(repr(top))
     assert_eq!(lines[2], "True", "UIDLs survive sessions: {out}");
     assert!(
         lines[3].contains("b'Subject: two'") && lines[3].ends_with("b'']"),
-        "TOP 2 0 is the header and the blank line: {out}"
+        "TOP 3 0 (the oldest message is the qmail-era one) is the header and the blank line: {out}"
     );
     // After QUIT every listed message moved to cur/ with the S flag; UIDLs unchanged.
     let cur = d.root.join("domains/example.com/joe/Maildir/cur");

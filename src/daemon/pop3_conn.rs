@@ -369,8 +369,15 @@ impl Conn {
             let mut kept = Vec::with_capacity(entries.len());
             let mut infos = Vec::with_capacity(entries.len());
             for e in entries {
-                // A message removed since the scan is simply not listed.
-                let Ok(size) = crlf_size(&e) else { continue };
+                let size = match crlf_size(&e) {
+                    Ok(s) => s,
+                    // Removed since the scan (another session): simply not listed.
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(err) => {
+                        tracing::error!(target: "pop3", file = %e.rel, "cannot read message, not listed: {err}");
+                        continue;
+                    }
+                };
                 infos.push(MessageInfo {
                     uidl: e.unique.clone(),
                     size,
