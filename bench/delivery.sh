@@ -103,6 +103,7 @@ csv_header() {
 # csv_row ROLE SYSTEM RUN N "key=value ..." NOTE
 csv_row() {
     local role=$1 system=$2 run=$3 n=$4 kv=$5 note=${6:-}
+    if [ -n "$NOT_QUIET" ]; then note="${note:+$note; }$NOT_QUIET"; fi
     local seconds="" msg_per_s="" peak_rss_kb="" cpu_busy_pct="" iowait_pct=""
     local machine_cpu_s="" daemon_cpu_s="" loadgen_cpu_s=""
     local k v
@@ -117,15 +118,29 @@ csv_row() {
         machine_cpu_s) machine_cpu_s=$v ;;
         daemon_cpu_s) daemon_cpu_s=$v ;;
         loadgen_cpu_s) loadgen_cpu_s=$v ;;
-        nice_pct) if [ "$v" -ge 5 ]; then note="${note:+$note; }background niced load $v% of the machine"; fi ;;
+        nice_pct) if [ "$v" -ge 5 ]; then note="${note:+$note; }niced background work took $v% of the machine"; fi ;;
         esac
     done
+    # No commas inside fields: the CSV is read by splitting on them.
+    system=${system//,/;}
+    note=${note//,/;}
     echo "smtp-delivery,$role,$system,$run,$n,$msg_per_s,msg/s,$seconds,$peak_rss_kb,$cpu_busy_pct,$iowait_pct,$machine_cpu_s,$daemon_cpu_s,$loadgen_cpu_s,$note" >>"$CSV"
 }
 
+# Before each measurement: flush, pause, and wait (up to QUIET_STEP s) for other work on the
+# machine to stop; if it does not, the next CSV row says so.
+QUIET_STEP=${QUIET_STEP:-60}
+NOT_QUIET=
 settle() {
     sync
     sleep "${1:-1}"
+    local q
+    if q=$(python3 "$BENCH/quiet.py" "$BENCH_WORK" --max-wait "$QUIET_STEP"); then
+        NOT_QUIET=
+    else
+        read -r q1 q2 <<<"$q"
+        NOT_QUIET="machine busy before the run (${q1}% CPU; $q2 MB/s written)"
+    fi
 }
 
 # --- the fsync ceiling ------------------------------------------------------------------
@@ -138,7 +153,7 @@ run_ceiling() { # RUN N WRITERS ROLE
     local secs rate cpu
     read -r _ _ secs rate cpu <<<"$out"
     say "  ceiling ($3 writers): $rate msg/s ($secs s, writers' CPU $cpu s)"
-    csv_row "$4" "fsync loop, $3 writer(s)" "$1" "$2" "seconds=$secs msg_per_s=$rate daemon_cpu_s=$cpu" \
+    csv_row "$4" "fsync loop ($3 writers)" "$1" "$2" "seconds=$secs msg_per_s=$rate daemon_cpu_s=$cpu" \
         "create+write ${SIZE}B+fsync+rename+fsync new/; $3 threads (examples/fsync_ceiling.rs)"
 }
 

@@ -55,6 +55,41 @@ def fmt_rss(kb):
     return "–" if kb is None else f"{kb / 1024:.1f} MiB"
 
 
+def summarise_notes(group):
+    """The distinct notes of a group of runs; per-run conditions counted, not repeated."""
+    fixed, per_run = [], {}
+    for r in group:
+        for part in (r.get("note") or "").split("; "):
+            part = part.strip()
+            if not part:
+                continue
+            if part.startswith(("niced background work", "machine busy before")):
+                key = part.split(" (")[0].split(" took ")[0]
+                per_run.setdefault(key, []).append(part)
+            elif part not in fixed:
+                fixed.append(part)
+    for key, parts in per_run.items():
+        detail = ", ".join(p[len(key):].strip(" ()").removeprefix("took ") for p in parts)
+        fixed.append(f"{key} in {len(parts)} of {len(group)} runs ({detail})")
+    return "; ".join(fixed)
+
+
+def paired(wr, n):
+    """Per-run ratios turnmail/peer and turnmail/ceiling, pairing rows by run number."""
+    by = {}
+    for r in wr:
+        if r["n"] == n and r["role"] in ("turnmail", "peer", "ceiling"):
+            by.setdefault(r["run"], {})[r["role"]] = num(r["value"])
+    ratios, pcts = [], []
+    for run in sorted(by, key=lambda x: num(x) or 0):
+        d = by[run]
+        if d.get("turnmail") and d.get("peer"):
+            ratios.append(d["turnmail"] / d["peer"])
+        if d.get("turnmail") and d.get("ceiling"):
+            pcts.append(100 * d["turnmail"] / d["ceiling"])
+    return ratios, pcts
+
+
 def load(results):
     rows = []
     for path in sorted(glob.glob(os.path.join(results, "*.csv"))):
@@ -105,6 +140,9 @@ def main():
     out += [
         "## Summary",
         "",
+        "Ratios are of the medians; \"paired by run\" is the median of the per-run ratios "
+        "(the systems of one run are measured seconds apart, so drift of the machine cancels).",
+        "",
         "| workload | n | turnmail | peer | turnmail / peer | ceiling | turnmail % of ceiling "
         "| turnmail peak RSS | targets |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -138,10 +176,18 @@ def main():
                 if tgt[1] is not None and pct is not None:
                     parts.append(f"≥{tgt[1]:g}% of ceiling: {'met' if pct >= tgt[1] else '**not met**'}")
                 verdict = "; ".join(parts) or "–"
+            pr, pp = paired(wr, n)
+            if w in LOWER_IS_BETTER:
+                pr = [1 / x for x in pr]
+            ratio_s = fmt(ratio, 2) + "x" if ratio else "–"
+            if ratio and len(pr) > 1:
+                ratio_s += f" (paired by run: {median(pr):.2f}x)"
+            pct_s = fmt(pct, 1) + "%" if pct else "–"
+            if pct and len(pp) > 1:
+                pct_s += f" (paired by run: {median(pp):.1f}%)"
             out.append(
                 f"| {LABELS.get(w, w)} | {n} | {fmt(tv)} {unit} | {peer} | "
-                f"{fmt(ratio, 2) + 'x' if ratio else '–'} | {ceil} | "
-                f"{fmt(pct) + '%' if pct else '–'} | {fmt_rss(rss)} | {verdict} |"
+                f"{ratio_s} | {ceil} | {pct_s} | {fmt_rss(rss)} | {verdict} |"
             )
     out.append("")
 
@@ -178,7 +224,7 @@ def main():
                 return None if m is None else m * scale
 
             per = 1000 / nn
-            notes = "; ".join(dict.fromkeys(r["note"] for r in g if r.get("note")))
+            notes = summarise_notes(g)
             rss = max((num(r["peak_rss_kb"]) or 0 for r in g), default=0) or None
             out.append(
                 f"| {role} | {system} | {n} | {len(g)} | {fmt(median(vals))} {g[0]['unit']} | "
@@ -190,6 +236,20 @@ def main():
                 f"{fmt(med('client_cpu_s', per), 3)} | {fmt_rss(rss)} | {notes} |"
             )
         out.append("")
+        for n in sorted({r["n"] for r in wr if r["role"] == "turnmail"}, key=lambda x: num(x) or 0):
+            ratios, pcts = paired(wr, n)
+            if w in LOWER_IS_BETTER:
+                ratios = [1 / x for x in ratios]
+            if ratios or pcts:
+                out.append(f"Paired by run (the systems of one run are measured seconds apart), n={n}:")
+                out.append("")
+                if ratios:
+                    out.append(f"- turnmail / peer per run: {', '.join(f'{x:.2f}x' for x in ratios)} "
+                               f"(median {median(ratios):.2f}x)")
+                if pcts:
+                    out.append(f"- turnmail % of ceiling per run: {', '.join(f'{x:.0f}%' for x in pcts)} "
+                               f"(median {median(pcts):.1f}%)")
+                out.append("")
         mem = [r for r in wr if r["role"].startswith("turnmail") and num(r["peak_rss_kb"])]
         if mem:
             out += ["turnmail peak RSS (VmHWM of the daemon) by number of messages:", ""]
