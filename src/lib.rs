@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod check;
+pub mod checkpassword;
 pub mod client;
 pub mod config;
 pub mod daemon;

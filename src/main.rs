@@ -1,5 +1,6 @@
 //! The `turnmail` command: parse arguments, call the library, map errors to exit codes.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -90,6 +91,17 @@ enum Command {
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// djb's checkpassword for qmail-popup and Dovecot 2.3 (also run as a program named
+    /// turnmail-checkpassword): login on fd 3, then PROG runs as the account. See contrib/.
+    Checkpassword {
+        /// The program to run after a good login, and its arguments.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "PROG"
+        )]
+        prog: Vec<OsString>,
     },
     /// Show where mail for ADDRESS would go.
     Resolve {
@@ -528,6 +540,9 @@ fn cmd_serve(
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = turnmail::checkpassword::dispatch_by_name() {
+        return code;
+    }
     let cli = Cli::parse();
     let format = match cli.log_format {
         Some(LogArg::Json) => LogFormat::Json,
@@ -538,7 +553,10 @@ fn main() -> ExitCode {
             .and_then(|r| Config::load(r).ok())
             .map_or(LogFormat::Human, |c| c.log.format),
     };
-    init_logging(format);
+    // checkpassword logs on its own terms: its stderr may be a POP client's connection.
+    if !matches!(cli.command, Command::Checkpassword { .. }) {
+        init_logging(format);
+    }
     let result = match cli.command {
         Command::Init { dir, user } => dir
             .or(cli.root)
@@ -572,6 +590,7 @@ fn main() -> ExitCode {
             queue,
             json,
         } => need_root(cli.root).and_then(|r| cmd_flush(&r, site, to, all, queue, json)),
+        Command::Checkpassword { prog } => Ok(turnmail::checkpassword::main(cli.root, prog)),
         Command::Resolve { address, local } => {
             need_root(cli.root).and_then(|r| cmd_resolve(&r, &address, local))
         }

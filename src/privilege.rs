@@ -1,9 +1,12 @@
 //! Dropping privileges: the daemon started as root binds its ports and then becomes the
-//! mail user; program deliveries and checkpassword switch to an account's uid/gid. This
+//! mail user; program deliveries and checkpassword switch to an account's uid/gid. Also
+//! the one adoption of a descriptor inherited by number (checkpassword's fd 3). This
 //! module and `engine/crypt.rs` are the only places with `unsafe`.
 
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
 
@@ -51,4 +54,27 @@ pub fn command_as(cmd: &mut Command, uid: u32, gid: u32) {
             Ok(())
         });
     }
+}
+
+/// Take ownership of descriptor 3, which the checkpassword interface's caller
+/// (qmail-popup, Dovecot) opened before exec'ing us. `None` when fd 3 is not open, when
+/// it carries FD_CLOEXEC (then it was opened by this process, not inherited: every
+/// descriptor std opens is close-on-exec, and an inherited one cannot be, or exec would
+/// have closed it), or on a second call.
+pub fn take_inherited_fd3() -> Option<OwnedFd> {
+    const FD: i32 = 3;
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    // SAFETY: fcntl(F_GETFD) only reads the descriptor table entry for FD; it touches no
+    // memory of ours and is harmless on a closed descriptor (it returns -1/EBADF).
+    let flags = unsafe { libc::fcntl(FD, libc::F_GETFD) };
+    if flags == -1 || flags & libc::FD_CLOEXEC != 0 {
+        return None;
+    }
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    // SAFETY: FD is open and was inherited across exec (no FD_CLOEXEC, see above), so no
+    // File, socket or other owner in this process wraps it; TAKEN makes this OwnedFd the
+    // only one ever created for it, so it is closed exactly once, when dropped.
+    Some(unsafe { OwnedFd::from_raw_fd(FD) })
 }

@@ -398,6 +398,13 @@ impl Accounts {
         self.secret(&account.login).is_some()
     }
 
+    /// The account's stored APOP/CRAM-MD5 secret (plaintext-equivalent). Only for
+    /// handing to a trusted authentication server that derives its own digests from it
+    /// (Dovecot's checkpassword credentials lookup); never log it.
+    pub fn stored_secret(&self, account: &Account) -> Option<&[u8]> {
+        self.secret(&account.login)
+    }
+
     fn secret(&self, login: &[u8]) -> Option<&[u8]> {
         self.secrets.get(&cdb_key(login)).map(|v| v.as_slice())
     }

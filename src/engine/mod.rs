@@ -156,10 +156,28 @@ where
 impl Engine {
     /// Open the engine on a mail root: compile stale cdbs, then load a snapshot.
     pub fn open(root: &Path, config: Config) -> Result<(Engine, LoadReport), EngineError> {
+        Self::open_with(root, config, true)
+    }
+
+    /// Open on the compiled tables as they are, compiling nothing. For programs that run
+    /// as another user than the mail root's owner (`turnmail checkpassword` as root under
+    /// qmail-popup, or as Dovecot's user): a cdb they compiled would belong to them and
+    /// could lock the daemon out of it, and they usually cannot write `users/` anyway.
+    pub fn open_readonly(root: &Path, config: Config) -> Result<Engine, EngineError> {
+        Self::open_with(root, config, false).map(|(engine, _)| engine)
+    }
+
+    fn open_with(
+        root: &Path,
+        config: Config,
+        compile: bool,
+    ) -> Result<(Engine, LoadReport), EngineError> {
         let paths = Paths::new(root);
         let config = Arc::new(config);
         let mut report = LoadReport::default();
-        Self::sync_compiled(&paths, false, &mut report);
+        if compile {
+            Self::sync_compiled(&paths, false, &mut report);
+        }
         let snapshot = Self::load_snapshot(&paths, &config)?;
         let stamps = paths
             .watched()
