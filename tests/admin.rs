@@ -540,10 +540,15 @@ fn old_maildir(dir: &Path, uidl: &str) {
     for s in ["tmp", "new", "cur"] {
         std::fs::create_dir_all(dir.join(s)).unwrap();
     }
-    put(
-        &dir.join("cur").join(format!("{uidl}:2,S")),
-        "Subject: old\n\nold mail\n",
-    );
+    let f = dir.join("cur").join(format!("{uidl}:2,S"));
+    put(&f, "Subject: old\n\nold mail\n");
+    let day_ago = std::time::SystemTime::now() - Duration::from_secs(86_400);
+    std::fs::File::options()
+        .append(true)
+        .open(&f)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(day_ago))
+        .unwrap();
 }
 
 /// Hand a fixture tree to the mail user, as on a real host (deliveries never run as
@@ -853,6 +858,72 @@ fn import_vpopmail_keeps_maildirs_and_uidls() {
     let v = json(r, &["user", "list", "stilen.com", "--json"]);
     assert_eq!(v[0]["login"], "ann@stilen.com");
     assert_eq!(v[1]["messages"], 2);
+    // Fetched over POP3: the old message keeps its UIDL, so clients do not fetch it again.
+    // (Messages of the current second are listed from the next second on.)
+    std::thread::sleep(Duration::from_millis(1100));
+    let uidls = pop3_uidls(r, "joe@stilen.com", "joepw");
+    assert_eq!(uidls.len(), 2, "{uidls:?}");
+    assert!(
+        uidls.contains(&"1111111111.22.vpop".to_string()),
+        "{uidls:?}"
+    );
+}
+
+/// Start `turnmail serve` with a POP3 listener, log in and return the UIDL list.
+fn pop3_uidls(root: &Path, login: &str, pw: &str) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpStream;
+    let smtp = common::daemon::free_port();
+    let pop = common::daemon::free_port();
+    let log = std::fs::File::create(root.with_extension("pop3-log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("--root")
+        .arg(root)
+        .args(["serve", "--smtp", &format!("127.0.0.1:{smtp}")])
+        .args(["--pop3", &format!("127.0.0.1:{pop}")])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let s = loop {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", pop)) {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no POP3 listener"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = || {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        l.trim_end().to_string()
+    };
+    assert!(line().starts_with("+OK"));
+    let mut out = Vec::new();
+    for cmd in [format!("USER {login}"), format!("PASS {pw}"), "UIDL".into()] {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let first = line();
+        assert!(first.starts_with("+OK"), "{cmd}: {first}");
+        if cmd == "UIDL" {
+            loop {
+                let l = line();
+                if l == "." {
+                    break;
+                }
+                out.push(l.split_whitespace().nth(1).unwrap_or_default().to_string());
+            }
+        }
+    }
+    w.write_all(b"QUIT\r\n").unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    out
 }
 
 #[test]
