@@ -484,6 +484,9 @@ fn eight_concurrent_user_adds_lose_no_line() {
 fn a_running_daemon_picks_up_edits() {
     let d = demo_root();
     let r = &d.root;
+    // Not the default POP3 port: other daemons may run on this machine.
+    let pop = common::daemon::free_port();
+    common::config(&d, &format!("[pop3]\nlisten = [\"127.0.0.1:{pop}\"]\n"));
     let daemon = Daemon::start(r);
     let mut c = daemon.connect();
     c.reply();

@@ -539,3 +539,35 @@ fn config_with_sites(text: &[u8], glob: &str, user: &str) -> Result<Vec<u8>> {
         .map_err(|e| invalid(e.to_string()))?
         .into_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vqpop_chain_is_recognised() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(".qmail-vdom-default"), "|forward \"$EXT2\"\n").unwrap();
+        assert_eq!(
+            vqpop_prefix(d.path(), "alias-vdom-acme"),
+            Some("acme".into())
+        );
+        assert_eq!(vqpop_prefix(d.path(), "acme"), None);
+        std::fs::write(d.path().join(".qmail-vdom-default"), "|other\n").unwrap();
+        assert_eq!(vqpop_prefix(d.path(), "alias-vdom-acme"), None);
+    }
+
+    #[test]
+    fn sites_glob_is_added_once() {
+        let t =
+            config_with_sites(b"[smtp]\nlisten = [\"127.0.0.1:25\"]\n", "/s/*", "mail").unwrap();
+        let again = config_with_sites(&t, "/s/*", "mail").unwrap();
+        assert_eq!(t, again);
+        let c = crate::config::Config::parse(std::str::from_utf8(&t).unwrap()).unwrap();
+        assert_eq!(
+            c.sites.roots,
+            vec!["sites/*".to_string(), "/s/*".to_string()]
+        );
+        assert_eq!(c.user, "mail");
+    }
+}

@@ -397,3 +397,40 @@ pub fn run(root: &Path, from: &Path, valias: Option<&Path>, dry_run: bool) -> Re
     report.found(format!("{total_users} mailbox(es) mapped in total"));
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vpasswd_lines() {
+        let u =
+            parse_vpasswd(b"Joe:$1$x$y:1:8:Joe Bloggs:/home/vpopmail/domains/d/joe:5M").unwrap();
+        assert_eq!(u.name, "joe");
+        assert_eq!(u.flags, 8);
+        assert_eq!(u.quota, "5M");
+        assert!(parse_vpasswd(b"joe:x:1:0:g").is_err());
+        assert!(parse_vpasswd(b"../x:h:1:0:g:/d:NOQUOTA").is_err());
+        assert!(parse_vpasswd(b"x:h:1:0:g:rel/dir:NOQUOTA").is_err());
+    }
+
+    #[test]
+    fn vdelivermail_instructions() {
+        let v = |s| vdelivermail_default(s);
+        assert_eq!(
+            v("/home/vpopmail/bin/vdelivermail '' bounce-no-mailbox"),
+            Ok(None)
+        );
+        assert_eq!(
+            v("vdelivermail '' boss@x.example"),
+            Ok(Some("&boss@x.example\n".into()))
+        );
+        assert_eq!(
+            v("vdelivermail '' /home/vpopmail/domains/d/postmaster"),
+            Ok(Some(
+                "/home/vpopmail/domains/d/postmaster/Maildir/\n".into()
+            ))
+        );
+        assert!(v("vdelivermail '' delete").is_err());
+    }
+}
