@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use turnmail::admin::init::{self, InitOptions};
 use turnmail::admin::mailuser::MailUser;
+use turnmail::admin::{
+    self,
+    init::{self, InitOptions},
+};
 use turnmail::config::{Config, LogFormat};
 use turnmail::engine::{Engine, Resolution};
 
@@ -103,6 +106,37 @@ enum Command {
         )]
         prog: Vec<OsString>,
     },
+    // Operator commands (bodies in turnmail::admin).
+    /// Virtual domains: add, del, list.
+    Domain {
+        #[command(subcommand)]
+        cmd: admin::domain::DomainCmd,
+    },
+    /// POP mailboxes: add, del, passwd, list.
+    User {
+        #[command(subcommand)]
+        cmd: admin::user::UserCmd,
+    },
+    /// Forwarding addresses: add, del, list.
+    Alias {
+        #[command(subcommand)]
+        cmd: admin::alias::AliasCmd,
+    },
+    /// Customer sites (held and flushed mail): add, del, list.
+    Site {
+        #[command(subcommand)]
+        cmd: admin::site::SiteCmd,
+    },
+    /// Domains, mailboxes, sites and queues at a glance (from disk; no daemon needed).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move an existing qmail/vpopmail/checkpoppasswd host onto turnmail in place.
+    Import {
+        #[command(subcommand)]
+        cmd: admin::import::ImportCmd,
+    },
     /// Show where mail for ADDRESS would go.
     Resolve {
         address: String,
@@ -162,7 +196,7 @@ fn become_mail_user(root: &Path) -> Result<(), String> {
         return Ok(());
     }
     let config = Config::load(root).map_err(|e| e.to_string())?;
-    let mu = MailUser::pick(&[config.user.as_str()]).map_err(|e| e.to_string())?;
+    let mu = MailUser::for_root(root, &config.user).map_err(|e| e.to_string())?;
     turnmail::privilege::become_user(mu.uid, mu.gid)
         .map_err(|e| format!("switching to user {}: {e}", mu.name))
 }
@@ -539,6 +573,21 @@ fn cmd_serve(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Run an operator command from turnmail::admin; its errors carry their exit status.
+fn cmd_admin<F>(root: Option<PathBuf>, body: F) -> Result<ExitCode, String>
+where
+    F: FnOnce(&Path) -> Result<(), admin::AdminError>,
+{
+    let root = need_root(root)?;
+    match body(&root) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("turnmail: {e}");
+            Ok(ExitCode::from(admin::exit_code(&e)))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     if let Some(code) = turnmail::checkpassword::dispatch_by_name() {
         return code;
@@ -591,6 +640,12 @@ fn main() -> ExitCode {
             json,
         } => need_root(cli.root).and_then(|r| cmd_flush(&r, site, to, all, queue, json)),
         Command::Checkpassword { prog } => Ok(turnmail::checkpassword::main(cli.root, prog)),
+        Command::Domain { cmd } => cmd_admin(cli.root, |r| admin::domain::run(r, cmd)),
+        Command::User { cmd } => cmd_admin(cli.root, |r| admin::user::run(r, cmd)),
+        Command::Alias { cmd } => cmd_admin(cli.root, |r| admin::alias::run(r, cmd)),
+        Command::Site { cmd } => cmd_admin(cli.root, |r| admin::site::run(r, cmd)),
+        Command::Status { json } => cmd_admin(cli.root, |r| admin::status::run(r, json)),
+        Command::Import { cmd } => cmd_admin(cli.root, |r| admin::import::run(r, cmd).map(|_| ())),
         Command::Resolve { address, local } => {
             need_root(cli.root).and_then(|r| cmd_resolve(&r, &address, local))
         }

@@ -222,13 +222,11 @@ fn demo_config(mu: &MailUser) -> String {
 
 /// Give the whole tree to the mail user (init run as root).
 fn chown_tree(path: &Path, mu: &MailUser) -> Result<(), InitError> {
-    std::os::unix::fs::lchown(path, Some(mu.uid), Some(mu.gid)).map_err(io_at(path))?;
-    let meta = std::fs::symlink_metadata(path).map_err(io_at(path))?;
-    if meta.is_dir() {
-        for e in std::fs::read_dir(path).map_err(io_at(path))? {
-            let e = e.map_err(io_at(path))?;
-            chown_tree(&e.path(), mu)?;
-        }
-    }
-    Ok(())
+    super::edit::chown_tree(path, mu.uid, mu.gid).map_err(|e| match e {
+        super::error::AdminError::Io { path, source } => InitError::Io { path, source },
+        other => InitError::Io {
+            path: path.to_path_buf(),
+            source: io::Error::other(other.to_string()),
+        },
+    })
 }

@@ -68,3 +68,37 @@ impl MailUser {
         Err(MailUserError::Missing(candidates.join(", ")))
     }
 }
+
+impl MailUser {
+    /// The user to become for work on `root` when started as root: the one named in
+    /// turnmail.toml if it exists, else the (non-root) owner of the root directory
+    /// itself, since the mail root belongs to its mail user (an imported qmail tree
+    /// has no turnmail.toml).
+    pub fn for_root(root: &std::path::Path, configured: &str) -> Result<MailUser, MailUserError> {
+        if let Some(me) = Self::current() {
+            return Ok(me);
+        }
+        match Self::pick(&[configured]) {
+            Ok(u) => Ok(u),
+            Err(MailUserError::Missing(names)) => {
+                use std::os::unix::fs::MetadataExt;
+                let Ok(m) = std::fs::metadata(root) else {
+                    return Err(MailUserError::Missing(names));
+                };
+                if m.uid() == 0 {
+                    return Err(MailUserError::Missing(names));
+                }
+                let name = User::from_uid(Uid::from_raw(m.uid()))
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| m.uid().to_string(), |u| u.name);
+                Ok(MailUser {
+                    name,
+                    uid: m.uid(),
+                    gid: m.gid(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,5 +1,33 @@
-//! Operator commands that create or edit a mail root. Every edit is atomic (see
-//! `fsutil`) so that a running daemon only ever sees whole files.
+//! Operator commands that create or edit a mail root. Every edit goes through
+//! [`edit::Edit`]: serialised by a lock, validated, atomic (see `fsutil`), cdbs
+//! recompiled, so that a running daemon only ever sees whole, valid files and picks
+//! them up by itself.
 
+pub mod alias;
+pub mod domain;
+pub mod dotfiles;
+pub mod edit;
+pub mod error;
+pub mod import;
 pub mod init;
+pub mod layout;
+pub mod lines;
 pub mod mailuser;
+pub mod names;
+pub mod password;
+pub mod progress;
+pub mod site;
+pub mod status;
+pub mod table;
+pub mod user;
+
+pub use error::AdminError;
+
+/// The exit status for a failed command: 111 for trouble worth retrying (another edit
+/// held the lock, I/O), 1 for everything the operator must change first.
+pub fn exit_code(e: &AdminError) -> u8 {
+    match e {
+        AdminError::LockTimeout { .. } | AdminError::Io { .. } => 111,
+        _ => 1,
+    }
+}

@@ -29,6 +29,9 @@ use crate::engine::Engine;
 use crate::smtp::SessionConfig;
 use crate::spool::queue::Queue;
 
+/// Pending connections the kernel may hold for each listener.
+const LISTEN_BACKLOG: i32 = 4096;
+
 /// How long sessions may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
@@ -139,12 +142,19 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         for a in addrs {
             let l = std::net::TcpListener::bind(a)
                 .map_err(|e| format!("binding {service:?} on {a}: {e}"))?;
+            // std listens with a backlog of 128. A burst beyond it loses connections for
+            // good when SYN cookies are in use (the handshake's last ACK is dropped and
+            // the client, waiting for our greeting, never notices), so ask for more; the
+            // kernel caps it at net.core.somaxconn.
+            let backlog =
+                nix::sys::socket::Backlog::new(LISTEN_BACKLOG).map_err(|e| e.to_string())?;
+            nix::sys::socket::listen(&l, backlog).map_err(|e| format!("listen on {a}: {e}"))?;
             l.set_nonblocking(true).map_err(|e| e.to_string())?;
             listeners.push((l, service));
         }
     }
     if nix::unistd::Uid::effective().is_root() {
-        let mu = MailUser::pick(&[config.user.as_str()]).map_err(|e| e.to_string())?;
+        let mu = MailUser::for_root(root, &config.user).map_err(|e| e.to_string())?;
         crate::privilege::become_user(mu.uid, mu.gid)
             .map_err(|e| format!("switching to user {}: {e}", mu.name))?;
         tracing::info!("running as {} (uid {}, gid {})", mu.name, mu.uid, mu.gid);

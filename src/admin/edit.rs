@@ -1,0 +1,381 @@
+//! The edit transaction every operator command goes through: an exclusive flock on
+//! `ROOT/run/edit.lock` (waiting, with a timeout), reads that see the edits staged so
+//! far, validation of every new text by parsing it back, atomic replacement of each
+//! file (`fsutil`), then the compiled cdbs rebuilt from exactly the text just written,
+//! all before the lock is released. Two `turnmail user add` runs therefore never read
+//! the same old poppasswd, and a running daemon, which re-reads files whose inode or
+//! mtime changed, only ever sees whole files in a valid state.
+//!
+//! Files are written in the order they were staged, so a command controls what the
+//! daemon can observe in between: delivery routes (assign) before the domain is
+//! accepted (rcpthosts) on the way in, and the reverse on the way out. When run as
+//! root, a replaced file keeps its owner and mode, and a new file takes the owner of
+//! its directory, so the mail user can still read everything.
+
+use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::error::{AdminError, Result, io_at};
+use crate::engine::{Paths, accounts};
+use crate::fsutil::{self, write_atomic};
+use crate::qmail::{assign, dotqmail, users_cdb};
+
+/// How long an edit waits for another one by default.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a staged file is, so that it can be parsed back before it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// users/assign: qmail-newu's rules; users/cdb is recompiled.
+    Assign,
+    /// users/poppasswd: users/poppasswd.cdb is recompiled.
+    Poppasswd,
+    /// A control file (rcpthosts, virtualdomains, ...): no NUL bytes.
+    Control,
+    /// A `.qmail` file.
+    DotQmail,
+    /// A site's site.toml.
+    SiteToml,
+    /// turnmail.toml.
+    Config,
+    /// Anything else (RELAYHOST, exported text).
+    Plain,
+}
+
+struct Staged {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    mode: u32,
+    kind: Kind,
+}
+
+/// An open edit of a mail root; the lock is held until it is committed or dropped.
+pub struct Edit {
+    root: PathBuf,
+    paths: Paths,
+    _lock: Flock<File>,
+    staged: Vec<Staged>,
+}
+
+/// What a commit did.
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub written: Vec<PathBuf>,
+    /// Compiled cdbs and their number of entries.
+    pub compiled: Vec<(PathBuf, usize)>,
+}
+
+fn lock_path(root: &Path) -> PathBuf {
+    root.join("run").join("edit.lock")
+}
+
+impl Edit {
+    /// Lock the root for editing, waiting up to [`DEFAULT_LOCK_TIMEOUT`].
+    pub fn begin(root: &Path) -> Result<Edit> {
+        Self::begin_with_timeout(root, DEFAULT_LOCK_TIMEOUT)
+    }
+
+    pub fn begin_with_timeout(root: &Path, timeout: Duration) -> Result<Edit> {
+        if !root.join("control").is_dir() {
+            return Err(AdminError::NotFound(format!(
+                "{} is not a mail root (no control/); run `turnmail init` or an import first",
+                root.display()
+            )));
+        }
+        let run = root.join("run");
+        if !run.is_dir() {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&run)
+                .or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(io_at(&run))?;
+        }
+        let path = lock_path(root);
+        let start = Instant::now();
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        // flock(2) has no timeout: try without blocking and sleep in between.
+        let lock = loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => break l,
+                Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
+                    if start.elapsed() >= timeout {
+                        return Err(AdminError::LockTimeout {
+                            path,
+                            secs: timeout.as_secs(),
+                        });
+                    }
+                    file = f;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((_, e)) => return Err(io_at(&path)(std::io::Error::from(e))),
+            }
+        };
+        Ok(Edit {
+            root: root.to_path_buf(),
+            paths: Paths::new(root),
+            _lock: lock,
+            staged: Vec::new(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// The current content of `path`: what is staged for it, else the file (None when
+    /// it does not exist).
+    pub fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        if let Some(s) = self.staged.iter().rev().find(|s| s.path == path) {
+            return Ok(Some(s.bytes.clone()));
+        }
+        match fsutil::read_limited(path, 1 << 30) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_at(path)(e)),
+        }
+    }
+
+    /// [`Edit::read`], with a missing file read as empty.
+    pub fn read_or_empty(&self, path: &Path) -> Result<Vec<u8>> {
+        Ok(self.read(path)?.unwrap_or_default())
+    }
+
+    /// Stage new content for `path`; `mode` applies when the file is new (an existing
+    /// file keeps its mode). Staging the same path again replaces the content but
+    /// keeps its place in the write order.
+    pub fn stage(&mut self, path: &Path, bytes: Vec<u8>, mode: u32, kind: Kind) {
+        if let Some(s) = self.staged.iter_mut().find(|s| s.path == path) {
+            s.bytes = bytes;
+            return;
+        }
+        self.staged.push(Staged {
+            path: path.to_path_buf(),
+            bytes,
+            mode,
+            kind,
+        });
+    }
+
+    /// Whether anything is staged.
+    pub fn is_empty(&self) -> bool {
+        self.staged.is_empty()
+    }
+
+    /// Parse every staged text back; the first failure refuses the whole edit.
+    pub fn validate(&self) -> Result<()> {
+        for s in &self.staged {
+            validate(s.kind, &s.bytes).map_err(|reason| AdminError::BadFile {
+                path: s.path.clone(),
+                reason: format!("the edited file would not parse, nothing written: {reason}"),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Validate, write every staged file atomically in order, recompile the cdbs whose
+    /// sources changed, then release the lock.
+    pub fn commit(self) -> Result<Committed> {
+        self.validate()?;
+        let mut done = Committed::default();
+        for s in &self.staged {
+            let old = std::fs::metadata(&s.path).ok();
+            let mode = old
+                .as_ref()
+                .map_or(s.mode, |m| m.permissions().mode() & 0o7777);
+            if let Some(dir) = s.path.parent()
+                && !dir.exists()
+            {
+                std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+            }
+            write_atomic(&s.path, &s.bytes, mode).map_err(io_at(&s.path))?;
+            keep_owner(&s.path, old.as_ref())?;
+            done.written.push(s.path.clone());
+            let compiled = match s.kind {
+                Kind::Assign => {
+                    let cdb = sibling(&s.path, "cdb");
+                    let n =
+                        users_cdb::compile(&s.bytes, &cdb).map_err(|e| AdminError::BadFile {
+                            path: cdb.clone(),
+                            reason: e.to_string(),
+                        })?;
+                    Some((cdb, n))
+                }
+                Kind::Poppasswd => {
+                    let cdb = sibling(&s.path, "poppasswd.cdb");
+                    let n = accounts::compile(&s.bytes, &cdb).map_err(|e| AdminError::BadFile {
+                        path: cdb.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    Some((cdb, n))
+                }
+                _ => None,
+            };
+            if let Some((cdb, n)) = compiled {
+                keep_owner(&cdb, std::fs::metadata(&s.path).ok().as_ref())?;
+                done.compiled.push((cdb, n));
+            }
+        }
+        Ok(done)
+    }
+}
+
+fn sibling(path: &Path, name: &str) -> PathBuf {
+    fsutil::parent_dir(path).join(name)
+}
+
+/// Check that `bytes` reads back as a file of `kind`.
+pub fn validate(kind: Kind, bytes: &[u8]) -> std::result::Result<(), String> {
+    match kind {
+        Kind::Assign => assign::parse(bytes).map(|_| ()).map_err(|e| e.to_string()),
+        Kind::Poppasswd => accounts::parse_poppasswd(bytes)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Kind::Control | Kind::Plain => {
+            if bytes.contains(&0) {
+                Err("contains a NUL byte".into())
+            } else {
+                Ok(())
+            }
+        }
+        Kind::DotQmail => dotqmail::parse(bytes, false)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Kind::SiteToml => std::str::from_utf8(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                toml::from_str::<crate::spool::site::SiteSettings>(t).map_err(|e| e.to_string())
+            })
+            .map(|_| ()),
+        Kind::Config => std::str::from_utf8(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|t| crate::config::Config::parse(t).map_err(|e| e.to_string()))
+            .map(|_| ()),
+    }
+}
+
+/// Running as root: give `path` the owner of the file it replaced (`old`), or of its
+/// directory when it is new, so the mail user keeps access. A no-op otherwise.
+pub fn keep_owner(path: &Path, old: Option<&std::fs::Metadata>) -> Result<()> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Ok(());
+    }
+    let (uid, gid) = match old {
+        Some(m) => (m.uid(), m.gid()),
+        None => {
+            let dir = fsutil::parent_dir(path);
+            let m = std::fs::metadata(dir).map_err(io_at(dir))?;
+            (m.uid(), m.gid())
+        }
+    };
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_at(path))
+}
+
+/// Running as root: hand a directory tree made by a command to the mail user.
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io_at(path))?;
+    let meta = std::fs::symlink_metadata(path).map_err(io_at(path))?;
+    if meta.is_dir() {
+        for e in std::fs::read_dir(path).map_err(io_at(path))? {
+            let e = e.map_err(io_at(path))?;
+            chown_tree(&e.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Make a directory (and missing parents) with exactly `mode`, for the mail user.
+pub fn make_dir(path: &Path, mode: u32, owner: (u32, u32)) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(io_at(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_at(path))?;
+    chown_tree(path, owner.0, owner.1)
+}
+
+/// Write a small file that belongs to one mailbox or site (a `.qmail` file, RELAYHOST)
+/// atomically, for the mail user.
+pub fn write_owned(path: &Path, bytes: &[u8], mode: u32, owner: (u32, u32)) -> Result<()> {
+    write_atomic(path, bytes, mode).map_err(io_at(path))?;
+    chown_tree(path, owner.0, owner.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("control")).unwrap();
+        std::fs::create_dir(d.path().join("users")).unwrap();
+        d
+    }
+
+    #[test]
+    fn second_edit_waits_then_times_out() {
+        let d = root();
+        let first = Edit::begin(d.path()).unwrap();
+        let e = Edit::begin_with_timeout(d.path(), Duration::from_millis(50));
+        assert!(matches!(e, Err(AdminError::LockTimeout { .. })));
+        drop(first);
+        assert!(Edit::begin_with_timeout(d.path(), Duration::from_millis(50)).is_ok());
+    }
+
+    #[test]
+    fn invalid_text_writes_nothing() {
+        let d = root();
+        let assign = d.path().join("users/assign");
+        std::fs::write(&assign, b".\n").unwrap();
+        let mut e = Edit::begin(d.path()).unwrap();
+        e.stage(&assign, b"+x-:u:1:1:/h:-::\n".to_vec(), 0o644, Kind::Assign);
+        assert!(matches!(e.commit(), Err(AdminError::BadFile { .. })));
+        assert_eq!(std::fs::read(&assign).unwrap(), b".\n");
+    }
+
+    #[test]
+    fn commit_writes_in_order_and_compiles() {
+        let d = root();
+        let assign = d.path().join("users/assign");
+        let pw = d.path().join("users/poppasswd");
+        let mut e = Edit::begin(d.path()).unwrap();
+        e.stage(
+            &assign,
+            b"+x-:u:1:1:/h:-::\n.\n".to_vec(),
+            0o644,
+            Kind::Assign,
+        );
+        e.stage(&pw, b"a@x:h:u:/h/a\n".to_vec(), 0o640, Kind::Poppasswd);
+        assert_eq!(e.read(&pw).unwrap().unwrap(), b"a@x:h:u:/h/a\n");
+        let c = e.commit().unwrap();
+        assert_eq!(c.written, vec![assign, pw.clone()]);
+        assert_eq!(c.compiled.len(), 2);
+        assert!(d.path().join("users/cdb").is_file());
+        let mode = std::fs::metadata(&pw).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+}

@@ -1,0 +1,304 @@
+//! `turnmail site add|del|list`: customer sites that are not always connected, in the
+//! serialmail layout `turnmail init` also uses: `sites/SITE/` (0700) with RELAYHOST,
+//! a spool `Maildir/`, `.qmail-default` = `./Maildir/` and `site.toml` (domains and
+//! schedule); a `+site-SITE-` assign line, and per domain a `D:site-SITE`
+//! virtualdomains line and an rcpthosts line. Removing a site keeps its spool in
+//! `.deleted/` unless `--purge`: held mail is somebody's mail.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde_json::json;
+
+use super::edit::{self, Edit, Kind};
+use super::error::{AdminError, Result, invalid, io_at};
+use super::{domain, layout, names, table};
+use crate::maildir::Maildir;
+use crate::spool::site::SiteSettings;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SiteCmd {
+    /// Add a site whose mail is held and flushed to its relay host.
+    Add {
+        site: String,
+        /// Where to flush: HOST[:PORT].
+        #[arg(long, value_name = "HOST[:PORT]")]
+        relayhost: String,
+        /// crontab(5) schedule of flushes, e.g. "*/5 * * * *".
+        #[arg(long)]
+        schedule: Option<String>,
+        /// A domain whose mail the site receives (repeatable).
+        #[arg(long = "domain", value_name = "DOMAIN")]
+        domains: Vec<String>,
+    },
+    /// Remove a site; its spool goes to ROOT/.deleted/sites/ unless --purge.
+    Del {
+        site: String,
+        #[arg(long)]
+        purge: bool,
+    },
+    /// List sites with their queue and last flush.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(root: &Path, cmd: SiteCmd) -> Result<()> {
+    match cmd {
+        SiteCmd::Add {
+            site,
+            relayhost,
+            schedule,
+            domains,
+        } => add(root, &site, &relayhost, schedule.as_deref(), &domains),
+        SiteCmd::Del { site, purge } => del(root, &site, purge),
+        SiteCmd::List { json } => list(root, json),
+    }
+}
+
+pub fn check_schedule(s: &str) -> Result<()> {
+    crate::schedule::crontab::Crontab::parse(s)
+        .map(|_| ())
+        .map_err(|e| invalid(format!("schedule {s:?}: {e}")))
+}
+
+pub fn add(
+    root: &Path,
+    site: &str,
+    relayhost: &str,
+    schedule: Option<&str>,
+    domains: &[String],
+) -> Result<()> {
+    let name = names::local(site, "site name")?;
+    let relayhost = names::relayhost(relayhost)?;
+    if let Some(s) = schedule {
+        check_schedule(s)?;
+    }
+    let domains: Vec<String> = domains
+        .iter()
+        .map(|d| names::domain(d))
+        .collect::<Result<_>>()?;
+    let mut edit = Edit::begin(root)?;
+    for d in &domains {
+        domain::check_free(&edit, d)?;
+    }
+    let prefix = layout::site_prefix(&name);
+    let (_, entries) = layout::read_assign(&edit)?;
+    if let Some(e) = layout::wildcard(&entries, &prefix) {
+        return Err(AdminError::Exists(format!(
+            "users/assign line {} (+{prefix}-)",
+            e.line
+        )));
+    }
+    let root_c = edit.root().canonicalize().map_err(io_at(root))?;
+    let dir = root_c.join("sites").join(&name);
+    if dir.exists() {
+        return Err(AdminError::Exists(dir.display().to_string()));
+    }
+    let mu = layout::mail_user(&root_c)?;
+    let owner = (mu.uid, mu.gid);
+    let settings = SiteSettings {
+        domains: domains.clone(),
+        schedule: schedule.map(str::to_string),
+        ..SiteSettings::default()
+    };
+    let toml_text = toml::to_string(&settings).map_err(|e| invalid(format!("site.toml: {e}")))?;
+    edit::validate(Kind::SiteToml, toml_text.as_bytes()).map_err(|reason| AdminError::BadFile {
+        path: dir.join("site.toml"),
+        reason,
+    })?;
+    let made = (|| {
+        edit::make_dir(&root_c.join("sites"), 0o755, owner)?;
+        edit::make_dir(&dir, 0o700, owner)?;
+        Maildir::create(dir.join("Maildir")).map_err(io_at(&dir))?;
+        edit::chown_tree(&dir, owner.0, owner.1)?;
+        edit::write_owned(
+            &dir.join("RELAYHOST"),
+            format!("{relayhost}\n").as_bytes(),
+            0o644,
+            owner,
+        )?;
+        edit::write_owned(&dir.join(".qmail-default"), b"./Maildir/\n", 0o600, owner)?;
+        edit::write_owned(&dir.join("site.toml"), toml_text.as_bytes(), 0o644, owner)
+    })();
+    let done = made.and_then(|()| {
+        domain::stage_assign(&mut edit, &prefix, &dir, &mu)?;
+        for d in &domains {
+            domain::stage_route(&mut edit, d, &prefix)?;
+        }
+        edit.commit()
+    });
+    if let Err(e) = done {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    println!(
+        "added site {name}: flushes to {relayhost}{}{}",
+        if domains.is_empty() {
+            String::new()
+        } else {
+            format!(", receives mail for {}", domains.join(", "))
+        },
+        schedule
+            .map(|s| format!(", schedule {s:?}"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+pub fn del(root: &Path, site: &str, purge: bool) -> Result<()> {
+    let name = names::local(site, "site name")?;
+    let prefix = layout::site_prefix(&name);
+    let mut edit = Edit::begin(root)?;
+    let vd = edit.read_or_empty(&edit.paths().control.join("virtualdomains"))?;
+    let domains: Vec<String> = layout::virtualdomains(&vd)
+        .into_iter()
+        .filter(|(_, _, p)| p.eq_ignore_ascii_case(&prefix))
+        .map(|(_, k, _)| k)
+        .collect();
+    let (_, entries) = layout::read_assign(&edit)?;
+    let dir = layout::wildcard(&entries, &prefix).map(|e| layout::bytes_path(&e.home));
+    if dir.is_none() && domains.is_empty() {
+        return Err(AdminError::NotFound(format!(
+            "no site {name} (no +{prefix}- assign line)"
+        )));
+    }
+    for d in &domains {
+        domain::stage_unrouting(&mut edit, d, &prefix)?;
+    }
+    if domains.is_empty() {
+        let (text, entries) = layout::read_assign(&edit)?;
+        if let Some(e) = layout::wildcard(&entries, &prefix) {
+            let p = edit.paths().assign.clone();
+            edit.stage(
+                &p,
+                super::lines::assign_remove(&text, &[e.line]),
+                0o644,
+                Kind::Assign,
+            );
+        }
+    }
+    let root_c = edit.root().canonicalize().map_err(io_at(root))?;
+    edit.commit()?;
+    println!("removed site {name} ({} domain(s))", domains.len());
+    if let Some(dir) = dir.filter(|d| d.exists()) {
+        let queued = layout::spool_usage(&dir.join("Maildir")).0;
+        if purge {
+            std::fs::remove_dir_all(&dir).map_err(io_at(&dir))?;
+            println!(
+                "purged {} ({queued} queued message(s) deleted)",
+                dir.display()
+            );
+        } else {
+            let to = layout::move_to_deleted(&root_c, "sites", &name, &dir)?;
+            println!(
+                "spool kept in {} ({queued} queued message(s))",
+                to.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct SiteRow {
+    pub site: String,
+    pub dir: String,
+    pub relayhost: Option<String>,
+    pub domains: Vec<String>,
+    pub schedule: Option<String>,
+    pub queued: u64,
+    /// Age of the oldest queued message, in seconds.
+    pub oldest_secs: Option<u64>,
+    pub last_attempt: Option<u64>,
+    pub last_result: Option<String>,
+    /// Unix time of the next scheduled flush.
+    pub next_run: Option<i64>,
+}
+
+pub fn rows(root: &Path) -> Result<(Vec<SiteRow>, Vec<String>)> {
+    let config = crate::config::Config::load(root)?;
+    let found = crate::spool::site::discover(root, &config.sites.roots);
+    let vd = std::fs::read(root.join("control/virtualdomains")).unwrap_or_default();
+    let vds = layout::virtualdomains(&vd);
+    let now = SystemTime::now();
+    let status_dir = root.join("run/sites");
+    let mut out = Vec::new();
+    for s in &found.sites {
+        let prefix = String::from_utf8_lossy(&s.prefix);
+        let prefix = prefix.trim_end_matches('-');
+        let mut domains = s.settings.domains.clone();
+        for (_, k, p) in &vds {
+            if p.eq_ignore_ascii_case(prefix) && !domains.contains(k) {
+                domains.push(k.clone());
+            }
+        }
+        let (queued, oldest) = layout::spool_usage(&s.dir.join("Maildir"));
+        let status = crate::flush::status::read(&status_dir, &s.name);
+        let schedule = s.settings.schedule.clone();
+        let next_run = schedule.as_deref().and_then(|spec| {
+            let c = crate::schedule::crontab::Crontab::parse(spec).ok()?;
+            c.next_after(chrono::Utc::now()).map(|t| t.timestamp())
+        });
+        out.push(SiteRow {
+            site: s.name.clone(),
+            dir: s.dir.display().to_string(),
+            relayhost: s.relayhost.as_ref().map(|r| match r.port {
+                Some(p) => format!("{}:{p}", r.host),
+                None => r.host.clone(),
+            }),
+            domains,
+            schedule,
+            queued,
+            oldest_secs: oldest
+                .and_then(|t| now.duration_since(t).ok())
+                .map(|d| d.as_secs()),
+            last_attempt: status.as_ref().map(|s| s.last_attempt),
+            last_result: status.map(|s| s.last_result),
+            next_run,
+        });
+    }
+    Ok((out, found.problems))
+}
+
+fn list(root: &Path, json: bool) -> Result<()> {
+    let (rows, problems) = rows(root)?;
+    if json {
+        table::print_json(&json!(rows));
+    } else {
+        print!("{}", site_table(&rows).render());
+    }
+    for p in problems {
+        eprintln!("turnmail: {p}");
+    }
+    Ok(())
+}
+
+pub fn site_table(rows: &[SiteRow]) -> table::Table {
+    let now = crate::datetime::now_unix();
+    let mut t = table::Table::new(&[
+        "SITE",
+        "RELAYHOST",
+        "QUEUED#",
+        "OLDEST#",
+        "LAST FLUSH",
+        "DOMAINS",
+    ]);
+    for r in rows {
+        t.row(vec![
+            r.site.clone(),
+            r.relayhost.clone().unwrap_or_else(|| "(none)".into()),
+            r.queued.to_string(),
+            r.oldest_secs.map_or("-".into(), table::human_age),
+            match (&r.last_attempt, &r.last_result) {
+                (Some(at), Some(res)) => {
+                    format!("{} ago: {res}", table::human_age(now.saturating_sub(*at)))
+                }
+                _ => "never".into(),
+            },
+            r.domains.join(" "),
+        ]);
+    }
+    t
+}
