@@ -185,7 +185,7 @@ pub fn init(root: &Path, o: &InitOptions) -> Result<InitReport, InitError> {
         &format!("{login}:{hash}:{}:{}\n", mu.name, uhome.display()),
         0o640,
     )?;
-    write(&r("turnmail.toml"), &demo_config(mu), 0o644)?;
+    write(&r("turnmail.toml"), &demo_config(mu, &o.domain), 0o644)?;
     crate::qmail::users_cdb::compile(assign.as_bytes(), &r("users/cdb")).map_err(|e| {
         InitError::Io {
             path: r("users/assign"),
@@ -208,7 +208,7 @@ pub fn init(root: &Path, o: &InitOptions) -> Result<InitReport, InitError> {
     })
 }
 
-fn demo_config(mu: &MailUser) -> String {
+fn demo_config(mu: &MailUser, domain: &str) -> String {
     let mut s = String::new();
     s.push_str("# turnmail settings for this mail root. Every key is optional; see\n");
     s.push_str("# deploy/turnmail.toml.example for all keys and their defaults.\n\n");
@@ -216,6 +216,8 @@ fn demo_config(mu: &MailUser) -> String {
         "# Unix user that owns the mail when turnmail is started as root.\nuser = \"{}\"\n\n",
         mu.name
     ));
+    s.push_str("# Bare POP logins and `<postmaster>` without a domain mean this domain.\n");
+    s.push_str(&format!("default_domain = \"{domain}\"\n\n"));
     s.push_str("[smtp]\nlisten = [\"127.0.0.1:2525\"]\n");
     s
 }

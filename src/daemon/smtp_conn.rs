@@ -251,7 +251,18 @@ impl Conn {
 
     async fn check(&mut self, address: Vec<u8>) -> RcptVerdict {
         let engine = self.shared.engine.clone();
-        let a = address.clone();
+        // RFC 5321 §4.5.1: `<Postmaster>` without a domain must always be accepted.
+        let a = if address.eq_ignore_ascii_case(b"postmaster") {
+            let domain = self
+                .shared
+                .config
+                .default_domain
+                .clone()
+                .unwrap_or_else(|| self.shared.hostname.clone());
+            format!("postmaster@{domain}").into_bytes()
+        } else {
+            address.clone()
+        };
         let r = match tokio::task::spawn_blocking(move || engine.resolve(&a, true)).await {
             Ok(r) => r,
             Err(e) => return RcptVerdict::Temporary(format!("internal error: {e}")),
