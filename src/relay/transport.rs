@@ -154,9 +154,30 @@ pub async fn send_one(
             r.code(),
             r.message().collect::<Vec<_>>().join(" ")
         )),
-        Ok(Err(e)) if e.is_permanent() => perm("5.0.0", format!("{host}:{port} said: {e}"), true),
+        Ok(Err(e)) if e.is_permanent() => {
+            let text = format!("{host}:{port} said: {e}");
+            perm(
+                &enhanced_status(&text).unwrap_or_else(|| "5.0.0".into()),
+                text,
+                true,
+            )
+        }
         Ok(Err(e)) => temp(format!("{host}:{port}: {e}")),
     }
+}
+
+/// The first RFC 3463 enhanced status code (`5.x.y`) in a reply text, for the DSN.
+fn enhanced_status(text: &str) -> Option<String> {
+    text.split(|c: char| c.is_whitespace() || c == ':' || c == '(' || c == ')')
+        .find(|w| {
+            let parts: Vec<&str> = w.split('.').collect();
+            parts.len() == 3
+                && matches!(parts[0], "4" | "5")
+                && parts[1..]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(str::to_string)
 }
 
 /// Route and send one message, trying hosts in order until one gives a final answer.
@@ -194,6 +215,16 @@ pub async fn relay(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enhanced_codes_from_replies() {
+        assert_eq!(
+            enhanced_status("h:25 said: permanent error (550): 5.1.1 no such user").as_deref(),
+            Some("5.1.1")
+        );
+        assert_eq!(enhanced_status("550 no code here"), None);
+        assert_eq!(enhanced_status("5.1 short"), None);
+    }
 
     #[test]
     fn crlf_conversion() {
