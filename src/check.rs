@@ -77,6 +77,7 @@ pub fn check(root: &Path) -> Result<Vec<Finding>, Unusable> {
     check_control(&paths, &control, &mut out);
     check_assign(&paths, &config, &mut out);
     check_poppasswd(&paths, &mut out);
+    check_secrets(&paths, &mut out);
     check_sites(root, &mut out);
     Ok(out.findings)
 }
@@ -275,6 +276,20 @@ fn check_home(home: &Path, line: usize, paths: &Paths, config: &Config, out: &mu
                 _ => {}
             }
         }
+    }
+}
+
+fn check_secrets(paths: &Paths, out: &mut Out) {
+    let Ok(m) = std::fs::metadata(&paths.secrets) else {
+        return;
+    };
+    let mode = m.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        out.add(
+            &paths.secrets,
+            None,
+            format!("holds plaintext secrets but is mode {mode:o}: make it 0600 (chmod 600)"),
+        );
     }
 }
 

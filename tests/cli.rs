@@ -105,6 +105,9 @@ fn check_reports_each_pitfall_with_file_and_line() {
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
+    // A secrets file others can read.
+    write(&r.join("users/secrets"), "joe@example.com:s3cret\n");
+    std::fs::set_permissions(r.join("users/secrets"), PermissionsExt::from_mode(0o644)).unwrap();
     // With the dot restored, the per-line assign lints and the Maildir line appear.
     let text = std::fs::read_to_string(r.join("users/assign")).unwrap() + ".\n";
     write(&r.join("users/assign"), &text);
@@ -115,6 +118,7 @@ fn check_reports_each_pitfall_with_file_and_line() {
         ".qmail-joe:1: ./joe/Maildir has no trailing '/'",
         "users/cdb: older than users/assign",
         ".qmail-postmaster: group- or world-writable",
+        "users/secrets: holds plaintext secrets but is mode 644",
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
