@@ -788,9 +788,12 @@ fn dovecot_mode_with_the_real_checkpassword_reply() {
     let r = run(b"joe@example.com\0\0\0", &[("AUTHORIZED", "1")]);
     assert_eq!(r.code(), Some(2), "{}", r.stderr());
     assert_eq!(std::fs::read_to_string(&reply_out).unwrap(), want);
-    let r = run(&input("joe", &d.report.password, ""), &[]);
-    // A bare login has no default domain here: unknown.
+    let r = run(&input("ghost", &d.report.password, ""), &[]);
+    // An unknown login fails like a wrong password.
     assert_eq!(r.code(), Some(1), "{}", r.stderr());
+    // The demo root's default domain makes a bare login work.
+    let r = run(&input("joe", &d.report.password, ""), &[]);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr());
     let r = run(&input("joe@example.com", &d.report.password, ""), &[]);
     assert_eq!(r.code(), Some(0), "{}", r.stderr());
     assert_eq!(std::fs::read_to_string(&reply_out).unwrap(), want);

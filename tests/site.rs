@@ -41,6 +41,16 @@ fn demo_site_is_discovered_with_its_prefix() {
     );
 }
 
+/// Wait until a lock holder says it holds the lock (it prints "held" once locked).
+fn held(mut child: std::process::Child) -> std::process::Child {
+    use std::io::BufRead;
+    let out = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(out).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "held");
+    child
+}
+
 #[test]
 fn relayhost_lock_interoperates_with_flock_and_setlock() {
     let d = demo_root();
@@ -56,26 +66,28 @@ fn relayhost_lock_interoperates_with_flock_and_setlock() {
         child.wait().unwrap();
     };
     // flock(1) holds it: we skip.
+    // `--`: GNU getopt would otherwise take sh's `-c` as flock's own option.
     let holder = Command::new("flock")
-        .args(["-n"])
+        .args(["-n", "--"])
         .arg(&rh)
-        .args(["sleep", "30"])
-        .stdout(Stdio::null())
+        .args(["sh", "-c", "echo held; exec sleep 30"])
+        .stdout(Stdio::piped())
         .process_group(0)
         .spawn()
         .expect("flock(1) from util-linux");
-    std::thread::sleep(Duration::from_millis(300));
+    let holder = held(holder);
     assert!(try_lock(&s).unwrap().is_none());
     release(holder);
     // daemontools setlock holds it: we skip.
     let holder = Command::new("setlock")
         .args(["-n"])
         .arg(&rh)
-        .args(["sleep", "30"])
+        .args(["sh", "-c", "echo held; exec sleep 30"])
+        .stdout(Stdio::piped())
         .process_group(0)
         .spawn()
         .expect("setlock from daemontools (tests/install-peers installs it)");
-    std::thread::sleep(Duration::from_millis(300));
+    let holder = held(holder);
     assert!(try_lock(&s).unwrap().is_none());
     release(holder);
     // We hold it: setlock -n exits 111, flock -n exits 1; after we drop it, both get it.
