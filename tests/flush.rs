@@ -255,11 +255,19 @@ fn a_lock_held_by_setlock_skips_the_flush() {
     let mut holder = Command::new("setlock")
         .arg("-n")
         .arg(d.root.join("sites/acme/RELAYHOST"))
-        .args(["sleep", "30"])
+        .args(["sh", "-c", "echo held; exec sleep 30"])
+        .stdout(std::process::Stdio::piped())
         .process_group(0)
         .spawn()
         .expect("setlock (daemontools)");
-    std::thread::sleep(Duration::from_millis(300));
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "held");
+    }
     let o = flush(&d, &["acme", "--to", &sink.addr.to_string()]);
     assert_eq!(o.status.code(), Some(111));
     assert!(
