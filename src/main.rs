@@ -132,6 +132,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Messages in the outbound queue or a site's spool: list, show, bounce, delete.
+    Queue {
+        #[command(subcommand)]
+        cmd: admin::queue::QueueCmd,
+    },
     /// Move an existing qmail/vpopmail/checkpoppasswd host onto turnmail in place.
     Import {
         #[command(subcommand)]
@@ -645,6 +650,11 @@ fn main() -> ExitCode {
         Command::Alias { cmd } => cmd_admin(cli.root, |r| admin::alias::run(r, cmd)),
         Command::Site { cmd } => cmd_admin(cli.root, |r| admin::site::run(r, cmd)),
         Command::Status { json } => cmd_admin(cli.root, |r| admin::status::run(r, json)),
+        Command::Queue { cmd } => cmd_admin(cli.root, |r| {
+            // Spool files and bounces belong to the mail user, never to root.
+            become_mail_user(r).map_err(admin::AdminError::Invalid)?;
+            admin::queue::run(r, cmd)
+        }),
         Command::Import { cmd } => cmd_admin(cli.root, |r| admin::import::run(r, cmd).map(|_| ())),
         Command::Resolve { address, local } => {
             need_root(cli.root).and_then(|r| cmd_resolve(&r, &address, local))

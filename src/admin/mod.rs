@@ -16,6 +16,7 @@ pub mod mailuser;
 pub mod names;
 pub mod password;
 pub mod progress;
+pub mod queue;
 pub mod site;
 pub mod status;
 pub mod table;
