@@ -15,6 +15,7 @@ usage: report.py [RESULTS_DIR] [--mode quick|full]
 """
 import csv
 import glob
+import importlib
 import os
 import statistics
 import sys
@@ -31,6 +32,40 @@ TARGETS = {
 }
 # Workloads where a smaller value is better (ratio is then peer/turnmail).
 LOWER_IS_BETTER: set[str] = set()
+# Workloads with several conditions each (rows named PREFIX:CONDITION:CASE) whose tables come
+# from a module of their own: PREFIX -> module with summary_rows(rows) and details(rows, results).
+CUSTOM = {"site-flush": "report_flush"}
+# POP3 (bench/pop3.sh), engine lookups (engine.sh), scheduler idle cost (scheduler.sh).
+LABELS.update({
+    "pop3-logins-1": "POP3 logins/s (connect, USER, PASS, QUIT; sha512-crypt), 1 client",
+    "pop3-logins-10": "POP3 logins/s (connect, USER, PASS, QUIT; sha512-crypt), 10 concurrent clients",
+    "pop3-retr-lockstep": "POP3 RETR of 1,000 x 4 KiB, one RETR at a time (n = messages over all sessions)",
+    "pop3-retr-pipelined": "POP3 RETR of 1,000 x 4 KiB, all RETR written at once (n = messages over all sessions)",
+    "engine-login-lookup": "Engine login lookup (accounts.find, no crypt), median (n = accounts)",
+    "engine-address-resolve": "Engine address resolution (engine.resolve, RCPT check), median (n = accounts)",
+    "scheduler-idle-cpu": "Scheduler: daemon CPU with 10,000 sites on `* * * * *` (n = sites)",
+    "scheduler-memory": "Scheduler: daemon peak RSS with 10,000 sites (n = sites)",
+    "scheduler-due-to-connect": "Scheduler: due schedule to connection at the sink (n=1: first site with mail; "
+                                "n=100: median of the 100 sites with mail)",
+})
+TARGETS.update({
+    "pop3-logins-1": (3.0, None),
+    "pop3-logins-10": (3.0, None),
+    "pop3-retr-lockstep": (1.0, None),
+    "pop3-retr-pipelined": (1.0, None),
+})
+LOWER_IS_BETTER |= {"engine-login-lookup", "engine-address-resolve", "scheduler-idle-cpu",
+                    "scheduler-memory", "scheduler-due-to-connect"}
+# Absolute targets (no peer): workload -> the value turnmail's median must stay under.
+LIMITS = {
+    "engine-login-lookup": 20.0,
+    "engine-address-resolve": 20.0,
+    "scheduler-idle-cpu": 1.0,
+    "scheduler-memory": 100.0,
+    "scheduler-due-to-connect": 50.0,
+}
+# "Flat": workload -> the most its median at the largest n may be of its median at the smallest.
+FLAT = {"engine-login-lookup": 2.0, "engine-address-resolve": 2.0}
 
 
 def num(s):
@@ -49,6 +84,13 @@ def fmt(x, digits=0):
     if x is None:
         return "–"
     return f"{x:,.{digits}f}"
+
+
+def fmtv(x):
+    """A measured value: whole numbers, but small ones keep the digits that tell them apart."""
+    if x is None:
+        return "–"
+    return fmt(x, 2 if abs(x) < 10 else 1 if abs(x) < 100 else 0)
 
 
 def fmt_rss(kb):
@@ -125,6 +167,9 @@ def main():
     for r in rows:
         if r["workload"] not in workloads:
             workloads.append(r["workload"])
+    # One entry per custom prefix (in place of its many PREFIX:... workloads).
+    custom = {w: [r for r in rows if r["workload"].startswith(w + ":")] for w in CUSTOM}
+    workloads = list(dict.fromkeys(w.split(":")[0] if w.split(":")[0] in CUSTOM else w for w in workloads))
 
     out = ["# turnmail benchmark report", ""]
     if mode:
@@ -148,6 +193,9 @@ def main():
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for w in workloads:
+        if w in CUSTOM:
+            out += importlib.import_module(CUSTOM[w]).summary_rows(custom[w])
+            continue
         wr = [r for r in rows if r["workload"] == w]
         tm = [r for r in wr if r["role"] == "turnmail"]
         ns = sorted({r["n"] for r in tm}) or sorted({r["n"] for r in wr})
@@ -165,8 +213,8 @@ def main():
             if tv and pv:
                 ratio = pv / tv if w in LOWER_IS_BETTER else tv / pv
             pct = 100 * tv / cv if tv and cv else None
-            peer = f"{fmt(pv)} {unit} ({p[0]['system']})" if p else "–"
-            ceil = f"{fmt(cv)} {unit} ({c[0]['system']})" if c else "–"
+            peer = f"{fmtv(pv)} {unit} ({p[0]['system']})" if p else "–"
+            ceil = f"{fmtv(cv)} {unit} ({c[0]['system']})" if c else "–"
             tgt = TARGETS.get(w)
             verdict = "–"
             if tgt:
@@ -176,6 +224,18 @@ def main():
                 if tgt[1] is not None and pct is not None:
                     parts.append(f"≥{tgt[1]:g}% of ceiling: {'met' if pct >= tgt[1] else '**not met**'}")
                 verdict = "; ".join(parts) or "–"
+            extra = []
+            if w in LIMITS and tv is not None:
+                extra.append(f"under {LIMITS[w]:g} {unit}: {'met' if tv < LIMITS[w] else '**not met**'}")
+            by_n = sorted(ns, key=lambda x: num(x) or 0)
+            if w in FLAT and tv is not None and n == by_n[-1] and len(ns) > 1:
+                base = median(num(r["value"]) for r in wr if r["role"] == "turnmail" and r["n"] == by_n[0])
+                if base:
+                    growth = tv / base
+                    extra.append(f"flat (≤{FLAT[w]:g}x from n={by_n[0]}): "
+                                 f"{'met' if growth <= FLAT[w] else '**not met**'} ({growth:.1f}x)")
+            if extra:
+                verdict = "; ".join(([] if verdict == "–" else [verdict]) + extra)
             pr, pp = paired(wr, n)
             if w in LOWER_IS_BETTER:
                 pr = [1 / x for x in pr]
@@ -186,16 +246,26 @@ def main():
             if pct and len(pp) > 1:
                 pct_s += f" (paired by run: {median(pp):.1f}%)"
             out.append(
-                f"| {LABELS.get(w, w)} | {n} | {fmt(tv)} {unit} | {peer} | "
+                f"| {LABELS.get(w, w)} | {n} | {fmtv(tv)} {unit} | {peer} | "
                 f"{ratio_s} | {ceil} | {pct_s} | {fmt_rss(rss)} | {verdict} |"
             )
     out.append("")
 
+    methods_shown: set[str] = set()
     for w in workloads:
+        if w in CUSTOM:
+            out += importlib.import_module(CUSTOM[w]).details(custom[w], results)
+            continue
         wr = [r for r in rows if r["workload"] == w]
         out += [f"## {LABELS.get(w, w)}", ""]
         method = os.path.join(BENCH, "method", f"{w}.md")
-        if os.path.exists(method):
+        if not os.path.exists(method):  # one method text for all workloads of a CSV file
+            method = os.path.join(BENCH, "method", wr[0]["_file"].removesuffix(".csv") + ".md")
+            if wr[0]["_file"] in methods_shown:
+                method = ""
+                out += [f"Method: as for `{wr[0]['_file']}` above.", ""]
+            methods_shown.add(wr[0]["_file"])
+        if method and os.path.exists(method):
             with open(method) as f:
                 out += [f.read().rstrip(), ""]
         # Per system: medians of value, CPU and memory.
@@ -227,8 +297,8 @@ def main():
             notes = summarise_notes(g)
             rss = max((num(r["peak_rss_kb"]) or 0 for r in g), default=0) or None
             out.append(
-                f"| {role} | {system} | {n} | {len(g)} | {fmt(median(vals))} {g[0]['unit']} | "
-                f"{fmt(min(vals)) if vals else '–'} – {fmt(max(vals)) if vals else '–'} | "
+                f"| {role} | {system} | {n} | {len(g)} | {fmtv(median(vals))} {g[0]['unit']} | "
+                f"{fmtv(min(vals)) if vals else '–'} – {fmtv(max(vals)) if vals else '–'} | "
                 f"{fmt(med('seconds'), 3)} | "
                 f"{fmt(med('cpu_busy_pct')) + '%' if med('cpu_busy_pct') is not None else '–'} | "
                 f"{fmt(med('iowait_pct')) + '%' if med('iowait_pct') is not None else '–'} | "

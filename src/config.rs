@@ -310,7 +310,7 @@ mod tests {
         assert_eq!(c.default_delivery, d.default_delivery);
         assert_eq!(c.system_accounts, d.system_accounts);
         assert_eq!(c.log, d.log);
-        assert_eq!(c.smtp.listen.len(), 2);
+        assert_eq!(c.smtp.listen.len(), 1);
     }
 
     #[test]

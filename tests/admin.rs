@@ -878,12 +878,14 @@ fn pop3_uidls(root: &Path, login: &str, pw: &str) -> Vec<String> {
     use std::net::TcpStream;
     let smtp = common::daemon::free_port();
     let pop = common::daemon::free_port();
+    let odmr = common::daemon::free_port();
     let log = std::fs::File::create(root.with_extension("pop3-log")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_turnmail"))
         .arg("--root")
         .arg(root)
         .args(["serve", "--smtp", &format!("127.0.0.1:{smtp}")])
         .args(["--pop3", &format!("127.0.0.1:{pop}")])
+        .args(["--odmr", &format!("127.0.0.1:{odmr}")])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -62,7 +62,7 @@ impl Daemon {
         let start = Instant::now();
         while TcpStream::connect(addr).is_err() || TcpStream::connect(pop3).is_err() {
             assert!(
-                start.elapsed() < Duration::from_secs(20),
+                start.elapsed() < Duration::from_secs(60),
                 "daemon did not start: {}",
                 d.log_text()
             );
