@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -17,18 +16,6 @@ use super::limits::Permit;
 use crate::engine::{AuthError, LoginContext};
 use crate::odmr::{Action, AtrnVerdict, AuthVerdict, Connection, Credential, Session};
 use crate::spool::site::{Site, TlsPolicy};
-
-const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn challenge(host: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "<{}.{}.{}@{host}>",
-        std::process::id(),
-        crate::datetime::now_unix(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 struct Conn {
     peer: SocketAddr,
@@ -51,7 +38,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
     if let Some(why) = permit.refusal {
         let mut stream = stream;
         let msg = format!("421 4.7.0 {} {why}\r\n", shared.hostname);
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(msg.as_bytes())).await;
+        super::wire::write_all(&mut stream, msg.as_bytes()).await;
         return;
     }
     super::AtomicCounters::bump(&shared.counters.odmr_sessions);
@@ -60,7 +47,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
         cfg,
         Connection {
             tls_active: false,
-            challenge: challenge(&shared.hostname),
+            challenge: super::wire::challenge(&shared.hostname),
         },
     );
     let mut conn = Conn {
@@ -92,18 +79,6 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
     drop(permit);
 }
 
-async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, out: &[u8]) -> bool {
-    out.is_empty()
-        || matches!(
-            tokio::time::timeout(WRITE_TIMEOUT, async {
-                stream.write_all(out).await?;
-                stream.flush().await
-            })
-            .await,
-            Ok(Ok(()))
-        )
-}
-
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     session: &mut Session,
     mut stream: S,
@@ -126,19 +101,19 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     session.answer_atrn(v);
                 }
                 Action::StartTls => {
-                    if !write_out(&mut stream, &session.take_output()).await {
+                    if !super::wire::write_all(&mut stream, &session.take_output()).await {
                         return Ended::Closed;
                     }
                     return Ended::StartTls(stream);
                 }
                 Action::Reverse => {
-                    if !write_out(&mut stream, &session.take_output()).await {
+                    if !super::wire::write_all(&mut stream, &session.take_output()).await {
                         return Ended::Closed;
                     }
                     return Ended::Reversed(stream);
                 }
                 Action::Close => {
-                    let _ = write_out(&mut stream, &session.take_output()).await;
+                    let _ = super::wire::write_all(&mut stream, &session.take_output()).await;
                     let _ = stream.shutdown().await;
                     return Ended::Closed;
                 }
@@ -147,7 +122,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
-        if !write_out(&mut stream, &session.take_output()).await {
+        if !super::wire::write_all(&mut stream, &session.take_output()).await {
             return Ended::Closed;
         }
         if session.is_closed() {

@@ -11,7 +11,6 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -26,19 +25,7 @@ use crate::pop3::{
     Session, UpdateReport,
 };
 
-const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `<pid.time.counter@host>`: unique per connection, the APOP challenge.
-fn apop_timestamp(host: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "<{}.{}.{}@{host}>",
-        std::process::id(),
-        crate::datetime::now_unix(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 struct Conn {
     peer: SocketAddr,
@@ -67,7 +54,7 @@ pub async fn handle(
         tracing::warn!(target: "pop3", client = %peer, "refused connection: {why}");
         let mut stream = stream;
         let msg = format!("-ERR [SYS/TEMP] {why}\r\n");
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(msg.as_bytes())).await;
+        super::wire::write_all(&mut stream, msg.as_bytes()).await;
         return;
     }
     let mut conn = Conn {
@@ -81,7 +68,7 @@ pub async fn handle(
     let connection = |tls| Connection {
         tls_active: tls,
         loopback: peer.ip().is_loopback(),
-        apop_timestamp: Some(apop_timestamp(&shared.hostname)),
+        apop_timestamp: Some(super::wire::challenge(&shared.hostname)),
     };
     let Some(pop3) = shared.pop3.clone() else {
         return;
@@ -113,20 +100,6 @@ pub async fn handle(
         }
     }
     drop(permit);
-}
-
-async fn write_bytes<S: AsyncWrite + Unpin>(stream: &mut S, out: &[u8]) -> bool {
-    if out.is_empty() {
-        return true;
-    }
-    matches!(
-        tokio::time::timeout(WRITE_TIMEOUT, async {
-            stream.write_all(out).await?;
-            stream.flush().await
-        })
-        .await,
-        Ok(Ok(()))
-    )
 }
 
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
@@ -166,7 +139,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     let Some(enc) = session.retrieve_opened() else {
                         continue;
                     };
-                    if !write_bytes(&mut stream, &session.take_output()).await
+                    if !super::wire::write_all(&mut stream, &session.take_output()).await
                         || !stream_message(&mut stream, file, enc).await
                     {
                         // A response cut short cannot be repaired: close, change nothing.
@@ -179,18 +152,18 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     session.answer_update(r);
                 }
                 Action::StartTls => {
-                    if !write_bytes(&mut stream, &session.take_output()).await {
+                    if !super::wire::write_all(&mut stream, &session.take_output()).await {
                         return Ended::Closed;
                     }
                     return Ended::StartTls(stream);
                 }
                 Action::Flush => {
-                    if !write_bytes(&mut stream, &session.take_output()).await {
+                    if !super::wire::write_all(&mut stream, &session.take_output()).await {
                         return Ended::Closed;
                     }
                 }
                 Action::Close => {
-                    let _ = write_bytes(&mut stream, &session.take_output()).await;
+                    let _ = super::wire::write_all(&mut stream, &session.take_output()).await;
                     let _ = stream.shutdown().await;
                     return Ended::Closed;
                 }
@@ -199,7 +172,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
-        if !write_bytes(&mut stream, &session.take_output()).await {
+        if !super::wire::write_all(&mut stream, &session.take_output()).await {
             return Ended::Closed;
         }
         if session.is_closed() {
@@ -237,13 +210,13 @@ async fn stream_message<S: AsyncWrite + Unpin>(
         };
         out.clear();
         enc.feed(&chunk[..n], &mut out);
-        if !write_bytes(stream, &out).await {
+        if !super::wire::write_all(stream, &out).await {
             return false;
         }
     }
     out.clear();
     enc.finish(&mut out);
-    write_bytes(stream, &out).await
+    super::wire::write_all(stream, &out).await
 }
 
 /// The exact octet count RETR sends (CRLF line ends), from `,W=` or by reading once.

@@ -17,8 +17,6 @@ use crate::deliver::transaction::{self, Verdict};
 use crate::engine::Resolution;
 use crate::smtp::{Action, MessageVerdict, RcptVerdict, Reply, Session, received_line};
 
-/// Bound on one write to a client (a client that stops reading is dropped).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Conn {
@@ -41,7 +39,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     if let Some(why) = permit.refusal {
         tracing::warn!(target: "smtp", client = %peer, "refused connection: {why}");
         let msg = format!("421 4.7.0 {} {why}\r\n", shared.hostname);
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(msg.as_bytes())).await;
+        super::wire::write_all(&mut stream, msg.as_bytes()).await;
         return;
     }
     let mut session = Session::new(shared.smtp.clone(), false);
@@ -109,18 +107,7 @@ async fn autoturn(shared: &Arc<Shared>, peer: SocketAddr) {
 }
 
 async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, session: &mut Session) -> bool {
-    let out = session.take_output();
-    if out.is_empty() {
-        return true;
-    }
-    matches!(
-        tokio::time::timeout(WRITE_TIMEOUT, async {
-            stream.write_all(&out).await?;
-            stream.flush().await
-        })
-        .await,
-        Ok(Ok(()))
-    )
+    super::wire::write_all(stream, &session.take_output()).await
 }
 
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
