@@ -15,7 +15,8 @@
       time over one connection (MAIL, RCPT, DATA, body, waiting for each reply), unlinking
       each file on its 250, as serialmail does. Timed from connect to QUIT's reply.
   flush_tools.py rtt HOST:PORT [COUNT]
-      Median time of COUNT TCP connects (one round trip each), in ms.
+      The SMTP command round trip: COUNT NOOPs one after the other over one connection;
+      prints the median, the fastest and the 90th percentile, in ms.
 
 timed and plain print one line of key=value pairs: seconds, msg_per_s (plain only),
 cpu_busy_pct, iowait_pct, nice_pct, machine_cpu_s (whole machine over the interval, from
@@ -213,15 +214,17 @@ def cmd_plain(args):
 
 def cmd_rtt(args):
     host, port = args[0].rsplit(":", 1)
-    count = int(args[1]) if len(args) > 1 else 5
+    count = int(args[1]) if len(args) > 1 else 20
+    s = smtplib.SMTP(host, int(port), local_hostname="bench.example", timeout=30)
+    s.ehlo()
     times = []
     for _ in range(count):
         t0 = time.perf_counter()
-        c = socket.create_connection((host, int(port)), timeout=10)
+        s.noop()
         times.append((time.perf_counter() - t0) * 1000)
-        c.close()
-        time.sleep(0.05)
-    print(f"{statistics.median(times):.2f}")
+    s.quit()
+    times.sort()
+    print(f"{statistics.median(times):.2f} {times[0]:.2f} {times[int(0.9 * (count - 1))]:.2f}")
 
 
 def main():

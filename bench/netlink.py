@@ -5,7 +5,7 @@ This kernel has no netem, so the delay is made in user space: this program creat
 device in each namespace (IFF_TUN | IFF_NO_PI: the file descriptor carries bare IP packets),
 and forwards every packet read from one device to the other after DELAY milliseconds, in
 order (a FIFO per direction). The round trip is then 2 x DELAY plus the forwarding time
-(bench/flush.sh measures it with TCP connects: about 0.5 ms more). There is no
+(bench/flush.sh measures it with SMTP NOOPs across the link). There is no
 bandwidth limit and no loss: the link is pure latency.
 
 usage: netlink.py NS_A DEV_A NS_B DEV_B DELAY_MS READY_FILE

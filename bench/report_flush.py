@@ -85,7 +85,7 @@ class Data:
         return median(num(r["value"]) for r in self.main_rows(link, case))
 
     def measured_rtt(self, link):
-        """The link's round trip in seconds as measured (TCP connect), else as configured."""
+        """The link's round trip in seconds as measured (SMTP NOOP), else as configured."""
         v = median(num(r["value"]) for r in self.pick(link, "link"))
         return (v if v else rtt_ms(link)) / 1000
 
@@ -174,9 +174,10 @@ def details(rows, results):
     # The links as measured.
     links = [l for l in d.links if l != "loopback"]
     if links:
-        out += ["Links as measured (median TCP connect time across the link, one round trip):", ""]
+        out += ["Links as measured (an SMTP command round trip across the link: NOOP to our sink):", ""]
         for l in links:
-            out.append(f"- {link_name(l)}: {fmt(d.measured_rtt(l) * 1000, 2)} ms")
+            notes = "; ".join(sorted({r["note"] for r in d.pick(l, "link")}))
+            out.append(f"- {link_name(l)}: {fmt(d.measured_rtt(l) * 1000, 2)} ms ({notes})")
         log = os.path.join(results, "flush.log")
         if os.path.exists(log):
             with open(log) as f:
@@ -272,7 +273,7 @@ def details(rows, results):
             out.append(
                 f"| {link_name(l)} | {who} | {len(g)} | {fmt(median(num(r['seconds']) for r in g), 3)} "
                 f"| {fmt(per('client_cpu_s'), 3)} | {fmt(per('server_cpu_s'), 3)} "
-                f"| {fmt(busy) + '%' if busy is not None else '–'} | {fmt_rss(rss)} "
+                f"| {f'{busy:.0f}%' if busy is not None else '–'} | {fmt_rss(rss)} "
                 f"| {'; '.join(notes[:2]) + (' …' if len(notes) > 2 else '')} |"
             )
     out.append("")

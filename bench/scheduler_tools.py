@@ -16,20 +16,23 @@
       nearest one is closer than that, sleep past it first (so that no schedule fires
       before the daemon is measured).
   scheduler_tools.py measure --pid PID --boundary B --before S --window W --sink-log LOG
-                             --expect N [--burst 15] [--max-wait 60]
+                             --expect N [--burst 15] [--max-wait 60] [--daemon-log F]
       Sleep until B - S, then sample /proc/PID/stat every second for W seconds: prints one
       line of key=value pairs: seconds, cpu_s (utime+stime over the window), cpu_pct (of
       one core), burst_cpu_s (the first --burst seconds of the window, which hold the
-      boundary) and rest_cpu_s, peak_rss_kb (VmHWM) and rss_kb (VmRSS) at the end,
+      boundary) and rest_cpu_s, for windows of 40 s or more tail_cpu_s (its last 20 s), peak_rss_kb (VmHWM) and rss_kb (VmRSS) at the end,
       machine_cpu_s and cpu_busy_pct / nice_pct (whole machine, niced work apart), and from
       the sink's log (waiting up to --max-wait s more for N messages): connections,
       messages, and the connections' times after the boundary in ms: first_ms, median_ms
       and last_ms over the N sites expected; a site that never connected counts as later
       than all others, and a figure it decides is given as the time waited with
-      `_at_least=1` (e.g. last_ms_at_least=1).
+      `_at_least=1` (e.g. last_ms_at_least=1). rss_start_kb is VmRSS when the window
+      starts; with --daemon-log, flushes (`flush starting` lines in the minute after the
+      boundary) and starts_s (the last of them, in seconds after the boundary).
 """
 import argparse
 import asyncio
+import datetime
 import os
 import statistics
 import sys
@@ -191,6 +194,7 @@ def measure(a):
         time.sleep(delay)
     m0 = machine()
     c0 = proc_cpu(a.pid)
+    rss0 = proc_mem(a.pid)[1]
     t0 = time.monotonic()
     samples = [(0.0, c0)]
     for k in range(1, int(a.window) + 1):
@@ -201,6 +205,8 @@ def measure(a):
     hwm, rss = proc_mem(a.pid)
     m1 = machine()
     burst = next((c for t, c in samples if t >= a.burst - 0.5), c1) - c0
+    # The last 20 s of a long window: idle between two boundaries (rediscovery included).
+    tail = c1 - next((c for t, c in samples if t >= secs - 20.5), c1) if a.window >= 40 else None
     deadline = time.time() + a.max_wait
     conns, msgs = read_sink(a.sink_log)
     while msgs < a.expect and time.time() < deadline:
@@ -212,8 +218,10 @@ def measure(a):
         "cpu_pct": f"{100 * (c1 - c0) / secs:.2f}",
         "burst_cpu_s": f"{burst:.2f}",
         "rest_cpu_s": f"{c1 - c0 - burst:.2f}",
+        **({"tail_cpu_s": f"{tail:.2f}"} if tail is not None else {}),
         "peak_rss_kb": str(hwm),
         "rss_kb": str(rss),
+        "rss_start_kb": str(rss0),
     }
     total = max(1, m1[2] - m0[2])
     out["machine_cpu_s"] = f"{(m1[0] - m0[0]) / TICK:.2f}"
@@ -233,6 +241,18 @@ def measure(a):
                 out[f"{key}_at_least"] = "1"
             else:
                 out[key] = f"{v:.1f}"
+    if a.daemon_log:
+        starts = []
+        with open(a.daemon_log, errors="replace") as f:
+            for line in f:
+                if "flush starting" in line:
+                    stamp = line.split()[0].rstrip("Z")
+                    t = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc)
+                    if a.boundary - 1 <= t.timestamp() < a.boundary + 59:
+                        starts.append(t.timestamp())
+        out["flushes"] = str(len(starts))
+        if starts:
+            out["starts_s"] = f"{max(starts) - a.boundary:.1f}"
     print(" ".join(f"{k}={v}" for k, v in out.items()))
     return 0
 
@@ -260,6 +280,7 @@ def main():
     m.add_argument("--sink-log", required=True)
     m.add_argument("--expect", type=int, default=0)
     m.add_argument("--max-wait", type=float, default=60)
+    m.add_argument("--daemon-log")
     a = ap.parse_args()
     if a.cmd == "sites":
         return make_sites(a)

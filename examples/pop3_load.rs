@@ -1,7 +1,8 @@
 //! The POP3 load generator for `bench/pop3.sh`: logins per second and RETR throughput
 //! against any POP3 server (turnmail, Dovecot), plus the two ceilings the report puts
-//! beside them. Written in Rust so that the client is never what limits a figure: one
-//! core of Python reads about a third of what a POP3 server can send pipelined.
+//! beside them. Written in Rust so that the client is not what limits a figure: a Python
+//! client reading the pipelined replies line by line spends about as much CPU per
+//! message as the servers do, while this one reads over 1,000 MB/s from the trivial server.
 //!
 //!   pop3_load logins ADDR --clients C --count N --users u0@d,u1@d,... --password PW
 //!       C threads each loop connect, read the greeting, USER, PASS, QUIT (one TCP
@@ -16,7 +17,7 @@
 //!   pop3_load retr-ceiling --messages M --size S --sessions K [--pipelined]
 //!       The same client against a trivial in-process server on 127.0.0.1 that answers
 //!       each RETR with a canned reply from memory (no files, no parsing beyond the
-//!       line): what this client and the loopback can carry.
+//!       line): what this client and the loopback can carry (lockstep: the round trip).
 //!   pop3_load fill MAILDIR --messages M --size S
 //!       Write M messages of S bytes (LF line ends) into MAILDIR/new, named as turnmail
 //!       names its deliveries (`TIME.MiP1.bench,S=size,W=crlf-size`), mode 0600: the
