@@ -144,9 +144,16 @@ async fn pop3_one(addr: std::net::SocketAddr, login: String, pw: String) -> std:
         }
         answers.push(line.clone());
     }
-    Ok(answers.len() == 4
+    if answers.len() == 4
         && answers.iter().all(|a| a.starts_with("+OK"))
-        && answers[2].starts_with("+OK 1 "))
+        && answers[2].starts_with("+OK 1 ")
+    {
+        Ok(true)
+    } else {
+        Err(std::io::Error::other(format!(
+            "unexpected answers: {answers:?}"
+        )))
+    }
 }
 
 #[test]
@@ -197,13 +204,18 @@ fn a_thousand_concurrent_pop3_sessions() {
             })
             .collect();
         let mut ok = 0;
+        let mut errors = Vec::new();
         for t in tasks {
-            if matches!(t.await, Ok(Ok(Ok(true)))) {
-                ok += 1;
+            match t.await {
+                Ok(Ok(Ok(true))) => ok += 1,
+                other if errors.len() < 5 => errors.push(format!("{other:?}")),
+                _ => {}
             }
         }
-        ok
+        (ok, errors)
     });
+    let (ok, errors) = ok;
+    assert_eq!(ok, N, "first failures: {errors:?}");
     assert_eq!(
         ok,
         N,
