@@ -131,9 +131,12 @@ link_up() { # RTT_MS
     read -r LINK_RTT_MS fastest p90 <<<"$m"
     stop_pid "$SINK_PID"
     SINK_PID=
-    say "link up: $rtt ms configured; an SMTP command round trip (NOOP) takes $LINK_RTT_MS ms (median of 20; fastest $fastest; 90th percentile $p90)"
+    # The namespaces use the host's default congestion control (bbr paces each burst).
+    local cc
+    cc=$(ip netns exec "$NSA" sysctl -n net.ipv4.tcp_congestion_control 2>/dev/null || echo "?")
+    say "link up: $rtt ms configured; an SMTP command round trip (NOOP) takes $LINK_RTT_MS ms (median of 20; fastest $fastest; 90th percentile $p90); TCP congestion control $cc"
     csv_row link "TUN pair + bench/netlink.py" "-" 20 "site-flush:${rtt}ms:link" \
-        "msg_per_s=$LINK_RTT_MS" "SMTP NOOP round trip: median of 20 (fastest $fastest ms; 90th percentile $p90 ms)" ms
+        "msg_per_s=$LINK_RTT_MS" "SMTP NOOP round trip: median of 20 (fastest $fastest ms; 90th percentile $p90 ms); TCP congestion control $cc" ms
 }
 
 # --- sinks ----------------------------------------------------------------------------------

@@ -267,14 +267,16 @@ def details(rows, results):
             )
             busy = median(num(r["cpu_busy_pct"]) for r in g)
             rss = max((num(r["peak_rss_kb"]) or 0 for r in g), default=0) or None
-            notes = sorted({p.strip() for r in g for p in r["note"].split(";")
-                            if p.strip().startswith(("machine busy", "niced"))})
+            busy_runs = sum("machine busy before the run" in r["note"] for r in g)
+            niced_runs = sum("niced background work" in r["note"] for r in g)
+            notes = [f"{what} in {k} of {len(g)} runs" for what, k in
+                     (("machine busy before the run", busy_runs), ("niced work alongside", niced_runs)) if k]
             who = f"turnmail, {cname}" if case != "plain" else "plain client"
             out.append(
                 f"| {link_name(l)} | {who} | {len(g)} | {fmt(median(num(r['seconds']) for r in g), 3)} "
                 f"| {fmt(per('client_cpu_s'), 3)} | {fmt(per('server_cpu_s'), 3)} "
                 f"| {f'{busy:.0f}%' if busy is not None else '–'} | {fmt_rss(rss)} "
-                f"| {'; '.join(notes[:2]) + (' …' if len(notes) > 2 else '')} |"
+                f"| {'; '.join(notes)} |"
             )
     out.append("")
 
