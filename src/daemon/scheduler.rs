@@ -144,9 +144,13 @@ pub async fn run(
         let due = plan.lock().unwrap_or_else(|p| p.into_inner()).take_due(now);
         if !due.is_empty() {
             let sites = flusher.sites();
+            // Thousands of sites can fall due at once: index them once per wake
+            // instead of a linear search per due site.
+            let by_name: HashMap<&str, &Site> =
+                sites.sites.iter().map(|s| (s.name.as_str(), s)).collect();
             for name in due {
-                if let Some(s) = sites.get(&name) {
-                    flusher.trigger_scheduled(s.clone());
+                if let Some(s) = by_name.get(name.as_str()) {
+                    flusher.trigger_scheduled((*s).clone());
                 }
             }
         }
