@@ -2,8 +2,9 @@
 //!
 //! Local delivery writes into Maildirs and the POP3 server reads the same directories,
 //! so both must agree with qmail-local and qmail-pop3d on names and on which files are
-//! visible. Delivery follows qmail-local (create in `tmp/`, write, fsync, link into
-//! `new/` under the same name), then also fsyncs `new/`, so a reported success
+//! visible. Delivery follows qmail-local (create in `tmp/`, write, fsync, move into
+//! `new/` under the same name: a no-replace rename where the filesystem has one, else
+//! qmail's link), then also fsyncs `new/`, so a reported success
 //! survives a crash. Every failure is temporary and cleans up after itself: the
 //! caller retries the whole delivery, and a second copy in `new/` would be a
 //! duplicate message. The scanner follows qmail's `maildir.c`: dot-names are
@@ -242,8 +243,8 @@ impl Maildir {
                 return Err(DeliverError::at(step, tmp_path, e));
             }
             let new_path = new_dir.join(&name);
-            match link_into_new(&tmp_path, &new_path, fault) {
-                Ok(()) => {}
+            let tmp_gone = match link_into_new(&tmp_path, &new_path, fault) {
+                Ok(gone) => gone,
                 // As in qmail an existing target is a failure, but the name was
                 // ours by chance only, so another name may well work.
                 Err(e)
@@ -256,10 +257,12 @@ impl Maildir {
                     discard(&tmp_path);
                     return Err(DeliverError::at(DeliverStep::Link, new_path, e));
                 }
-            }
+            };
             // The message is complete in new/ now; a tmp/ copy that fails to go is
             // only litter that clean_tmp removes after 36 hours, as in qmail.
-            discard(&tmp_path);
+            if !tmp_gone {
+                discard(&tmp_path);
+            }
             if let Err(e) = fault(DeliverStep::FsyncNew).and_then(|()| fsync_dir(&new_dir)) {
                 discard(&new_path);
                 return Err(DeliverError::at(DeliverStep::FsyncNew, new_dir, e));
@@ -522,21 +525,55 @@ fn write_and_sync(
         .map_err(|e| (DeliverStep::Fsync, e))
 }
 
-/// Put the `tmp/` file into `new/` under the same name: `link` as qmail does, or
-/// rename where the filesystem cannot make hard links.
+/// Put the `tmp/` file into `new/` under the same name; returns whether `tmp` is gone.
+///
+/// First choice: `renameat2(RENAME_NOREPLACE)`, atomic and refusing to replace a file
+/// as qmail's `link` does, but one directory operation instead of link + unlink, and
+/// a crash cannot leave a second copy in `tmp/`. Where the filesystem does not know
+/// the flag (NFS among them): `link` as qmail does, and a checked rename where the
+/// filesystem cannot make hard links either. `fault` runs before each attempt.
 fn link_into_new(
     tmp: &Path,
     new: &Path,
     fault: &dyn Fn(DeliverStep) -> io::Result<()>,
-) -> io::Result<()> {
+) -> io::Result<bool> {
+    match fault(DeliverStep::Link).and_then(|()| renameat2_noreplace(tmp, new)) {
+        Ok(()) => return Ok(true),
+        // `tmp` linked into new/ already (see below): done, with `tmp` still there.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && same_file(tmp, new) => {
+            return Ok(false);
+        }
+        Err(e) if !noreplace_unsupported(&e) => return Err(e),
+        Err(_) => {}
+    }
     match fault(DeliverStep::Link).and_then(|()| fs::hard_link(tmp, new)) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(false),
         // Over NFS a retransmitted link that already succeeded answers EEXIST
         // ("i hate NFS" in qmail-local); if new/ holds our very file, it worked.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && same_file(tmp, new) => Ok(()),
-        Err(e) if link_unsupported(&e) => rename_noreplace(tmp, new),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && same_file(tmp, new) => Ok(false),
+        Err(e) if link_unsupported(&e) => checked_rename(tmp, new).map(|()| true),
         Err(e) => Err(e),
     }
+}
+
+/// `renameat2(RENAME_NOREPLACE)`; EINVAL where the system lacks it.
+fn renameat2_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+        renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE)
+            .map_err(io::Error::from)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = (from, to);
+        Err(io::Error::from_raw_os_error(libc::EINVAL))
+    }
+}
+
+/// Filesystems without RENAME_NOREPLACE (and old kernels) refuse the flag so.
+fn noreplace_unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS))
 }
 
 /// Errors by which `link` says the filesystem does not do hard links at all.
@@ -556,19 +593,14 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Rename, failing with EEXIST instead of replacing `to`: maildir names are unique,
 /// so an existing target is some other message that must not be lost.
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        use nix::errno::Errno;
-        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-        match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
-            Ok(()) => return Ok(()),
-            // Filesystems without RENAME_NOREPLACE (and old kernels) refuse the flag;
-            // use the check below.
-            Err(Errno::EINVAL | Errno::ENOSYS) => {}
-            Err(e) => return Err(e.into()),
-        }
+    match renameat2_noreplace(from, to) {
+        Err(e) if noreplace_unsupported(&e) => checked_rename(from, to),
+        r => r,
     }
-    // Not atomic, but a name taken in between would have to be our own unique name.
+}
+
+/// Not atomic, but a name taken in between would have to be our own unique name.
+fn checked_rename(from: &Path, to: &Path) -> io::Result<()> {
     match fs::symlink_metadata(to) {
         Ok(_) => Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
@@ -889,21 +921,50 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_link_falls_back_to_rename() {
-        for code in [libc::EPERM, libc::ENOSYS, libc::EOPNOTSUPP] {
+    fn without_noreplace_link_is_used_then_rename() {
+        // The first Link attempt is renameat2's: EINVAL says the flag is unknown.
+        // The second is link's: `code` (or success) as the filesystem answers.
+        for code in [
+            None,
+            Some(libc::EPERM),
+            Some(libc::ENOSYS),
+            Some(libc::EOPNOTSUPP),
+        ] {
             let (_dir, md) = maildir();
-            let fault = move |s| {
-                if s == DeliverStep::Link {
-                    Err(io::Error::from_raw_os_error(code))
-                } else {
-                    Ok(())
+            let calls = Cell::new(0);
+            let fault = |s| {
+                if s != DeliverStep::Link {
+                    return Ok(());
+                }
+                calls.set(calls.get() + 1);
+                match (calls.get(), code) {
+                    (1, _) => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+                    (_, Some(c)) => Err(io::Error::from_raw_os_error(c)),
+                    (_, None) => Ok(()),
                 }
             };
             let d = md.deliver_with(&[b"a\n", b"b"], &fault).unwrap();
+            assert_eq!(calls.get(), 2);
             assert_eq!(fs::read(&d.path).unwrap(), b"a\nb");
             assert!(names_in(&md.path().join("tmp")).is_empty());
             assert_eq!(names_in(&md.path().join("new")), vec![d.name]);
         }
+    }
+
+    #[test]
+    fn noreplace_rename_is_the_first_choice() {
+        let (_dir, md) = maildir();
+        let calls = Cell::new(0);
+        let count = |s| {
+            if s == DeliverStep::Link {
+                calls.set(calls.get() + 1);
+            }
+            Ok(())
+        };
+        let d = md.deliver_with(&[b"x\n"], &count).unwrap();
+        // ext4, tmpfs and the like know RENAME_NOREPLACE: no link + unlink needed.
+        assert_eq!(calls.get(), 1);
+        assert_eq!(fs::metadata(&d.path).unwrap().nlink(), 1);
     }
 
     #[test]

@@ -109,6 +109,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Ended<S> {
     let idle = Duration::from_secs(conn.shared.config.pop3.idle_timeout_secs);
     let mut buf = vec![0u8; 32 << 10];
+    // Replies and message bodies gather here and go out in large writes: pipelined
+    // RETRs of small messages then cost one write for many, not three for each.
+    let mut out = Vec::with_capacity(OUT_CHUNK + (64 << 10));
     loop {
         while let Some(action) = session.next_action() {
             match action {
@@ -139,31 +142,34 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     let Some(enc) = session.retrieve_opened() else {
                         continue;
                     };
-                    if !super::wire::write_all(&mut stream, &session.take_output()).await
-                        || !stream_message(&mut stream, file, enc).await
-                    {
+                    out.extend_from_slice(&session.take_output());
+                    if !stream_message(&mut stream, file, enc, &mut out).await {
                         // A response cut short cannot be repaired: close, change nothing.
                         return Ended::Closed;
                     }
                     session.retrieve_done();
                 }
                 Action::Update { delete, seen } => {
+                    // What was retrieved goes out before the slower deletions start.
+                    if !flush_out(&mut stream, session, &mut out).await {
+                        return Ended::Closed;
+                    }
                     let r = conn.update(delete, seen).await;
                     session.answer_update(r);
                 }
                 Action::StartTls => {
-                    if !super::wire::write_all(&mut stream, &session.take_output()).await {
+                    if !flush_out(&mut stream, session, &mut out).await {
                         return Ended::Closed;
                     }
                     return Ended::StartTls(stream);
                 }
                 Action::Flush => {
-                    if !super::wire::write_all(&mut stream, &session.take_output()).await {
+                    if !flush_out(&mut stream, session, &mut out).await {
                         return Ended::Closed;
                     }
                 }
                 Action::Close => {
-                    let _ = super::wire::write_all(&mut stream, &session.take_output()).await;
+                    let _ = flush_out(&mut stream, session, &mut out).await;
                     let _ = stream.shutdown().await;
                     return Ended::Closed;
                 }
@@ -172,7 +178,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
-        if !super::wire::write_all(&mut stream, &session.take_output()).await {
+        if !flush_out(&mut stream, session, &mut out).await {
             return Ended::Closed;
         }
         if session.is_closed() {
@@ -190,33 +196,48 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Read the file in pieces through the encoder and write the result.
+/// Pending output is written once it reaches this size (and whenever the client's
+/// pipelined commands are used up).
+const OUT_CHUNK: usize = 64 << 10;
+
+/// Write what is pending plus the session's replies; false if the client is gone.
+async fn flush_out<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    session: &mut Session,
+    out: &mut Vec<u8>,
+) -> bool {
+    out.extend_from_slice(&session.take_output());
+    let ok = super::wire::write_all(stream, out).await;
+    out.clear();
+    ok
+}
+
+/// Read the file in pieces through the encoder into `out`, writing whenever a chunk's
+/// worth is pending; the tail stays in `out` for the next replies to join.
 async fn stream_message<S: AsyncWrite + Unpin>(
     stream: &mut S,
     mut file: File,
     mut enc: crate::pop3::RetrEncoder,
+    out: &mut Vec<u8>,
 ) -> bool {
-    let mut chunk = vec![0u8; 64 << 10];
-    let mut out = Vec::with_capacity(130 << 10);
-    loop {
-        if enc.is_done() {
-            break;
-        }
+    let mut chunk = [0u8; 32 << 10];
+    while !enc.is_done() {
         // Local file reads are fast; doing them inline avoids a thread hop per chunk.
         let n = match file.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => n,
             Err(_) => return false,
         };
-        out.clear();
-        enc.feed(&chunk[..n], &mut out);
-        if !super::wire::write_all(stream, &out).await {
-            return false;
+        enc.feed(&chunk[..n], out);
+        if out.len() >= OUT_CHUNK {
+            if !super::wire::write_all(stream, out).await {
+                return false;
+            }
+            out.clear();
         }
     }
-    out.clear();
-    enc.finish(&mut out);
-    super::wire::write_all(stream, &out).await
+    enc.finish(out);
+    true
 }
 
 /// The exact octet count RETR sends (CRLF line ends), from `,W=` or by reading once.
