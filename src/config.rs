@@ -310,7 +310,9 @@ mod tests {
         assert_eq!(c.default_delivery, d.default_delivery);
         assert_eq!(c.system_accounts, d.system_accounts);
         assert_eq!(c.log, d.log);
-        assert_eq!(c.smtp.listen.len(), 1);
+        // IPv4 and IPv6 wildcards side by side: IPv6 listeners are IPv6-only.
+        assert_eq!(c.smtp.listen.len(), 2);
+        assert!(c.smtp.listen[0].is_ipv4() && c.smtp.listen[1].is_ipv6());
     }
 
     #[test]

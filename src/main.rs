@@ -217,9 +217,32 @@ fn open_engine(root: &Path) -> Result<Engine, String> {
 
 fn cmd_newu(root: &Path) -> Result<ExitCode, String> {
     become_mail_user(root)?;
-    let config = Config::load(root).map_err(|e| e.to_string())?;
-    let (engine, _) = Engine::open(root, config).map_err(|e| e.to_string())?;
-    let report = engine.reload();
+    // A broken turnmail.toml is reported here too, as by every other command.
+    Config::load(root).map_err(|e| e.to_string())?;
+    let mut bar: Option<(PathBuf, turnmail::admin::progress::Progress, usize)> = None;
+    let report = Engine::compile_sources(root, &mut |src, done, total| {
+        if bar.as_ref().is_none_or(|(p, _, _)| p != src) {
+            if let Some((_, b, _)) = bar.take() {
+                b.finish();
+            }
+            let label = format!(
+                "newu {}",
+                src.file_name().unwrap_or_default().to_string_lossy()
+            );
+            bar = Some((
+                src.to_path_buf(),
+                turnmail::admin::progress::Progress::new(&label, total as u64),
+                0,
+            ));
+        }
+        if let Some((_, b, shown)) = bar.as_mut() {
+            b.inc((done - *shown) as u64);
+            *shown = done;
+        }
+    });
+    if let Some((_, b, _)) = bar.take() {
+        b.finish();
+    }
     for (p, n) in &report.compiled {
         println!("compiled {} ({n} entries)", p.display());
     }

@@ -176,6 +176,21 @@ fn newu_compiles_and_keeps_the_old_cdb_on_errors() {
         "{o:?}"
     );
     assert_eq!(std::fs::read(d.root.join("users/cdb")).unwrap(), cdb_before);
+
+    // A big assign shows its progress, as plain lines when stderr is not a terminal.
+    let mut big = std::fs::read_to_string(d.root.join("users/assign")).unwrap();
+    big.truncate(big.find("=joe").unwrap());
+    for i in 0..5000 {
+        big.push_str(&format!("=u{i}:mail:8:8:/nonexistent:::\n"));
+    }
+    big.push_str(".\n");
+    write(&d.root.join("users/assign"), &big);
+    touch_later(&d.root.join("users/assign"), 3);
+    let o = turnmail(&d.root, &["newu"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("newu assign: 5001/5001 (100%)"), "{err}");
+    assert!(stdout(&o).contains("(5000 entries)"), "{o:?}");
 }
 
 #[test]

@@ -347,7 +347,7 @@ pub fn del(root: &Path, domain: &str, purge: bool) -> Result<()> {
                 h.home.display()
             );
         } else if purge {
-            std::fs::remove_dir_all(&h.home).map_err(super::error::io_at(&h.home))?;
+            layout::purge_tree(&h.home)?;
             println!("purged {}", h.home.display());
         } else {
             let to = layout::move_to_deleted(&root_c, "domains", &domain, &h.home)?;

@@ -185,7 +185,7 @@ pub fn del(root: &Path, site: &str, purge: bool) -> Result<()> {
     if let Some(dir) = dir.filter(|d| d.exists()) {
         let queued = layout::spool_usage(&dir.join("Maildir")).0;
         if purge {
-            std::fs::remove_dir_all(&dir).map_err(io_at(&dir))?;
+            layout::purge_tree(&dir)?;
             println!(
                 "purged {} ({queued} queued message(s) deleted)",
                 dir.display()

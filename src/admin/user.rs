@@ -229,7 +229,7 @@ pub fn del(root: &Path, address: &str, purge: bool) -> Result<()> {
             continue;
         }
         if purge {
-            std::fs::remove_dir_all(&home).map_err(io_at(&home))?;
+            layout::purge_tree(&home)?;
             println!("purged {}", home.display());
         } else {
             let to = layout::move_to_deleted(&root_c, &domain, &local, &home)?;

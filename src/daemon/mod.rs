@@ -8,6 +8,7 @@ pub mod control;
 pub mod etrn;
 pub mod flusher;
 pub mod limits;
+pub mod listen;
 pub mod odmr_conn;
 pub mod pop3_conn;
 pub mod ratelimit;
@@ -141,16 +142,12 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
     let mut listeners = Vec::new();
     for (service, addrs) in wanted {
         for a in addrs {
-            let l = std::net::TcpListener::bind(a)
-                .map_err(|e| format!("binding {service:?} on {a}: {e}"))?;
             // std listens with a backlog of 128. A burst beyond it loses connections for
             // good when SYN cookies are in use (the handshake's last ACK is dropped and
             // the client, waiting for our greeting, never notices), so ask for more; the
             // kernel caps it at net.core.somaxconn.
-            let backlog =
-                nix::sys::socket::Backlog::new(LISTEN_BACKLOG).map_err(|e| e.to_string())?;
-            nix::sys::socket::listen(&l, backlog).map_err(|e| format!("listen on {a}: {e}"))?;
-            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let l = listen::listener(a, LISTEN_BACKLOG)
+                .map_err(|e| format!("binding {service:?} on {a}: {e}"))?;
             listeners.push((l, service));
         }
     }

@@ -107,10 +107,22 @@ fn cdb_key(login: &[u8]) -> Vec<u8> {
 /// `login\0hash\0owner\0home`). The first line for a login wins. On a parse error the
 /// old cdb is kept.
 pub fn compile(text: &[u8], cdb_path: &Path) -> Result<usize, CompileError> {
+    compile_with(text, cdb_path, &mut |_, _| {})
+}
+
+/// [`compile`], calling `tick(done, total)` as records are written.
+pub fn compile_with(
+    text: &[u8],
+    cdb_path: &Path,
+    tick: &mut dyn FnMut(usize, usize),
+) -> Result<usize, CompileError> {
     let lines = parse_poppasswd(text)?;
     crate::fsutil::replace_with(cdb_path, 0o640, |f| {
         let mut m = cdb2::CDBMake::new(f.try_clone()?)?;
-        for a in &lines {
+        for (i, a) in lines.iter().enumerate() {
+            if i % crate::qmail::users_cdb::TICK_EVERY == 0 {
+                tick(i, lines.len());
+            }
             let mut v = Vec::with_capacity(a.login.len() + a.hash.len() + a.home.len() + 16);
             for (i, part) in [&a.login, &a.hash, &a.owner, &a.home]
                 .into_iter()
@@ -123,6 +135,7 @@ pub fn compile(text: &[u8], cdb_path: &Path) -> Result<usize, CompileError> {
             }
             m.add(&cdb_key(&a.login), &v)?;
         }
+        tick(lines.len(), lines.len());
         m.finish()?;
         Ok(())
     })?;

@@ -245,6 +245,34 @@ impl Engine {
         })
     }
 
+    /// Compile users/assign and users/poppasswd now, as `turnmail newu` does, without
+    /// loading anything; `tick(source, done, total)` reports progress.
+    pub fn compile_sources(root: &Path, tick: &mut dyn FnMut(&Path, usize, usize)) -> LoadReport {
+        let paths = Paths::new(root);
+        let mut report = LoadReport::default();
+        sync_one(
+            &paths.assign,
+            &paths.users_cdb,
+            true,
+            &mut report,
+            |t, c| {
+                users_cdb::compile_with(t, c, &mut |d, n| tick(&paths.assign, d, n))
+                    .map_err(|e| e.to_string())
+            },
+        );
+        sync_one(
+            &paths.poppasswd,
+            &paths.poppasswd_cdb,
+            true,
+            &mut report,
+            |t, c| {
+                accounts::compile_with(t, c, &mut |d, n| tick(&paths.poppasswd, d, n))
+                    .map_err(|e| e.to_string())
+            },
+        );
+        report
+    }
+
     /// Rebuild the snapshot if any source or compiled file changed since the last
     /// load. Cheap when nothing changed (a stat per file). Errors keep the old
     /// snapshot and are returned in the report.

@@ -69,16 +69,32 @@ pub fn records(entries: &[AssignEntry]) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// Records go in the given order, which matters: for a repeated key the first record
 /// is the one every reader finds.
 pub fn write_cdb(path: &Path, records: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
+    write_cdb_with(path, records, &mut |_, _| {})
+}
+
+/// [`write_cdb`], calling `tick(done, total)` now and then (for a progress bar).
+pub fn write_cdb_with(
+    path: &Path,
+    records: &[(Vec<u8>, Vec<u8>)],
+    tick: &mut dyn FnMut(usize, usize),
+) -> io::Result<()> {
     fsutil::replace_with(path, CDB_MODE, |file| {
         // CDBMake wants to own a File; a duplicate descriptor shares the offset and
         // lets replace_with fsync the same open file afterwards.
         let mut cdb = cdb2::CDBMake::new(file.try_clone()?)?;
-        for (key, value) in records {
+        for (i, (key, value)) in records.iter().enumerate() {
             cdb.add(key, value)?;
+            if i % TICK_EVERY == 0 {
+                tick(i, records.len());
+            }
         }
+        tick(records.len(), records.len());
         cdb.finish()
     })
 }
+
+/// How many records go between two progress ticks.
+pub const TICK_EVERY: usize = 1024;
 
 /// Why users/assign could not be compiled. Either way the old cdb is untouched.
 #[derive(Debug, Error)]
@@ -95,8 +111,17 @@ pub enum CompileError {
 /// Parse users/assign text and replace `cdb_path` with its compiled form, as
 /// qmail-newu does. Returns the number of assignment lines.
 pub fn compile(assign_text: &[u8], cdb_path: &Path) -> Result<usize, CompileError> {
+    compile_with(assign_text, cdb_path, &mut |_, _| {})
+}
+
+/// [`compile`], calling `tick(done, total)` as records are written.
+pub fn compile_with(
+    assign_text: &[u8],
+    cdb_path: &Path,
+    tick: &mut dyn FnMut(usize, usize),
+) -> Result<usize, CompileError> {
     let entries = assign::parse(assign_text)?;
-    write_cdb(cdb_path, &records(&entries)).map_err(|source| CompileError::Write {
+    write_cdb_with(cdb_path, &records(&entries), tick).map_err(|source| CompileError::Write {
         path: cdb_path.to_path_buf(),
         source,
     })?;
