@@ -60,7 +60,10 @@ impl Mount {
         let mu = common::mail_user();
         let o = Command::new("mount")
             .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={size},mode=0700,uid={},gid={}", mu.uid, mu.gid))
+            .arg(format!(
+                "size={size},mode=0700,uid={},gid={}",
+                mu.uid, mu.gid
+            ))
             .arg("tmpfs")
             .arg(path)
             .output()
