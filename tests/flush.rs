@@ -328,22 +328,25 @@ x
     );
 }
 
-#[test]
-fn kill_9_during_a_flush_loses_nothing_and_repeats_at_most_one() {
+/// One crash round: a flush of `n` messages killed with SIGKILL after the site has
+/// taken a random number of them (and a random moment more); then an audit of the
+/// spool, and a second flush that must deliver the rest.
+fn flush_crash_round(rng: &mut common::Rng, round: usize) {
     let d = demo_root();
     let sink = Sink::start(Script {
         pipelining: true,
         chunking: false,
-        delay: Duration::from_millis(15),
+        delay: Duration::from_millis(5),
         ..Script::default()
     });
     let n = 60;
+    let body = |i: usize| format!("Subject: {i}\n\n{}\nEND {i}\n", "x".repeat(2000));
     for i in 0..n {
         spooled(
             &d,
             "bob@example.org",
             &format!("m{i}@acme.example"),
-            &format!("Subject: {i}\n\nx\n"),
+            &body(i),
             Duration::ZERO,
         );
     }
@@ -355,26 +358,86 @@ fn kill_9_during_a_flush_loses_nothing_and_repeats_at_most_one() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let kill_at = rng.range(0, n as u64 * 9 / 10) as usize;
     let start = std::time::Instant::now();
-    while sink.messages().len() < n / 3 && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(5));
+    while sink.messages().len() < kill_at && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(1));
     }
+    std::thread::sleep(Duration::from_micros(rng.range(0, 20_000)));
     child.kill().unwrap();
     child.wait().unwrap();
     let first = sink.messages().len();
-    assert!(first < n, "the flush should have been cut short");
+    assert!(
+        first < n,
+        "round {round}: the flush should have been cut short"
+    );
+    // Audit: what is left in the spool is whole, and nothing is neither here nor there.
+    let mut remaining = std::collections::HashSet::new();
+    let md = d.root.join("sites/acme/Maildir");
+    for sub in ["new", "cur"] {
+        for e in std::fs::read_dir(md.join(sub)).unwrap() {
+            let f = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            let to = f
+                .lines()
+                .find_map(|l| l.strip_prefix("Delivered-To: site-acme-"))
+                .unwrap_or_else(|| panic!("round {round}: not a spool file: {f:.200}"))
+                .to_string();
+            let i: usize = to
+                .strip_prefix('m')
+                .and_then(|t| t.strip_suffix("@acme.example"))
+                .and_then(|t| t.parse().ok())
+                .unwrap();
+            assert!(
+                f.ends_with(&body(i)),
+                "round {round}: partial spool file {to}"
+            );
+            assert!(
+                remaining.insert(to.clone()),
+                "round {round}: {to} twice in the spool"
+            );
+        }
+    }
+    assert!(
+        std::fs::read_dir(md.join("tmp")).unwrap().count() == 0,
+        "round {round}: litter in tmp/"
+    );
+    let taken: std::collections::HashSet<String> =
+        sink.messages().into_iter().map(|m| m.to).collect();
+    for i in 0..n {
+        let to = format!("m{i}@acme.example");
+        assert!(
+            remaining.contains(&to) || taken.contains(&to),
+            "round {round}: {to} lost"
+        );
+    }
     // Flush the rest; every message must now be at the site, at most one twice.
     let o = flush(&d, &["acme", "--to", &sink.addr.to_string()]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert_eq!(left(&d), 0);
     let mut counts = std::collections::HashMap::new();
     for m in sink.messages() {
+        let i: usize = m.to[1..m.to.find('@').unwrap()].parse().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&m.data),
+            body(i).replace('\n', "\r\n"),
+            "round {round}: {} arrived damaged",
+            m.to
+        );
         *counts.entry(m.to).or_insert(0) += 1;
     }
-    assert_eq!(counts.len(), n, "every message arrived");
+    assert_eq!(counts.len(), n, "round {round}: every message arrived");
     let dups = counts.values().filter(|&&c| c > 1).count();
     assert!(
         counts.values().all(|&c| c <= 2) && dups <= 1,
-        "{dups} duplicates"
+        "round {round}: {dups} duplicates"
     );
+    eprintln!("round {round}: killed after {first} of {n} taken; {dups} repeated");
+}
+
+#[test]
+fn kill_9_during_a_flush_loses_nothing_and_repeats_at_most_one() {
+    let mut rng = common::Rng::new("flush crash rounds");
+    for round in 0..common::crash_rounds() {
+        flush_crash_round(&mut rng, round);
+    }
 }

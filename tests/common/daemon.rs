@@ -27,10 +27,28 @@ pub fn free_port() -> u16 {
 impl Daemon {
     /// Start on `root`; waits until the listener accepts connections.
     pub fn start(root: &Path) -> Daemon {
-        Self::start_at(root, SocketAddr::from(([127, 0, 0, 1], free_port())))
+        Self::start_retrying(root, || SocketAddr::from(([127, 0, 0, 1], free_port())))
     }
 
     pub fn start_at(root: &Path, addr: SocketAddr) -> Daemon {
+        Self::start_retrying(root, || addr)
+    }
+
+    /// A port found free may be taken by another test before the daemon binds it: try
+    /// again on fresh ports when the daemon exits saying so.
+    fn start_retrying(root: &Path, smtp: impl Fn() -> SocketAddr) -> Daemon {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_start(root, smtp()) {
+                Ok(d) => return d,
+                Err(log) if attempt < 5 && log.contains("Address already in use") => {}
+                Err(log) => panic!("daemon did not start: {log}"),
+            }
+        }
+    }
+
+    fn try_start(root: &Path, addr: SocketAddr) -> Result<Daemon, String> {
         let log = root.with_extension(format!("log-{}", addr.port()));
         let logf = std::fs::File::create(&log).unwrap();
         let pop3 = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -51,7 +69,7 @@ impl Daemon {
             .stderr(logf)
             .spawn()
             .unwrap();
-        let d = Daemon {
+        let mut d = Daemon {
             child,
             addr,
             pop3,
@@ -61,16 +79,17 @@ impl Daemon {
         };
         let start = Instant::now();
         while TcpStream::connect(addr).is_err() || TcpStream::connect(pop3).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "daemon did not start: {}",
-                d.log_text()
-            );
+            if d.child.try_wait().ok().flatten().is_some() {
+                return Err(d.log_text());
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err(format!("not listening after 60 s: {}", d.log_text()));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
         // That probe held a connection slot: let it go before the test counts slots.
         std::thread::sleep(Duration::from_millis(100));
-        d
+        Ok(d)
     }
 
     pub fn log_text(&self) -> String {

@@ -66,3 +66,44 @@ pub fn config(d: &DemoRoot, extra: &str) {
         &format!("user = \"{}\"\n{extra}", mu.name),
     );
 }
+
+/// How many crash rounds a crash test runs: `TURNMAIL_CRASH_ROUNDS` (tests/long/run
+/// sets many), else a couple so that the normal suite stays quick.
+pub fn crash_rounds() -> usize {
+    std::env::var("TURNMAIL_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2)
+}
+
+/// A small xorshift generator for random kill points: seeded from
+/// `TURNMAIL_CRASH_SEED` (to replay a failure) or the clock, and it prints its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(what: &str) -> Rng {
+        let seed = std::env::var("TURNMAIL_CRASH_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        eprintln!("{what}: TURNMAIL_CRASH_SEED={seed}");
+        Rng(seed | 1)
+    }
+
+    /// A number in `lo..hi` (`lo` when the range is empty).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        if hi <= lo {
+            lo
+        } else {
+            lo + self.0 % (hi - lo)
+        }
+    }
+}
