@@ -140,11 +140,16 @@ where
     let mut unflushed = false;
     let t = opts.timeouts;
 
-    loop {
+    // Outcomes are handed over once the bytes a reply made possible are written (or
+    // when there is nothing to write): the caller's work on them (unlinking, logging,
+    // bouncing) then overlaps the round trip instead of delaying the next write.
+    let mut hand_over = |session: &mut Session, report: &mut FlushReport| {
         while let Some((idx, outcome)) = session.take_outcome() {
             on_outcome(idx, &outcome);
             report.answered += 1;
         }
+    };
+    loop {
         match session.next_action() {
             Action::Done => break,
             Action::Write => {
@@ -158,6 +163,7 @@ where
                         report.stats.writes += 1;
                         unflushed = true;
                         session.wrote(n);
+                        hand_over(&mut session, &mut report);
                     }
                     Ok(Ok(Progress::Read(0))) => session.eof(),
                     Ok(Ok(Progress::Read(n))) => session.feed(&rbuf[..n]),
@@ -174,6 +180,7 @@ where
                     }
                     continue;
                 }
+                hand_over(&mut session, &mut report);
                 report.stats.waits += 1;
                 match timeout(wait, conn.read(&mut rbuf)).await {
                     Err(_) => session.timed_out(),
@@ -234,10 +241,7 @@ where
             }
         }
     }
-    while let Some((idx, outcome)) = session.take_outcome() {
-        on_outcome(idx, &outcome);
-        report.answered += 1;
-    }
+    hand_over(&mut session, &mut report);
     // Best effort: a TLS close_notify, a FIN.
     let _ = timeout(t.quit, conn.shutdown()).await;
     report.capabilities = session.capabilities();
