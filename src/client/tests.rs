@@ -25,6 +25,8 @@ struct Report {
     stats: Stats,
 }
 
+type NoUpgrade<S> = fn(S) -> std::future::Ready<std::io::Result<S>>;
+
 async fn flush<S, M>(
     stream: S,
     opts: &ClientOptions,
@@ -35,7 +37,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     M: MessageSource,
 {
-    let no_tls: Option<fn(S) -> std::future::Ready<std::io::Result<S>>> = None;
+    let no_tls: Option<NoUpgrade<S>> = None;
     flush_with_tls(stream, opts, no_tls, source, on_outcome).await
 }
 

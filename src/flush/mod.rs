@@ -1,8 +1,9 @@
-//! One flush of one site: take the RELAYHOST lock (or skip: another flush runs), scan
-//! the spool, bounce what outlived the site's lifetime, and only if something is left
-//! connect to the site and hand it over with the project's pipelining client. Each
-//! message is settled the moment its reply arrives (unlinked on 2xx, bounced on 5xx,
-//! kept otherwise), so a crash mid-flush can only repeat the message in flight.
+//! One flush of one site: take the RELAYHOST lock (or skip: another flush runs), list
+//! the spool, and let the file side (`source`) bounce what outlived the site's
+//! lifetime; only if a message is left connect to the site and hand the messages over
+//! with the project's pipelining client as the file side reads them. Each message is
+//! settled the moment its reply arrives (unlinked on 2xx, bounced on 5xx, kept
+//! otherwise), so a crash mid-flush can only repeat the message in flight.
 //!
 //! Every trigger (schedule, ETRN, ODMR, AUTOTURN, new mail, the operator) ends here.
 
