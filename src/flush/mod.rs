@@ -191,7 +191,7 @@ where
     // The file side bounces the expired files first; only a message to send
     // justifies a connection.
     let Some(first) = rx.recv().await else {
-        let walked = walker.await.unwrap_or_default();
+        let walked = source::finish(walker, site).await;
         drop(lock);
         let r = FlushResult::NothingQueued {
             expired_bounced: walked.expired_bounced,
@@ -204,7 +204,7 @@ where
         Ok(s) => s,
         Err(e) => {
             drop(rx);
-            let _ = walker.await;
+            source::finish(walker, site).await;
             tracing::info!(target: "flush", site = %site.name, queued, "not flushed: {e}");
             let r = FlushResult::Failed {
                 error: e,
@@ -282,7 +282,7 @@ where
     };
     // The source is gone with the session, so the file side stops at its next message;
     // it may still be quarantining or bouncing, which must finish under the lock.
-    let walked = walker.await.unwrap_or_default();
+    let walked = source::finish(walker, site).await;
     // Messages taken but never answered, and never taken, stay for the next flush.
     let answered = report.answered;
     let total_taken = source::lock(&taken).count;

@@ -61,6 +61,15 @@ pub(super) fn start(
     (rx, walker)
 }
 
+/// Waits for the file side to stop (it stops at its next message once the receiver
+/// is gone).
+pub(super) async fn finish(walker: JoinHandle<Walked>, site: &Site) -> Walked {
+    walker.await.unwrap_or_else(|e| {
+        tracing::error!(target: "flush", site = %site.name, "the spool reader failed: {e}");
+        Walked::default()
+    })
+}
+
 fn walk(
     listing: &Listing,
     site: &Site,
