@@ -28,6 +28,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::fsutil::{create_new, fsync_dir, parent_dir};
 
+mod listing;
+pub use listing::Listing;
+
 /// Readers delete `tmp/` files not accessed for 36 hours (maildir(5), `maildir_clean`).
 const TMP_MAX_AGE_SECS: i64 = 129_600;
 /// Fresh names for an O_EXCL collision in `tmp/`; a collision needs a reused pid
@@ -285,44 +288,7 @@ impl Maildir {
     /// as in qmail; so is anything that is not a regular file, which no reader could
     /// open as a message.
     pub fn scan(&self, now: SystemTime) -> io::Result<Vec<Entry>> {
-        let cutoff = start_of_second(now);
-        let mut entries = Vec::new();
-        for (sub, in_new) in [("new", true), ("cur", false)] {
-            for dirent in fs::read_dir(self.path.join(sub))? {
-                let dirent = dirent?;
-                let name = dirent.file_name();
-                if name.as_bytes().first() == Some(&b'.') {
-                    continue;
-                }
-                let path = dirent.path();
-                let Ok(meta) = fs::metadata(&path) else {
-                    continue;
-                };
-                let Ok(mtime) = meta.modified() else {
-                    continue;
-                };
-                if !meta.is_file() || mtime >= cutoff {
-                    continue;
-                }
-                let name = name.to_string_lossy();
-                let unique = name.split_once(':').map_or(&*name, |(u, _)| u).to_owned();
-                entries.push(Entry {
-                    rel: format!("{sub}/{name}"),
-                    path,
-                    unique,
-                    mtime,
-                    size: meta.len(),
-                    in_new,
-                });
-            }
-        }
-        entries.sort_by(|a, b| {
-            a.mtime
-                .cmp(&b.mtime)
-                .then_with(|| a.unique.cmp(&b.unique))
-                .then_with(|| a.rel.cmp(&b.rel))
-        });
-        Ok(entries)
+        Ok(self.list(now)?.entries().collect())
     }
 
     /// Unlink the `tmp/` files (not dot-names) whose atime is more than 36 hours

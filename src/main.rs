@@ -404,10 +404,19 @@ fn flush_context(root: &Path, engine: &Engine) -> turnmail::flush::FlushContext 
         },
         hostname: turnmail::daemon::hostname(config, engine),
         status_dir: root.join("run/sites"),
+        on_line: None,
     }
 }
 
-fn print_flush(name: &str, r: &turnmail::flush::FlushResult) {
+fn print_line(name: &str, l: &turnmail::flush::MessageLine) {
+    println!(
+        "{name}: {} <{}> {}: {}",
+        l.file, l.recipient, l.result, l.reply
+    );
+}
+
+/// `shown`: the per-message lines were printed as they happened.
+fn print_flush(name: &str, r: &turnmail::flush::FlushResult, shown: bool) {
     use turnmail::flush::FlushResult;
     match r {
         FlushResult::Locked => println!("{name}: skipped, another flush holds the lock"),
@@ -418,11 +427,13 @@ fn print_flush(name: &str, r: &turnmail::flush::FlushResult) {
             println!("{name}: {queued} queued, not flushed: {error}")
         }
         FlushResult::Done(sum) => {
-            for l in &sum.lines {
-                println!(
-                    "{name}: {} <{}> {}: {}",
-                    l.file, l.recipient, l.result, l.reply
-                );
+            if !shown {
+                for l in &sum.lines {
+                    print_line(name, l);
+                }
+                if sum.lines_omitted > 0 {
+                    println!("{name}: ({} more messages, in the log)", sum.lines_omitted);
+                }
             }
             println!(
                 "{name}: {} delivered, {} bounced, {} kept{}{}",
@@ -463,7 +474,7 @@ fn flush_via_daemon(root: &Path, sites: &[String], to: Option<&str>, json: bool)
                 if json {
                     println!("{}", serde_json::json!({"site": site, "result": result}));
                 } else {
-                    print_flush(&site, &result);
+                    print_flush(&site, &result, false);
                 }
             }
             Some(Response::Busy { site }) => {
@@ -517,12 +528,18 @@ fn cmd_flush(
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let mut worst = 0u8;
     for s in &sites {
+        let mut ctx = ctx.clone();
+        if !json {
+            // Printed as they happen: a result keeps only the first lines.
+            let name = s.name.clone();
+            ctx.on_line = Some(std::sync::Arc::new(move |l| print_line(&name, l)));
+        }
         let r = rt.block_on(flush::flush_site(s, &ctx, to.as_deref()));
         worst = worse(worst, r.exit_code());
         if json {
             println!("{}", serde_json::json!({"site": s.name, "result": r}));
         } else {
-            print_flush(&s.name, &r);
+            print_flush(&s.name, &r, true);
         }
     }
     if queue {

@@ -441,3 +441,68 @@ fn kill_9_during_a_flush_loses_nothing_and_repeats_at_most_one() {
         flush_crash_round(&mut rng, round);
     }
 }
+
+#[test]
+fn large_messages_stream_through_and_results_keep_only_the_first_lines() {
+    let d = demo_root();
+    // Over the 64 KiB read ahead: the tail is read from the file as it is sent.
+    let mut big = String::from("Subject: big\n\n");
+    for i in 0..4000 {
+        big.push_str(&format!(
+            ".line {i} of a message larger than the read-ahead\n"
+        ));
+    }
+    spooled(
+        &d,
+        "bob@example.org",
+        "big@acme.example",
+        &big,
+        Duration::ZERO,
+    );
+    let n = 120;
+    for i in 0..n {
+        spooled(
+            &d,
+            "bob@example.org",
+            &format!("m{i}@acme.example"),
+            &format!("Subject: {i}\n\nx\n"),
+            Duration::ZERO,
+        );
+    }
+    for (pipelining, chunking) in [(true, true), (true, false)] {
+        let sink = Sink::start(Script {
+            pipelining,
+            chunking,
+            ..Script::default()
+        });
+        let o = flush(&d, &["acme", "--to", &sink.addr.to_string()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+        let got = sink.messages();
+        assert_eq!(got.len(), n + 1);
+        let m = got.iter().find(|m| m.to == "big@acme.example").unwrap();
+        assert_eq!(m.data, big.replace('\n', "\r\n").as_bytes());
+        // The operator sees every message as it is settled.
+        let out = stdout(&o);
+        assert_eq!(out.matches(" delivered: 250 ").count(), n + 1, "{out}");
+        // Put everything back for the second mode.
+        for r in &got {
+            let body = String::from_utf8(r.data.clone())
+                .unwrap()
+                .replace("\r\n", "\n");
+            spooled(&d, &r.from, &r.to, &body, Duration::ZERO);
+        }
+    }
+    // A result keeps the first lines and counts the rest.
+    let sink = Sink::start(Script {
+        pipelining: true,
+        chunking: true,
+        ..Script::default()
+    });
+    let o = flush(&d, &["acme", "--json", "--to", &sink.addr.to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let done = &v["result"]["Done"];
+    assert_eq!(done["delivered"], n + 1);
+    assert_eq!(done["lines"].as_array().unwrap().len(), 100);
+    assert_eq!(done["lines_omitted"], n + 1 - 100);
+}

@@ -64,11 +64,13 @@ pub struct Stats {
     pub waits: u64,
 }
 
-/// What a flush did. `outcomes[i]` is the result of the i-th message taken from the
-/// source; messages never taken (the session ended first) have none.
+/// What a flush did. Outcomes go to the caller's callback only, so a long flush
+/// holds none of them.
 #[derive(Debug)]
 pub struct FlushReport {
-    pub outcomes: Vec<Outcome>,
+    /// Messages with an outcome: the first `answered` taken from the source; messages
+    /// never taken (the session ended first) have none.
+    pub answered: usize,
     pub error: Option<SessionError>,
     pub capabilities: Capabilities,
     pub tls: bool,
@@ -113,7 +115,7 @@ where
 {
     let mut opts = opts.clone();
     let mut report = FlushReport {
-        outcomes: Vec::new(),
+        answered: 0,
         error: None,
         capabilities: Capabilities::default(),
         tls: false,
@@ -138,11 +140,16 @@ where
     let mut unflushed = false;
     let t = opts.timeouts;
 
-    loop {
+    // Outcomes are handed over once the bytes a reply made possible are written (or
+    // when there is nothing to write): the caller's work on them (unlinking, logging,
+    // bouncing) then overlaps the round trip instead of delaying the next write.
+    let mut hand_over = |session: &mut Session, report: &mut FlushReport| {
         while let Some((idx, outcome)) = session.take_outcome() {
             on_outcome(idx, &outcome);
-            report.outcomes.push(outcome);
+            report.answered += 1;
         }
+    };
+    loop {
         match session.next_action() {
             Action::Done => break,
             Action::Write => {
@@ -156,6 +163,7 @@ where
                         report.stats.writes += 1;
                         unflushed = true;
                         session.wrote(n);
+                        hand_over(&mut session, &mut report);
                     }
                     Ok(Ok(Progress::Read(0))) => session.eof(),
                     Ok(Ok(Progress::Read(n))) => session.feed(&rbuf[..n]),
@@ -172,6 +180,7 @@ where
                     }
                     continue;
                 }
+                hand_over(&mut session, &mut report);
                 report.stats.waits += 1;
                 match timeout(wait, conn.read(&mut rbuf)).await {
                     Err(_) => session.timed_out(),
@@ -232,10 +241,7 @@ where
             }
         }
     }
-    while let Some((idx, outcome)) = session.take_outcome() {
-        on_outcome(idx, &outcome);
-        report.outcomes.push(outcome);
-    }
+    hand_over(&mut session, &mut report);
     // Best effort: a TLS close_notify, a FIN.
     let _ = timeout(t.quit, conn.shutdown()).await;
     report.capabilities = session.capabilities();

@@ -14,7 +14,7 @@
 //! `driver` runs a session over any tokio stream with timeouts and an optional
 //! STARTTLS upgrade. A flush calls [`flush`] (or [`flush_with_tls`] with a closure
 //! doing the tokio-rustls handshake) with a connected stream (TCP_NODELAY set), the
-//! options, a [`MessageSource`] that opens spool files as they are asked for, and a
+//! options, a [`MessageSource`] that hands out messages as they are asked for, and a
 //! callback that sees each [`Outcome`] as soon as it is known.
 
 mod caps;

@@ -12,9 +12,63 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::fake_server::{Fake, Log};
 use super::{
-    ClientOptions, Encoder, FlushReport, Message, NotSent, Outcome, ProtocolError, SessionError,
-    TlsPolicy, flush, flush_with_tls,
+    ClientOptions, Encoder, Message, MessageSource, NotSent, Outcome, ProtocolError, SessionError,
+    Stats, TlsPolicy,
 };
+
+/// A flush's report with every outcome collected through the callback.
+#[derive(Debug)]
+struct Report {
+    outcomes: Vec<Outcome>,
+    error: Option<SessionError>,
+    tls: bool,
+    stats: Stats,
+}
+
+type NoUpgrade<S> = fn(S) -> std::future::Ready<std::io::Result<S>>;
+
+async fn flush<S, M>(
+    stream: S,
+    opts: &ClientOptions,
+    source: M,
+    on_outcome: impl FnMut(usize, &Outcome),
+) -> Report
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    M: MessageSource,
+{
+    let no_tls: Option<NoUpgrade<S>> = None;
+    flush_with_tls(stream, opts, no_tls, source, on_outcome).await
+}
+
+async fn flush_with_tls<S, T, U, F, M>(
+    stream: S,
+    opts: &ClientOptions,
+    upgrade: Option<U>,
+    source: M,
+    mut on_outcome: impl FnMut(usize, &Outcome),
+) -> Report
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    U: FnOnce(S) -> F,
+    F: std::future::Future<Output = std::io::Result<T>>,
+    M: MessageSource,
+{
+    let mut outcomes = Vec::new();
+    let r = super::flush_with_tls(stream, opts, upgrade, source, |i, o: &Outcome| {
+        on_outcome(i, o);
+        outcomes.push(o.clone());
+    })
+    .await;
+    assert_eq!(r.answered, outcomes.len());
+    Report {
+        outcomes,
+        error: r.error,
+        tls: r.tls,
+        stats: r.stats,
+    }
+}
 
 const MODES: [(bool, bool, &str); 4] = [
     (true, true, "chunking"),
@@ -61,7 +115,7 @@ fn opts() -> ClientOptions {
     o
 }
 
-async fn run(fake: Fake, opts: &ClientOptions, n: usize) -> (FlushReport, Log) {
+async fn run(fake: Fake, opts: &ClientOptions, n: usize) -> (Report, Log) {
     let (stream, server) = fake.spawn();
     let mut seen = Vec::new();
     let report = flush(stream, opts, messages(n).into_iter(), |i, _| seen.push(i)).await;

@@ -158,7 +158,7 @@ impl Flusher {
     /// Messages waiting in a site's spool (cheap: a directory scan, no file reads).
     pub fn queued(site: &Site) -> usize {
         site.maildir()
-            .scan(std::time::SystemTime::now() + Duration::from_secs(1))
-            .map_or(0, |v| v.len())
+            .list(std::time::SystemTime::now() + Duration::from_secs(1))
+            .map_or(0, |l| l.len())
     }
 }

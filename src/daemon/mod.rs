@@ -208,6 +208,7 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         env: deliver.clone(),
         hostname: hostname.clone(),
         status_dir: root.join("run/sites"),
+        on_line: None,
     };
     let f = &config.flush;
     let flusher = Arc::new(flusher::Flusher::new(

@@ -1,28 +1,33 @@
-//! One flush of one site: take the RELAYHOST lock (or skip: another flush runs), scan
-//! the spool, bounce what outlived the site's lifetime, and only if something is left
-//! connect to the site and hand it over with the project's pipelining client. Each
-//! message is settled the moment its reply arrives (unlinked on 2xx, bounced on 5xx,
-//! kept otherwise), so a crash mid-flush can only repeat the message in flight.
+//! One flush of one site: take the RELAYHOST lock (or skip: another flush runs), list
+//! the spool, and let the file side (`source`) bounce what outlived the site's
+//! lifetime; only if a message is left connect to the site and hand the messages over
+//! with the project's pipelining client as the file side reads them. Each message is
+//! settled the moment its reply arrives (unlinked on 2xx, bounced on 5xx, kept
+//! otherwise), so a crash mid-flush can only repeat the message in flight.
 //!
 //! Every trigger (schedule, ETRN, ODMR, AUTOTURN, new mail, the operator) ends here.
 
+mod source;
 pub mod status;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::client::{self, ClientOptions, Message, MessageSource, Outcome, TlsPolicy};
+use crate::client::{self, ClientOptions, Outcome, TlsPolicy};
 use crate::deliver::DeliverEnv;
-use crate::qmail::quote::quote2;
 use crate::spool::scan::Spooled;
 use crate::spool::settle::{self, Attempt, Settled};
 use crate::spool::site::{self, Site};
+use source::{SpoolSource, Taken};
 
 /// How long connecting to a site may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Per-message lines a result keeps (the log has them all): a flush of a large
+/// spool must not grow with it.
+pub const LINES_KEPT: usize = 100;
 
 /// One message's fate, for the log and the operator's summary.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,7 +60,11 @@ pub struct Summary {
     pub delivered: usize,
     pub bounced: usize,
     pub kept: usize,
+    /// The first [`LINES_KEPT`] messages' lines.
     pub lines: Vec<MessageLine>,
+    /// Lines not kept beyond those.
+    #[serde(default)]
+    pub lines_omitted: usize,
     /// A session error after some messages, if any.
     pub error: Option<String>,
     pub tls: bool,
@@ -77,47 +86,17 @@ impl FlushResult {
     }
 }
 
+/// Called with each message's line as soon as it is settled.
+pub type OnLine = Arc<dyn Fn(&MessageLine) + Send + Sync>;
+
 /// What a flush needs besides the site.
 #[derive(Clone)]
 pub struct FlushContext {
     pub env: DeliverEnv,
     pub hostname: String,
     pub status_dir: std::path::PathBuf,
-}
-
-struct SpoolSource {
-    ready: std::vec::IntoIter<Spooled>,
-    taken: Arc<Mutex<Vec<Spooled>>>,
-}
-
-impl MessageSource for SpoolSource {
-    type Body = tokio::fs::File;
-
-    async fn next_message(&mut self) -> Option<Message<tokio::fs::File>> {
-        for s in self.ready.by_ref() {
-            let mut f = match tokio::fs::File::open(&s.entry.path).await {
-                Ok(f) => f,
-                // Removed meanwhile (another reader, an operator): nothing to send.
-                Err(_) => continue,
-            };
-            if f.seek(std::io::SeekFrom::Start(s.envelope.body_offset as u64))
-                .await
-                .is_err()
-            {
-                continue;
-            }
-            let size_hint = Some(s.entry.size.saturating_sub(s.envelope.body_offset as u64));
-            let msg = Message {
-                sender: quote2(&s.envelope.sender),
-                recipient: quote2(&s.envelope.recipient),
-                size_hint,
-                body: f,
-            };
-            self.taken.lock().unwrap_or_else(|p| p.into_inner()).push(s);
-            return Some(msg);
-        }
-        None
-    }
+    /// Sees every message's line as it happens (the operator's `turnmail flush`).
+    pub on_line: Option<OnLine>,
 }
 
 fn attempt_of(o: &Outcome) -> Attempt {
@@ -187,8 +166,8 @@ where
         }
     };
     let now = SystemTime::now();
-    let scan = match site::scan(site, now) {
-        Ok(s) => s,
+    let listing = match site.maildir().list(now) {
+        Ok(l) => l,
         Err(e) => {
             return FlushResult::Failed {
                 error: format!("scanning the spool: {e}"),
@@ -197,33 +176,35 @@ where
             };
         }
     };
-    for (file, e) in &scan.unreadable {
-        tracing::error!(target: "flush", site = %site.name, file = %file, "cannot read spool file: {e}");
-    }
     let lifetime = site.lifetime();
-    let (expired, ready): (Vec<Spooled>, Vec<Spooled>) = scan
-        .ready
-        .into_iter()
-        .partition(|s| settle::expired(s, lifetime, now));
-    let mut expired_bounced = 0;
-    for s in &expired {
-        let a = Attempt::Temporary("not delivered within the site's lifetime".into());
-        let st = settle::settle(&ctx.env, &ctx.hostname, s, &a, lifetime, now);
-        log_line(site, s, "expired", &st);
-        if st == Settled::Bounced {
-            expired_bounced += 1;
-        }
-    }
-    if ready.is_empty() {
+    // Expiry goes by mtime alone, so the listing (oldest first) says how many are
+    // left to send before any file is read.
+    let expired = (0..listing.len())
+        .take_while(|&i| {
+            listing
+                .mtime(i)
+                .is_some_and(|m| now.duration_since(m).is_ok_and(|age| age > lifetime))
+        })
+        .count();
+    let listed = listing.len() - expired;
+    let (mut rx, walker) = source::start(listing, site.clone(), ctx.clone(), now);
+    // The file side bounces the expired files first; only a message to send
+    // justifies a connection.
+    let Some(first) = rx.recv().await else {
+        let walked = source::finish(walker, site).await;
         drop(lock);
-        let r = FlushResult::NothingQueued { expired_bounced };
+        let r = FlushResult::NothingQueued {
+            expired_bounced: walked.expired_bounced,
+        };
         status::record(&ctx.status_dir, site, &r);
         return r;
-    }
-    let queued = ready.len();
+    };
+    let queued = listed.max(1);
     let stream = match connect(queued).await {
         Ok(s) => s,
         Err(e) => {
+            drop(rx);
+            source::finish(walker, site).await;
             tracing::info!(target: "flush", site = %site.name, queued, "not flushed: {e}");
             let r = FlushResult::Failed {
                 error: e,
@@ -245,9 +226,10 @@ where
         site::TlsPolicy::Required => TlsPolicy::Required,
         site::TlsPolicy::Off => TlsPolicy::Off,
     };
-    let taken = Arc::new(Mutex::new(Vec::new()));
+    let taken = Arc::new(std::sync::Mutex::new(Taken::default()));
     let source = SpoolSource {
-        ready: ready.into_iter(),
+        first: Some(first),
+        rx,
         taken: taken.clone(),
     };
     let mut summary = Summary::default();
@@ -256,13 +238,9 @@ where
         .as_ref()
         .map_or_else(|| "localhost".to_string(), |r| r.host.clone());
     let connector = crate::tls::site_connector().ok();
-    let on_outcome = |i: usize, o: &Outcome| {
-        let Some(s) = taken
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(i)
-            .cloned()
-        else {
+    let on_outcome = |_: usize, o: &Outcome| {
+        // Outcomes come in the order the messages were taken.
+        let Some(s) = source::lock(&taken).answered() else {
             return;
         };
         let a = attempt_of(o);
@@ -272,17 +250,25 @@ where
             Settled::Bounced => summary.bounced += 1,
             _ => summary.kept += 1,
         }
-        let reply = match &a {
-            Attempt::Delivered(r) | Attempt::Temporary(r) => r.clone(),
-            Attempt::Permanent { reply, .. } => reply.clone(),
+        let reply = match a {
+            Attempt::Delivered(r) | Attempt::Temporary(r) => r,
+            Attempt::Permanent { reply, .. } => reply,
         };
         log_line(site, &s, &reply, &st);
-        summary.lines.push(MessageLine {
-            file: s.entry.rel.clone(),
+        let line = MessageLine {
+            file: s.entry.rel,
             recipient: String::from_utf8_lossy(&s.envelope.recipient).into_owned(),
             reply,
             result: settled_name(&st).to_string(),
-        });
+        };
+        if let Some(f) = &ctx.on_line {
+            f(&line);
+        }
+        if summary.lines.len() < LINES_KEPT {
+            summary.lines.push(line);
+        } else {
+            summary.lines_omitted += 1;
+        }
     };
     let report = match (connector, opts.tls) {
         (Some(c), TlsPolicy::Opportunistic | TlsPolicy::Required) => {
@@ -294,15 +280,18 @@ where
         }
         _ => client::flush(stream, &opts, source, on_outcome).await,
     };
-    // Messages taken but never answered stay for the next flush.
-    let answered = report.outcomes.len();
-    let total_taken = taken.lock().unwrap_or_else(|p| p.into_inner()).len();
+    // The source is gone with the session, so the file side stops at its next message;
+    // it may still be quarantining or bouncing, which must finish under the lock.
+    let walked = source::finish(walker, site).await;
+    // Messages taken but never answered, and never taken, stay for the next flush.
+    let answered = report.answered;
+    let total_taken = source::lock(&taken).count;
     summary.kept += total_taken.saturating_sub(answered);
-    summary.kept += queued.saturating_sub(total_taken.max(answered));
+    summary.kept += listed.saturating_sub(total_taken.max(answered) + walked.skipped);
     summary.tls = report.tls;
     summary.error = report.error.map(|e| e.to_string());
     drop(lock);
-    let r = if summary.lines.is_empty() && summary.error.is_some() {
+    let r = if answered == 0 && summary.error.is_some() {
         FlushResult::Failed {
             error: summary.error.clone().unwrap_or_default(),
             queued,
@@ -315,7 +304,7 @@ where
     r
 }
 
-fn log_line(site: &Site, s: &Spooled, reply: &str, st: &Settled) {
+pub(crate) fn log_line(site: &Site, s: &Spooled, reply: &str, st: &Settled) {
     tracing::info!(
         target: "flush",
         site = %site.name,

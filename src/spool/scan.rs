@@ -12,7 +12,7 @@ use super::envelope::{self, Envelope};
 use crate::maildir::{Entry, Maildir};
 
 /// How much of a spool file is read to find its two envelope lines.
-const HEAD_LIMIT: usize = 8192;
+pub const HEAD_LIMIT: usize = 8192;
 
 /// A spool file ready to be sent.
 #[derive(Debug, Clone)]
@@ -52,20 +52,36 @@ pub fn scan(md: &Maildir, prefix: &[u8], name: &str, now: SystemTime) -> io::Res
                 continue;
             }
         };
-        match envelope::parse(&head, prefix) {
-            Some(envelope) => out.ready.push(Spooled { entry, envelope }),
-            None => {
-                let reason = format!(
-                    "not a spool file for prefix {:?} (needs Return-Path and Delivered-To lines)",
-                    String::from_utf8_lossy(prefix)
-                );
-                quarantine(md, &entry)?;
-                tracing::warn!(target: "spool", spool = %name, file = %entry.rel, "quarantined: {reason}");
-                out.quarantined.push((entry.rel.clone(), reason));
-            }
+        let rel = entry.rel.clone();
+        match classify(md, prefix, name, entry, &head)? {
+            Ok(spooled) => out.ready.push(spooled),
+            Err(reason) => out.quarantined.push((rel, reason)),
         }
     }
     Ok(out)
+}
+
+/// Decides from the first bytes of a file whether it is a spool file for `prefix`;
+/// one that is not is moved to `Maildir/.quarantine/` and `Err(reason)` returned.
+/// Only the first [`HEAD_LIMIT`] bytes of `head` count.
+pub fn classify(
+    md: &Maildir,
+    prefix: &[u8],
+    name: &str,
+    entry: Entry,
+    head: &[u8],
+) -> io::Result<Result<Spooled, String>> {
+    let head = &head[..head.len().min(HEAD_LIMIT)];
+    if let Some(envelope) = envelope::parse(head, prefix) {
+        return Ok(Ok(Spooled { entry, envelope }));
+    }
+    let reason = format!(
+        "not a spool file for prefix {:?} (needs Return-Path and Delivered-To lines)",
+        String::from_utf8_lossy(prefix)
+    );
+    quarantine(md, &entry)?;
+    tracing::warn!(target: "spool", spool = %name, file = %entry.rel, "quarantined: {reason}");
+    Ok(Err(reason))
 }
 
 fn quarantine(md: &Maildir, entry: &Entry) -> io::Result<()> {

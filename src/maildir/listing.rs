@@ -1,0 +1,132 @@
+//! A compact, sorted listing of a Maildir's messages: the scanner's rules (see
+//! [`Maildir::scan`]) with each file kept as its name in one shared buffer plus a
+//! few numbers, about 80 bytes a message, so a spool of many thousands of messages
+//! can be walked oldest first without holding an [`Entry`] (several allocations) for
+//! each. Entries are built one at a time as they are asked for.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use super::{Entry, Maildir, start_of_second};
+
+/// One listed file: where its name sits in [`Listing::names`], its mtime and size.
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    mtime: SystemTime,
+    size: u64,
+    start: usize,
+    len: u16,
+    in_new: bool,
+}
+
+/// The visible messages of a Maildir, ordered like [`Maildir::scan`].
+#[derive(Debug)]
+pub struct Listing {
+    dir: PathBuf,
+    names: Vec<u8>,
+    items: Vec<Item>,
+}
+
+impl Maildir {
+    /// Lists `new/` and `cur/` with the same rules and order as [`Maildir::scan`],
+    /// compactly.
+    pub fn list(&self, now: SystemTime) -> io::Result<Listing> {
+        let cutoff = start_of_second(now);
+        let mut listing = Listing {
+            dir: self.path.clone(),
+            names: Vec::new(),
+            items: Vec::new(),
+        };
+        for (sub, in_new) in [("new", true), ("cur", false)] {
+            for dirent in fs::read_dir(self.path.join(sub))? {
+                let dirent = dirent?;
+                let name = dirent.file_name();
+                let bytes = name.as_bytes();
+                if bytes.first() == Some(&b'.') {
+                    continue;
+                }
+                // Follows symlinks, as qmail's stat does.
+                let Ok(meta) = fs::metadata(dirent.path()) else {
+                    continue;
+                };
+                let Ok(mtime) = meta.modified() else {
+                    continue;
+                };
+                // A name longer than any file system allows cannot occur; skip it
+                // rather than truncate it.
+                let Ok(len) = u16::try_from(bytes.len()) else {
+                    continue;
+                };
+                if !meta.is_file() || mtime >= cutoff {
+                    continue;
+                }
+                listing.items.push(Item {
+                    mtime,
+                    size: meta.len(),
+                    start: listing.names.len(),
+                    len,
+                    in_new,
+                });
+                listing.names.extend_from_slice(bytes);
+            }
+        }
+        let names = &listing.names;
+        let name = |i: &Item| &names[i.start..i.start + usize::from(i.len)];
+        let unique = |i: &Item| {
+            let n = name(i);
+            n.iter().position(|&b| b == b':').map_or(n, |at| &n[..at])
+        };
+        // `rel` order within one mtime and unique name: `cur/` before `new/`.
+        listing.items.sort_by(|a, b| {
+            a.mtime
+                .cmp(&b.mtime)
+                .then_with(|| unique(a).cmp(unique(b)))
+                .then_with(|| a.in_new.cmp(&b.in_new))
+                .then_with(|| name(a).cmp(name(b)))
+        });
+        listing.items.shrink_to_fit();
+        listing.names.shrink_to_fit();
+        Ok(listing)
+    }
+}
+
+impl Listing {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The mtime of the `i`-th file (oldest first).
+    pub fn mtime(&self, i: usize) -> Option<SystemTime> {
+        self.items.get(i).map(|it| it.mtime)
+    }
+
+    /// The `i`-th file as a full entry.
+    pub fn entry(&self, i: usize) -> Option<Entry> {
+        let it = self.items.get(i)?;
+        let raw = self.names.get(it.start..it.start + usize::from(it.len))?;
+        let sub = if it.in_new { "new" } else { "cur" };
+        let name = OsStr::from_bytes(raw).to_string_lossy();
+        let unique = name.split_once(':').map_or(&*name, |(u, _)| u).to_owned();
+        Some(Entry {
+            rel: format!("{sub}/{name}"),
+            path: self.dir.join(sub).join(OsStr::from_bytes(raw)),
+            unique,
+            mtime: it.mtime,
+            size: it.size,
+            in_new: it.in_new,
+        })
+    }
+
+    /// Every entry, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        (0..self.len()).filter_map(|i| self.entry(i))
+    }
+}
