@@ -170,6 +170,7 @@ mod tests {
                 site("other", &["other.example"], EtrnPolicy::Anywhere, &[]),
             ],
             problems: vec![],
+            watch: Default::default(),
         };
         let names = |arg: &[u8]| -> Vec<String> {
             sites(&d, &Target::parse(arg).unwrap())

@@ -13,6 +13,7 @@ pub mod pop3_conn;
 pub mod ratelimit;
 pub mod scheduler;
 pub mod smtp_conn;
+pub mod spoolhint;
 pub mod wire;
 
 use std::net::SocketAddr;

@@ -113,10 +113,17 @@ impl Plan {
     }
 }
 
-/// How often sites are discovered again.
-const REFRESH: Duration = Duration::from_secs(30);
+/// How often the sites' stamps are compared to what their discovery saw (a few stats
+/// per site); they are discovered again only when something changed.
+const CHECK: Duration = Duration::from_secs(30);
 
-/// The scheduler loop: sleep until the earliest due site or the next refresh.
+/// How often the sites are discovered again and their spools looked into regardless,
+/// in case a change left no stamp behind (two edits within one clock tick).
+const SWEEP: Duration = Duration::from_secs(600);
+
+/// The scheduler loop: sleep until the earliest due site or the next check of the
+/// sites. Due sites are handed to the flusher, which looks into their spools off this
+/// task.
 pub async fn run(
     flusher: Arc<Flusher>,
     plan: Arc<std::sync::Mutex<Plan>>,
@@ -124,42 +131,46 @@ pub async fn run(
     max_jitter: u32,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut next_refresh = tokio::time::Instant::now();
+    let mut next_check = tokio::time::Instant::now();
+    let mut next_sweep = next_check + SWEEP;
+    let mut planned = None;
     loop {
-        let now = Utc::now();
-        if tokio::time::Instant::now() >= next_refresh {
-            flusher.refresh().await;
-            let sites = flusher.sites();
-            let problems = plan.lock().unwrap_or_else(|p| p.into_inner()).update(
-                &sites.sites,
-                &default,
-                max_jitter,
-                now,
-            );
-            for p in problems {
-                tracing::warn!(target: "schedule", "{p}");
+        if tokio::time::Instant::now() >= next_check {
+            let sweep = tokio::time::Instant::now() >= next_sweep;
+            if sweep {
+                flusher.forget_spools();
+                next_sweep = tokio::time::Instant::now() + SWEEP;
             }
-            next_refresh = tokio::time::Instant::now() + REFRESH;
-        }
-        let due = plan.lock().unwrap_or_else(|p| p.into_inner()).take_due(now);
-        if !due.is_empty() {
-            let sites = flusher.sites();
-            // Thousands of sites can fall due at once: index them once per wake
-            // instead of a linear search per due site.
-            let by_name: HashMap<&str, &Site> =
-                sites.sites.iter().map(|s| (s.name.as_str(), s)).collect();
-            for name in due {
-                if let Some(s) = by_name.get(name.as_str()) {
-                    flusher.trigger_scheduled((*s).clone());
+            flusher.refresh_if_changed(sweep).await;
+            // Also after a discovery made for someone else (the operator's flush).
+            if planned != Some(flusher.generation()) {
+                planned = Some(flusher.generation());
+                let sites = flusher.sites();
+                let problems = plan.lock().unwrap_or_else(|p| p.into_inner()).update(
+                    &sites.sites,
+                    &default,
+                    max_jitter,
+                    Utc::now(),
+                );
+                for p in problems {
+                    tracing::warn!(target: "schedule", "{p}");
                 }
             }
+            next_check = tokio::time::Instant::now() + CHECK;
+        }
+        let due = plan
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take_due(Utc::now());
+        if !due.is_empty() {
+            flusher.start_due(due);
         }
         let wake = plan.lock().unwrap_or_else(|p| p.into_inner()).next_wake();
         let until_due = wake
             .and_then(|w| (w - Utc::now()).to_std().ok())
-            .unwrap_or(REFRESH);
+            .unwrap_or(CHECK);
         let sleep =
-            until_due.min(next_refresh.saturating_duration_since(tokio::time::Instant::now()));
+            until_due.min(next_check.saturating_duration_since(tokio::time::Instant::now()));
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = stop.changed() => return,
