@@ -56,8 +56,13 @@ pub struct SiteSettings {
     pub always_on: bool,
     /// Accounts allowed to ask for this site's mail (ETRN after AUTH, ODMR).
     pub accounts: Vec<String>,
-    /// Who may start a flush with ETRN (the flush always goes to RELAYHOST).
+    /// Who may start a flush with ETRN. The flush goes to RELAYHOST, except with
+    /// `etrn_to_client`.
     pub etrn: EtrnPolicy,
+    /// A dynamic-address site: ETRN after AUTH by one of `accounts` delivers to the
+    /// address the client connects from (RELAYHOST's port, else `port`, else 25)
+    /// instead of RELAYHOST. ETRN without AUTH still goes to RELAYHOST.
+    pub etrn_to_client: bool,
     /// Networks allowed when `etrn = "networks"` (addresses or CIDR blocks).
     pub etrn_networks: Vec<String>,
     /// Addresses or networks whose SMTP sessions trigger a flush back to them when the
@@ -68,11 +73,13 @@ pub struct SiteSettings {
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum EtrnPolicy {
-    /// Any client (harmless: the mail only ever goes to RELAYHOST).
+    /// Any client (harmless: without AUTH the mail only goes to RELAYHOST).
     #[default]
     Anywhere,
     /// Only clients in `etrn_networks`.
     Networks,
+    /// Only after AUTH by one of the site's `accounts`.
+    Auth,
     Off,
 }
 
@@ -158,6 +165,27 @@ impl Site {
     pub fn target(&self) -> Option<String> {
         let port = self.settings.port.unwrap_or(25);
         self.relayhost.as_ref().map(|r| r.address(port))
+    }
+
+    /// The site's mail delivered to `ip` instead (AUTOTURN, ETRN to the client): the
+    /// port of RELAYHOST, else `port`, else 25.
+    pub fn target_at(&self, ip: std::net::IpAddr) -> String {
+        let port = self
+            .relayhost
+            .as_ref()
+            .and_then(|r| r.port)
+            .or(self.settings.port)
+            .unwrap_or(25);
+        std::net::SocketAddr::new(ip, port).to_string()
+    }
+
+    /// The account (a poppasswd login) may ask for this site's mail: it is listed in
+    /// `accounts` (ODMR's ATRN and ETRN after AUTH use the same rule).
+    pub fn entitles(&self, login: &str) -> bool {
+        self.settings
+            .accounts
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(login))
     }
 }
 
@@ -459,6 +487,15 @@ mod tests {
         std::fs::create_dir_all(r.join("users")).unwrap();
         std::fs::write(r.join("users/assign"), ".\n").unwrap();
         assert!(d.watch.changed());
+    }
+
+    #[test]
+    fn the_deploy_example_parses() {
+        let s: SiteSettings = toml::from_str(include_str!("../../deploy/site.toml.example"))
+            .expect("deploy/site.toml.example");
+        assert_eq!(s.etrn, EtrnPolicy::Auth);
+        assert!(s.etrn_to_client);
+        assert_eq!(s.accounts, ["acme@acme.example"]);
     }
 
     #[test]
