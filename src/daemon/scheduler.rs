@@ -29,6 +29,9 @@ pub fn site_schedule(site: &Site, default: &str) -> Result<Crontab, String> {
     Ok(c)
 }
 
+/// Distinct schedules remembered while taking due sites (a handful in practice).
+const MEMO: usize = 16;
+
 /// When each site fires next.
 #[derive(Default)]
 pub struct Plan {
@@ -80,16 +83,33 @@ impl Plan {
 
     /// Sites due at `now`; each is rescheduled to its next firing.
     pub fn take_due(&mut self, now: DateTime<Utc>) -> Vec<String> {
+        let Plan { schedules, queue } = self;
         let mut due = Vec::new();
-        while let Some((t, name, base)) = self.queue.first().cloned() {
-            if t > now {
+        // Thousands of sites fall due together on the same schedule: compute each
+        // distinct next firing once, not once per site.
+        let mut memo: Vec<(DateTime<Utc>, &Crontab, Option<DateTime<Utc>>)> = Vec::new();
+        while let Some((t, _, _)) = queue.first() {
+            if *t > now {
                 break;
             }
-            self.queue.pop_first();
-            if let Some((c, jitter)) = self.schedules.get(&name)
-                && let Some(next) = c.next_after(base.max(now - *jitter))
-            {
-                self.queue.insert((next + *jitter, name.clone(), next));
+            let Some((_, name, base)) = queue.pop_first() else {
+                break;
+            };
+            if let Some((c, jitter)) = schedules.get(&name) {
+                let from = base.max(now - *jitter);
+                let next = match memo.iter().find(|(f, m, _)| *f == from && *m == c) {
+                    Some((_, _, next)) => *next,
+                    None => {
+                        let next = c.next_after(from);
+                        if memo.len() < MEMO {
+                            memo.push((from, c, next));
+                        }
+                        next
+                    }
+                };
+                if let Some(next) = next {
+                    queue.insert((next + *jitter, name.clone(), next));
+                }
             }
             due.push(name);
         }
