@@ -32,6 +32,9 @@ pub fn site_schedule(site: &Site, default: &str) -> Result<Crontab, String> {
 /// Distinct schedules remembered while taking due sites (a handful in practice).
 const MEMO: usize = 16;
 
+/// A next firing computed during one `take_due`: (from, schedule, next).
+type Memo<'a> = (DateTime<Utc>, &'a Crontab, Option<DateTime<Utc>>);
+
 /// When each site fires next.
 #[derive(Default)]
 pub struct Plan {
@@ -87,7 +90,7 @@ impl Plan {
         let mut due = Vec::new();
         // Thousands of sites fall due together on the same schedule: compute each
         // distinct next firing once, not once per site.
-        let mut memo: Vec<(DateTime<Utc>, &Crontab, Option<DateTime<Utc>>)> = Vec::new();
+        let mut memo: Vec<Memo> = Vec::new();
         while let Some((t, _, _)) = queue.first() {
             if *t > now {
                 break;
