@@ -35,6 +35,15 @@ const MEMO: usize = 16;
 /// A next firing computed during one `take_due`: (from, schedule, next).
 type Memo<'a> = (DateTime<Utc>, &'a Crontab, Option<DateTime<Utc>>);
 
+/// Sites taken out of the plan because they are due, in firing order.
+pub struct Due(BTreeSet<(DateTime<Utc>, String, DateTime<Utc>)>);
+
+impl Due {
+    pub fn names(&self) -> Vec<String> {
+        self.0.iter().map(|(_, n, _)| n.clone()).collect()
+    }
+}
+
 /// When each site fires next.
 #[derive(Default)]
 pub struct Plan {
@@ -86,37 +95,49 @@ impl Plan {
 
     /// Sites due at `now`; each is rescheduled to its next firing.
     pub fn take_due(&mut self, now: DateTime<Utc>) -> Vec<String> {
+        let due = self.split_due(now);
+        let names = due.names();
+        self.reschedule(due, now);
+        names
+    }
+
+    /// Takes the sites due at `now` out of the plan at once, so that they can be handed
+    /// out before thousands of them are rescheduled; give them back to `reschedule`.
+    pub fn split_due(&mut self, now: DateTime<Utc>) -> Due {
+        let first_later = (
+            now + chrono::Duration::nanoseconds(1),
+            String::new(),
+            DateTime::<Utc>::MIN_UTC,
+        );
+        let later = self.queue.split_off(&first_later);
+        Due(std::mem::replace(&mut self.queue, later))
+    }
+
+    /// Puts sites taken by `split_due` back at their next firing.
+    pub fn reschedule(&mut self, due: Due, now: DateTime<Utc>) {
         let Plan { schedules, queue } = self;
-        let mut due = Vec::new();
         // Thousands of sites fall due together on the same schedule: compute each
         // distinct next firing once, not once per site.
         let mut memo: Vec<Memo> = Vec::new();
-        while let Some((t, _, _)) = queue.first() {
-            if *t > now {
-                break;
-            }
-            let Some((_, name, base)) = queue.pop_first() else {
-                break;
+        for (_, name, base) in due.0 {
+            let Some((c, jitter)) = schedules.get(&name) else {
+                continue;
             };
-            if let Some((c, jitter)) = schedules.get(&name) {
-                let from = base.max(now - *jitter);
-                let next = match memo.iter().find(|(f, m, _)| *f == from && *m == c) {
-                    Some((_, _, next)) => *next,
-                    None => {
-                        let next = c.next_after(from);
-                        if memo.len() < MEMO {
-                            memo.push((from, c, next));
-                        }
-                        next
+            let from = base.max(now - *jitter);
+            let next = match memo.iter().find(|(f, m, _)| *f == from && *m == c) {
+                Some((_, _, next)) => *next,
+                None => {
+                    let next = c.next_after(from);
+                    if memo.len() < MEMO {
+                        memo.push((from, c, next));
                     }
-                };
-                if let Some(next) = next {
-                    queue.insert((next + *jitter, name.clone(), next));
+                    next
                 }
+            };
+            if let Some(next) = next {
+                queue.insert((next + *jitter, name, next));
             }
-            due.push(name);
         }
-        due
     }
 
     pub fn len(&self) -> usize {
@@ -181,13 +202,18 @@ pub async fn run(
             }
             next_check = tokio::time::Instant::now() + CHECK;
         }
+        let now = Utc::now();
         let due = plan
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take_due(Utc::now());
-        if !due.is_empty() {
-            flusher.start_due(due);
+            .split_due(now);
+        let names = due.names();
+        if !names.is_empty() {
+            flusher.start_due(names);
         }
+        plan.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reschedule(due, now);
         let wake = plan.lock().unwrap_or_else(|p| p.into_inner()).next_wake();
         let until_due = wake
             .and_then(|w| (w - Utc::now()).to_std().ok())
