@@ -123,20 +123,20 @@ impl Flusher {
     }
 
     /// Scheduled flushes of the named sites, off the timer: one blocking task looks
-    /// into their spools, sites that may have mail first, and starts a flush for each
+    /// into their spools, those likely to hold mail first, and starts a flush for each
     /// with mail as soon as it is found (so the first flushes run while later spools
     /// are still being looked at). Empty sites cost no task, lock or connection.
     pub fn start_due(self: &Arc<Self>, names: Vec<String>) {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let sites = me.sites();
-            let by_name: HashMap<&str, &Site> =
-                sites.sites.iter().map(|s| (s.name.as_str(), s)).collect();
-            let (idle, likely): (Vec<&Site>, Vec<&Site>) = names
+            let mut by_name: HashMap<&str, &Site> = HashMap::with_capacity(sites.sites.len());
+            by_name.extend(sites.sites.iter().map(|s| (s.name.as_str(), s)));
+            let due = names
                 .iter()
                 .filter_map(|n| by_name.get(n.as_str()).copied())
-                .partition(|s| me.hints.known_empty(&s.name));
-            for s in likely.into_iter().chain(idle) {
+                .collect();
+            for s in me.hints.likely_first(due) {
                 if !me.is_running(&s.name) && me.hints.has_mail(s) {
                     me.start_scheduled(s.clone());
                 }

@@ -2,8 +2,8 @@
 //! due at once cost a `stat` of `new/` and `cur/` each instead of reading both
 //! directories: a spool seen empty whose directories kept their stamps is still empty
 //! (every delivery links a file into `new/`, every flush unlinks or renames, and each
-//! moves the directory's modification time). Sites not known to be empty are looked
-//! at first when many fall due together.
+//! moves the directory's modification time). When many sites fall due together, those
+//! last seen with mail are looked at first, then those not known yet, then the empty.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -26,14 +26,26 @@ pub struct SpoolHints {
 }
 
 impl SpoolHints {
-    /// The site's spool was empty and has not changed since.
-    pub fn known_empty(&self, name: &str) -> bool {
-        matches!(self.get(name), Some(Seen::Empty(..)))
-    }
-
     /// Whether anything is known about the site's spool.
     pub fn known(&self, name: &str) -> bool {
         self.get(name).is_some()
+    }
+
+    /// The order in which to look into due sites' spools: those last seen with mail,
+    /// then those not known, then those known to be empty. One lock for all of them.
+    pub fn likely_first<'a>(&self, sites: Vec<&'a Site>) -> Vec<&'a Site> {
+        let map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut mail, mut unknown, mut empty) = (Vec::new(), Vec::new(), Vec::new());
+        for s in sites {
+            match map.get(&s.name) {
+                Some(Seen::Mail) => mail.push(s),
+                None => unknown.push(s),
+                Some(Seen::Empty(..)) => empty.push(s),
+            }
+        }
+        mail.append(&mut unknown);
+        mail.append(&mut empty);
+        mail
     }
 
     /// Whether the site has mail waiting: a scan unless its spool is known to be
@@ -118,12 +130,17 @@ mod tests {
         age(&md.join("new"));
         age(&md.join("cur"));
         assert!(!h.has_mail(&site));
-        assert!(h.known_empty(&site.name));
+        assert!(h.known(&site.name));
+        let mut other = site.clone();
+        other.name = "t".into();
+        let order = h.likely_first(vec![&site, &other]);
+        assert_eq!(order[0].name, "t", "not known comes before known empty");
         let f = md.join("new/1.M1P1.host");
         std::fs::write(&f, "Return-Path: <a@b>\nDelivered-To: p-x@y\n\nhi\n").unwrap();
         age(&f);
         assert!(h.has_mail(&site));
-        assert!(h.known(&site.name) && !h.known_empty(&site.name));
+        let order = h.likely_first(vec![&other, &site]);
+        assert_eq!(order[0].name, "s", "last seen with mail comes first");
         h.clear();
         assert!(!h.known(&site.name));
     }
