@@ -16,6 +16,9 @@ use super::spoolhint::SpoolHints;
 use crate::flush::{self, FlushContext, FlushResult};
 use crate::spool::site::{self, Discovery, Site};
 
+/// Longest wait of the due spools known to be empty for the flushes of the others.
+const EMPTY_PASS_WAIT: Duration = Duration::from_secs(1);
+
 pub struct Flusher {
     pub ctx: FlushContext,
     root: PathBuf,
@@ -124,10 +127,13 @@ impl Flusher {
 
     /// Scheduled flushes of the named sites, off the timer: one blocking task looks
     /// into their spools, those likely to hold mail first, and starts a flush for each
-    /// with mail as soon as it is found (so the first flushes run while later spools
-    /// are still being looked at). Empty sites cost no task, lock or connection.
+    /// with mail as soon as it is found. The spools known to be empty (thousands of
+    /// stats) are looked at once those flushes are done, or after [`EMPTY_PASS_WAIT`],
+    /// so that the CPU goes to the sites with mail first. Empty sites cost no task,
+    /// lock or connection.
     pub fn start_due(self: &Arc<Self>, names: Vec<String>) {
         let me = self.clone();
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let sites = me.sites();
             let mut by_name: HashMap<&str, &Site> = HashMap::with_capacity(sites.sites.len());
@@ -136,7 +142,21 @@ impl Flusher {
                 .iter()
                 .filter_map(|n| by_name.get(n.as_str()).copied())
                 .collect();
-            for s in me.hints.likely_first(due) {
+            let (likely, empty) = me.hints.likely_first(due);
+            let started: Vec<_> = likely
+                .into_iter()
+                .filter(|s| !me.is_running(&s.name) && me.hints.has_mail(s))
+                .map(|s| me.start_scheduled(s.clone()))
+                .collect();
+            if !started.is_empty() {
+                let done = async {
+                    for flush in started {
+                        let _ = flush.await;
+                    }
+                };
+                let _ = runtime.block_on(tokio::time::timeout(EMPTY_PASS_WAIT, done));
+            }
+            for s in empty {
                 if !me.is_running(&s.name) && me.hints.has_mail(s) {
                     me.start_scheduled(s.clone());
                 }
@@ -189,7 +209,7 @@ impl Flusher {
 
     /// A scheduled flush of a site with mail: like `trigger`, but starts are spaced by
     /// the grace period.
-    fn start_scheduled(self: &Arc<Self>, site: Site) {
+    fn start_scheduled(self: &Arc<Self>, site: Site) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             {
@@ -201,7 +221,7 @@ impl Flusher {
                 *last = Some(Instant::now());
             }
             let _ = me.flush_now(&site, None, "schedule").await;
-        });
+        })
     }
 
     /// Flush over an existing connection (ODMR's reversed connection); None if a flush

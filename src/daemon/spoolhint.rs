@@ -31,9 +31,10 @@ impl SpoolHints {
         self.get(name).is_some()
     }
 
-    /// The order in which to look into due sites' spools: those last seen with mail,
-    /// then those not known, then those known to be empty. One lock for all of them.
-    pub fn likely_first<'a>(&self, sites: Vec<&'a Site>) -> Vec<&'a Site> {
+    /// Due sites in the order to look into their spools: first those last seen with
+    /// mail, then those not known; second, apart, those known to be empty. One lock for
+    /// all of them.
+    pub fn likely_first<'a>(&self, sites: Vec<&'a Site>) -> (Vec<&'a Site>, Vec<&'a Site>) {
         let map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let (mut mail, mut unknown, mut empty) = (Vec::new(), Vec::new(), Vec::new());
         for s in sites {
@@ -44,8 +45,7 @@ impl SpoolHints {
             }
         }
         mail.append(&mut unknown);
-        mail.append(&mut empty);
-        mail
+        (mail, empty)
     }
 
     /// Whether the site has mail waiting: a scan unless its spool is known to be
@@ -133,14 +133,17 @@ mod tests {
         assert!(h.known(&site.name));
         let mut other = site.clone();
         other.name = "t".into();
-        let order = h.likely_first(vec![&site, &other]);
-        assert_eq!(order[0].name, "t", "not known comes before known empty");
+        let (likely, empty) = h.likely_first(vec![&site, &other]);
+        assert_eq!(
+            (likely[0].name.as_str(), empty[0].name.as_str()),
+            ("t", "s")
+        );
         let f = md.join("new/1.M1P1.host");
         std::fs::write(&f, "Return-Path: <a@b>\nDelivered-To: p-x@y\n\nhi\n").unwrap();
         age(&f);
         assert!(h.has_mail(&site));
-        let order = h.likely_first(vec![&other, &site]);
-        assert_eq!(order[0].name, "s", "last seen with mail comes first");
+        let (likely, _) = h.likely_first(vec![&other, &site]);
+        assert_eq!(likely[0].name, "s", "last seen with mail comes first");
         h.clear();
         assert!(!h.known(&site.name));
     }
