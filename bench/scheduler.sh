@@ -17,7 +17,7 @@
 # own delay; with the default 1 s the k-th site with mail starts k s late, by design),
 # max_parallel = 10 (the default). The window starts 3 s before the boundary, so it holds the
 # boundary (10,000 due sites: their spools looked into, the 100 with mail flushed) and the
-# idle rest, including the rediscovery of all sites every 30 s.
+# idle rest, including the check of every site's stamps every 30 s.
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -205,7 +205,7 @@ def measure(a):
     hwm, rss = proc_mem(a.pid)
     m1 = machine()
     burst = next((c for t, c in samples if t >= a.burst - 0.5), c1) - c0
-    # The last 20 s of a long window: idle between two boundaries (rediscovery included).
+    # The last 20 s of a long window: idle between two boundaries (the sites' stamp check included).
     tail = c1 - next((c for t, c in samples if t >= secs - 20.5), c1) if a.window >= 40 else None
     deadline = time.time() + a.max_wait
     conns, msgs = read_sink(a.sink_log)

@@ -68,12 +68,16 @@ impl Default for Config {
 pub struct SmtpConfig {
     /// Addresses the SMTP listener binds.
     pub listen: Vec<SocketAddr>,
+    /// Allow AUTH PLAIN/LOGIN without TLS (CRAM-MD5 is always offered). AUTH only
+    /// identifies a site's account for ETRN; it never allows relaying.
+    pub plaintext_auth: bool,
 }
 
 impl Default for SmtpConfig {
     fn default() -> Self {
         SmtpConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+            plaintext_auth: false,
         }
     }
 }

@@ -342,3 +342,187 @@ fn odmr_with_fetchmail_and_refusals() {
     wait_for("ODMR delivery", || sink.messages().len() == 3);
     let _ = code;
 }
+
+/// Add a POP account (the same accounts POP3, ODMR and SMTP AUTH check) and recompile.
+fn add_account(d: &DemoRoot, login: &str, password: &str) {
+    let mu = common::mail_user();
+    let hash = turnmail::engine::crypt::hash_new(password.as_bytes()).unwrap();
+    let pw = d.root.join("users/poppasswd");
+    let mut text = std::fs::read_to_string(&pw).unwrap();
+    text.push_str(&format!(
+        "{login}:{hash}:{}:{}\n",
+        mu.name,
+        d.root.join("sites/acme").display()
+    ));
+    write(&pw, &text);
+    own(&pw);
+    let o = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("--root")
+        .arg(&d.root)
+        .arg("newu")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+}
+
+fn auth_plain(login: &str, password: &str) -> String {
+    use base64::Engine;
+    let blob = base64::engine::general_purpose::STANDARD.encode(format!("\0{login}\0{password}"));
+    format!("AUTH PLAIN {blob}")
+}
+
+/// Accounts for the AUTH tests: the site's own and one that is not the site's; PLAIN
+/// without TLS allowed on this loopback listener, and a short failure delay.
+fn auth_setup(d: &DemoRoot) {
+    add_account(d, "acme@acme.example", "site-pw");
+    add_account(d, "other@acme.example", "other-pw");
+    common::config(
+        d,
+        "[smtp]\nplaintext_auth = true\n[pop3]\nfailure_delay_ms = 400\n",
+    );
+}
+
+#[test]
+fn etrn_after_auth_for_an_auth_policy_site() {
+    let d = demo_root();
+    let sink = Sink::start(Script {
+        pipelining: true,
+        ..Script::default()
+    });
+    site_setup(
+        &d,
+        &sink,
+        "etrn = \"auth\"\naccounts = [\"acme@acme.example\"]\n",
+    );
+    auth_setup(&d);
+    spool_n(&d, 2);
+    let s = Daemon::start(&d.root);
+    let mut c = s.connect();
+    let offer = ehlo(&mut c);
+    assert!(offer.contains("250 AUTH PLAIN LOGIN CRAM-MD5"), "{offer}");
+    assert!(
+        offer.contains("offers ETRN after AUTH: an account entitled to a site may have its mail delivered to the address it connects from"),
+        "{offer}"
+    );
+    // Before AUTH the site refuses, with the RFC 1985 code.
+    assert_eq!(
+        c.cmd("ETRN acme.example"),
+        "459 4.7.1 Node acme.example not allowed: authentication required (AUTH first)"
+    );
+    // A wrong password is refused after the failure delay, and logged.
+    let t = Instant::now();
+    assert_eq!(
+        c.cmd(&auth_plain("acme@acme.example", "wrong")),
+        "535 5.7.8 Authentication credentials invalid"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        c.cmd(&auth_plain("acme@acme.example", "site-pw")),
+        "235 2.7.0 Authentication successful"
+    );
+    // AUTH identifies the site's account; it does not make a relay.
+    assert!(c.cmd("MAIL FROM:<acme@acme.example>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<victim@gmail.com>").starts_with("553 5.7.1"));
+    assert!(c.cmd("RSET").starts_with("250"));
+    assert_eq!(
+        c.cmd("ETRN acme.example"),
+        "253 2.0.0 OK, 2 pending messages for node acme.example started"
+    );
+    wait_for("the site to receive 2 messages", || {
+        sink.messages().len() == 2
+    });
+    // Another account, right password, not the site's: refused.
+    spool_n(&d, 1);
+    let mut c = s.connect();
+    ehlo(&mut c);
+    assert!(
+        c.cmd(&auth_plain("other@acme.example", "other-pw"))
+            .starts_with("235")
+    );
+    assert_eq!(
+        c.cmd("ETRN acme.example"),
+        "459 4.7.1 Node acme.example not allowed: this account may not ask for this node's mail"
+    );
+    // Three failed exchanges end the connection.
+    let mut c = s.connect();
+    ehlo(&mut c);
+    for _ in 0..2 {
+        assert!(
+            c.cmd(&auth_plain("acme@acme.example", "guess"))
+                .starts_with("535")
+        );
+    }
+    assert!(
+        c.cmd(&auth_plain("acme@acme.example", "guess"))
+            .starts_with("535")
+    );
+    assert_eq!(
+        c.reply(),
+        "421 4.7.0 Too many authentication failures, closing connection"
+    );
+    assert!(c.closed());
+    let log = s.log_text();
+    assert!(log.contains("login failed"), "{log}");
+    assert!(!log.contains("site-pw") && !log.contains("guess"), "{log}");
+    assert_eq!(sink.messages().len(), 2);
+}
+
+#[test]
+fn etrn_after_auth_delivers_to_the_client_address_of_a_dynamic_site() {
+    let d = demo_root();
+    // The customer's MTA listens on its current (dynamic) address, 127.0.0.4; the
+    // RELAYHOST on file is stale (TEST-NET, never reached), only its port counts.
+    let sink = Sink::start_on(
+        "127.0.0.4",
+        Script {
+            pipelining: true,
+            ..Script::default()
+        },
+    );
+    site_setup(
+        &d,
+        &sink,
+        "etrn = \"auth\"\naccounts = [\"acme@acme.example\"]\netrn_to_client = true\n",
+    );
+    write(
+        &d.root.join("sites/acme/RELAYHOST"),
+        &format!("192.0.2.1:{}\n", sink.addr.port()),
+    );
+    auth_setup(&d);
+    spool_n(&d, 2);
+    let s = Daemon::start(&d.root);
+    // Python's smtplib from 127.0.0.4: login, then ETRN.
+    let script = format!(
+        "import smtplib\n\
+         s=smtplib.SMTP('{}',{},source_address=('127.0.0.4',0))\n\
+         s.ehlo('site.example')\n\
+         s.user,s.password='acme@acme.example','site-pw'\n\
+         print(s.auth('PLAIN',s.auth_plain))\n\
+         print(s.docmd('ETRN','acme.example'))\n\
+         s.quit()\n",
+        s.addr.ip(),
+        s.addr.port()
+    );
+    let o = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        out.contains("(235, b'2.7.0 Authentication successful')"),
+        "{out}"
+    );
+    let expected = format!(
+        "(253, b'2.0.0 OK, 2 pending messages for node acme.example started, delivering to 127.0.0.4:{}')",
+        sink.addr.port()
+    );
+    assert!(out.contains(&expected), "{out}");
+    wait_for("delivery to the client's address", || {
+        sink.messages().len() == 2
+    });
+}

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
+use turnmail::odmr::AuthVerdict;
 use turnmail::smtp::{Action, MessageVerdict, RcptVerdict, Reply, Session, SessionConfig};
 
 fuzz_target!(|data: &[u8]| {
@@ -15,9 +16,11 @@ fuzz_target!(|data: &[u8]| {
         max_message_size: 4096,
         starttls: true,
         etrn: true,
+        auth: true,
+        plaintext_auth: cuts & 1 == 1,
         ..SessionConfig::default()
     });
-    let mut s = Session::new(cfg, false);
+    let mut s = Session::new(cfg, false).with_challenge("<1.2@fuzz>".into());
     let step = usize::from(cuts).max(1);
     let mut delivered = 0usize;
     for piece in rest.chunks(step) {
@@ -46,6 +49,15 @@ fuzz_target!(|data: &[u8]| {
                     }
                     Action::Etrn { .. } => s.answer_etrn(Reply::new(250, (2, 0, 0), "ok")),
                     Action::StartTls => s.tls_started(),
+                    Action::Authenticate { login, .. } => {
+                        assert!(!login.is_empty());
+                        let v = match login.first() {
+                            Some(b'a') => AuthVerdict::Accepted,
+                            Some(b'b') => AuthVerdict::Temporary,
+                            _ => AuthVerdict::Rejected,
+                        };
+                        s.answer_auth(v);
+                    }
                     Action::Close | Action::Refused { .. } => {}
                 }
             }

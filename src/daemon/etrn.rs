@@ -2,6 +2,11 @@
 //! reply. `ETRN node` names the sites that list the domain, `ETRN @domain` also every
 //! subdomain, `ETRN #site` a site by name. The answers follow the RFC exactly,
 //! including the informative 251/252/253 that other servers leave out.
+//!
+//! A client that authenticated (SMTP AUTH) as one of a site's `accounts` may always
+//! ask for it (unless ETRN is off for it), whatever its policy; `etrn = "auth"` allows
+//! nobody else. For a site with `etrn_to_client`, such a request delivers to the
+//! address the client connects from rather than RELAYHOST, and the reply says where.
 
 use std::net::IpAddr;
 
@@ -68,11 +73,18 @@ pub fn sites<'a>(d: &'a Discovery, t: &Target) -> Vec<&'a Site> {
     d.sites.iter().filter(|s| t.matches(s)).collect()
 }
 
-/// Why this client may not ask for this site's mail, if it may not.
-pub fn refusal(site: &Site, client: IpAddr) -> Option<&'static str> {
+/// Why this client (authenticated as `login`, if at all) may not ask for this site's
+/// mail, if it may not.
+pub fn refusal(site: &Site, client: IpAddr, login: Option<&str>) -> Option<&'static str> {
+    let entitled = login.is_some_and(|l| site.entitles(l));
     match site.settings.etrn {
-        EtrnPolicy::Anywhere => None,
         EtrnPolicy::Off => Some("ETRN is not enabled for this node"),
+        _ if entitled => None,
+        EtrnPolicy::Anywhere => None,
+        EtrnPolicy::Auth if login.is_some() => {
+            Some("this account may not ask for this node's mail")
+        }
+        EtrnPolicy::Auth => Some("authentication required (AUTH first)"),
         EtrnPolicy::Networks => {
             let allowed = site
                 .settings
@@ -83,6 +95,13 @@ pub fn refusal(site: &Site, client: IpAddr) -> Option<&'static str> {
             (!allowed).then_some("your address may not ask for this node's mail")
         }
     }
+}
+
+/// Where a permitted request delivers the site's mail: the client's own address for a
+/// dynamic-address site asked by an entitled account, else RELAYHOST (None).
+pub fn destination(site: &Site, client: IpAddr, login: Option<&str>) -> Option<String> {
+    let entitled = login.is_some_and(|l| site.entitles(l));
+    (entitled && site.settings.etrn_to_client).then(|| site.target_at(client))
 }
 
 pub fn syntax_error() -> Reply {
@@ -116,10 +135,14 @@ pub fn rate_limited(t: &Target) -> Reply {
     )
 }
 
-/// The reply once the flushes are decided: `queued` messages waiting in total, and
-/// whether a flush of some named site was already running.
-pub fn started(t: &Target, queued: usize, already_running: bool) -> Reply {
+/// The reply once the flushes are decided: `queued` messages waiting in total,
+/// whether a flush of some named site was already running, and where the mail goes
+/// when it is not RELAYHOST (`to`).
+pub fn started(t: &Target, queued: usize, already_running: bool, to: Option<&str>) -> Reply {
     let node = t.text();
+    let whither = to
+        .map(|a| format!(", delivering to {a}"))
+        .unwrap_or_default();
     if already_running {
         Reply::new(
             252,
@@ -136,7 +159,7 @@ pub fn started(t: &Target, queued: usize, already_running: bool) -> Reply {
         Reply::new(
             253,
             (2, 0, 0),
-            format!("OK, {queued} pending messages for node {node} started"),
+            format!("OK, {queued} pending messages for node {node} started{whither}"),
         )
     }
 }
@@ -170,6 +193,7 @@ mod tests {
                 site("other", &["other.example"], EtrnPolicy::Anywhere, &[]),
             ],
             problems: vec![],
+            watch: Default::default(),
         };
         let names = |arg: &[u8]| -> Vec<String> {
             sites(&d, &Target::parse(arg).unwrap())
@@ -188,20 +212,55 @@ mod tests {
     }
 
     #[test]
+    fn auth_policy_entitlement_and_the_client_address() {
+        let a: IpAddr = "192.0.2.5".parse().unwrap();
+        let mut s = site("d", &["d.example"], EtrnPolicy::Auth, &[]);
+        s.settings.accounts = vec!["Owner@d.example".into()];
+        assert_eq!(
+            refusal(&s, a, None),
+            Some("authentication required (AUTH first)")
+        );
+        assert_eq!(
+            refusal(&s, a, Some("other@d.example")),
+            Some("this account may not ask for this node's mail")
+        );
+        assert_eq!(refusal(&s, a, Some("owner@d.example")), None);
+        assert_eq!(destination(&s, a, Some("owner@d.example")), None);
+        s.settings.etrn_to_client = true;
+        s.settings.port = Some(2526);
+        assert_eq!(
+            destination(&s, a, Some("owner@d.example")).as_deref(),
+            Some("192.0.2.5:2526")
+        );
+        assert_eq!(destination(&s, a, Some("other@d.example")), None);
+        assert_eq!(destination(&s, a, None), None);
+        // An entitled account passes a networks policy too, but never `off`.
+        s.settings.etrn = EtrnPolicy::Networks;
+        assert_eq!(refusal(&s, a, Some("owner@d.example")), None);
+        assert!(refusal(&s, a, None).is_some());
+        s.settings.etrn = EtrnPolicy::Off;
+        assert!(refusal(&s, a, Some("owner@d.example")).is_some());
+    }
+
+    #[test]
     fn policies_and_replies() {
         let a: IpAddr = "192.0.2.5".parse().unwrap();
         let b: IpAddr = "198.51.100.1".parse().unwrap();
         let s = site("n", &["n.example"], EtrnPolicy::Networks, &["192.0.2.0/24"]);
-        assert_eq!(refusal(&s, a), None);
-        assert!(refusal(&s, b).is_some());
-        assert!(refusal(&site("o", &[], EtrnPolicy::Off, &[]), a).is_some());
+        assert_eq!(refusal(&s, a, None), None);
+        assert!(refusal(&s, b, None).is_some());
+        assert!(refusal(&site("o", &[], EtrnPolicy::Off, &[]), a, None).is_some());
         let t = Target::parse(b"n.example").unwrap();
-        assert_eq!(started(&t, 0, false).code, 251);
+        assert_eq!(started(&t, 0, false, None).code, 251);
         assert_eq!(
-            started(&t, 3, false).lines,
+            started(&t, 3, false, None).lines,
             vec!["OK, 3 pending messages for node n.example started"]
         );
-        assert_eq!(started(&t, 3, true).code, 252);
+        assert_eq!(
+            started(&t, 3, false, Some("192.0.2.5:25")).lines,
+            vec!["OK, 3 pending messages for node n.example started, delivering to 192.0.2.5:25"]
+        );
+        assert_eq!(started(&t, 3, true, None).code, 252);
         assert_eq!(unknown(&t).code, 458);
         assert_eq!(not_allowed(&t, "x").code, 459);
     }

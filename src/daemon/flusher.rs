@@ -4,21 +4,29 @@
 //! processes and hosts), bounds the number of parallel flushes, and spaces scheduled
 //! starts by a grace period as the seeds' master script did.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
+use super::spoolhint::SpoolHints;
 use crate::flush::{self, FlushContext, FlushResult};
 use crate::spool::site::{self, Discovery, Site};
+
+/// Longest wait of the due spools known to be empty for the flushes of the others.
+const EMPTY_PASS_WAIT: Duration = Duration::from_secs(1);
 
 pub struct Flusher {
     pub ctx: FlushContext,
     root: PathBuf,
     patterns: Vec<String>,
     sites: RwLock<Arc<Discovery>>,
+    /// Counts discoveries installed, so the scheduler knows when to plan again.
+    generation: AtomicU64,
+    hints: SpoolHints,
     running: Mutex<HashSet<String>>,
     parallel: Arc<Semaphore>,
     grace: Duration,
@@ -57,6 +65,8 @@ impl Flusher {
             root,
             patterns,
             sites: RwLock::new(Arc::new(d)),
+            generation: AtomicU64::new(0),
+            hints: SpoolHints::default(),
             running: Mutex::new(HashSet::new()),
             parallel: Arc::new(Semaphore::new(max_parallel.max(1))),
             grace,
@@ -69,14 +79,89 @@ impl Flusher {
         self.sites.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// How many discoveries were installed since the start.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Look for sites again (they appear and disappear with their directories).
     pub async fn refresh(self: &Arc<Self>) {
+        self.refresh_if_changed(true).await;
+    }
+
+    /// Look for sites again if anything they were found from changed, or always with
+    /// `force`; then look into the spools of sites not seen before. True if the sites
+    /// were discovered again.
+    pub async fn refresh_if_changed(self: &Arc<Self>, force: bool) -> bool {
         let me = self.clone();
-        if let Ok(d) =
-            tokio::task::spawn_blocking(move || site::discover(&me.root, &me.patterns)).await
-        {
-            *self.sites.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(d);
+        tokio::task::spawn_blocking(move || {
+            let again = force || me.sites().watch.changed();
+            if again {
+                let d = site::discover(&me.root, &me.patterns);
+                let names: HashSet<&str> = d.sites.iter().map(|s| s.name.as_str()).collect();
+                me.hints.retain(&names);
+                *me.sites.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(d);
+                me.generation.fetch_add(1, Ordering::AcqRel);
+            }
+            me.learn_spools();
+            again
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Forget what is known about the spools (the scheduler's periodic sweep).
+    pub fn forget_spools(&self) {
+        self.hints.clear();
+    }
+
+    /// Look into the spools of sites not known yet, so that when they fall due those
+    /// with mail are found first and the empty ones cost a stat. Blocking.
+    fn learn_spools(&self) {
+        for s in &self.sites().sites {
+            if !self.hints.known(&s.name) {
+                self.hints.has_mail(s);
+            }
         }
+    }
+
+    /// Scheduled flushes of the named sites, off the timer: one blocking task looks
+    /// into their spools, those likely to hold mail first, and starts a flush for each
+    /// with mail as soon as it is found. The spools known to be empty (thousands of
+    /// stats) are looked at once those flushes are done, or after [`EMPTY_PASS_WAIT`],
+    /// so that the CPU goes to the sites with mail first. Empty sites cost no task,
+    /// lock or connection.
+    pub fn start_due(self: &Arc<Self>, names: Vec<String>) {
+        let me = self.clone();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let sites = me.sites();
+            let mut by_name: HashMap<&str, &Site> = HashMap::with_capacity(sites.sites.len());
+            by_name.extend(sites.sites.iter().map(|s| (s.name.as_str(), s)));
+            let due = names
+                .iter()
+                .filter_map(|n| by_name.get(n.as_str()).copied())
+                .collect();
+            let (likely, empty) = me.hints.likely_first(due);
+            let started: Vec<_> = likely
+                .into_iter()
+                .filter(|s| !me.is_running(&s.name) && me.hints.has_mail(s))
+                .map(|s| me.start_scheduled(s.clone()))
+                .collect();
+            if !started.is_empty() {
+                let done = async {
+                    for flush in started {
+                        let _ = flush.await;
+                    }
+                };
+                let _ = runtime.block_on(tokio::time::timeout(EMPTY_PASS_WAIT, done));
+            }
+            for s in empty {
+                if !me.is_running(&s.name) && me.hints.has_mail(s) {
+                    me.start_scheduled(s.clone());
+                }
+            }
+        });
     }
 
     pub fn is_running(&self, name: &str) -> bool {
@@ -122,13 +207,9 @@ impl Flusher {
         true
     }
 
-    /// A scheduled flush: like `trigger`, but starts are spaced by the grace period.
-    /// A site with nothing waiting costs one directory scan: no task waits for the
-    /// grace, no lock, no connection, so thousands of idle sites stay cheap.
-    pub fn trigger_scheduled(self: &Arc<Self>, site: Site) -> bool {
-        if self.is_running(&site.name) || Self::queued(&site) == 0 {
-            return false;
-        }
+    /// A scheduled flush of a site with mail: like `trigger`, but starts are spaced by
+    /// the grace period.
+    fn start_scheduled(self: &Arc<Self>, site: Site) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             {
@@ -140,8 +221,7 @@ impl Flusher {
                 *last = Some(Instant::now());
             }
             let _ = me.flush_now(&site, None, "schedule").await;
-        });
-        true
+        })
     }
 
     /// Flush over an existing connection (ODMR's reversed connection); None if a flush

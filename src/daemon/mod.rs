@@ -9,11 +9,13 @@ pub mod etrn;
 pub mod flusher;
 pub mod limits;
 pub mod listen;
+pub mod login;
 pub mod odmr_conn;
 pub mod pop3_conn;
 pub mod ratelimit;
 pub mod scheduler;
 pub mod smtp_conn;
+pub mod spoolhint;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -176,6 +178,8 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         max_text_line: config.limits.max_line_length,
         starttls: tls.is_some(),
         etrn: true,
+        auth: true,
+        plaintext_auth: config.smtp.plaintext_auth,
         ..SessionConfig::default()
     });
     if tls.is_none() && listeners.iter().any(|(_, s)| *s == Service::Pop3s) {

@@ -13,8 +13,7 @@ use tokio::net::TcpStream;
 use super::Shared;
 use super::flusher::Flusher;
 use super::limits::Permit;
-use crate::engine::{AuthError, LoginContext};
-use crate::odmr::{Action, AtrnVerdict, AuthVerdict, Connection, Credential, Session};
+use crate::odmr::{Action, AtrnVerdict, AuthVerdict, Connection, Credential, Mechanism, Session};
 use crate::spool::site::{Site, TlsPolicy};
 
 struct Conn {
@@ -93,7 +92,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     login,
                     credential,
                 } => {
-                    let v = conn.authenticate(mechanism.name(), login, credential).await;
+                    let v = conn.authenticate(mechanism, login, credential).await;
                     session.answer_auth(v);
                 }
                 Action::Atrn { domains } => {
@@ -143,59 +142,24 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 impl Conn {
     async fn authenticate(
         &mut self,
-        mech: &'static str,
+        mechanism: Mechanism,
         login: Vec<u8>,
         credential: Credential,
     ) -> AuthVerdict {
-        let shared = self.shared.clone();
-        let ip = self.peer.ip();
-        let delay = Duration::from_millis(shared.config.pop3.failure_delay_ms);
-        let shown: String = String::from_utf8_lossy(&login)
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(100)
-            .collect();
-        if shared.pop3_failures.is_blocked(ip, Instant::now()) {
-            tokio::time::sleep(delay).await;
-            return AuthVerdict::Rejected;
-        }
-        let ctx = LoginContext {
-            local_ip: Some(self.local.ip()),
-        };
-        let engine = shared.engine.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            let snap = engine.snapshot();
-            match &credential {
-                Credential::Plain(p) => snap.accounts.authenticate(&login, p.expose(), ctx),
-                Credential::CramMd5 { challenge, digest } => snap.accounts.authenticate_cram_md5(
-                    &login,
-                    challenge.as_bytes(),
-                    digest.as_bytes(),
-                    ctx,
-                ),
-            }
-        })
+        let (verdict, login) = super::login::check(
+            &self.shared,
+            self.peer,
+            self.local,
+            "odmr",
+            mechanism,
+            login,
+            credential,
+        )
         .await;
-        match r {
-            Ok(Ok(a)) => {
-                shared.pop3_failures.record_success(ip);
-                let login = String::from_utf8_lossy(&a.account.login).into_owned();
-                tracing::info!(target: "odmr", client = %self.peer, login = %login, mech, "login");
-                self.login = Some(login);
-                AuthVerdict::Accepted
-            }
-            Ok(Err(AuthError::Temporary(e))) => {
-                tracing::error!(target: "odmr", client = %self.peer, "login trouble: {e}");
-                AuthVerdict::Temporary
-            }
-            Ok(Err(e)) => {
-                shared.pop3_failures.record_failure(ip, Instant::now());
-                tracing::warn!(target: "odmr", client = %self.peer, login = %shown, mech, "login failed: {e}");
-                tokio::time::sleep(delay).await;
-                AuthVerdict::Rejected
-            }
-            Err(_) => AuthVerdict::Temporary,
+        if login.is_some() {
+            self.login = login;
         }
+        verdict
     }
 
     /// RFC 2645: all or nothing. Every named domain must belong to a site that lists
@@ -212,16 +176,7 @@ impl Conn {
             return AtrnVerdict::RateLimited;
         }
         let sites = self.shared.flusher.sites();
-        let entitled: Vec<&Site> = sites
-            .sites
-            .iter()
-            .filter(|s| {
-                s.settings
-                    .accounts
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case(&login))
-            })
-            .collect();
+        let entitled: Vec<&Site> = sites.sites.iter().filter(|s| s.entitles(&login)).collect();
         let chosen: Vec<&Site> = if domains.is_empty() {
             entitled.clone()
         } else {

@@ -29,6 +29,21 @@ pub fn site_schedule(site: &Site, default: &str) -> Result<Crontab, String> {
     Ok(c)
 }
 
+/// Distinct schedules remembered while taking due sites (a handful in practice).
+const MEMO: usize = 16;
+
+/// A next firing computed during one `take_due`: (from, schedule, next).
+type Memo<'a> = (DateTime<Utc>, &'a Crontab, Option<DateTime<Utc>>);
+
+/// Sites taken out of the plan because they are due, in firing order.
+pub struct Due(BTreeSet<(DateTime<Utc>, String, DateTime<Utc>)>);
+
+impl Due {
+    pub fn names(&self) -> Vec<String> {
+        self.0.iter().map(|(_, n, _)| n.clone()).collect()
+    }
+}
+
 /// When each site fires next.
 #[derive(Default)]
 pub struct Plan {
@@ -80,20 +95,49 @@ impl Plan {
 
     /// Sites due at `now`; each is rescheduled to its next firing.
     pub fn take_due(&mut self, now: DateTime<Utc>) -> Vec<String> {
-        let mut due = Vec::new();
-        while let Some((t, name, base)) = self.queue.first().cloned() {
-            if t > now {
-                break;
+        let due = self.split_due(now);
+        let names = due.names();
+        self.reschedule(due, now);
+        names
+    }
+
+    /// Takes the sites due at `now` out of the plan at once, so that they can be handed
+    /// out before thousands of them are rescheduled; give them back to `reschedule`.
+    pub fn split_due(&mut self, now: DateTime<Utc>) -> Due {
+        let first_later = (
+            now + chrono::Duration::nanoseconds(1),
+            String::new(),
+            DateTime::<Utc>::MIN_UTC,
+        );
+        let later = self.queue.split_off(&first_later);
+        Due(std::mem::replace(&mut self.queue, later))
+    }
+
+    /// Puts sites taken by `split_due` back at their next firing.
+    pub fn reschedule(&mut self, due: Due, now: DateTime<Utc>) {
+        let Plan { schedules, queue } = self;
+        // Thousands of sites fall due together on the same schedule: compute each
+        // distinct next firing once, not once per site.
+        let mut memo: Vec<Memo> = Vec::new();
+        for (_, name, base) in due.0 {
+            let Some((c, jitter)) = schedules.get(&name) else {
+                continue;
+            };
+            let from = base.max(now - *jitter);
+            let next = match memo.iter().find(|(f, m, _)| *f == from && *m == c) {
+                Some((_, _, next)) => *next,
+                None => {
+                    let next = c.next_after(from);
+                    if memo.len() < MEMO {
+                        memo.push((from, c, next));
+                    }
+                    next
+                }
+            };
+            if let Some(next) = next {
+                queue.insert((next + *jitter, name, next));
             }
-            self.queue.pop_first();
-            if let Some((c, jitter)) = self.schedules.get(&name)
-                && let Some(next) = c.next_after(base.max(now - *jitter))
-            {
-                self.queue.insert((next + *jitter, name.clone(), next));
-            }
-            due.push(name);
         }
-        due
     }
 
     pub fn len(&self) -> usize {
@@ -113,10 +157,17 @@ impl Plan {
     }
 }
 
-/// How often sites are discovered again.
-const REFRESH: Duration = Duration::from_secs(30);
+/// How often the sites' stamps are compared to what their discovery saw (a few stats
+/// per site); they are discovered again only when something changed.
+const CHECK: Duration = Duration::from_secs(30);
 
-/// The scheduler loop: sleep until the earliest due site or the next refresh.
+/// How often the sites are discovered again and their spools looked into regardless,
+/// in case a change left no stamp behind (two edits within one clock tick).
+const SWEEP: Duration = Duration::from_secs(600);
+
+/// The scheduler loop: sleep until the earliest due site or the next check of the
+/// sites. Due sites are handed to the flusher, which looks into their spools off this
+/// task.
 pub async fn run(
     flusher: Arc<Flusher>,
     plan: Arc<std::sync::Mutex<Plan>>,
@@ -124,42 +175,51 @@ pub async fn run(
     max_jitter: u32,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut next_refresh = tokio::time::Instant::now();
+    let mut next_check = tokio::time::Instant::now();
+    let mut next_sweep = next_check + SWEEP;
+    let mut planned = None;
     loop {
-        let now = Utc::now();
-        if tokio::time::Instant::now() >= next_refresh {
-            flusher.refresh().await;
-            let sites = flusher.sites();
-            let problems = plan.lock().unwrap_or_else(|p| p.into_inner()).update(
-                &sites.sites,
-                &default,
-                max_jitter,
-                now,
-            );
-            for p in problems {
-                tracing::warn!(target: "schedule", "{p}");
+        if tokio::time::Instant::now() >= next_check {
+            let sweep = tokio::time::Instant::now() >= next_sweep;
+            if sweep {
+                flusher.forget_spools();
+                next_sweep = tokio::time::Instant::now() + SWEEP;
             }
-            next_refresh = tokio::time::Instant::now() + REFRESH;
-        }
-        let due = plan.lock().unwrap_or_else(|p| p.into_inner()).take_due(now);
-        if !due.is_empty() {
-            let sites = flusher.sites();
-            // Thousands of sites can fall due at once: index them once per wake
-            // instead of a linear search per due site.
-            let by_name: HashMap<&str, &Site> =
-                sites.sites.iter().map(|s| (s.name.as_str(), s)).collect();
-            for name in due {
-                if let Some(s) = by_name.get(name.as_str()) {
-                    flusher.trigger_scheduled((*s).clone());
+            flusher.refresh_if_changed(sweep).await;
+            // Also after a discovery made for someone else (the operator's flush).
+            if planned != Some(flusher.generation()) {
+                planned = Some(flusher.generation());
+                let sites = flusher.sites();
+                let problems = plan.lock().unwrap_or_else(|p| p.into_inner()).update(
+                    &sites.sites,
+                    &default,
+                    max_jitter,
+                    Utc::now(),
+                );
+                for p in problems {
+                    tracing::warn!(target: "schedule", "{p}");
                 }
             }
+            next_check = tokio::time::Instant::now() + CHECK;
         }
+        let now = Utc::now();
+        let due = plan
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .split_due(now);
+        let names = due.names();
+        if !names.is_empty() {
+            flusher.start_due(names);
+        }
+        plan.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reschedule(due, now);
         let wake = plan.lock().unwrap_or_else(|p| p.into_inner()).next_wake();
         let until_due = wake
             .and_then(|w| (w - Utc::now()).to_std().ok())
-            .unwrap_or(REFRESH);
+            .unwrap_or(CHECK);
         let sleep =
-            until_due.min(next_refresh.saturating_duration_since(tokio::time::Instant::now()));
+            until_due.min(next_check.saturating_duration_since(tokio::time::Instant::now()));
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = stop.changed() => return,

@@ -21,7 +21,10 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Conn {
     peer: SocketAddr,
+    local: SocketAddr,
     shared: Arc<Shared>,
+    /// The account of an accepted AUTH (as stored in poppasswd), for ETRN.
+    login: Option<String>,
     /// Recipients accepted in the current transaction, with how they resolved.
     rcpts: Vec<(Vec<u8>, Resolution)>,
 }
@@ -42,10 +45,14 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         super::wire::write_all(&mut stream, msg.as_bytes()).await;
         return;
     }
-    let mut session = Session::new(shared.smtp.clone(), false);
+    let local = stream.local_addr().unwrap_or(peer);
+    let mut session = Session::new(shared.smtp.clone(), false)
+        .with_challenge(super::wire::challenge(&shared.hostname));
     let mut conn = Conn {
         peer,
+        local,
         shared: shared.clone(),
+        login: None,
         rcpts: Vec::new(),
     };
     if let Ended::StartTls(plain) = drive(&mut session, stream, &mut conn).await {
@@ -56,6 +63,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
             Ok(Ok(tls)) => {
                 session.tls_started();
                 conn.rcpts.clear();
+                conn.login = None;
                 let _ = drive(&mut session, tls, &mut conn).await;
             }
             Ok(Err(e)) => {
@@ -91,13 +99,7 @@ async fn autoturn(shared: &Arc<Shared>, peer: SocketAddr) {
             hit = addrs.into_iter().any(|a| a.ip() == peer.ip());
         }
         if hit {
-            let port = s
-                .relayhost
-                .as_ref()
-                .and_then(|r| r.port)
-                .or(s.settings.port)
-                .unwrap_or(25);
-            let to = SocketAddr::new(peer.ip(), port).to_string();
+            let to = s.target_at(peer.ip());
             let started = shared
                 .flusher
                 .trigger(s.clone(), Some(to.clone()), "autoturn");
@@ -138,6 +140,26 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 Action::Etrn { argument } => {
                     let r = conn.etrn(&argument).await;
                     session.answer_etrn(r);
+                }
+                Action::Authenticate {
+                    mechanism,
+                    login,
+                    credential,
+                } => {
+                    let (v, login) = super::login::check(
+                        &conn.shared,
+                        conn.peer,
+                        conn.local,
+                        "smtp",
+                        mechanism,
+                        login,
+                        credential,
+                    )
+                    .await;
+                    if login.is_some() {
+                        conn.login = login;
+                    }
+                    session.answer_auth(v);
                 }
                 Action::StartTls => {
                     if !write_out(&mut stream, session).await {
@@ -215,12 +237,14 @@ impl Conn {
         if named.is_empty() {
             return etrn::unknown(&target);
         }
-        if let Some(why) = named.iter().find_map(|s| etrn::refusal(s, self.peer.ip())) {
-            tracing::info!(target: "etrn", client = %self.peer, "refused {}: {why}", target.text());
+        let (ip, login) = (self.peer.ip(), self.login.as_deref());
+        if let Some(why) = named.iter().find_map(|s| etrn::refusal(s, ip, login)) {
+            tracing::info!(target: "etrn", client = %self.peer, login, "refused {}: {why}", target.text());
             return etrn::not_allowed(&target, why);
         }
         let mut queued = 0;
         let mut running = false;
+        let mut to_client = None;
         for s in named {
             if f.is_running(&s.name) {
                 running = true;
@@ -228,12 +252,14 @@ impl Conn {
             }
             let n = super::flusher::Flusher::queued(s);
             queued += n;
-            if n > 0 && !f.trigger(s.clone(), None, "etrn") {
+            let to = etrn::destination(s, ip, login);
+            if n > 0 && !f.trigger(s.clone(), to.clone(), "etrn") {
                 running = true;
             }
+            to_client = to_client.or(to);
         }
-        tracing::info!(target: "etrn", client = %self.peer, queued, running, "ETRN {}", target.text());
-        etrn::started(&target, queued, running)
+        tracing::info!(target: "etrn", client = %self.peer, login, queued, running, to = to_client.as_deref().unwrap_or("RELAYHOST"), "ETRN {}", target.text());
+        etrn::started(&target, queued, running, to_client.as_deref())
     }
 
     async fn check(&mut self, address: Vec<u8>) -> RcptVerdict {

@@ -1,6 +1,8 @@
 //! Per-site flush status (`ROOT/run/sites/NAME.json`): the last attempt and its result,
 //! written atomically after each flush so `turnmail status` can show it with or without
 //! a running daemon. Queue size and the oldest message are read live from the spool.
+//! The file is not fsynced: it is bookkeeping, and a crash losing the last result is
+//! harmless, while a disk flush per site flush would slow every flush.
 
 use std::path::{Path, PathBuf};
 
@@ -69,6 +71,6 @@ pub fn record(dir: &Path, site: &Site, r: &FlushResult) {
         return;
     }
     if let Ok(json) = serde_json::to_vec_pretty(&s) {
-        let _ = crate::fsutil::write_atomic(&path(dir, &site.name), &json, 0o644);
+        let _ = crate::fsutil::replace_unsynced(&path(dir, &site.name), &json, 0o644);
     }
 }

@@ -107,6 +107,14 @@ fn helo(args: &[u8], extended: bool) -> Result<Command, Reply> {
 
 /// `AUTH mechanism [initial-response]` (RFC 4954 §4).
 fn auth(args: &[u8]) -> Result<Command, Reply> {
+    let (mechanism, initial) = auth_arguments(args)?;
+    Ok(Command::Auth { mechanism, initial })
+}
+
+/// The arguments of `AUTH mechanism [initial-response]` (RFC 4954 §4), spaces around
+/// them trimmed: the mechanism (`None` if we do not implement it) and the initial
+/// response as sent. The SMTP listener's AUTH is read the same way.
+pub(crate) fn auth_arguments(args: &[u8]) -> Result<(Option<Mechanism>, Option<Secret>), Reply> {
     const USAGE: &str = "AUTH mechanism [initial-response]";
     let mut words = args.split(|&b| b == b' ').filter(|w| !w.is_empty());
     let (Some(name), initial, None) = (words.next(), words.next(), words.next()) else {
@@ -122,10 +130,7 @@ fn auth(args: &[u8]) -> Result<Command, Reply> {
     let mechanism = [Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5]
         .into_iter()
         .find(|m| name.eq_ignore_ascii_case(m.name().as_bytes()));
-    Ok(Command::Auth {
-        mechanism,
-        initial: initial.map(|i| Secret::new(i.to_vec())),
-    })
+    Ok((mechanism, initial.map(|i| Secret::new(i.to_vec()))))
 }
 
 /// `atrn = "ATRN" [SP domain *("," domain)]` (RFC 2645 §5.2.1). Spaces around the

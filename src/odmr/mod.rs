@@ -97,10 +97,10 @@
 //! an AUTH response.
 
 mod action;
-mod command;
+pub(crate) mod command;
 mod config;
 mod handlers;
-mod sasl;
+pub(crate) mod sasl;
 mod session;
 pub mod texts;
 

@@ -6,6 +6,7 @@
 //! in order without the session knowing anything about async.
 
 use super::reply::Reply;
+use crate::odmr::{Credential, Mechanism};
 
 /// Something the shell must do. See the module documentation of [`super`] for the loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +33,17 @@ pub enum Action {
     /// handshake, then call `Session::tls_started` (or close if it fails). Input
     /// received meanwhile is dropped.
     StartTls,
-    /// An ETRN request (RFC 1985); answer with `Session::answer_etrn`.
+    /// An ETRN request (RFC 1985); answer with `Session::answer_etrn`. The shell
+    /// remembers the account of an accepted AUTH: the site's policy may want it.
     Etrn { argument: Vec<u8> },
+    /// Check a login; answer with `Session::answer_auth`, after the failure delay if
+    /// it failed, and keep the account for ETRN. `login` is the raw client bytes (the
+    /// engine decides which login forms it accepts).
+    Authenticate {
+        mechanism: Mechanism,
+        login: Vec<u8>,
+        credential: Credential,
+    },
     /// Write the remaining output, then close the connection.
     Close,
     /// A command was refused; for the log only, nothing to answer. `command` is the

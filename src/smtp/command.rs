@@ -16,6 +16,9 @@ use smtp_proto::{Error as ProtoError, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MailFr
 use super::address::{PathError, PathKind, parse_path};
 use super::reply::Reply;
 use super::texts;
+use crate::odmr::Mechanism;
+use crate::odmr::command::auth_arguments;
+use crate::pop3::Secret;
 
 /// A syntactically valid command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +35,8 @@ pub enum Command {
         body_8bit: bool,
         /// Any ESMTP parameter was given (only allowed after EHLO).
         has_params: bool,
+        /// RFC 4954 §5's AUTH= was given (accepted, and ignored, when AUTH is offered).
+        auth_param: bool,
     },
     Rcpt {
         address: Vec<u8>,
@@ -50,7 +55,14 @@ pub enum Command {
     Etrn {
         argument: Vec<u8>,
     },
-    /// A verb we know but do not offer (AUTH, EXPN, ATRN, BURL, LHLO, TURN).
+    /// `AUTH mechanism [initial-response]` (RFC 4954).
+    Auth {
+        /// `None`: a mechanism we do not implement (504).
+        mechanism: Option<Mechanism>,
+        /// The initial response as sent (base64 or `=`); it may carry a password.
+        initial: Option<Secret>,
+    },
+    /// A verb we know but do not offer (EXPN, ATRN, BURL, LHLO, TURN).
     NotImplemented,
 }
 
@@ -69,6 +81,10 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
     }
     if verb.eq_ignore_ascii_case(b"ETRN") {
         return parse_etrn(args);
+    }
+    if verb.eq_ignore_ascii_case(b"AUTH") {
+        let (mechanism, initial) = auth_arguments(trim_spaces(args))?;
+        return Ok(Command::Auth { mechanism, initial });
     }
     if verb.eq_ignore_ascii_case(b"TURN") {
         return Ok(Command::NotImplemented);
@@ -160,6 +176,7 @@ fn parse_mail(args: &[u8]) -> Result<Command, Reply> {
         size: u64::try_from(params.size).unwrap_or(u64::MAX),
         body_8bit: params.flags & MAIL_BODY_8BITMIME != 0,
         has_params,
+        auth_param: params.auth.is_some(),
     })
 }
 
@@ -203,7 +220,6 @@ fn unoffered_mail_parameter(p: &MailFrom<String>) -> Option<&'static str> {
         (p.env_id.is_some(), "ENVID"),
         (p.solicit.is_some(), "SOLICIT"),
         (p.mtrk.is_some(), "MTRK"),
-        (p.auth.is_some(), "AUTH"),
         (p.hold_for != 0, "HOLDFOR"),
         (p.hold_until != 0, "HOLDUNTIL"),
         (p.mt_priority != 0, "MT-PRIORITY"),
@@ -291,7 +307,20 @@ mod tests {
         assert_eq!(ok("HELP"), Command::Help);
         assert_eq!(ok("StartTLS"), Command::StartTls);
         assert_eq!(ok("EXPN list"), Command::NotImplemented);
-        assert_eq!(ok("AUTH PLAIN"), Command::NotImplemented);
+        assert_eq!(
+            ok("AUTH plain"),
+            Command::Auth {
+                mechanism: Some(Mechanism::Plain),
+                initial: None
+            }
+        );
+        assert_eq!(
+            ok("AUTH X-UNKNOWN ="),
+            Command::Auth {
+                mechanism: None,
+                initial: Some(Secret::new(b"=".to_vec()))
+            }
+        );
         assert_eq!(
             ok("BDAT 100 LAST"),
             Command::Bdat {
@@ -322,7 +351,8 @@ mod tests {
                 address: b"a@b.c".to_vec(),
                 size: 1000,
                 body_8bit: true,
-                has_params: true
+                has_params: true,
+                auth_param: false
             }
         );
         assert_eq!(
@@ -331,7 +361,18 @@ mod tests {
                 address: vec![],
                 size: 0,
                 body_8bit: false,
-                has_params: false
+                has_params: false,
+                auth_param: false
+            }
+        );
+        assert_eq!(
+            ok("MAIL FROM:<a@b.c> AUTH=<>"),
+            Command::Mail {
+                address: b"a@b.c".to_vec(),
+                size: 0,
+                body_8bit: false,
+                has_params: true,
+                auth_param: true
             }
         );
         assert_eq!(code(b"MAIL FROM:<a@b.c> SIZE=x"), (501, Some((5, 5, 4))));
@@ -356,6 +397,8 @@ mod tests {
         assert_eq!(code(b"ETRN"), (501, Some((5, 5, 4))));
         assert_eq!(code(b"ETRN @"), (501, Some((5, 5, 4))));
         assert_eq!(code(b"ETRN a b"), (501, Some((5, 5, 4))));
+        assert_eq!(code(b"AUTH"), (501, Some((5, 5, 4))));
+        assert_eq!(code(b"AUTH PLAIN a b"), (501, Some((5, 5, 4))));
         assert_eq!(code(b"NOOP \0"), (501, Some((5, 5, 4))));
         assert_eq!(
             code(b"RCPT TO:<a@b.c> NOTIFY=NEVER"),

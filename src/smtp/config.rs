@@ -24,6 +24,15 @@ pub struct SessionConfig {
     pub etrn: bool,
     /// Offer CHUNKING/BDAT (RFC 3030).
     pub chunking: bool,
+    /// Offer AUTH (RFC 4954). It identifies a site's account for ETRN; it never
+    /// allows relaying: recipients are checked the same with or without it.
+    pub auth: bool,
+    /// AUTH PLAIN and LOGIN are offered and accepted without TLS. When false they are
+    /// advertised only under TLS and refused with 538 before it; CRAM-MD5 is offered
+    /// whenever the session has a challenge ([`super::Session::with_challenge`]).
+    pub plaintext_auth: bool,
+    /// Failed AUTH exchanges (535, cancelled, undecodable) before 421 and close.
+    pub max_auth_failures: usize,
 }
 
 impl Default for SessionConfig {
@@ -39,6 +48,9 @@ impl Default for SessionConfig {
             starttls: false,
             etrn: false,
             chunking: true,
+            auth: false,
+            plaintext_auth: false,
+            max_auth_failures: 3,
         }
     }
 }

@@ -30,7 +30,13 @@ impl Session {
                 size,
                 body_8bit,
                 has_params,
-            } => self.on_mail(line, address, size, body_8bit, has_params),
+                auth_param,
+            } => {
+                if auth_param && !self.cfg.auth {
+                    return self.refuse(shown(line), texts::parameter_unsupported("AUTH"));
+                }
+                self.on_mail(line, address, size, body_8bit, has_params)
+            }
             Command::Rcpt { address } => self.on_rcpt(line, address),
             Command::Data => self.on_data(line),
             Command::Bdat { size, last } => self.on_bdat(size, last),
@@ -50,6 +56,9 @@ impl Session {
             }
             Command::StartTls => self.on_starttls(line),
             Command::Etrn { argument } => self.on_etrn(line, argument),
+            Command::Auth { mechanism, initial } => {
+                self.on_auth(line, mechanism, initial.as_ref().map(|i| i.expose()));
+            }
             Command::NotImplemented => self.protocol_error(shown(line), texts::not_implemented()),
         }
     }
@@ -62,7 +71,13 @@ impl Session {
             extended,
         });
         let reply = if extended {
-            texts::ehlo(&self.cfg.hostname, &self.extensions())
+            // The greeting line carries free text: say what AUTH is for here.
+            let name = if self.cfg.etrn && self.auth_keyword().is_some() {
+                format!("{} {}", self.cfg.hostname, texts::AUTH_ETRN_NOTE)
+            } else {
+                self.cfg.hostname.clone()
+            };
+            texts::ehlo(&name, &self.extensions())
         } else {
             texts::helo(&self.cfg.hostname)
         };
@@ -85,6 +100,9 @@ impl Session {
         if self.cfg.etrn {
             keywords.push("ETRN".to_string());
         }
+        if let Some(auth) = self.auth_keyword() {
+            keywords.push(auth);
+        }
         keywords
     }
 
@@ -99,6 +117,9 @@ impl Session {
         }
         if self.cfg.etrn {
             verbs.push_str(" ETRN");
+        }
+        if self.auth_keyword().is_some() {
+            verbs.push_str(" AUTH");
         }
         verbs
     }

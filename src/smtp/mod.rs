@@ -1,7 +1,7 @@
 //! The SMTP server session, sans-IO: bytes in, replies and actions out.
 //!
 //! Everything about the protocol (RFC 5321 with PIPELINING, SIZE, 8BITMIME,
-//! ENHANCEDSTATUSCODES, STARTTLS, CHUNKING and ETRN) lives here, with no sockets,
+//! ENHANCEDSTATUSCODES, STARTTLS, CHUNKING, ETRN and AUTH) lives here, with no sockets,
 //! clock, files or async, so it can be tested byte by byte and fuzzed. A thin shell
 //! (the listener) owns the connection and carries out the [`Action`]s.
 //!
@@ -14,7 +14,8 @@
 //!         match action {
 //!             CheckRecipient { address } => s.answer_recipient(engine.check(address).await),
 //!             Deliver { .. }             => s.answer_message(deliver(..).await),
-//!             Etrn { argument }          => s.answer_etrn(trigger_flush(argument)),
+//!             Etrn { argument }          => s.answer_etrn(trigger_flush(argument, account)),
+//!             Authenticate { .. }        => s.answer_auth(engine.check(..).await), // keep the account
 //!             StartTls                   => { write(s.take_output()); handshake()?; s.tls_started() }
 //!             Refused { command, reply } => log(command, reply),
 //!             Close                      => {}
@@ -30,7 +31,7 @@
 //!
 //! * [`Session::next_action`] processes all buffered input until an action needs the
 //!   shell; `None` means it needs more bytes (or is closed). `CheckRecipient`,
-//!   `Deliver`, `Etrn` and `StartTls` pause the session until answered; pipelined
+//!   `Deliver`, `Etrn`, `Authenticate` and `StartTls` pause the session until answered; pipelined
 //!   input stays buffered and replies stay in order.
 //! * Call [`Session::take_output`] and write it whenever `next_action` returns `None`
 //!   (before reading again) and before the TLS handshake. After `Close`, write what is
@@ -44,6 +45,13 @@
 //! * The shell adds the `Received:` field ([`received_line`]) when it stores the
 //!   message; the session does not know the peer address or the queue id.
 //!
+//! * AUTH (`auth.rs`, when `SessionConfig::auth`): PLAIN and LOGIN under TLS or with
+//!   `plaintext_auth`, CRAM-MD5 with the challenge from [`Session::with_challenge`].
+//!   The shell checks the credential with the engine, delays failures, and keeps the
+//!   account for ETRN; the session closes after `max_auth_failures` failed exchanges,
+//!   and STARTTLS forgets an AUTH. AUTH lines are wiped from the input and shown as
+//!   `AUTH MECH ***` in `Refused`. AUTH never changes what RCPT accepts.
+//!
 //! # Replies
 //!
 //! All reply texts are in [`texts`]; [`Reply::to_bytes`] is the only serialiser and
@@ -51,6 +59,7 @@
 
 mod action;
 mod address;
+mod auth;
 mod chunk;
 mod command;
 mod config;

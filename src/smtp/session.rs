@@ -10,12 +10,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::action::{Action, MessageVerdict, RcptVerdict};
+use super::auth::Exchange;
 use super::chunk::ChunkDecoder;
 use super::config::SessionConfig;
 use super::dot::DotDecoder;
 use super::message::MessageBuilder;
 use super::reply::{Reply, printable};
 use super::texts;
+use crate::pop3::Secret;
 
 /// Input buffered beyond one command line. The shell reads at most
 /// [`Session::input_room`] bytes at a time, so this bounds each read as well.
@@ -43,6 +45,12 @@ pub struct Session {
     pub(super) bdat_failed: bool,
     bad_commands: usize,
     closed: bool,
+    /// The CRAM-MD5 challenge of this connection, if the shell made one.
+    pub(super) challenge: Option<String>,
+    /// An AUTH exchange is under way: the next line is a SASL response.
+    pub(super) exchange: Option<Exchange>,
+    pub(super) authenticated: bool,
+    pub(super) auth_failures: usize,
 }
 
 /// What the next input bytes are.
@@ -82,6 +90,7 @@ pub(super) enum Waiting {
     Message,
     Etrn,
     Tls,
+    Auth(crate::odmr::Mechanism),
 }
 
 #[derive(Debug)]
@@ -118,10 +127,21 @@ impl Session {
             bdat_failed: false,
             bad_commands: 0,
             closed: false,
+            challenge: None,
+            exchange: None,
+            authenticated: false,
+            auth_failures: 0,
         };
         let greeting = texts::greeting(&session.cfg.hostname);
         session.reply(&greeting);
         session
+    }
+
+    /// Offer CRAM-MD5 with this challenge (RFC 2195: `<unique.stamp@host>`, angle
+    /// brackets included, unique per connection), when AUTH is offered at all.
+    pub fn with_challenge(mut self, challenge: String) -> Session {
+        self.challenge = Some(challenge);
+        self
     }
 
     /// Most bytes [`Session::receive`] takes now.
@@ -220,6 +240,8 @@ impl Session {
         self.tls = true;
         self.helo = None;
         self.tx = None;
+        self.authenticated = false;
+        self.exchange = None;
         self.bdat_failed = false;
         self.mode = Mode::Command;
         self.discard_input();
@@ -269,7 +291,9 @@ impl Session {
         }
     }
 
+    /// Drops all buffered input, wiping it: it may hold a password.
     pub(super) fn discard_input(&mut self) {
+        wipe(&mut self.input);
         self.input.clear();
         self.start = 0;
     }
@@ -290,26 +314,43 @@ impl Session {
         match pending.iter().position(|&b| b == b'\n') {
             Some(lf) if lf < max => {
                 let line = pending[..lf].strip_suffix(b"\r").unwrap_or(&pending[..lf]);
-                let line = line.to_vec();
+                let secret = self.exchange.is_some() || is_auth(line);
+                let line = Secret::new(line.to_vec());
+                if secret {
+                    wipe(&mut self.input[self.start..self.start + lf + 1]);
+                }
                 self.start += lf + 1;
-                self.handle_line(&line);
+                match self.exchange.take() {
+                    Some(exchange) => self.on_sasl_response(exchange, line.expose()),
+                    None => self.handle_line(line.expose()),
+                }
                 true
             }
             Some(lf) => {
-                let shown = printable(&pending[..lf], LOGGED_COMMAND);
+                let shown = shown(&pending[..lf]);
+                wipe(&mut self.input[self.start..self.start + lf + 1]);
                 self.start += lf + 1;
-                self.protocol_error(shown, texts::command_too_long());
+                self.line_too_long(shown);
                 true
             }
             // Even with the LF still to come, this line is already too long.
             None if pending.len() >= max => {
-                let shown = printable(pending, LOGGED_COMMAND);
+                let shown = shown(pending);
                 self.discard_input();
                 self.mode = Mode::SkipLine;
-                self.protocol_error(shown, texts::command_too_long());
+                self.line_too_long(shown);
                 true
             }
             None => false,
+        }
+    }
+
+    /// RFC 4954 §4 has its own code for an over-long line inside an AUTH exchange,
+    /// which also ends the exchange.
+    fn line_too_long(&mut self, shown: String) {
+        match self.exchange.take() {
+            Some(_) => self.auth_line_too_long(),
+            None => self.protocol_error(shown, texts::command_too_long()),
         }
     }
 
@@ -402,6 +443,7 @@ impl Session {
 
     pub(super) fn close(&mut self) {
         self.closed = true;
+        self.exchange = None;
         self.waiting = None;
         self.mode = Mode::Command;
         self.discard_input();
@@ -409,7 +451,30 @@ impl Session {
     }
 }
 
-/// A command line made printable for [`Action::Refused`].
+/// A command line made printable for [`Action::Refused`]; an AUTH line keeps only its
+/// mechanism, since the rest may be a password.
 pub(super) fn shown(line: &[u8]) -> String {
-    printable(line, LOGGED_COMMAND)
+    if !is_auth(line) {
+        return printable(line, LOGGED_COMMAND);
+    }
+    let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty()).skip(1);
+    let mechanism = words.next().map(|m| printable(m, 20));
+    match (mechanism, words.next().is_some()) {
+        (Some(m), true) => format!("AUTH {m} ***"),
+        (Some(m), false) => format!("AUTH {m}"),
+        (None, _) => "AUTH".to_string(),
+    }
+}
+
+fn is_auth(line: &[u8]) -> bool {
+    line.len() >= 4
+        && line[..4].eq_ignore_ascii_case(b"AUTH")
+        && line.get(4).is_none_or(|&b| b == b' ')
+}
+
+/// Overwrites `bytes` with zeros in a way the optimiser should not remove (best effort,
+/// without `unsafe`, as `pop3::Secret` does).
+fn wipe(bytes: &mut [u8]) {
+    bytes.fill(0);
+    std::hint::black_box(bytes);
 }

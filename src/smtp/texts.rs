@@ -15,6 +15,10 @@ pub fn helo(host: &str) -> Reply {
 }
 
 /// The EHLO reply: our name, then one extension keyword per line (RFC 5321 §4.1.1.1).
+/// After our name in the EHLO reply when AUTH and ETRN are offered (RFC 5321 allows a
+/// greeting text there): what an account's AUTH changes for ETRN.
+pub const AUTH_ETRN_NOTE: &str = "offers ETRN after AUTH: an account entitled to a site may have its mail delivered to the address it connects from";
+
 pub fn ehlo(host: &str, keywords: &[String]) -> Reply {
     let mut lines = Vec::with_capacity(keywords.len() + 1);
     lines.push(host.to_string());

@@ -9,3 +9,4 @@ pub mod queue;
 pub mod scan;
 pub mod settle;
 pub mod site;
+pub mod stamp;

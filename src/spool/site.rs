@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 pub use super::scan::{Scan, Spooled};
+use super::stamp::Stamp;
 use crate::maildir::Maildir;
 use crate::qmail::assign::{self, AssignKind};
 
@@ -55,8 +56,13 @@ pub struct SiteSettings {
     pub always_on: bool,
     /// Accounts allowed to ask for this site's mail (ETRN after AUTH, ODMR).
     pub accounts: Vec<String>,
-    /// Who may start a flush with ETRN (the flush always goes to RELAYHOST).
+    /// Who may start a flush with ETRN. The flush goes to RELAYHOST, except with
+    /// `etrn_to_client`.
     pub etrn: EtrnPolicy,
+    /// A dynamic-address site: ETRN after AUTH by one of `accounts` delivers to the
+    /// address the client connects from (RELAYHOST's port, else `port`, else 25)
+    /// instead of RELAYHOST. ETRN without AUTH still goes to RELAYHOST.
+    pub etrn_to_client: bool,
     /// Networks allowed when `etrn = "networks"` (addresses or CIDR blocks).
     pub etrn_networks: Vec<String>,
     /// Addresses or networks whose SMTP sessions trigger a flush back to them when the
@@ -67,11 +73,13 @@ pub struct SiteSettings {
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum EtrnPolicy {
-    /// Any client (harmless: the mail only ever goes to RELAYHOST).
+    /// Any client (harmless: without AUTH the mail only goes to RELAYHOST).
     #[default]
     Anywhere,
     /// Only clients in `etrn_networks`.
     Networks,
+    /// Only after AUTH by one of the site's `accounts`.
+    Auth,
     Off,
 }
 
@@ -158,6 +166,27 @@ impl Site {
         let port = self.settings.port.unwrap_or(25);
         self.relayhost.as_ref().map(|r| r.address(port))
     }
+
+    /// The site's mail delivered to `ip` instead (AUTOTURN, ETRN to the client): the
+    /// port of RELAYHOST, else `port`, else 25.
+    pub fn target_at(&self, ip: std::net::IpAddr) -> String {
+        let port = self
+            .relayhost
+            .as_ref()
+            .and_then(|r| r.port)
+            .or(self.settings.port)
+            .unwrap_or(25);
+        std::net::SocketAddr::new(ip, port).to_string()
+    }
+
+    /// The account (a poppasswd login) may ask for this site's mail: it is listed in
+    /// `accounts` (ODMR's ATRN and ETRN after AUTH use the same rule).
+    pub fn entitles(&self, login: &str) -> bool {
+        self.settings
+            .accounts
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(login))
+    }
 }
 
 /// Sites and the problems met finding them (for logs and `turnmail check`).
@@ -165,6 +194,44 @@ impl Site {
 pub struct Discovery {
     pub sites: Vec<Site>,
     pub problems: Vec<String>,
+    /// What the discovery depended on, to tell cheaply whether to discover again.
+    pub watch: Watch,
+}
+
+/// The files and directories a discovery read, each with its stamp taken before it
+/// was read: while none of them changed, discovering again would find the same
+/// sites. That is users/assign (default prefixes), the directory each site pattern
+/// starts from and the parents of what it matched (sites appearing or disappearing),
+/// and each matched directory with its site.toml and RELAYHOST (edits, in place or by
+/// rename). A few stats per site instead of reading and parsing every site's files.
+#[derive(Debug, Default)]
+pub struct Watch {
+    entries: Vec<(PathBuf, Option<Stamp>)>,
+}
+
+impl Watch {
+    fn add(&mut self, path: PathBuf) {
+        let stamp = Stamp::of(&path);
+        self.entries.push((path, stamp));
+    }
+
+    /// Something the discovery read may have changed since.
+    pub fn changed(&self) -> bool {
+        self.entries.iter().any(|(p, s)| Stamp::of(p) != *s)
+    }
+}
+
+/// The directory whose entries a glob pattern lists first: the one holding its first
+/// wildcard component (for a pattern without wildcards, the parent of the path).
+fn pattern_base(pattern: &Path) -> PathBuf {
+    let mut base = PathBuf::new();
+    for c in pattern.components() {
+        if c.as_os_str().to_string_lossy().contains(['*', '?', '[']) {
+            return base;
+        }
+        base.push(c);
+    }
+    base.parent().map(Path::to_path_buf).unwrap_or(base)
 }
 
 impl Discovery {
@@ -201,13 +268,16 @@ fn prefixes_from_assign(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 /// Find every site under `patterns` (relative patterns are under `root`).
 pub fn discover(root: &Path, patterns: &[String]) -> Discovery {
     let mut d = Discovery::default();
+    d.watch.add(root.join("users/assign"));
     let assign = prefixes_from_assign(root);
+    let mut parents = std::collections::HashSet::new();
     for pat in patterns {
         let full = if Path::new(pat).is_absolute() {
             pat.clone()
         } else {
             root.join(pat).to_string_lossy().into_owned()
         };
+        d.watch.add(pattern_base(Path::new(&full)));
         let paths = match glob::glob(&full) {
             Ok(p) => p,
             Err(e) => {
@@ -216,6 +286,17 @@ pub fn discover(root: &Path, patterns: &[String]) -> Discovery {
             }
         };
         for dir in paths.flatten() {
+            if let Some(parent) = dir.parent()
+                && parents.insert(parent.to_path_buf())
+            {
+                d.watch.add(parent.to_path_buf());
+            }
+            if dir.is_dir() {
+                for f in ["site.toml", "RELAYHOST"] {
+                    d.watch.add(dir.join(f));
+                }
+                d.watch.add(dir.clone());
+            }
             if !dir.is_dir() || !(dir.join("RELAYHOST").exists() || dir.join("Maildir").is_dir()) {
                 continue;
             }
@@ -365,6 +446,56 @@ mod tests {
             "[2001:db8::1]:26"
         );
         assert_eq!(p("h").unwrap().address(25), "h:25");
+    }
+
+    #[test]
+    fn pattern_bases() {
+        let b = |p: &str| pattern_base(Path::new(p));
+        assert_eq!(b("/r/sites/*"), PathBuf::from("/r/sites"));
+        assert_eq!(b("/home/*/serialmail"), PathBuf::from("/home"));
+        assert_eq!(b("/r/sites/acme"), PathBuf::from("/r/sites"));
+        assert_eq!(b("/r/s?tes/[ab]*"), PathBuf::from("/r"));
+    }
+
+    #[test]
+    fn the_watch_notices_what_discovery_depends_on() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let long_ago = SystemTime::now() - Duration::from_secs(60);
+        let age = |p: &Path| File::open(p).unwrap().set_modified(long_ago).unwrap();
+        let site = r.join("sites/a");
+        std::fs::create_dir_all(site.join("Maildir")).unwrap();
+        std::fs::write(site.join("RELAYHOST"), "127.0.0.1\n").unwrap();
+        std::fs::write(site.join("site.toml"), "prefix = \"a-\"\n").unwrap();
+        for p in [r.join("sites"), site.clone(), site.join("site.toml")] {
+            age(&p);
+        }
+        let pats = ["sites/*".to_string()];
+        let d = discover(r, &pats);
+        assert_eq!(d.sites.len(), 1, "{:?}", d.problems);
+        assert!(!d.watch.changed());
+        // An edit in place, a new site and users/assign are each noticed.
+        std::fs::write(site.join("site.toml"), "prefix = \"b-\"\n").unwrap();
+        assert!(d.watch.changed());
+        let d = discover(r, &pats);
+        assert_eq!(d.sites[0].prefix, b"b-");
+        age(&r.join("sites"));
+        let d = discover(r, &pats);
+        std::fs::create_dir(r.join("sites/b")).unwrap();
+        assert!(d.watch.changed());
+        let d = discover(r, &pats);
+        std::fs::create_dir_all(r.join("users")).unwrap();
+        std::fs::write(r.join("users/assign"), ".\n").unwrap();
+        assert!(d.watch.changed());
+    }
+
+    #[test]
+    fn the_deploy_example_parses() {
+        let s: SiteSettings = toml::from_str(include_str!("../../deploy/site.toml.example"))
+            .expect("deploy/site.toml.example");
+        assert_eq!(s.etrn, EtrnPolicy::Auth);
+        assert!(s.etrn_to_client);
+        assert_eq!(s.accounts, ["acme@acme.example"]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! (recipients by a naming convention, deliveries with a queue id) and keeps the
 //! transcript, so tests read as conversations.
 
+mod auth;
 mod bdat;
 mod conversation;
 mod data;
@@ -13,6 +14,7 @@ mod tls;
 use std::sync::Arc;
 
 use super::{Action, MessageVerdict, RcptVerdict, Reply, Session, SessionConfig};
+use crate::odmr::{AuthVerdict, Credential, Mechanism};
 
 pub fn config() -> SessionConfig {
     SessionConfig {
@@ -25,6 +27,9 @@ pub fn config() -> SessionConfig {
         starttls: true,
         etrn: true,
         chunking: true,
+        auth: false,
+        plaintext_auth: false,
+        max_auth_failures: 3,
     }
 }
 
@@ -56,6 +61,9 @@ pub struct Driver {
     pub deliveries: Vec<Delivery>,
     pub refused: Vec<(String, Reply)>,
     pub etrns: Vec<Vec<u8>>,
+    /// AUTH exchanges handed out, and what the next one gets.
+    pub auths: Vec<(Mechanism, Vec<u8>, Credential)>,
+    pub auth_verdict: AuthVerdict,
     pub recipients_checked: Vec<Vec<u8>>,
     pub starttls: usize,
     pub closed: bool,
@@ -67,12 +75,18 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(cfg: SessionConfig) -> Driver {
+        Self::with_session(Session::new(Arc::new(cfg), false))
+    }
+
+    pub fn with_session(session: Session) -> Driver {
         let mut driver = Driver {
-            session: Session::new(Arc::new(cfg), false),
+            session,
             transcript: String::new(),
             deliveries: Vec::new(),
             refused: Vec::new(),
             etrns: Vec::new(),
+            auths: Vec::new(),
+            auth_verdict: AuthVerdict::Accepted,
             recipients_checked: Vec::new(),
             starttls: 0,
             closed: false,
@@ -151,6 +165,14 @@ impl Driver {
                     self.take_output();
                     self.starttls += 1;
                     self.session.tls_started();
+                }
+                Action::Authenticate {
+                    mechanism,
+                    login,
+                    credential,
+                } => {
+                    self.auths.push((mechanism, login, credential));
+                    self.session.answer_auth(self.auth_verdict);
                 }
                 Action::Refused { command, reply } => self.refused.push((command, reply)),
                 Action::Close => self.closed = true,

@@ -19,6 +19,9 @@ fn config() -> SessionConfig {
         starttls: true,
         etrn: true,
         chunking: true,
+        auth: true,
+        plaintext_auth: true,
+        max_auth_failures: 3,
     }
 }
 
@@ -42,6 +45,11 @@ fn command() -> impl Strategy<Value = Vec<u8>> {
         b"ETRN @x.test\r\n",
         b"VRFY a\r\n",
         b"HELP\r\n",
+        b"AUTH PLAIN AHRpbQB4\r\n",
+        b"AUTH LOGIN\r\n",
+        b"dGlt\r\n",
+        b"*\r\n",
+        b"MAIL FROM:<s@a.test> AUTH=<>\r\n",
     ];
     proptest::sample::select(words).prop_map(<[u8]>::to_vec)
 }
