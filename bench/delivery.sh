@@ -8,6 +8,7 @@
 #   MEM_NS         message counts for the memory-flatness check of turnmail ("500 2000")
 #   TURNMAIL       the turnmail binary (release build)
 #   CEILING        the fsync-ceiling program (target/release/examples/fsync_ceiling)
+#   SESSIONS       concurrent SMTP sessions / ceiling writer threads (10; bench/concurrency.sh varies it)
 #
 # The load, for both MTAs: Postfix's own generator,
 #   smtp-source -s 10 -m N -l 4096 -N -t m@example.com
@@ -34,7 +35,7 @@ TURNMAIL=${TURNMAIL:-$REPO/target/release/turnmail}
 CEILING=${CEILING:-$REPO/target/release/examples/fsync_ceiling}
 TM_PORT=${TM_PORT:-25251}
 PF_PORT=${PF_PORT:-25252}
-SESSIONS=10
+SESSIONS=${SESSIONS:-10}
 MAILBOXES=100
 SIZE=4096
 DOMAIN=example.com

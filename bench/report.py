@@ -22,7 +22,7 @@ import sys
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 
-# Known workloads: their label in the table, and the targets of the component issues.
+# Known workloads: their label in the table, and their targets.
 LABELS = {
     "smtp-delivery": "SMTP delivery into 100 Maildirs: 4 KiB, 10 sessions, new connection per message",
 }
@@ -34,7 +34,7 @@ TARGETS = {
 LOWER_IS_BETTER: set[str] = set()
 # Workloads with several conditions each (rows named PREFIX:CONDITION:CASE) whose tables come
 # from a module of their own: PREFIX -> module with summary_rows(rows) and details(rows, results).
-CUSTOM = {"site-flush": "report_flush"}
+CUSTOM = {"site-flush": "report_flush", "delivery-concurrency": "report_concurrency"}
 # POP3 (bench/pop3.sh), engine lookups (engine.sh), scheduler idle cost (scheduler.sh).
 LABELS.update({
     "pop3-logins-1": "POP3 logins/s (connect, USER, PASS, QUIT; sha512-crypt), 1 client",

@@ -24,7 +24,7 @@ COLOURS = {"chunking": "#1f77b4", "pipelining": "#2ca02c", "neither": "#ff7f0e",
 # Round trips a message needs at least when the sink offers only this (the protocol's ceiling on
 # a link: with PIPELINING the body waits for 354; with neither every command waits for its reply).
 ROUND_TRIPS = {"pipelining": 1, "neither": 4}
-# Targets of the flush issue (#4, "Speed"), by link: absolute msg/s where set.
+# Targets of the site flush, by link: absolute msg/s where set.
 LOOPBACK_MIN = 5000
 AT_50MS_MIN = {"chunking": 500, "pipelining": 18}
 
@@ -222,7 +222,7 @@ def details(rows, results):
             cells.append(c)
         out.append(f"| {cname} | " + " | ".join(cells) + " |")
     out.append("")
-    out += ["Targets (issue #4, Speed):", ""]
+    out += ["Targets:", ""]
     for l in d.links:
         for case, cname in CAPS:
             if d.main_rows(l, case):

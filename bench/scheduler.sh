@@ -172,7 +172,7 @@ rm -f "$CSV"
     echo "workload,role,system,run,n,value,unit,seconds,peak_rss_kb,cpu_busy_pct,iowait_pct,machine_cpu_s,server_cpu_s,client_cpu_s,note"
     echo "scheduler-idle-cpu,turnmail,$name,1,$SITES,$cpu_pct,% of a core,$(get seconds),$peak,$(get cpu_busy_pct),,$(get machine_cpu_s),$(get cpu_s),,$note"
     echo "scheduler-memory,turnmail,$name,1,$SITES,$(awk -v k="$peak" 'BEGIN {printf "%.1f", k / 1024}'),MiB,$(get seconds),$peak,,,,,,VmHWM at the end of the window; VmRSS $(get rss_start_kb) kB when it started (3 s before the boundary) and $(get rss_kb) kB at its end"
-    # n=1: the first site with mail to connect (the figure the issue names); n=WITH_MAIL: the
+    # n=1: the first site with mail to connect (the figure the target names); n=WITH_MAIL: the
     # median over all sites with mail (each is due at the boundary), and the last of them.
     least() { if [ "$(get "$1_at_least")" = 1 ]; then echo "at least (not every site with mail had connected when measuring stopped)"; fi; }
     if [ -n "$first" ]; then
