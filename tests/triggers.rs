@@ -343,6 +343,185 @@ fn odmr_with_fetchmail_and_refusals() {
     let _ = code;
 }
 
+/// Spool `n` messages for `site` (whose assign prefix is `site-SITE-`) to `DOMAIN`.
+fn spool_to(d: &DemoRoot, site: &str, domain: &str, n: usize) {
+    let md = Maildir::new(d.root.join(format!("sites/{site}/Maildir")));
+    for i in 0..n {
+        let head =
+            format!("Return-Path: <bob@example.org>\nDelivered-To: site-{site}-u{i}@{domain}\n");
+        let got = md
+            .deliver(&[head.as_bytes(), b"Subject: t\n\nbody\n"])
+            .unwrap();
+        own(&got.path);
+        // Old enough for the flush's listing, which leaves out files of this second.
+        let old = SystemTime::now() - Duration::from_secs(5);
+        std::fs::File::options()
+            .append(true)
+            .open(&got.path)
+            .unwrap()
+            .set_times(std::fs::FileTimes::new().set_modified(old))
+            .unwrap();
+    }
+}
+
+fn spooled(d: &DemoRoot, site: &str) -> usize {
+    Maildir::new(d.root.join(format!("sites/{site}/Maildir")))
+        .list(SystemTime::now() + Duration::from_secs(1))
+        .unwrap()
+        .len()
+}
+
+/// An ODMR customer: authenticate, send ATRN with `args`, and if it turns, be the
+/// MTA on the same connection. The ATRN reply and what was received.
+fn odmr_customer(addr: std::net::SocketAddr, args: &str) -> (String, Option<common::sink::Served>) {
+    use std::io::{BufRead, BufReader, Write};
+    let s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut reply = || {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(r.read_line(&mut line).unwrap() > 0, "closed after {all:?}");
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    };
+    assert!(reply().starts_with("220"));
+    w.write_all(b"EHLO customer.example\r\n").unwrap();
+    assert!(reply().contains("ATRN"));
+    w.write_all(format!("{}\r\n", auth_plain("acme@acme.example", "odmr-pw")).as_bytes())
+        .unwrap();
+    let auth = reply();
+    assert!(auth.starts_with("235"), "{auth}");
+    w.write_all(format!("ATRN{args}\r\n").as_bytes()).unwrap();
+    let atrn = reply();
+    if !atrn.starts_with("250") {
+        return (atrn, None);
+    }
+    // Nothing buffered beyond the 250: the daemon waits for our greeting.
+    drop(r);
+    let served = common::sink::serve(s, &Script::default());
+    (atrn, Some(served))
+}
+
+#[test]
+fn odmr_turns_every_site_of_the_account_in_one_session() {
+    let d = demo_root();
+    let sink = Sink::start(Script::default());
+    site_setup(&d, &sink, "accounts = [\"acme@acme.example\"]\n");
+    // A second site of the same account, with its own domain and spool.
+    let beta = d.root.join("sites/beta");
+    for dir in ["", "Maildir", "Maildir/new", "Maildir/cur", "Maildir/tmp"] {
+        std::fs::create_dir_all(beta.join(dir)).unwrap();
+        own(&beta.join(dir));
+    }
+    write(&beta.join("RELAYHOST"), &format!("{}\n", sink.addr));
+    write(
+        &beta.join("site.toml"),
+        "domains = [\"beta.example\"]\nprefix = \"site-beta-\"\naccounts = [\"acme@acme.example\"]\n",
+    );
+    own(&beta.join("RELAYHOST"));
+    own(&beta.join("site.toml"));
+    add_account(&d, "acme@acme.example", "odmr-pw");
+    common::config(&d, "[odmr]\nplaintext_auth = true\n");
+    spool_to(&d, "acme", "acme.example", 2);
+    spool_to(&d, "beta", "beta.example", 3);
+    let s = Daemon::start(&d.root);
+
+    // Naming one domain turns for its site only.
+    let (atrn, served) = odmr_customer(s.odmr, " beta.example");
+    assert!(atrn.starts_with("250"), "{atrn}");
+    let served = served.unwrap();
+    assert!(served.quit);
+    assert_eq!(served.ehlos, 1);
+    let mut to: Vec<String> = served.messages.iter().map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(
+        to,
+        ["u0@beta.example", "u1@beta.example", "u2@beta.example"]
+    );
+    wait_for("beta's spool to empty", || spooled(&d, "beta") == 0);
+    assert_eq!(spooled(&d, "acme"), 2);
+
+    // No argument: every site of the account with mail, in one session.
+    spool_to(&d, "beta", "beta.example", 1);
+    let (atrn, served) = odmr_customer(s.odmr, "");
+    assert!(atrn.starts_with("250"), "{atrn}");
+    let served = served.unwrap();
+    assert!(served.quit);
+    assert_eq!(served.ehlos, 1);
+    let mut to: Vec<String> = served.messages.iter().map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(
+        to,
+        ["u0@acme.example", "u0@beta.example", "u1@acme.example"]
+    );
+    wait_for("both spools to empty", || {
+        spooled(&d, "acme") == 0 && spooled(&d, "beta") == 0
+    });
+    // Each message is logged under its own site, and each site has its own status.
+    // Each message is logged under its own site, and each site has its own result.
+    wait_for("both sites' results", || {
+        let log = s.log_text();
+        ["acme", "beta"].iter().all(|site| {
+            log.lines()
+                .any(|l| l.contains("flushed over ODMR: 0") && l.contains(&format!("site={site}")))
+        })
+    });
+    let log = s.log_text();
+    assert!(
+        log.contains("ATRN turns for 2 of 2 sites with mail: acme,beta"),
+        "{log}"
+    );
+    for (site, rcpt) in [("acme", "u1@acme.example"), ("beta", "u0@beta.example")] {
+        assert!(
+            log.lines().any(|l| l.contains(&format!("site={site} "))
+                && l.contains(&format!("recipient={rcpt} "))),
+            "{log}"
+        );
+    }
+    let status =
+        |site: &str| turnmail::flush::status::read(&d.root.join("run/sites"), site).unwrap();
+    assert_eq!(status("acme").last_delivered, 2);
+    assert_eq!(status("beta").last_delivered, 1);
+    assert!(sink.messages().is_empty());
+    assert_eq!(
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+
+    // Nothing left: 453.
+    let (atrn, _) = odmr_customer(s.odmr, "");
+    assert!(atrn.starts_with("453"), "{atrn}");
+
+    // A site whose flush lock another process holds is left out; all of them: 450.
+    spool_to(&d, "acme", "acme.example", 1);
+    spool_to(&d, "beta", "beta.example", 1);
+    let lock_of = |site: &str| {
+        let f = std::fs::File::open(d.root.join(format!("sites/{site}/RELAYHOST"))).unwrap();
+        fd_lock::RwLock::new(f)
+    };
+    let mut beta_lock = lock_of("beta");
+    let held = beta_lock.try_write().unwrap();
+    let (atrn, served) = odmr_customer(s.odmr, "");
+    assert!(atrn.starts_with("250"), "{atrn}");
+    let served = served.unwrap();
+    let to: Vec<&str> = served.messages.iter().map(|m| m.to.as_str()).collect();
+    assert_eq!(to, ["u0@acme.example"]);
+    wait_for("acme's spool to empty", || spooled(&d, "acme") == 0);
+    spool_to(&d, "acme", "acme.example", 1);
+    let mut acme_lock = lock_of("acme");
+    let held_too = acme_lock.try_write().unwrap();
+    let (atrn, _) = odmr_customer(s.odmr, "");
+    assert!(atrn.starts_with("450 4.7.0"), "{atrn}");
+    drop((held, held_too));
+    assert_eq!((spooled(&d, "acme"), spooled(&d, "beta")), (1, 1));
+}
+
 /// Add a POP account (the same accounts POP3, ODMR and SMTP AUTH check) and recompile.
 fn add_account(d: &DemoRoot, login: &str, password: &str) {
     let mu = common::mail_user();

@@ -224,15 +224,42 @@ impl Flusher {
         })
     }
 
-    /// Flush over an existing connection (ODMR's reversed connection); None if a flush
-    /// of this site is running.
-    pub async fn flush_over<S>(&self, site: &Site, stream: S) -> Option<FlushResult>
+    /// Flush several sites, one after another in one session, over an existing
+    /// connection (ODMR's reversed connection). A site whose flush is running is
+    /// skipped (its result is None), as is one whose lock another process holds
+    /// (`Locked`); None if every site's flush is running.
+    pub async fn flush_over<S>(
+        &self,
+        sites: &[Site],
+        stream: S,
+    ) -> Option<Vec<(Site, Option<FlushResult>)>>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let _running = self.claim(&site.name)?;
+        let mut claims = Vec::new();
+        let mut mine = Vec::new();
+        for s in sites {
+            if let Some(c) = self.claim(&s.name) {
+                claims.push(c);
+                mine.push(s.clone());
+            }
+        }
+        if mine.is_empty() {
+            return None;
+        }
         let _permit = self.parallel.clone().acquire_owned().await.ok()?;
-        Some(flush::flush_with(site, &self.ctx, |_| async move { Ok::<S, String>(stream) }).await)
+        let results =
+            flush::flush_sites_with(&mine, &self.ctx, |_| async move { Ok::<S, String>(stream) })
+                .await;
+        drop(claims);
+        let mut by_name: HashMap<String, FlushResult> =
+            mine.into_iter().map(|s| s.name).zip(results).collect();
+        Some(
+            sites
+                .iter()
+                .map(|s| (s.clone(), by_name.remove(&s.name)))
+                .collect(),
+        )
     }
 
     /// Messages waiting in a site's spool (cheap: a directory scan, no file reads).

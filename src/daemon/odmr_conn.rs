@@ -1,7 +1,8 @@
 //! One ODMR connection (RFC 2645, port 366): the thin async shell around
 //! `odmr::Session`. It checks logins with the engine, decides ATRN from site.toml
 //! entitlements and the spools, and on "turn" hands the same connection to the flush
-//! client, so the customer's MTA receives its mail over the link it opened.
+//! client, so the customer's MTA receives the mail of all the sites it asked for over
+//! the link it opened, in one session.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,8 +23,9 @@ struct Conn {
     shared: Arc<Shared>,
     /// The authenticated login (as stored in poppasswd).
     login: Option<String>,
-    /// The site chosen by ATRN, flushed once the connection turns around.
-    turn_to: Option<Site>,
+    /// The sites chosen by ATRN, flushed one after another once the connection turns
+    /// around.
+    turn_to: Vec<Site>,
 }
 
 enum Ended<S> {
@@ -54,7 +56,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
         local,
         shared: shared.clone(),
         login: None,
-        turn_to: None,
+        turn_to: Vec::new(),
     };
     match drive(&mut session, stream, &mut conn).await {
         Ended::Closed => {}
@@ -198,18 +200,25 @@ impl Conn {
         if chosen.is_empty() {
             return AtrnVerdict::NotEntitled;
         }
-        let with_mail: Vec<&&Site> = chosen.iter().filter(|s| Flusher::queued(s) > 0).collect();
-        let Some(first) = with_mail.first() else {
+        let with_mail: Vec<&Site> = chosen
+            .into_iter()
+            .filter(|s| Flusher::queued(s) > 0)
+            .collect();
+        if with_mail.is_empty() {
             return AtrnVerdict::NoMail;
-        };
-        if self.shared.flusher.is_running(&first.name) {
+        }
+        // Sites another flush holds are left for it; the rest turn together.
+        let free: Vec<Site> = with_mail
+            .iter()
+            .filter(|s| !self.shared.flusher.is_running(&s.name) && !locked_elsewhere(s))
+            .map(|s| (*s).clone())
+            .collect();
+        if free.is_empty() {
             return AtrnVerdict::RateLimited;
         }
-        if with_mail.len() > 1 {
-            // One reversed connection carries one site's spool; ATRN again for the next.
-            tracing::info!(target: "odmr", login = %login, "ATRN names {} sites with mail; this connection carries {}", with_mail.len(), first.name);
-        }
-        self.turn_to = Some((**first).clone());
+        let names: Vec<&str> = free.iter().map(|s| s.name.as_str()).collect();
+        tracing::info!(target: "odmr", client = %self.peer, login = %login, "ATRN turns for {} of {} sites with mail: {}", free.len(), with_mail.len(), names.join(","));
+        self.turn_to = free;
         AtrnVerdict::Turn
     }
 
@@ -217,20 +226,41 @@ impl Conn {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Some(mut site) = self.turn_to.take() else {
+        let mut sites = std::mem::take(&mut self.turn_to);
+        if sites.is_empty() {
             return;
-        };
+        }
         if tls {
             // Already encrypted: no STARTTLS inside the reversed session.
-            site.settings.tls = TlsPolicy::Off;
+            for site in &mut sites {
+                site.settings.tls = TlsPolicy::Off;
+            }
         }
-        match self.shared.flusher.flush_over(&site, stream).await {
-            Some(r) => {
-                tracing::info!(target: "odmr", client = %self.peer, site = %site.name, "flushed over ODMR: {}", r.exit_code())
+        match self.shared.flusher.flush_over(&sites, stream).await {
+            Some(results) => {
+                for (site, r) in results {
+                    match r {
+                        Some(r) => {
+                            tracing::info!(target: "odmr", client = %self.peer, site = %site.name, "flushed over ODMR: {}", r.exit_code())
+                        }
+                        None => {
+                            tracing::info!(target: "odmr", client = %self.peer, site = %site.name, "a flush of this site was already running")
+                        }
+                    }
+                }
             }
             None => {
-                tracing::info!(target: "odmr", client = %self.peer, site = %site.name, "a flush of this site was already running")
+                let names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
+                tracing::info!(target: "odmr", client = %self.peer, sites = %names.join(","), "flushes of these sites were already running")
             }
         }
     }
+}
+
+/// Whether another process (or host) holds the site's flush lock right now. A lock
+/// that cannot be tried counts as free: the flush reports the trouble. The probe holds
+/// the lock for an instant, so a flush trying it at that very instant skips the site
+/// until its next trigger; nothing is lost.
+fn locked_elsewhere(site: &Site) -> bool {
+    matches!(crate::spool::site::try_lock(site), Ok(None))
 }

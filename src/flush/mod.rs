@@ -5,11 +5,16 @@
 //! settled the moment its reply arrives (unlinked on 2xx, bounced on 5xx, kept
 //! otherwise), so a crash mid-flush can only repeat the message in flight.
 //!
+//! ODMR's turned connection carries several sites in one session
+//! ([`flush_sites_with`]): each stays locked until the session ends, and each message
+//! is settled in its own site's spool under its site's rules.
+//!
 //! Every trigger (schedule, ETRN, ODMR, AUTOTURN, new mail, the operator) ends here.
 
 mod source;
 pub mod status;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -151,100 +156,167 @@ where
     C: FnOnce(usize) -> F,
     F: std::future::Future<Output = Result<S, String>>,
 {
-    let lock = match site::try_lock(site) {
-        Ok(Some(l)) => l,
-        Ok(None) => {
-            tracing::info!(target: "flush", site = %site.name, "skipped: another flush holds the lock");
-            return FlushResult::Locked;
-        }
-        Err(e) => {
-            return FlushResult::Failed {
-                error: format!("locking {}: {e}", site.relayhost_path().display()),
-                queued: 0,
-                lines: Vec::new(),
-            };
-        }
-    };
+    flush_sites_with(std::slice::from_ref(site), ctx, connect)
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or(FlushResult::Locked)
+}
+
+/// Flush several sites one after another in one session over a stream produced by
+/// `connect` (called only when mail waits): ODMR's reversed connection carries the
+/// mail of every site ATRN chose. Each site is locked for the whole flush (a site
+/// whose lock is held is skipped), and each message is settled in its own site's
+/// spool under that site's rules. One result per site, in order; each is recorded.
+/// The session's options (HELO name, TLS) are those of the first site with mail.
+pub async fn flush_sites_with<S, C, F>(
+    sites: &[Site],
+    ctx: &FlushContext,
+    connect: C,
+) -> Vec<FlushResult>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    C: FnOnce(usize) -> F,
+    F: std::future::Future<Output = Result<S, String>>,
+{
+    let n = sites.len();
+    let mut results: Vec<Option<FlushResult>> = vec![None; n];
+    let mut locks: Vec<Option<site::SiteLock>> = (0..n).map(|_| None).collect();
+    let mut listed = vec![0usize; n];
+    let mut pending = VecDeque::new();
     let now = SystemTime::now();
-    let listing = match site.maildir().list(now) {
-        Ok(l) => l,
-        Err(e) => {
-            return FlushResult::Failed {
-                error: format!("scanning the spool: {e}"),
-                queued: 0,
-                lines: Vec::new(),
-            };
+    for (i, site) in sites.iter().enumerate() {
+        match site::try_lock(site) {
+            Ok(Some(l)) => locks[i] = Some(l),
+            Ok(None) => {
+                tracing::info!(target: "flush", site = %site.name, "skipped: another flush holds the lock");
+                results[i] = Some(FlushResult::Locked);
+                continue;
+            }
+            Err(e) => {
+                results[i] = Some(FlushResult::Failed {
+                    error: format!("locking {}: {e}", site.relayhost_path().display()),
+                    queued: 0,
+                    lines: Vec::new(),
+                });
+                continue;
+            }
         }
-    };
-    let lifetime = site.lifetime();
-    // Expiry goes by mtime alone, so the listing (oldest first) says how many are
-    // left to send before any file is read.
-    let expired = (0..listing.len())
-        .take_while(|&i| {
-            listing
-                .mtime(i)
-                .is_some_and(|m| now.duration_since(m).is_ok_and(|age| age > lifetime))
-        })
-        .count();
-    let listed = listing.len() - expired;
-    let (mut rx, walker) = source::start(listing, site.clone(), ctx.clone(), now);
+        let listing = match site.maildir().list(now) {
+            Ok(l) => l,
+            Err(e) => {
+                locks[i] = None;
+                results[i] = Some(FlushResult::Failed {
+                    error: format!("scanning the spool: {e}"),
+                    queued: 0,
+                    lines: Vec::new(),
+                });
+                continue;
+            }
+        };
+        let lifetime = site.lifetime();
+        // Expiry goes by mtime alone, so the listing (oldest first) says how many are
+        // left to send before any file is read.
+        let expired = (0..listing.len())
+            .take_while(|&i| {
+                listing
+                    .mtime(i)
+                    .is_some_and(|m| now.duration_since(m).is_ok_and(|age| age > lifetime))
+            })
+            .count();
+        listed[i] = listing.len() - expired;
+        pending.push_back((i, listing));
+    }
     // The file side bounces the expired files first; only a message to send
     // justifies a connection.
-    let Some(first) = rx.recv().await else {
+    let mut first = None;
+    while let Some((i, listing)) = pending.pop_front() {
+        let site = &sites[i];
+        let (mut rx, walker) = source::start(listing, site.clone(), ctx.clone(), now);
+        if let Some(p) = rx.recv().await {
+            first = Some((i, p, rx, walker));
+            break;
+        }
         let walked = source::finish(walker, site).await;
-        drop(lock);
+        locks[i] = None;
         let r = FlushResult::NothingQueued {
             expired_bounced: walked.expired_bounced,
         };
         status::record(&ctx.status_dir, site, &r);
-        return r;
+        results[i] = Some(r);
+    }
+    let Some((fi, first, rx, walker)) = first else {
+        return finished(results);
     };
-    let queued = listed.max(1);
+    let queued = (listed[fi] + pending.iter().map(|(i, _)| listed[*i]).sum::<usize>()).max(1);
     let stream = match connect(queued).await {
         Ok(s) => s,
         Err(e) => {
             drop(rx);
-            source::finish(walker, site).await;
-            tracing::info!(target: "flush", site = %site.name, queued, "not flushed: {e}");
-            let r = FlushResult::Failed {
-                error: e,
-                queued,
-                lines: Vec::new(),
-            };
-            status::record(&ctx.status_dir, site, &r);
-            return r;
+            source::finish(walker, &sites[fi]).await;
+            let left = std::iter::once(fi).chain(pending.iter().map(|(i, _)| *i));
+            for i in left.collect::<Vec<_>>() {
+                let site = &sites[i];
+                let queued = if i == fi { listed[i].max(1) } else { listed[i] };
+                tracing::info!(target: "flush", site = %site.name, queued, "not flushed: {e}");
+                let r = FlushResult::Failed {
+                    error: e.clone(),
+                    queued,
+                    lines: Vec::new(),
+                };
+                status::record(&ctx.status_dir, site, &r);
+                results[i] = Some(r);
+            }
+            return finished(results);
         }
     };
-    let helo = site
+    let lead = &sites[fi];
+    let helo = lead
         .settings
         .helo
         .clone()
         .unwrap_or_else(|| ctx.hostname.clone());
     let mut opts = ClientOptions::new(helo);
-    opts.tls = match site.settings.tls {
+    opts.tls = match lead.settings.tls {
         site::TlsPolicy::Opportunistic => TlsPolicy::Opportunistic,
         site::TlsPolicy::Required => TlsPolicy::Required,
         site::TlsPolicy::Off => TlsPolicy::Off,
     };
-    let taken = Arc::new(std::sync::Mutex::new(Taken::default()));
+    let mut taken = Taken::new(n);
+    taken.walkers[fi] = Some(walker);
+    let taken = Arc::new(std::sync::Mutex::new(taken));
     let source = SpoolSource {
-        first: Some(first),
-        rx,
+        current: Some((fi, Some(first), rx)),
+        next: pending,
+        sites: sites.to_vec(),
+        ctx: ctx.clone(),
+        now,
         taken: taken.clone(),
     };
-    let mut summary = Summary::default();
-    let server_name = site
+    let mut summaries: Vec<Summary> = vec![Summary::default(); n];
+    let mut answered = vec![0usize; n];
+    let server_name = lead
         .relayhost
         .as_ref()
         .map_or_else(|| "localhost".to_string(), |r| r.host.clone());
     let connector = crate::tls::site_connector().ok();
     let on_outcome = |_: usize, o: &Outcome| {
         // Outcomes come in the order the messages were taken.
-        let Some(s) = source::lock(&taken).answered() else {
+        let Some((i, s)) = source::lock(&taken).answered() else {
             return;
         };
+        let site = &sites[i];
+        let summary = &mut summaries[i];
+        answered[i] += 1;
         let a = attempt_of(o);
-        let st = settle::settle(&ctx.env, &ctx.hostname, &s, &a, lifetime, SystemTime::now());
+        let st = settle::settle(
+            &ctx.env,
+            &ctx.hostname,
+            &s,
+            &a,
+            site.lifetime(),
+            SystemTime::now(),
+        );
         match st {
             Settled::Removed => summary.delivered += 1,
             Settled::Bounced => summary.bounced += 1,
@@ -280,28 +352,74 @@ where
         }
         _ => client::flush(stream, &opts, source, on_outcome).await,
     };
-    // The source is gone with the session, so the file side stops at its next message;
-    // it may still be quarantining or bouncing, which must finish under the lock.
-    let walked = source::finish(walker, site).await;
-    // Messages taken but never answered, and never taken, stay for the next flush.
-    let answered = report.answered;
-    let total_taken = source::lock(&taken).count;
-    summary.kept += total_taken.saturating_sub(answered);
-    summary.kept += listed.saturating_sub(total_taken.max(answered) + walked.skipped);
-    summary.tls = report.tls;
-    summary.error = report.error.map(|e| e.to_string());
-    drop(lock);
-    let r = if answered == 0 && summary.error.is_some() {
-        FlushResult::Failed {
-            error: summary.error.clone().unwrap_or_default(),
-            queued,
-            lines: Vec::new(),
-        }
-    } else {
-        FlushResult::Done(summary)
+    let (walkers, counts) = {
+        let mut t = source::lock(&taken);
+        (std::mem::take(&mut t.walkers), t.count.clone())
     };
-    status::record(&ctx.status_dir, site, &r);
-    r
+    // The session error belongs to the site in flight when it came and to those not
+    // reached; the sites done before it ended cleanly.
+    let last = walkers.iter().rposition(Option::is_some).unwrap_or(fi);
+    let error = report.error.map(|e| e.to_string());
+    for (i, walker) in walkers.into_iter().enumerate() {
+        if results[i].is_some() {
+            continue;
+        }
+        let site = &sites[i];
+        let Some(walker) = walker else {
+            // Never reached: the session ended first, and all of it stays.
+            let error = error
+                .clone()
+                .unwrap_or_else(|| "the session ended before this site's turn".into());
+            tracing::info!(target: "flush", site = %site.name, queued = listed[i], "not flushed: {error}");
+            locks[i] = None;
+            let r = FlushResult::Failed {
+                error,
+                queued: listed[i],
+                lines: Vec::new(),
+            };
+            status::record(&ctx.status_dir, site, &r);
+            results[i] = Some(r);
+            continue;
+        };
+        // The source is gone with the session, so the file side stops at its next
+        // message; it may still be quarantining or bouncing, which must finish under
+        // the lock.
+        let walked = source::finish(walker, site).await;
+        let mut summary = std::mem::take(&mut summaries[i]);
+        // Messages taken but never answered, and never taken, stay for the next flush.
+        let taken = counts[i];
+        summary.kept += taken.saturating_sub(answered[i]);
+        summary.kept += listed[i].saturating_sub(taken.max(answered[i]) + walked.skipped);
+        summary.tls = report.tls;
+        summary.error = if i >= last { error.clone() } else { None };
+        locks[i] = None;
+        let r = if i != fi && taken == 0 && summary.kept == 0 {
+            // A later site whose files had all expired: nothing was sent for it.
+            FlushResult::NothingQueued {
+                expired_bounced: walked.expired_bounced,
+            }
+        } else if answered[i] == 0 && summary.error.is_some() {
+            FlushResult::Failed {
+                error: summary.error.clone().unwrap_or_default(),
+                queued: listed[i].max(1),
+                lines: Vec::new(),
+            }
+        } else {
+            FlushResult::Done(summary)
+        };
+        status::record(&ctx.status_dir, site, &r);
+        results[i] = Some(r);
+    }
+    finished(results)
+}
+
+/// Every site has its result by the end of a flush; a missing one cannot happen, and
+/// reads as "another flush holds the lock" (nothing was touched).
+fn finished(results: Vec<Option<FlushResult>>) -> Vec<FlushResult> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(FlushResult::Locked))
+        .collect()
 }
 
 pub(crate) fn log_line(site: &Site, s: &Spooled, reply: &str, st: &Settled) {

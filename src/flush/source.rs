@@ -172,17 +172,29 @@ impl AsyncRead for SpoolBody {
     }
 }
 
-/// Messages handed to the client whose outcome has not come yet, oldest first.
+/// Messages handed to the client whose outcome has not come yet, oldest first, each
+/// with the index of its site in the flush.
 #[derive(Default)]
 pub(super) struct Taken {
-    waiting: VecDeque<Spooled>,
-    /// Messages handed out in all.
-    pub count: usize,
+    waiting: VecDeque<(usize, Spooled)>,
+    /// Messages handed out in all, per site.
+    pub count: Vec<usize>,
+    /// The file sides started so far, per site (a site's starts when the one before
+    /// it has nothing more to hand out).
+    pub walkers: Vec<Option<JoinHandle<Walked>>>,
 }
 
 impl Taken {
-    /// The message the next outcome belongs to (outcomes come in order).
-    pub fn answered(&mut self) -> Option<Spooled> {
+    pub fn new(sites: usize) -> Taken {
+        Taken {
+            waiting: VecDeque::new(),
+            count: vec![0; sites],
+            walkers: (0..sites).map(|_| None).collect(),
+        }
+    }
+
+    /// The message the next outcome belongs to, with its site (outcomes come in order).
+    pub fn answered(&mut self) -> Option<(usize, Spooled)> {
         self.waiting.pop_front()
     }
 }
@@ -193,21 +205,45 @@ pub(super) fn lock(t: &SharedTaken) -> std::sync::MutexGuard<'_, Taken> {
     t.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The client's view of the spool: messages as the file side prepared them.
+/// The client's view of the spools of one flush: each site's messages as its file
+/// side prepared them, one site after another in one session.
 pub(super) struct SpoolSource {
-    pub first: Option<Prepared>,
-    pub rx: mpsc::Receiver<Prepared>,
+    /// The site being read: its index, its first message, its file side's channel.
+    pub current: Option<(usize, Option<Prepared>, mpsc::Receiver<Prepared>)>,
+    /// Sites not started yet, in order, with their listings.
+    pub next: VecDeque<(usize, Listing)>,
+    pub sites: Vec<Site>,
+    pub ctx: FlushContext,
+    pub now: SystemTime,
     pub taken: SharedTaken,
+}
+
+impl SpoolSource {
+    /// The next prepared message of any site, starting the next site's file side when
+    /// the current one has nothing more.
+    async fn next_prepared(&mut self) -> Option<(usize, Prepared)> {
+        loop {
+            if let Some((idx, first, rx)) = self.current.as_mut() {
+                if let Some(p) = first.take() {
+                    return Some((*idx, p));
+                }
+                if let Some(p) = rx.recv().await {
+                    return Some((*idx, p));
+                }
+            }
+            let (idx, listing) = self.next.pop_front()?;
+            let (rx, walker) = start(listing, self.sites[idx].clone(), self.ctx.clone(), self.now);
+            lock(&self.taken).walkers[idx] = Some(walker);
+            self.current = Some((idx, None, rx));
+        }
+    }
 }
 
 impl MessageSource for SpoolSource {
     type Body = SpoolBody;
 
     async fn next_message(&mut self) -> Option<Message<SpoolBody>> {
-        let p = match self.first.take() {
-            Some(p) => p,
-            None => self.rx.recv().await?,
-        };
+        let (idx, p) = self.next_prepared().await?;
         let s = p.spooled;
         let msg = Message {
             sender: quote2(&s.envelope.sender),
@@ -216,8 +252,8 @@ impl MessageSource for SpoolSource {
             body: p.body,
         };
         let mut t = lock(&self.taken);
-        t.waiting.push_back(s);
-        t.count += 1;
+        t.waiting.push_back((idx, s));
+        t.count[idx] += 1;
         Some(msg)
     }
 }

@@ -98,10 +98,11 @@ pub enum AtrnVerdict {
     NotEntitled,
     /// The entitlement data or the spool could not be read: 451.
     Temporary,
-    /// Entitled, but nothing is queued: 453 You have no mail.
+    /// Entitled, but nothing is queued for any chosen site: 453 You have no mail.
     NoMail,
-    /// Too many ATRNs for the site, or its flush is already running: 450.
+    /// Too many ATRNs, or the flush of every chosen site with mail is already
+    /// running: 450.
     RateLimited,
-    /// 250, then [`Action::Reverse`].
+    /// 250, then [`Action::Reverse`]: the shell delivers every turned site.
     Turn,
 }

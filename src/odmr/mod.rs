@@ -4,7 +4,8 @@
 //! A customer site with a dynamic address connects (port 366), authenticates and sends
 //! `ATRN [domain,...]`; if mail waits, the provider answers 250 and the roles reverse
 //! on the same connection: the customer sends a 220 greeting and turnmail delivers the
-//! site's mail to it with the ordinary flush client. This module is everything before
+//! mail of every requested domain's site to it with the ordinary flush client, all in
+//! one SMTP session. This module is everything before
 //! the reversal (EHLO, AUTH PLAIN/LOGIN/CRAM-MD5 per RFC 4954, STARTTLS per RFC 3207,
 //! ATRN), with no sockets, clock, files or async, so it can be tested byte by byte and
 //! fuzzed. A thin shell (the listener) owns the connection, the accounts, the sites and
@@ -25,7 +26,8 @@
 //!             StartTls => { write(s.take_output()); handshake()?; s.tls_started() }
 //!             Reverse  => {
 //!                 write_all(s.take_output()).await;              // the 250 is last
-//!                 return flush_client(stream, sites).await;      // waits for the 220
+//!                 return flush_client(stream, sites).await;      // waits for the 220;
+//!                                                                // all sites, one session
 //!             }
 //!             Refused { command, reply } => log(command, reply),
 //!             Close    => {}
@@ -60,16 +62,20 @@
 //! * ATRN: the client must wait at least 10 minutes for this answer (RFC 2645 §5.2.1),
 //!   but the shell does as little as it can before answering: check that the account
 //!   is listed in site.toml of every site owning a named domain (none named: all its
-//!   sites), look at those sites' spools, and take each site's flush lock so that no
-//!   other trigger flushes it meanwhile (lock held: [`AtrnVerdict::RateLimited`]). No
+//!   sites), look at those sites' spools, and keep those with mail whose flush is not
+//!   running (in this process or, by the RELAYHOST lock, elsewhere): they are all
+//!   turned, and those left out wait for their own flush. No site with mail:
+//!   [`AtrnVerdict::NoMail`]; every one of them busy: [`AtrnVerdict::RateLimited`]. No
 //!   DNS, no delivery, no waiting for a lock: a slow engine answers `Temporary` (451)
 //!   rather than keep the client waiting. The spool scan must stay cheap for sites with
 //!   big queues (a count, not a read of every message).
 //! * After [`Action::Reverse`] the session is finished: `receive` takes nothing and
 //!   `next_action` gives nothing more. The flush client reads the customer's 220 from
-//!   the same (possibly TLS) stream, sends EHLO and the mail, keeps its usual duties
-//!   (bounces for permanent failures, RFC 2645 §5.3) and ends with QUIT. It must not
-//!   start TLS again on a stream that is already encrypted.
+//!   the same (possibly TLS) stream, sends one EHLO and the mail of every turned site,
+//!   one site after another, keeps its usual duties (each site locked for the whole
+//!   session, each message settled in its own site's spool under that site's lifetime
+//!   and bounce rules, RFC 2645 §5.3; each site's status recorded) and ends with QUIT.
+//!   It must not start TLS again on a stream that is already encrypted.
 //!
 //! # Replies
 //!

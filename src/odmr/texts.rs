@@ -138,7 +138,7 @@ pub fn rate_limited() -> Reply {
     Reply::new(
         450,
         (4, 7, 0),
-        "ATRN request refused: too many requests or a delivery is running, try later",
+        "ATRN request refused: too many requests or the deliveries are already running, try later",
     )
 }
 

@@ -53,7 +53,7 @@ impl Sink {
                 c.fetch_add(1, Ordering::SeqCst);
                 let (r, script) = (r.clone(), script.clone());
                 std::thread::spawn(move || {
-                    let _ = session(s, &script, &r);
+                    let _ = session(s, &script, &r, &AtomicUsize::new(0));
                 });
             }
         });
@@ -69,7 +69,35 @@ impl Sink {
     }
 }
 
-fn session(s: TcpStream, script: &Script, out: &Mutex<Vec<Received>>) -> std::io::Result<()> {
+/// What [`serve`] saw on its one connection.
+pub struct Served {
+    pub messages: Vec<Received>,
+    /// EHLO commands: one per SMTP session.
+    pub ehlos: usize,
+    /// Whether the client ended with QUIT (rather than dropping the connection).
+    pub quit: bool,
+}
+
+/// Be the customer's MTA on an existing connection (ODMR's turned one): greet, take
+/// the mail, return at QUIT or end of input.
+pub fn serve(s: TcpStream, script: &Script) -> Served {
+    let out = Mutex::new(Vec::new());
+    let ehlos = AtomicUsize::new(0);
+    let quit = session(s, script, &out, &ehlos).unwrap_or(false);
+    Served {
+        messages: out.into_inner().unwrap(),
+        ehlos: ehlos.into_inner(),
+        quit,
+    }
+}
+
+/// One SMTP session; true if it ended with QUIT.
+fn session(
+    s: TcpStream,
+    script: &Script,
+    out: &Mutex<Vec<Received>>,
+    ehlos: &AtomicUsize,
+) -> std::io::Result<bool> {
     let mut w = s.try_clone()?;
     let mut r = BufReader::new(s);
     let reply = |w: &mut TcpStream, line: &str| -> std::io::Result<()> {
@@ -84,11 +112,12 @@ fn session(s: TcpStream, script: &Script, out: &Mutex<Vec<Received>>) -> std::io
     loop {
         let mut line = String::new();
         if r.read_line(&mut line)? == 0 {
-            return Ok(());
+            return Ok(false);
         }
         let l = line.trim_end().to_string();
         let upper = l.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
+            ehlos.fetch_add(1, Ordering::SeqCst);
             let mut caps = vec!["250-sink.example".to_string(), "250-8BITMIME".into()];
             if script.pipelining {
                 caps.push("250-PIPELINING".into());
@@ -128,7 +157,7 @@ fn session(s: TcpStream, script: &Script, out: &Mutex<Vec<Received>>) -> std::io
             loop {
                 let mut l = Vec::new();
                 if r.read_until(b'\n', &mut l)? == 0 {
-                    return Ok(());
+                    return Ok(false);
                 }
                 if l == b".\r\n" {
                     break;
@@ -157,7 +186,7 @@ fn session(s: TcpStream, script: &Script, out: &Mutex<Vec<Received>>) -> std::io
             }
         } else if upper == "QUIT" {
             reply(&mut w, "221 bye")?;
-            return Ok(());
+            return Ok(true);
         } else {
             reply(&mut w, "500 what")?;
         }

@@ -28,7 +28,7 @@ fn each_verdict_has_its_reply() {
         ),
         (
             AtrnVerdict::RateLimited,
-            "450 4.7.0 ATRN request refused: too many requests or a delivery is running, try later\r\n",
+            "450 4.7.0 ATRN request refused: too many requests or the deliveries are already running, try later\r\n",
         ),
         (
             AtrnVerdict::Temporary,
