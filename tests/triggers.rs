@@ -373,7 +373,11 @@ fn spooled(d: &DemoRoot, site: &str) -> usize {
 
 /// An ODMR customer: authenticate, send ATRN with `args`, and if it turns, be the
 /// MTA on the same connection. The ATRN reply and what was received.
-fn odmr_customer(addr: std::net::SocketAddr, args: &str) -> (String, Option<common::sink::Served>) {
+fn odmr_customer(
+    addr: std::net::SocketAddr,
+    args: &str,
+    script: &Script,
+) -> (String, Option<common::sink::Served>) {
     use std::io::{BufRead, BufReader, Write};
     let s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -404,7 +408,7 @@ fn odmr_customer(addr: std::net::SocketAddr, args: &str) -> (String, Option<comm
     }
     // Nothing buffered beyond the 250: the daemon waits for our greeting.
     drop(r);
-    let served = common::sink::serve(s, &Script::default());
+    let served = common::sink::serve(s, script);
     (atrn, Some(served))
 }
 
@@ -433,7 +437,7 @@ fn odmr_turns_every_site_of_the_account_in_one_session() {
     let s = Daemon::start(&d.root);
 
     // Naming one domain turns for its site only.
-    let (atrn, served) = odmr_customer(s.odmr, " beta.example");
+    let (atrn, served) = odmr_customer(s.odmr, " beta.example", &Script::default());
     assert!(atrn.starts_with("250"), "{atrn}");
     let served = served.unwrap();
     assert!(served.quit);
@@ -449,7 +453,7 @@ fn odmr_turns_every_site_of_the_account_in_one_session() {
 
     // No argument: every site of the account with mail, in one session.
     spool_to(&d, "beta", "beta.example", 1);
-    let (atrn, served) = odmr_customer(s.odmr, "");
+    let (atrn, served) = odmr_customer(s.odmr, "", &Script::default());
     assert!(atrn.starts_with("250"), "{atrn}");
     let served = served.unwrap();
     assert!(served.quit);
@@ -495,7 +499,7 @@ fn odmr_turns_every_site_of_the_account_in_one_session() {
     );
 
     // Nothing left: 453.
-    let (atrn, _) = odmr_customer(s.odmr, "");
+    let (atrn, _) = odmr_customer(s.odmr, "", &Script::default());
     assert!(atrn.starts_with("453"), "{atrn}");
 
     // A site whose flush lock another process holds is left out; all of them: 450.
@@ -507,7 +511,7 @@ fn odmr_turns_every_site_of_the_account_in_one_session() {
     };
     let mut beta_lock = lock_of("beta");
     let held = beta_lock.try_write().unwrap();
-    let (atrn, served) = odmr_customer(s.odmr, "");
+    let (atrn, served) = odmr_customer(s.odmr, "", &Script::default());
     assert!(atrn.starts_with("250"), "{atrn}");
     let served = served.unwrap();
     let to: Vec<&str> = served.messages.iter().map(|m| m.to.as_str()).collect();
@@ -516,10 +520,45 @@ fn odmr_turns_every_site_of_the_account_in_one_session() {
     spool_to(&d, "acme", "acme.example", 1);
     let mut acme_lock = lock_of("acme");
     let held_too = acme_lock.try_write().unwrap();
-    let (atrn, _) = odmr_customer(s.odmr, "");
+    let (atrn, _) = odmr_customer(s.odmr, "", &Script::default());
     assert!(atrn.starts_with("450 4.7.0"), "{atrn}");
     drop((held, held_too));
     assert_eq!((spooled(&d, "acme"), spooled(&d, "beta")), (1, 1));
+
+    // The customer gives up in the middle of the second site: the first site's mail
+    // is gone, the second's stays for the next ATRN.
+    let script = Script {
+        data_reply: [(
+            "u0@beta.example".to_string(),
+            "421 4.3.0 closing".to_string(),
+        )]
+        .into(),
+        ..Script::default()
+    };
+    let (atrn, served) = odmr_customer(s.odmr, "", &script);
+    assert!(atrn.starts_with("250"), "{atrn}");
+    let to: Vec<String> = served
+        .unwrap()
+        .messages
+        .iter()
+        .map(|m| m.to.clone())
+        .collect();
+    assert_eq!(to, ["u0@acme.example"]);
+    wait_for("acme's spool to empty", || spooled(&d, "acme") == 0);
+    wait_for("beta's result", || {
+        status("beta").last_kept == 1 && status("acme").last_delivered == 1
+    });
+    assert_eq!(spooled(&d, "beta"), 1);
+    let (atrn, served) = odmr_customer(s.odmr, "", &Script::default());
+    assert!(atrn.starts_with("250"), "{atrn}");
+    let to: Vec<String> = served
+        .unwrap()
+        .messages
+        .iter()
+        .map(|m| m.to.clone())
+        .collect();
+    assert_eq!(to, ["u0@beta.example"]);
+    wait_for("beta's spool to empty", || spooled(&d, "beta") == 0);
 }
 
 /// Add a POP account (the same accounts POP3, ODMR and SMTP AUTH check) and recompile.
