@@ -15,7 +15,7 @@
 # Settings (turnmail.toml): [flush] schedule = "* * * * *", jitter_secs = 0 (every site due
 # at second 0, so the sink's clock measures due-to-connect), grace_ms = 0 (the scheduler's
 # own delay; with the default 1 s the k-th site with mail starts k s late, by design),
-# max_parallel = 10 (the default). The window starts 3 s before the boundary, so it holds the
+# max_parallel = 10 (the default; SCHED_PARALLEL changes it). The window starts 3 s before the boundary, so it holds the
 # boundary (10,000 due sites: their spools looked into, the 100 with mail flushed) and the
 # idle rest, including the check of every site's stamps every 30 s.
 set -euo pipefail
@@ -112,7 +112,7 @@ cat >>"$ROOT/turnmail.toml" <<EOF
 schedule = "* * * * *"
 jitter_secs = 0
 grace_ms = 0
-max_parallel = 10
+max_parallel = ${SCHED_PARALLEL:-10}
 EOF
 t0=$(date +%s.%N)
 python3 "$TOOLS" sites "$ROOT" "$SITES" --relayhost "127.0.0.1:$SINK_PORT" \
