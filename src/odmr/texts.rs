@@ -9,36 +9,15 @@
 
 use crate::smtp::Reply;
 
+// The replies ODMR shares with SMTP, word for word.
+pub use crate::smtp::texts::command_too_long as line_too_long;
+pub use crate::smtp::texts::{
+    bye, control_characters, ehlo, helo, idle_timeout, not_implemented, ok, ready_for_tls, syntax,
+    tls_already_active, too_many_errors, unknown_command,
+};
+
 pub fn greeting(host: &str) -> Reply {
     Reply::plain(220, format!("{host} ODMR service ready"))
-}
-
-pub fn helo(host: &str) -> Reply {
-    Reply::plain(250, host)
-}
-
-/// The EHLO reply: our name, then one extension keyword per line (RFC 5321 §4.1.1.1).
-pub fn ehlo(host: &str, keywords: &[String]) -> Reply {
-    let mut lines = Vec::with_capacity(keywords.len() + 1);
-    lines.push(host.to_string());
-    lines.extend(keywords.iter().cloned());
-    Reply {
-        code: 250,
-        enhanced: None,
-        lines,
-    }
-}
-
-pub fn ok() -> Reply {
-    Reply::new(250, (2, 0, 0), "Ok")
-}
-
-pub fn bye() -> Reply {
-    Reply::new(221, (2, 0, 0), "Bye")
-}
-
-pub fn ready_for_tls() -> Reply {
-    Reply::new(220, (2, 0, 0), "Ready to start TLS")
 }
 
 /// A SASL challenge, already base64 (RFC 4954 §4: no enhanced code on 334).
@@ -149,36 +128,4 @@ pub fn atrn_temporary() -> Reply {
 /// RFC 2645's own wording, which clients (fetchmail) know by its code.
 pub fn no_mail() -> Reply {
     Reply::new(453, (4, 2, 0), "You have no mail")
-}
-
-pub fn unknown_command() -> Reply {
-    Reply::new(500, (5, 5, 2), "Command unrecognized")
-}
-
-pub fn not_implemented() -> Reply {
-    Reply::new(502, (5, 5, 1), "Command not implemented")
-}
-
-pub fn line_too_long() -> Reply {
-    Reply::new(500, (5, 5, 2), "Line too long")
-}
-
-pub fn syntax(usage: &str) -> Reply {
-    Reply::new(501, (5, 5, 4), format!("Syntax: {usage}"))
-}
-
-pub fn control_characters() -> Reply {
-    Reply::new(501, (5, 5, 4), "Control characters in command")
-}
-
-pub fn tls_already_active() -> Reply {
-    Reply::new(503, (5, 5, 1), "TLS already active")
-}
-
-pub fn too_many_errors() -> Reply {
-    Reply::new(421, (4, 7, 0), "Too many errors, closing connection")
-}
-
-pub fn idle_timeout() -> Reply {
-    Reply::new(421, (4, 4, 2), "Idle timeout, closing connection")
 }
