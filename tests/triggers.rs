@@ -33,22 +33,7 @@ fn site_setup(d: &DemoRoot, sink: &Sink, extra: &str) {
 }
 
 fn spool_n(d: &DemoRoot, n: usize) {
-    let md = Maildir::new(d.root.join("sites/acme/Maildir"));
-    for i in 0..n {
-        let head =
-            format!("Return-Path: <bob@example.org>\nDelivered-To: site-acme-u{i}@acme.example\n");
-        let got = md
-            .deliver(&[head.as_bytes(), b"Subject: t\n\nbody\n"])
-            .unwrap();
-        own(&got.path);
-        let old = SystemTime::now() - Duration::from_secs(5);
-        std::fs::File::options()
-            .append(true)
-            .open(&got.path)
-            .unwrap()
-            .set_times(std::fs::FileTimes::new().set_modified(old))
-            .unwrap();
-    }
+    spool_to(d, "acme", "acme.example", n);
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
