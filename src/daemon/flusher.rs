@@ -27,19 +27,19 @@ pub struct Flusher {
     /// Counts discoveries installed, so the scheduler knows when to plan again.
     generation: AtomicU64,
     hints: SpoolHints,
-    running: Mutex<HashSet<String>>,
+    running: Arc<Mutex<HashSet<String>>>,
     parallel: Arc<Semaphore>,
     grace: Duration,
     last_scheduled_start: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// Removes a site from the running set when its flush ends, however it ends.
-struct Running<'a> {
-    set: &'a Mutex<HashSet<String>>,
+struct Running {
+    set: Arc<Mutex<HashSet<String>>>,
     name: String,
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
         self.set
             .lock()
@@ -67,7 +67,7 @@ impl Flusher {
             sites: RwLock::new(Arc::new(d)),
             generation: AtomicU64::new(0),
             hints: SpoolHints::default(),
-            running: Mutex::new(HashSet::new()),
+            running: Arc::new(Mutex::new(HashSet::new())),
             parallel: Arc::new(Semaphore::new(max_parallel.max(1))),
             grace,
             last_scheduled_start: tokio::sync::Mutex::new(None),
@@ -171,13 +171,13 @@ impl Flusher {
             .contains(name)
     }
 
-    fn claim(&self, name: &str) -> Option<Running<'_>> {
+    fn claim(&self, name: &str) -> Option<Running> {
         let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if !r.insert(name.to_string()) {
             return None;
         }
         Some(Running {
-            set: &self.running,
+            set: self.running.clone(),
             name: name.to_string(),
         })
     }
@@ -189,20 +189,34 @@ impl Flusher {
         to: Option<&str>,
         reason: &str,
     ) -> Option<FlushResult> {
-        let _running = self.claim(&site.name)?;
+        let running = self.claim(&site.name)?;
+        self.flush_claimed(running, site, to, reason).await
+    }
+
+    async fn flush_claimed(
+        &self,
+        _running: Running,
+        site: &Site,
+        to: Option<&str>,
+        reason: &str,
+    ) -> Option<FlushResult> {
         let _permit = self.parallel.clone().acquire_owned().await.ok()?;
         tracing::info!(target: "flush", site = %site.name, reason, to = to.unwrap_or("RELAYHOST"), "flush starting");
         Some(flush::flush_site(site, &self.ctx, to).await)
     }
 
-    /// Start a flush in the background; false if one is already running.
+    /// Start a flush in the background; false if one is already running. The site is
+    /// claimed before this returns, so a caller told "started" is never raced by
+    /// another trigger that then finds the site claimed by neither.
     pub fn trigger(self: &Arc<Self>, site: Site, to: Option<String>, reason: &'static str) -> bool {
-        if self.is_running(&site.name) {
+        let Some(running) = self.claim(&site.name) else {
             return false;
-        }
+        };
         let me = self.clone();
         tokio::spawn(async move {
-            let _ = me.flush_now(&site, to.as_deref(), reason).await;
+            let _ = me
+                .flush_claimed(running, &site, to.as_deref(), reason)
+                .await;
         });
         true
     }

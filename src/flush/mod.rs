@@ -26,7 +26,7 @@ use crate::deliver::DeliverEnv;
 use crate::spool::scan::Spooled;
 use crate::spool::settle::{self, Attempt, Settled};
 use crate::spool::site::{self, Site};
-use source::{SpoolSource, Taken};
+use source::{SpoolSource, Taken, Walked, Walker};
 
 /// How long connecting to a site may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -129,7 +129,46 @@ fn settled_name(s: &Settled) -> &'static str {
 }
 
 /// Flush `site` to its RELAYHOST (or `to`, `host:port`).
+///
+/// The flush runs on a thread of its own with a single-threaded runtime: its spool
+/// reads, unlinks and the socket then share one thread, and a round trip costs a
+/// system call or two instead of wake-ups between the runtime's workers (which
+/// dominate for a site that answers each command before taking the next).
 pub async fn flush_site(site: &Site, ctx: &FlushContext, to: Option<&str>) -> FlushResult {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (site2, ctx2, to2) = (site.clone(), ctx.clone(), to.map(str::to_string));
+    let spawned = std::thread::Builder::new()
+        .name(format!("flush {}", site.name))
+        .spawn(move || {
+            let r = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(flush_site_here(&site2, &ctx2, to2.as_deref())),
+                Err(e) => FlushResult::Failed {
+                    error: format!("starting the flush's runtime: {e}"),
+                    queued: 0,
+                    lines: Vec::new(),
+                },
+            };
+            let _ = tx.send(r);
+        });
+    if let Err(e) = spawned {
+        return FlushResult::Failed {
+            error: format!("starting the flush's thread: {e}"),
+            queued: 0,
+            lines: Vec::new(),
+        };
+    }
+    rx.await.unwrap_or_else(|_| FlushResult::Failed {
+        error: "the flush's thread ended without a result".into(),
+        queued: 0,
+        lines: Vec::new(),
+    })
+}
+
+/// [`flush_site`] on the current runtime.
+async fn flush_site_here(site: &Site, ctx: &FlushContext, to: Option<&str>) -> FlushResult {
     let Some(target) = to.map(str::to_string).or_else(|| site.target()) else {
         return FlushResult::Failed {
             error: "no RELAYHOST and no target given".into(),
@@ -232,12 +271,12 @@ where
     let mut first = None;
     while let Some((i, listing)) = pending.pop_front() {
         let site = &sites[i];
-        let (mut rx, walker) = source::start(listing, site.clone(), ctx.clone(), now);
-        if let Some(p) = rx.recv().await {
-            first = Some((i, p, rx, walker));
+        let mut walker = Walker::new(listing, site.clone(), ctx.clone(), now);
+        let mut walked = Walked::default();
+        if let Some(p) = walker.next(&mut walked) {
+            first = Some((i, p, walker, walked));
             break;
         }
-        let walked = source::finish(walker, site).await;
         locks[i] = None;
         let r = FlushResult::NothingQueued {
             expired_bounced: walked.expired_bounced,
@@ -245,15 +284,13 @@ where
         status::record(&ctx.status_dir, site, &r);
         results[i] = Some(r);
     }
-    let Some((fi, first, rx, walker)) = first else {
+    let Some((fi, first, walker, walked)) = first else {
         return finished(results);
     };
     let queued = (listed[fi] + pending.iter().map(|(i, _)| listed[*i]).sum::<usize>()).max(1);
     let stream = match connect(queued).await {
         Ok(s) => s,
         Err(e) => {
-            drop(rx);
-            source::finish(walker, &sites[fi]).await;
             let left = std::iter::once(fi).chain(pending.iter().map(|(i, _)| *i));
             for i in left.collect::<Vec<_>>() {
                 let site = &sites[i];
@@ -283,10 +320,10 @@ where
         site::TlsPolicy::Off => TlsPolicy::Off,
     };
     let mut taken = Taken::new(n);
-    taken.walkers[fi] = Some(walker);
+    taken.walked[fi] = Some(walked);
     let taken = Arc::new(std::sync::Mutex::new(taken));
     let source = SpoolSource {
-        current: Some((fi, Some(first), rx)),
+        current: Some((fi, Some(first), walker)),
         next: pending,
         sites: sites.to_vec(),
         ctx: ctx.clone(),
@@ -354,7 +391,7 @@ where
     };
     let (walkers, counts) = {
         let mut t = source::lock(&taken);
-        (std::mem::take(&mut t.walkers), t.count.clone())
+        (std::mem::take(&mut t.walked), t.count.clone())
     };
     // The session error belongs to the site in flight when it came and to those not
     // reached; the sites done before it ended cleanly.
@@ -365,7 +402,7 @@ where
             continue;
         }
         let site = &sites[i];
-        let Some(walker) = walker else {
+        let Some(walked) = walker else {
             // Never reached: the session ended first, and all of it stays.
             let error = error
                 .clone()
@@ -381,10 +418,6 @@ where
             results[i] = Some(r);
             continue;
         };
-        // The source is gone with the session, so the file side stops at its next
-        // message; it may still be quarantining or bouncing, which must finish under
-        // the lock.
-        let walked = source::finish(walker, site).await;
         let mut summary = std::mem::take(&mut summaries[i]);
         // Messages taken but never answered, and never taken, stay for the next flush.
         let taken = counts[i];

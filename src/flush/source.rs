@@ -1,12 +1,12 @@
-//! The file side of a flush, on one blocking thread: it walks the spool's listing
-//! oldest first, bounces what outlived the site's lifetime, quarantines what is not a
-//! spool file, reads each message and hands it to the async client through a channel
-//! of bounded depth.
+//! The file side of a flush: it walks the spool's listing oldest first, bounces what
+//! outlived the site's lifetime, quarantines what is not a spool file, and reads each
+//! message as the client asks for it.
 //!
-//! One thread doing plain reads replaces a `tokio::fs` call per open, seek and read
-//! (each a hop to the blocking pool and back, which cost more than the reads), and
-//! the bounded channel keeps memory flat however large the spool: only the messages
-//! in the channel and in the client's window are held.
+//! The reads are plain blocking reads on the flush's own thread (see `flush_site`):
+//! spool files are local and small, and a hop to another thread per message cost
+//! more than the reads (a wake-up each way, and the round trips of a site without
+//! PIPELINING wait behind it). Only the messages in the client's window are held, so
+//! memory stays flat however large the spool.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -17,8 +17,6 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::{FlushContext, log_line};
 use crate::client::{Message, MessageSource};
@@ -28,8 +26,6 @@ use crate::spool::scan::{self, Spooled};
 use crate::spool::settle::{self, Attempt, Settled};
 use crate::spool::site::Site;
 
-/// Messages read ahead of the client.
-const DEPTH: usize = 16;
 /// Bytes of a file read ahead; a longer message's tail is read as it is sent.
 const PREFETCH: usize = 64 * 1024;
 // The envelope lines must be in what is read ahead.
@@ -42,95 +38,97 @@ pub(super) struct Prepared {
 }
 
 /// What the file side did besides handing out messages.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Walked {
     pub expired_bounced: usize,
     /// Files not expired but not handed out: vanished, unreadable, quarantined.
     pub skipped: usize,
 }
 
-/// Starts the file side over `listing`.
-pub(super) fn start(
+/// One site's file side: a cursor over its listing.
+pub(super) struct Walker {
     listing: Listing,
+    next: usize,
     site: Site,
     ctx: FlushContext,
     now: SystemTime,
-) -> (mpsc::Receiver<Prepared>, JoinHandle<Walked>) {
-    let (tx, rx) = mpsc::channel(DEPTH);
-    let walker = tokio::task::spawn_blocking(move || walk(&listing, &site, &ctx, now, &tx));
-    (rx, walker)
 }
 
-/// Waits for the file side to stop (it stops at its next message once the receiver
-/// is gone).
-pub(super) async fn finish(walker: JoinHandle<Walked>, site: &Site) -> Walked {
-    walker.await.unwrap_or_else(|e| {
-        tracing::error!(target: "flush", site = %site.name, "the spool reader failed: {e}");
-        Walked::default()
-    })
-}
-
-fn walk(
-    listing: &Listing,
-    site: &Site,
-    ctx: &FlushContext,
-    now: SystemTime,
-    tx: &mpsc::Sender<Prepared>,
-) -> Walked {
-    let md = site.maildir();
-    let lifetime = site.lifetime();
-    let mut walked = Walked::default();
-    for entry in listing.entries() {
-        // Files the caller counted as left to send (not expired) and not handed out.
-        let countable = !now
-            .duration_since(entry.mtime)
-            .is_ok_and(|age| age > lifetime);
-        let (head, rest) = match read_ahead(&entry.path) {
-            Ok(read) => read,
-            // Removed meanwhile (an operator's delete under the lock, say): nothing to send.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                walked.skipped += usize::from(countable);
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(target: "flush", site = %site.name, file = %entry.rel, "cannot read spool file: {e}");
-                walked.skipped += usize::from(countable);
-                continue;
-            }
-        };
-        let spooled = match scan::classify(&md, &site.prefix, &site.name, entry, &head) {
-            Ok(Ok(s)) => s,
-            Ok(Err(_)) => {
-                walked.skipped += usize::from(countable);
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(target: "flush", site = %site.name, "quarantining a spool file: {e}");
-                walked.skipped += usize::from(countable);
-                continue;
-            }
-        };
-        if settle::expired(&spooled, lifetime, now) {
-            let a = Attempt::Temporary("not delivered within the site's lifetime".into());
-            let st = settle::settle(&ctx.env, &ctx.hostname, &spooled, &a, lifetime, now);
-            log_line(site, &spooled, "expired", &st);
-            if st == Settled::Bounced {
-                walked.expired_bounced += 1;
-            }
-            continue;
-        }
-        let pos = spooled.envelope.body_offset.min(head.len());
-        let body = SpoolBody {
-            head,
-            pos,
-            rest: rest.map(tokio::fs::File::from_std),
-        };
-        if tx.blocking_send(Prepared { spooled, body }).is_err() {
-            // The session is over: what is left stays for the next flush.
-            break;
+impl Walker {
+    pub fn new(listing: Listing, site: Site, ctx: FlushContext, now: SystemTime) -> Walker {
+        Walker {
+            listing,
+            next: 0,
+            site,
+            ctx,
+            now,
         }
     }
-    walked
+
+    /// The next message to send, settling on the way the files that are not to be
+    /// sent (expired: bounced; malformed: quarantined); None at the end.
+    pub fn next(&mut self, walked: &mut Walked) -> Option<Prepared> {
+        let site = &self.site;
+        let md = site.maildir();
+        let lifetime = site.lifetime();
+        let now = self.now;
+        while self.next < self.listing.len() {
+            let i = self.next;
+            self.next += 1;
+            let Some(entry) = self.listing.entry(i) else {
+                continue;
+            };
+            // Files the caller counted as left to send (not expired) and not handed out.
+            let countable = !now
+                .duration_since(entry.mtime)
+                .is_ok_and(|age| age > lifetime);
+            let (head, rest) = match read_ahead(&entry.path) {
+                Ok(read) => read,
+                // Removed meanwhile (an operator's delete under the lock, say): nothing to send.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    walked.skipped += usize::from(countable);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(target: "flush", site = %site.name, file = %entry.rel, "cannot read spool file: {e}");
+                    walked.skipped += usize::from(countable);
+                    continue;
+                }
+            };
+            let spooled = match scan::classify(&md, &site.prefix, &site.name, entry, &head) {
+                Ok(Ok(s)) => s,
+                Ok(Err(_)) => {
+                    walked.skipped += usize::from(countable);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(target: "flush", site = %site.name, "quarantining a spool file: {e}");
+                    walked.skipped += usize::from(countable);
+                    continue;
+                }
+            };
+            if settle::expired(&spooled, lifetime, now) {
+                let a = Attempt::Temporary("not delivered within the site's lifetime".into());
+                let st = settle::settle(
+                    &self.ctx.env,
+                    &self.ctx.hostname,
+                    &spooled,
+                    &a,
+                    lifetime,
+                    now,
+                );
+                log_line(site, &spooled, "expired", &st);
+                if st == Settled::Bounced {
+                    walked.expired_bounced += 1;
+                }
+                continue;
+            }
+            let pos = spooled.envelope.body_offset.min(head.len());
+            let body = SpoolBody { head, pos, rest };
+            return Some(Prepared { spooled, body });
+        }
+        None
+    }
 }
 
 /// Reads up to [`PREFETCH`] bytes of a file; the file comes back too when it may
@@ -148,13 +146,13 @@ fn read_ahead(path: &std::path::Path) -> io::Result<(Vec<u8>, Option<File>)> {
 pub struct SpoolBody {
     head: Vec<u8>,
     pos: usize,
-    rest: Option<tokio::fs::File>,
+    rest: Option<File>,
 }
 
 impl AsyncRead for SpoolBody {
     fn poll_read(
         self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
@@ -165,8 +163,13 @@ impl AsyncRead for SpoolBody {
             this.pos += n;
             return Poll::Ready(Ok(()));
         }
+        // A local file: read in place, on the flush's own thread.
         match this.rest.as_mut() {
-            Some(f) => Pin::new(f).poll_read(cx, buf),
+            Some(f) => {
+                let n = f.read(buf.initialize_unfilled())?;
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
             None => Poll::Ready(Ok(())),
         }
     }
@@ -179,9 +182,9 @@ pub(super) struct Taken {
     waiting: VecDeque<(usize, Spooled)>,
     /// Messages handed out in all, per site.
     pub count: Vec<usize>,
-    /// The file sides started so far, per site (a site's starts when the one before
-    /// it has nothing more to hand out).
-    pub walkers: Vec<Option<JoinHandle<Walked>>>,
+    /// What the file sides did, per site, for those started so far (a site's starts
+    /// when the one before it has nothing more to hand out).
+    pub walked: Vec<Option<Walked>>,
 }
 
 impl Taken {
@@ -189,7 +192,7 @@ impl Taken {
         Taken {
             waiting: VecDeque::new(),
             count: vec![0; sites],
-            walkers: (0..sites).map(|_| None).collect(),
+            walked: vec![None; sites],
         }
     }
 
@@ -206,10 +209,11 @@ pub(super) fn lock(t: &SharedTaken) -> std::sync::MutexGuard<'_, Taken> {
 }
 
 /// The client's view of the spools of one flush: each site's messages as its file
-/// side prepared them, one site after another in one session.
+/// side reads them, one site after another in one session.
 pub(super) struct SpoolSource {
-    /// The site being read: its index, its first message, its file side's channel.
-    pub current: Option<(usize, Option<Prepared>, mpsc::Receiver<Prepared>)>,
+    /// The site being read: its index, its first message (read before connecting),
+    /// its file side.
+    pub current: Option<(usize, Option<Prepared>, Walker)>,
     /// Sites not started yet, in order, with their listings.
     pub next: VecDeque<(usize, Listing)>,
     pub sites: Vec<Site>,
@@ -221,20 +225,22 @@ pub(super) struct SpoolSource {
 impl SpoolSource {
     /// The next prepared message of any site, starting the next site's file side when
     /// the current one has nothing more.
-    async fn next_prepared(&mut self) -> Option<(usize, Prepared)> {
+    fn next_prepared(&mut self) -> Option<(usize, Prepared)> {
         loop {
-            if let Some((idx, first, rx)) = self.current.as_mut() {
+            if let Some((idx, first, walker)) = self.current.as_mut() {
                 if let Some(p) = first.take() {
                     return Some((*idx, p));
                 }
-                if let Some(p) = rx.recv().await {
+                let mut t = lock(&self.taken);
+                let walked = t.walked[*idx].get_or_insert_with(Walked::default);
+                if let Some(p) = walker.next(walked) {
                     return Some((*idx, p));
                 }
             }
             let (idx, listing) = self.next.pop_front()?;
-            let (rx, walker) = start(listing, self.sites[idx].clone(), self.ctx.clone(), self.now);
-            lock(&self.taken).walkers[idx] = Some(walker);
-            self.current = Some((idx, None, rx));
+            let walker = Walker::new(listing, self.sites[idx].clone(), self.ctx.clone(), self.now);
+            lock(&self.taken).walked[idx] = Some(Walked::default());
+            self.current = Some((idx, None, walker));
         }
     }
 }
@@ -243,7 +249,7 @@ impl MessageSource for SpoolSource {
     type Body = SpoolBody;
 
     async fn next_message(&mut self) -> Option<Message<SpoolBody>> {
-        let (idx, p) = self.next_prepared().await?;
+        let (idx, p) = self.next_prepared()?;
         let s = p.spooled;
         let msg = Message {
             sender: quote2(&s.envelope.sender),
