@@ -145,17 +145,24 @@ settle() {
 }
 
 # --- the fsync ceiling ------------------------------------------------------------------
-run_ceiling() { # RUN N WRITERS ROLE
-    local dir=$BENCH_WORK/run$1/ceiling-$3w out
+# run_ceiling RUN N WRITERS ROLE [--unnamed]: --unnamed measures turnmail's own file
+# protocol (O_TMPFILE + link) instead of the named tmp/ file and rename.
+run_ceiling() {
+    local dir=$BENCH_WORK/run$1/ceiling-$3w${5:-} out
     mkdir -p "$BENCH_WORK/run$1"
-    out=$("$CEILING" "$dir" "$2" "$3" --mailboxes "$MAILBOXES" --size "$SIZE") ||
+    out=$("$CEILING" "$dir" "$2" "$3" --mailboxes "$MAILBOXES" --size "$SIZE" ${5:+"$5"}) ||
         die "fsync ceiling failed"
     # out: writers count seconds msg_per_s writers_cpu_s
     local secs rate cpu
     read -r _ _ secs rate cpu <<<"$out"
-    say "  ceiling ($3 writers): $rate msg/s ($secs s, writers' CPU $cpu s)"
-    csv_row "$4" "fsync loop ($3 writers)" "$1" "$2" "seconds=$secs msg_per_s=$rate daemon_cpu_s=$cpu" \
-        "create+write ${SIZE}B+fsync+rename+fsync new/; $3 threads (examples/fsync_ceiling.rs)"
+    say "  ceiling ($3 writers${5:+, $5}): $rate msg/s ($secs s, writers' CPU $cpu s)"
+    if [ -n "${5:-}" ]; then
+        csv_row "$4" "fsync loop; unnamed files ($3 writers)" "$1" "$2" "seconds=$secs msg_per_s=$rate daemon_cpu_s=$cpu" \
+            "open(tmp/; O_TMPFILE)+write ${SIZE}B+fsync+link into new/+fsync new/ (turnmail's protocol); $3 threads"
+    else
+        csv_row "$4" "fsync loop ($3 writers)" "$1" "$2" "seconds=$secs msg_per_s=$rate daemon_cpu_s=$cpu" \
+            "create+write ${SIZE}B+fsync+rename+fsync new/; $3 threads (examples/fsync_ceiling.rs)"
+    fi
 }
 
 # --- turnmail ---------------------------------------------------------------------------
@@ -307,6 +314,8 @@ for ((r = 1; r <= RUNS; r++)); do
     if want ceiling; then
         settle 1
         run_ceiling "$r" "$N" "$SESSIONS" ceiling
+        settle 1
+        run_ceiling "$r" "$N" "$SESSIONS" ceiling-unnamed --unnamed
     fi
     if want turnmail; then
         settle 1

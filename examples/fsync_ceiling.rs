@@ -3,10 +3,12 @@
 //!
 //! Each delivery: create `tmp/NAME` (O_EXCL, mode 0600), write SIZE bytes, fsync, close,
 //! rename (or with `--link`: link then unlink, as qmail-local and turnmail do) into
-//! `new/NAME`, fsync `new/`. Messages go round-robin into MAILBOXES fresh Maildirs under
+//! `new/NAME`, fsync `new/`. With `--unnamed`: turnmail's own protocol instead, an
+//! unnamed file (`O_TMPFILE` in `tmp/`) written, fsynced and linked into `new/NAME`,
+//! then `new/` fsynced. Messages go round-robin into MAILBOXES fresh Maildirs under
 //! DIR; WRITERS threads each deliver every WRITERS-th message, all released at once.
 //!
-//! usage: fsync_ceiling DIR COUNT [WRITERS] [--mailboxes 100] [--size 4096] [--link]
+//! usage: fsync_ceiling DIR COUNT [WRITERS] [--mailboxes 100] [--size 4096] [--link|--unnamed]
 //! prints: writers count seconds msg_per_s cpu_seconds
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -22,17 +24,26 @@ struct Args {
     writers: usize,
     mailboxes: usize,
     size: usize,
-    link: bool,
+    mode: Mode,
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Rename,
+    Link,
+    Unnamed,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: fsync_ceiling DIR COUNT [WRITERS] [--mailboxes 100] [--size 4096] [--link]");
+    eprintln!(
+        "usage: fsync_ceiling DIR COUNT [WRITERS] [--mailboxes 100] [--size 4096] [--link|--unnamed]"
+    );
     std::process::exit(2)
 }
 
 fn parse() -> Args {
     let mut pos = Vec::new();
-    let (mut mailboxes, mut size, mut link) = (100, 4096, false);
+    let (mut mailboxes, mut size, mut mode) = (100, 4096, Mode::Rename);
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut num = || -> usize {
@@ -43,7 +54,8 @@ fn parse() -> Args {
         match a.as_str() {
             "--mailboxes" => mailboxes = num(),
             "--size" => size = num(),
-            "--link" => link = true,
+            "--link" => mode = Mode::Link,
+            "--unnamed" => mode = Mode::Unnamed,
             _ if a.starts_with("--") => usage(),
             _ => pos.push(a),
         }
@@ -58,7 +70,7 @@ fn parse() -> Args {
         writers: pos.get(2).map_or(10, |w| n(w)),
         mailboxes: mailboxes.max(1),
         size,
-        link,
+        mode,
     }
 }
 
@@ -73,7 +85,32 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn deliver(md: &Path, name: &str, payload: &[u8], link: bool) -> std::io::Result<()> {
+fn deliver_unnamed(md: &Path, name: &str, payload: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(md.join("tmp"))?;
+    f.write_all(payload)?;
+    f.sync_all()?;
+    nix::unistd::linkat(
+        nix::fcntl::AT_FDCWD,
+        format!("/proc/self/fd/{}", f.as_raw_fd()).as_str(),
+        nix::fcntl::AT_FDCWD,
+        &md.join("new").join(name),
+        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+    )?;
+    drop(f);
+    File::open(md.join("new"))?.sync_all()
+}
+
+fn deliver(md: &Path, name: &str, payload: &[u8], mode: Mode) -> std::io::Result<()> {
+    let link = match mode {
+        Mode::Unnamed => return deliver_unnamed(md, name, payload),
+        Mode::Link => true,
+        Mode::Rename => false,
+    };
     let tmp = md.join("tmp").join(name);
     let new = md.join("new").join(name);
     let mut f = OpenOptions::new()
@@ -131,13 +168,13 @@ fn main() {
         .map(|w| {
             let (dirs, payload, start, host) =
                 (dirs.clone(), payload.clone(), start.clone(), host.clone());
-            let (count, writers, link) = (a.count, a.writers, a.link);
+            let (count, writers, mode) = (a.count, a.writers, a.mode);
             std::thread::spawn(move || -> std::io::Result<usize> {
                 start.wait();
                 let mut done = 0;
                 for i in (w..count).step_by(writers) {
                     let md = &dirs[i % dirs.len()];
-                    deliver(md, &format!("{pid}.W{w}Q{i}.{host}"), &payload, link)?;
+                    deliver(md, &format!("{pid}.W{w}Q{i}.{host}"), &payload, mode)?;
                     done += 1;
                 }
                 Ok(done)
