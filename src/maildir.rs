@@ -925,9 +925,19 @@ mod tests {
     fn an_unnamed_file_is_linked_into_new_and_never_named_in_tmp() {
         let (_dir, md) = maildir();
         let calls = Cell::new([0; 5]);
-        let d = md.deliver_with(&[b"a\n", b"b"], &counting(&calls)).unwrap();
+        let count = counting(&calls);
+        let tmp_at_link = std::cell::RefCell::new(None);
+        let fault = |s| {
+            if s == DeliverStep::Link {
+                *tmp_at_link.borrow_mut() = Some(names_in(&md.path().join("tmp")));
+            }
+            count(s)
+        };
+        let d = md.deliver_with(&[b"a\n", b"b"], &fault).unwrap();
         // Every step once: one create, one link, and no rename fallback.
         assert_eq!(calls.get(), [1; 5]);
+        // The named protocol would have had the file in tmp/ when linking it.
+        assert_eq!(tmp_at_link.take(), Some(Vec::new()));
         assert_eq!(fs::read(&d.path).unwrap(), b"a\nb");
         assert_eq!(mode_of(&d.path), 0o600);
         let meta = fs::metadata(&d.path).unwrap();
@@ -935,6 +945,40 @@ mod tests {
         assert!(names_in(&md.path().join("tmp")).is_empty());
         assert_eq!(names_in(&md.path().join("new")), vec![d.name.clone()]);
         assert!(d.name.ends_with(",S=3,W=6"), "{}", d.name);
+    }
+
+    #[test]
+    fn a_refused_link_through_proc_falls_back_to_a_named_file() {
+        // EACCES from the link while new/ exists: a security module or sandbox may
+        // refuse the /proc route. The delivery then takes the named protocol, whose
+        // file is in tmp/ when it is moved.
+        let (_dir, md) = maildir();
+        let links = Cell::new(0);
+        let tmp_at_second = std::cell::RefCell::new(None);
+        let fault = |s| {
+            if s != DeliverStep::Link {
+                return Ok(());
+            }
+            links.set(links.get() + 1);
+            if links.get() == 1 {
+                return Err(io::Error::from_raw_os_error(libc::EACCES));
+            }
+            *tmp_at_second.borrow_mut() = Some(names_in(&md.path().join("tmp")).len());
+            Ok(())
+        };
+        let d = md.deliver_with(&[b"x\n"], &fault).unwrap();
+        assert_eq!(links.get(), 2);
+        assert_eq!(tmp_at_second.take(), Some(1));
+        assert_eq!(fs::read(&d.path).unwrap(), b"x\n");
+        assert!(names_in(&md.path().join("tmp")).is_empty());
+        // Without new/, the same error is the delivery's failure, not a fallback.
+        fs::remove_dir_all(md.path().join("new")).unwrap();
+        let refuse = fail_at(DeliverStep::Link, || {
+            io::Error::from_raw_os_error(libc::ENOENT)
+        });
+        let err = md.deliver_with(&[b"y\n"], &refuse).unwrap_err();
+        assert_eq!(err.step(), DeliverStep::Link);
+        assert!(names_in(&md.path().join("tmp")).is_empty());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{AT_FDCWD, AtFlags};
 
@@ -32,10 +33,24 @@ pub(super) enum Attempt {
     Unsupported,
 }
 
+/// Set once linking through /proc was refused although `new/` was there (a security
+/// module, a sandbox hiding /proc), so that it is logged once, not per message.
+static LINK_REFUSED_LOGGED: AtomicBool = AtomicBool::new(false);
+
 /// Whether open files can be linked by their /proc path; /proc does not come and go.
 fn proc_fd_available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
+}
+
+/// Whether a failed link may be the /proc route's fault rather than `new/`'s: then
+/// the named protocol is tried (it reports `new/`'s own trouble precisely).
+fn link_route_refused(e: &io::Error, new_dir: &Path) -> bool {
+    let maybe_route = matches!(
+        e.raw_os_error(),
+        Some(libc::EPERM | libc::EACCES | libc::EXDEV | libc::ENOENT | libc::ELOOP)
+    );
+    maybe_route && new_dir.is_dir()
 }
 
 /// Errors by which `open(O_TMPFILE)` says the kernel or filesystem lacks it: older
@@ -99,6 +114,15 @@ pub(super) fn deliver(
             Ok(()) => break (name, new_path),
             // Another message's name, by chance: the file is still ours to link.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < MAX_LINK_ATTEMPTS => {}
+            Err(e) if link_route_refused(&e, &new_dir) => {
+                if !LINK_REFUSED_LOGGED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "linking an unnamed file into {} failed ({e}); delivering through named tmp/ files",
+                        new_dir.display()
+                    );
+                }
+                return Attempt::Unsupported;
+            }
             Err(e) => return Attempt::Failed(DeliverError::at(DeliverStep::Link, new_path, e)),
         }
     };
