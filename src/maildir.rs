@@ -258,9 +258,11 @@ impl Maildir {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (name, file) = create_tmp(&tmp_dir, size, crlf, fault)?;
+            let (name, mut file) = create_tmp(&tmp_dir, size, crlf, fault)?;
             let tmp_path = tmp_dir.join(&name);
-            if let Err((step, e)) = write_and_sync(file, parts, fault) {
+            let written = write_and_sync(&mut file, parts, fault);
+            drop(file);
+            if let Err((step, e)) = written {
                 discard(&tmp_path);
                 return Err(DeliverError::at(step, tmp_path, e));
             }
@@ -495,10 +497,10 @@ fn create_tmp(
     }
 }
 
-/// Write all parts and fsync. The file is closed on return; a close error after a
-/// successful fsync cannot lose data, so dropping the File is enough.
+/// Write all parts and fsync. A close error after a successful fsync cannot lose
+/// data, so the caller may simply drop the file afterwards.
 fn write_and_sync(
-    mut file: File,
+    file: &mut File,
     parts: &[&[u8]],
     fault: &dyn Fn(DeliverStep) -> io::Result<()>,
 ) -> Result<(), (DeliverStep, io::Error)> {

@@ -12,8 +12,8 @@
 //! (no O_TMPFILE on this filesystem or kernel, no /proc) the caller falls back to
 //! the named protocol.
 
-use std::fs::{File, OpenOptions, Permissions};
-use std::io::{self, Write};
+use std::fs::{OpenOptions, Permissions};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{AT_FDCWD, AtFlags};
 
-use super::{DeliverError, DeliverStep, Delivered, MAX_LINK_ATTEMPTS, next_name};
+use super::{DeliverError, DeliverStep, Delivered, MAX_LINK_ATTEMPTS, next_name, write_and_sync};
 use crate::fsutil::fsync_dir;
 
 /// What became of an attempt.
@@ -138,17 +138,4 @@ pub(super) fn deliver(
         size,
         crlf_size: crlf,
     })
-}
-
-fn write_and_sync(
-    file: &mut File,
-    parts: &[&[u8]],
-    fault: &dyn Fn(DeliverStep) -> io::Result<()>,
-) -> Result<(), (DeliverStep, io::Error)> {
-    fault(DeliverStep::Write)
-        .and_then(|()| parts.iter().try_for_each(|p| file.write_all(p)))
-        .map_err(|e| (DeliverStep::Write, e))?;
-    fault(DeliverStep::Fsync)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| (DeliverStep::Fsync, e))
 }
