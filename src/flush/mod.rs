@@ -389,20 +389,23 @@ where
         }
         _ => client::flush(stream, &opts, source, on_outcome).await,
     };
-    let (walkers, counts) = {
+    let (walked_by_site, counts) = {
         let mut t = source::lock(&taken);
         (std::mem::take(&mut t.walked), t.count.clone())
     };
     // The session error belongs to the site in flight when it came and to those not
     // reached; the sites done before it ended cleanly.
-    let last = walkers.iter().rposition(Option::is_some).unwrap_or(fi);
+    let last = walked_by_site
+        .iter()
+        .rposition(Option::is_some)
+        .unwrap_or(fi);
     let error = report.error.map(|e| e.to_string());
-    for (i, walker) in walkers.into_iter().enumerate() {
+    for (i, walked) in walked_by_site.into_iter().enumerate() {
         if results[i].is_some() {
             continue;
         }
         let site = &sites[i];
-        let Some(walked) = walker else {
+        let Some(walked) = walked else {
             // Never reached: the session ended first, and all of it stays.
             let error = error
                 .clone()
