@@ -13,10 +13,10 @@
 
 use crate::smtp::Reply;
 
-use super::action::{Action, Credential, Mechanism};
+use super::action::{Action, Mechanism};
 use super::command::{self, Command};
-use super::sasl;
-use super::session::{Exchange, Greeted, Session, Waiting, shown};
+use super::sasl::{self, Exchange, Step};
+use super::session::{Greeted, Session, Waiting, shown};
 use super::texts;
 
 impl Session {
@@ -94,58 +94,27 @@ impl Session {
         if mechanism != Mechanism::CramMd5 && !self.plaintext_ok() {
             return self.protocol_error(shown(line), texts::encryption_required());
         }
-        match (mechanism, initial) {
-            (Mechanism::Plain, Some(response)) => self.on_sasl_response(Exchange::Plain, response),
-            (Mechanism::Plain, None) => self.challenge(Exchange::Plain, ""),
-            (Mechanism::Login, Some(response)) => {
-                self.on_sasl_response(Exchange::LoginUser, response);
-            }
-            (Mechanism::Login, None) => self.challenge(Exchange::LoginUser, "Username:"),
-            // The server speaks first in CRAM-MD5 (RFC 4954 §4).
-            (Mechanism::CramMd5, Some(_)) => {
-                self.protocol_error(shown(line), texts::no_initial_response("CRAM-MD5"));
-            }
-            (Mechanism::CramMd5, None) => {
-                let challenge = self.conn.challenge.clone();
-                self.challenge(Exchange::CramMd5, &challenge);
-            }
+        let step = Exchange::start(mechanism, initial, &self.conn.challenge);
+        match step {
+            Ok(step) => self.sasl_step(mechanism, step),
+            Err(reply) => self.protocol_error(shown(line), reply),
         }
     }
 
-    /// Sends a 334 and waits for the response to it.
-    fn challenge(&mut self, exchange: Exchange, text: &str) {
-        self.reply(&texts::sasl_challenge(&sasl::encode(text.as_bytes())));
-        self.exchange = Some(exchange);
-    }
-
-    /// One client response of an AUTH exchange (the initial response included).
+    /// One client response of an AUTH exchange.
     pub(super) fn on_sasl_response(&mut self, exchange: Exchange, response: &[u8]) {
-        let mechanism = match exchange {
-            Exchange::Plain => Mechanism::Plain,
-            Exchange::LoginUser | Exchange::LoginPassword(_) => Mechanism::Login,
-            Exchange::CramMd5 => Mechanism::CramMd5,
-        };
-        if sasl::is_cancel(response) {
-            return self.auth_refused(mechanism, texts::auth_cancelled());
-        }
-        let result = match exchange {
-            Exchange::Plain => {
-                sasl::plain(response).map(|(login, secret)| (login, Credential::Plain(secret)))
+        let mechanism = exchange.mechanism();
+        let step = exchange.respond(response, &self.conn.challenge);
+        self.sasl_step(mechanism, step);
+    }
+
+    fn sasl_step(&mut self, mechanism: Mechanism, step: Step) {
+        match step {
+            Step::Challenge(exchange, text) => {
+                self.reply(&texts::sasl_challenge(&sasl::encode(text.as_bytes())));
+                self.exchange = Some(exchange);
             }
-            Exchange::LoginUser => match sasl::login_user(response) {
-                Ok(login) => return self.challenge(Exchange::LoginPassword(login), "Password:"),
-                Err(reply) => Err(reply),
-            },
-            Exchange::LoginPassword(login) => {
-                sasl::login_password(response).map(|secret| (login, Credential::Plain(secret)))
-            }
-            Exchange::CramMd5 => sasl::cram_md5(response).map(|(login, digest)| {
-                let challenge = self.conn.challenge.clone();
-                (login, Credential::CramMd5 { challenge, digest })
-            }),
-        };
-        match result {
-            Ok((login, credential)) => self.request(
+            Step::Check { login, credential } => self.request(
                 Action::Authenticate {
                     mechanism,
                     login,
@@ -153,7 +122,7 @@ impl Session {
                 },
                 Waiting::Auth(mechanism),
             ),
-            Err(reply) => self.auth_refused(mechanism, reply),
+            Step::Refused(reply) => self.auth_refused(mechanism, reply),
         }
     }
 

@@ -3,6 +3,8 @@
 //!
 //! Each function takes one client response as sent (base64, or `=` for an empty
 //! initial response) and returns what the engine needs, or the reply refusing it.
+//! [`Exchange`] strings them into the steps of one AUTH exchange, for both sessions
+//! that offer AUTH (the SMTP port and the ODMR port).
 //! Decoded bytes that may hold a password live in [`Secret`]s, so they are hidden from
 //! logs and wiped when dropped. Checking the password or digest is the engine's job:
 //! this file only takes the messages apart.
@@ -15,6 +17,7 @@ use crate::pop3::Secret;
 use crate::smtp::Reply;
 
 use super::texts;
+use super::{Credential, Mechanism};
 
 /// Standard alphabet; padding optional when decoding, since some clients leave it off.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -101,6 +104,95 @@ pub fn cram_md5(response: &[u8]) -> Result<(Vec<u8>, String), Reply> {
         return Err(texts::malformed_response("CRAM-MD5"));
     }
     Ok((user.to_vec(), String::from_utf8_lossy(digest).into_owned()))
+}
+
+/// The step of an AUTH exchange whose response comes next.
+#[derive(Debug)]
+pub enum Exchange {
+    Plain,
+    LoginUser,
+    LoginPassword(Vec<u8>),
+    CramMd5,
+}
+
+/// What the session does next in an AUTH exchange.
+#[derive(Debug)]
+pub enum Step {
+    /// Send a 334 with this text (base64-encoded by [`encode`]) and wait for the
+    /// response to `Exchange`.
+    Challenge(Exchange, String),
+    /// Ask the engine whether `credential` proves `login`.
+    Check {
+        login: Vec<u8>,
+        credential: Credential,
+    },
+    /// End the exchange with this reply; it counts as a failed attempt.
+    Refused(Reply),
+}
+
+impl Exchange {
+    pub fn mechanism(&self) -> Mechanism {
+        match self {
+            Exchange::Plain => Mechanism::Plain,
+            Exchange::LoginUser | Exchange::LoginPassword(_) => Mechanism::Login,
+            Exchange::CramMd5 => Mechanism::CramMd5,
+        }
+    }
+
+    /// The first step of `AUTH mechanism [initial]`, once the session has allowed the
+    /// mechanism. `cram_challenge` is the text CRAM-MD5 sends (angle brackets
+    /// included). Err: the command itself is wrong (CRAM-MD5 has the server speak
+    /// first, so it takes no initial response: RFC 4954 §4).
+    pub fn start(
+        mechanism: Mechanism,
+        initial: Option<&[u8]>,
+        cram_challenge: &str,
+    ) -> Result<Step, Reply> {
+        match (mechanism, initial) {
+            (Mechanism::Plain, Some(response)) => Ok(Exchange::Plain.respond(response, "")),
+            (Mechanism::Plain, None) => Ok(Step::Challenge(Exchange::Plain, String::new())),
+            (Mechanism::Login, Some(response)) => Ok(Exchange::LoginUser.respond(response, "")),
+            (Mechanism::Login, None) => {
+                Ok(Step::Challenge(Exchange::LoginUser, "Username:".into()))
+            }
+            (Mechanism::CramMd5, Some(_)) => Err(texts::no_initial_response("CRAM-MD5")),
+            (Mechanism::CramMd5, None) => Ok(Step::Challenge(
+                Exchange::CramMd5,
+                cram_challenge.to_string(),
+            )),
+        }
+    }
+
+    /// One client response to this step; `*` cancels (RFC 4954 §4).
+    pub fn respond(self, response: &[u8], cram_challenge: &str) -> Step {
+        if is_cancel(response) {
+            return Step::Refused(texts::auth_cancelled());
+        }
+        let result = match self {
+            Exchange::Plain => {
+                plain(response).map(|(login, secret)| (login, Credential::Plain(secret)))
+            }
+            Exchange::LoginUser => {
+                return match login_user(response) {
+                    Ok(login) => {
+                        Step::Challenge(Exchange::LoginPassword(login), "Password:".into())
+                    }
+                    Err(reply) => Step::Refused(reply),
+                };
+            }
+            Exchange::LoginPassword(login) => {
+                login_password(response).map(|secret| (login, Credential::Plain(secret)))
+            }
+            Exchange::CramMd5 => cram_md5(response).map(|(login, digest)| {
+                let challenge = cram_challenge.to_string();
+                (login, Credential::CramMd5 { challenge, digest })
+            }),
+        };
+        match result {
+            Ok((login, credential)) => Step::Check { login, credential },
+            Err(reply) => Step::Refused(reply),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -194,5 +286,64 @@ mod tests {
     fn cancel() {
         assert!(is_cancel(b"*"));
         assert!(!is_cancel(b"**"));
+    }
+
+    #[test]
+    fn an_exchange_runs_login_in_two_challenges_then_asks_the_engine() {
+        let Ok(Step::Challenge(ex, text)) = Exchange::start(Mechanism::Login, None, "<c>") else {
+            panic!("LOGIN starts with a challenge");
+        };
+        assert_eq!(text, "Username:");
+        let Step::Challenge(ex, text) = ex.respond(&b64(b"tim"), "<c>") else {
+            panic!("then asks for the password");
+        };
+        assert_eq!(text, "Password:");
+        assert_eq!(ex.mechanism(), Mechanism::Login);
+        match ex.respond(&b64(b"pw"), "<c>") {
+            Step::Check {
+                login,
+                credential: Credential::Plain(secret),
+            } => {
+                assert_eq!(login, b"tim");
+                assert_eq!(secret.expose(), b"pw");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_exchange_takes_initial_responses_and_cancels() {
+        match Exchange::start(Mechanism::Plain, Some(&b64(b"\0tim\0pw")), "") {
+            Ok(Step::Check { login, .. }) => assert_eq!(login, b"tim"),
+            other => panic!("{other:?}"),
+        }
+        // CRAM-MD5: the server speaks first, with the challenge it was given.
+        assert_eq!(
+            text(Exchange::start(Mechanism::CramMd5, Some(b"x"), "<c>")),
+            "501 CRAM-MD5 takes no initial response"
+        );
+        let Ok(Step::Challenge(ex, text)) = Exchange::start(Mechanism::CramMd5, None, "<1.2@h>")
+        else {
+            panic!("CRAM-MD5 starts with a challenge");
+        };
+        assert_eq!(text, "<1.2@h>");
+        let digest = "0123456789abcdef0123456789abcdef";
+        match ex.respond(&b64(format!("tim {digest}").as_bytes()), "<1.2@h>") {
+            Step::Check {
+                credential:
+                    Credential::CramMd5 {
+                        challenge,
+                        digest: d,
+                    },
+                ..
+            } => assert_eq!((challenge.as_str(), d.as_str()), ("<1.2@h>", digest)),
+            other => panic!("{other:?}"),
+        }
+        for ex in [Exchange::Plain, Exchange::LoginUser, Exchange::CramMd5] {
+            match ex.respond(b"*", "<c>") {
+                Step::Refused(r) => assert_eq!(r.code, 501),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! Processed input is wiped, since AUTH lines carry passwords. What each command does
 //! is in [`super::handlers`]. The session is sans-IO: see [`super`] for the loop.
 
+use super::sasl::Exchange;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -51,15 +52,6 @@ pub(super) enum Greeted {
     /// HELO: no extensions, so no AUTH and hence no ATRN (RFC 5321 §4.1.1.1).
     Helo,
     Ehlo,
-}
-
-/// The step of an AUTH exchange whose response comes next.
-#[derive(Debug)]
-pub(super) enum Exchange {
-    Plain,
-    LoginUser,
-    LoginPassword(Vec<u8>),
-    CramMd5,
 }
 
 /// An action handed out whose answer has not come yet.

@@ -11,18 +11,9 @@ use super::action::Action;
 use super::reply::Reply;
 use super::session::{Session, Waiting, shown};
 use super::texts;
-use crate::odmr::sasl;
+use crate::odmr::sasl::{self, Exchange, Step};
 use crate::odmr::texts as auth_texts;
-use crate::odmr::{AuthVerdict, Credential, Mechanism};
-
-/// The step of an AUTH exchange whose response comes next.
-#[derive(Debug)]
-pub(super) enum Exchange {
-    Plain,
-    LoginUser,
-    LoginPassword(Vec<u8>),
-    CramMd5,
-}
+use crate::odmr::{AuthVerdict, Mechanism};
 
 impl Session {
     /// PLAIN and LOGIN may be used (and are advertised) now.
@@ -71,64 +62,37 @@ impl Session {
         let Some(mechanism) = mechanism else {
             return self.protocol_error(shown(line), auth_texts::unknown_mechanism());
         };
-        match (mechanism, initial) {
-            (Mechanism::CramMd5, _) if self.challenge.is_none() => {
-                self.protocol_error(shown(line), auth_texts::unknown_mechanism());
+        match mechanism {
+            Mechanism::CramMd5 if self.challenge.is_none() => {
+                return self.protocol_error(shown(line), auth_texts::unknown_mechanism());
             }
-            (Mechanism::Plain | Mechanism::Login, _) if !self.plaintext_ok() => {
-                self.protocol_error(shown(line), auth_texts::encryption_required());
+            Mechanism::Plain | Mechanism::Login if !self.plaintext_ok() => {
+                return self.protocol_error(shown(line), auth_texts::encryption_required());
             }
-            (Mechanism::Plain, Some(response)) => self.on_sasl_response(Exchange::Plain, response),
-            (Mechanism::Plain, None) => self.challenge(Exchange::Plain, ""),
-            (Mechanism::Login, Some(response)) => {
-                self.on_sasl_response(Exchange::LoginUser, response);
-            }
-            (Mechanism::Login, None) => self.challenge(Exchange::LoginUser, "Username:"),
-            // The server speaks first in CRAM-MD5 (RFC 4954 §4).
-            (Mechanism::CramMd5, Some(_)) => {
-                self.protocol_error(shown(line), auth_texts::no_initial_response("CRAM-MD5"));
-            }
-            (Mechanism::CramMd5, None) => {
-                let challenge = self.challenge.clone().unwrap_or_default();
-                self.challenge(Exchange::CramMd5, &challenge);
-            }
+            _ => {}
+        }
+        let challenge = self.challenge.clone().unwrap_or_default();
+        match Exchange::start(mechanism, initial, &challenge) {
+            Ok(step) => self.sasl_step(mechanism, step),
+            Err(reply) => self.protocol_error(shown(line), reply),
         }
     }
 
-    /// Sends a 334 and waits for the response to it.
-    fn challenge(&mut self, exchange: Exchange, text: &str) {
-        self.reply(&auth_texts::sasl_challenge(&sasl::encode(text.as_bytes())));
-        self.exchange = Some(exchange);
-    }
-
-    /// One client response of an AUTH exchange (the initial response included).
+    /// One client response of an AUTH exchange.
     pub(super) fn on_sasl_response(&mut self, exchange: Exchange, response: &[u8]) {
-        let mechanism = match exchange {
-            Exchange::Plain => Mechanism::Plain,
-            Exchange::LoginUser | Exchange::LoginPassword(_) => Mechanism::Login,
-            Exchange::CramMd5 => Mechanism::CramMd5,
-        };
-        if sasl::is_cancel(response) {
-            return self.auth_refused(mechanism, auth_texts::auth_cancelled());
-        }
-        let result = match exchange {
-            Exchange::Plain => {
-                sasl::plain(response).map(|(login, secret)| (login, Credential::Plain(secret)))
+        let mechanism = exchange.mechanism();
+        let challenge = self.challenge.clone().unwrap_or_default();
+        let step = exchange.respond(response, &challenge);
+        self.sasl_step(mechanism, step);
+    }
+
+    fn sasl_step(&mut self, mechanism: Mechanism, step: Step) {
+        match step {
+            Step::Challenge(exchange, text) => {
+                self.reply(&auth_texts::sasl_challenge(&sasl::encode(text.as_bytes())));
+                self.exchange = Some(exchange);
             }
-            Exchange::LoginUser => match sasl::login_user(response) {
-                Ok(login) => return self.challenge(Exchange::LoginPassword(login), "Password:"),
-                Err(reply) => Err(reply),
-            },
-            Exchange::LoginPassword(login) => {
-                sasl::login_password(response).map(|secret| (login, Credential::Plain(secret)))
-            }
-            Exchange::CramMd5 => sasl::cram_md5(response).map(|(login, digest)| {
-                let challenge = self.challenge.clone().unwrap_or_default();
-                (login, Credential::CramMd5 { challenge, digest })
-            }),
-        };
-        match result {
-            Ok((login, credential)) => self.request(
+            Step::Check { login, credential } => self.request(
                 Action::Authenticate {
                     mechanism,
                     login,
@@ -136,7 +100,7 @@ impl Session {
                 },
                 Some(Waiting::Auth(mechanism)),
             ),
-            Err(reply) => self.auth_refused(mechanism, reply),
+            Step::Refused(reply) => self.auth_refused(mechanism, reply),
         }
     }
 

@@ -10,13 +10,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::action::{Action, MessageVerdict, RcptVerdict};
-use super::auth::Exchange;
 use super::chunk::ChunkDecoder;
 use super::config::SessionConfig;
 use super::dot::DotDecoder;
 use super::message::MessageBuilder;
 use super::reply::{Reply, printable};
 use super::texts;
+use crate::odmr::sasl::Exchange;
 use crate::pop3::Secret;
 
 /// Input buffered beyond one command line. The shell reads at most
