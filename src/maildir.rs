@@ -858,6 +858,33 @@ mod tests {
     }
 
     #[test]
+    fn a_message_caught_moving_from_new_to_cur_is_listed_once() {
+        // Another session's QUIT renames new/X to cur/X:2, between our reads of the
+        // two directories; a hard link shows the file in both, as that reader saw it.
+        let (_dir, md) = maildir();
+        let d = md.deliver(&[b"x\n"]).unwrap();
+        let other = md.deliver(&[b"y\n"]).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(10);
+        set_mtime(&d.path, old);
+        set_mtime(&other.path, old);
+        let cur = md.path().join(format!("cur/{}:2,", d.name));
+        fs::hard_link(&d.path, &cur).unwrap();
+        let got: Vec<String> = md
+            .scan(SystemTime::now())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.rel)
+            .collect();
+        let mut want = vec![format!("cur/{}:2,", d.name), format!("new/{}", other.name)];
+        want.sort_by_key(|r| r.split_once('/').map(|(_, n)| n.to_string()));
+        assert_eq!(got, want);
+        // Two different files under one unique name in cur/ are both still listed.
+        fs::write(md.path().join(format!("cur/{}:2,S", other.name)), b"z\n").unwrap();
+        set_mtime(&md.path().join(format!("cur/{}:2,S", other.name)), old);
+        assert_eq!(md.scan(SystemTime::now()).unwrap().len(), 3);
+    }
+
+    #[test]
     fn scan_fails_without_new() {
         let (_dir, md) = maildir();
         fs::remove_dir(md.path().join("new")).unwrap();

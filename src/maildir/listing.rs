@@ -1,6 +1,6 @@
 //! A compact, sorted listing of a Maildir's messages: the scanner's rules (see
 //! [`Maildir::scan`]) with each file kept as its name in one shared buffer plus a
-//! few numbers, about 80 bytes a message, so a spool of many thousands of messages
+//! few numbers, about 90 bytes a message, so a spool of many thousands of messages
 //! can be walked oldest first without holding an [`Entry`] (several allocations) for
 //! each. Entries are built one at a time as they are asked for.
 
@@ -8,6 +8,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -18,6 +19,8 @@ use super::{Entry, Maildir, start_of_second};
 struct Item {
     mtime: SystemTime,
     size: u64,
+    /// To tell one file seen under two names from two files.
+    ino: u64,
     start: usize,
     len: u16,
     in_new: bool,
@@ -67,6 +70,7 @@ impl Maildir {
                 listing.items.push(Item {
                     mtime,
                     size: meta.len(),
+                    ino: meta.ino(),
                     start: listing.names.len(),
                     len,
                     in_new,
@@ -88,6 +92,25 @@ impl Maildir {
                 .then_with(|| a.in_new.cmp(&b.in_new))
                 .then_with(|| name(a).cmp(name(b)))
         });
+        // A message moved from new/ to cur/ between the two directory reads (another
+        // POP3 session's QUIT, a mail reader) is seen in both: one file, one mtime, one
+        // unique name. Keep it once, in cur/, where it is now. The sort put the two
+        // side by side.
+        let items = std::mem::take(&mut listing.items);
+        let mut kept: Vec<Item> = Vec::with_capacity(items.len());
+        for it in items {
+            let moved = it.in_new
+                && kept.last().is_some_and(|prev| {
+                    !prev.in_new
+                        && prev.ino == it.ino
+                        && prev.mtime == it.mtime
+                        && unique(prev) == unique(&it)
+                });
+            if !moved {
+                kept.push(it);
+            }
+        }
+        listing.items = kept;
         listing.items.shrink_to_fit();
         listing.names.shrink_to_fit();
         Ok(listing)
