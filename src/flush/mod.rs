@@ -273,7 +273,7 @@ where
         let site = &sites[i];
         let mut walker = Walker::new(listing, site.clone(), ctx.clone(), now);
         let mut walked = Walked::default();
-        if let Some(p) = walker.next(&mut walked) {
+        if let Some(p) = source::file_work(|| walker.next(&mut walked)) {
             first = Some((i, p, walker, walked));
             break;
         }

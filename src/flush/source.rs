@@ -45,6 +45,19 @@ pub(super) struct Walked {
     pub skipped: usize,
 }
 
+/// Runs file-side work (reads, quarantine, lifetime bounces with their fsyncs). A TCP
+/// flush has a thread of its own and just runs it; ODMR's flush shares the daemon's
+/// multi-threaded runtime, whose worker first hands its other tasks to another thread
+/// so that a spool of expired mail cannot stall other connections.
+pub(super) fn file_work<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// One site's file side: a cursor over its listing.
 pub(super) struct Walker {
     listing: Listing,
@@ -233,7 +246,7 @@ impl SpoolSource {
                 }
                 let mut t = lock(&self.taken);
                 let walked = t.walked[*idx].get_or_insert_with(Walked::default);
-                if let Some(p) = walker.next(walked) {
+                if let Some(p) = file_work(|| walker.next(walked)) {
                     return Some((*idx, p));
                 }
             }
