@@ -546,12 +546,7 @@ fn old_maildir(dir: &Path, uidl: &str) {
     let f = dir.join("cur").join(format!("{uidl}:2,S"));
     put(&f, "Subject: old\n\nold mail\n");
     let day_ago = std::time::SystemTime::now() - Duration::from_secs(86_400);
-    std::fs::File::options()
-        .append(true)
-        .open(&f)
-        .unwrap()
-        .set_times(std::fs::FileTimes::new().set_modified(day_ago))
-        .unwrap();
+    common::set_mtime(&f, day_ago);
 }
 
 /// Hand a fixture tree to the mail user, as on a real host (deliveries never run as

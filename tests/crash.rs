@@ -178,12 +178,7 @@ fn fill_maildir(md: &std::path::Path, n: usize) {
         };
         std::fs::write(&path, &body).unwrap();
         std::os::unix::fs::chown(&path, Some(mu.uid), Some(mu.gid)).unwrap();
-        std::fs::File::options()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .set_times(std::fs::FileTimes::new().set_modified(then))
-            .unwrap();
+        common::set_mtime(&path, then);
     }
 }
 

@@ -371,12 +371,7 @@ fn spooled(d: &DemoRoot, rcpt: &str, body: &str) {
 
 fn backdate(path: &Path, secs: u64) {
     let t = SystemTime::now() - Duration::from_secs(secs);
-    std::fs::File::options()
-        .append(true)
-        .open(path)
-        .unwrap()
-        .set_times(std::fs::FileTimes::new().set_modified(t))
-        .unwrap();
+    common::set_mtime(path, t);
 }
 
 /// Every spool file (new/ and cur/) by name, with its bytes.

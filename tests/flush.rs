@@ -42,12 +42,7 @@ fn spooled(d: &DemoRoot, sender: &str, rcpt: &str, body: &str, age: Duration) {
         .unwrap();
     own(&got.path);
     let t = SystemTime::now() - age - Duration::from_secs(2);
-    std::fs::File::options()
-        .append(true)
-        .open(&got.path)
-        .unwrap()
-        .set_times(std::fs::FileTimes::new().set_modified(t))
-        .unwrap();
+    common::set_mtime(&got.path, t);
 }
 
 fn left(d: &DemoRoot) -> usize {

@@ -176,12 +176,7 @@ fn a_thousand_concurrent_pop3_sessions() {
     let md = turnmail::maildir::Maildir::new(d.root.join("domains/example.com/joe/Maildir"));
     let got = md.deliver(&[b"Subject: one\n\nx\n"]).unwrap();
     let old = std::time::SystemTime::now() - Duration::from_secs(10);
-    std::fs::File::options()
-        .append(true)
-        .open(&got.path)
-        .unwrap()
-        .set_times(std::fs::FileTimes::new().set_modified(old))
-        .unwrap();
+    common::set_mtime(&got.path, old);
     if nix::unistd::Uid::effective().is_root() {
         let mu = common::mail_user();
         std::os::unix::fs::chown(&got.path, Some(mu.uid), Some(mu.gid)).unwrap();

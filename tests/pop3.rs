@@ -71,12 +71,7 @@ fn poplib_sizes_uidl_top_and_retr() {
     }
     // Delivered long ago (a file from the current second would not be listed yet).
     let then = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
-    std::fs::File::options()
-        .append(true)
-        .open(&old)
-        .unwrap()
-        .set_times(std::fs::FileTimes::new().set_modified(then))
-        .unwrap();
+    common::set_mtime(&old, then);
     let s = Daemon::start(&d.root);
     let out = python(
         &s,

@@ -262,12 +262,7 @@ fn spooled(d: &DemoRoot, sender: &str, rcpt: &str, body: &str) {
     let mu = mail_user();
     std::os::unix::fs::chown(&got.path, Some(mu.uid), Some(mu.gid)).unwrap();
     let t = SystemTime::now() - Duration::from_secs(2);
-    std::fs::File::options()
-        .append(true)
-        .open(&got.path)
-        .unwrap()
-        .set_times(std::fs::FileTimes::new().set_modified(t))
-        .unwrap();
+    common::set_mtime(&got.path, t);
 }
 
 fn left(d: &DemoRoot) -> usize {

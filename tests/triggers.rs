@@ -340,12 +340,7 @@ fn spool_to(d: &DemoRoot, site: &str, domain: &str, n: usize) {
         own(&got.path);
         // Old enough for the flush's listing, which leaves out files of this second.
         let old = SystemTime::now() - Duration::from_secs(5);
-        std::fs::File::options()
-            .append(true)
-            .open(&got.path)
-            .unwrap()
-            .set_times(std::fs::FileTimes::new().set_modified(old))
-            .unwrap();
+        common::set_mtime(&got.path, old);
     }
 }
 

@@ -51,9 +51,20 @@ pub fn write(path: &Path, text: &str) {
 /// Bump a file's mtime into the future so change detection sees it even within one
 /// clock tick of the previous write.
 pub fn touch_later(path: &Path, secs: u64) {
-    let t = std::time::SystemTime::now() + std::time::Duration::from_secs(secs);
-    let f = std::fs::File::options().append(true).open(path).unwrap();
-    f.set_times(std::fs::FileTimes::new().set_modified(t))
+    set_mtime(
+        path,
+        std::time::SystemTime::now() + std::time::Duration::from_secs(secs),
+    );
+}
+
+/// Set a file's mtime (to date a spooled message back, say: scans leave the current
+/// second alone).
+pub fn set_mtime(path: &Path, t: std::time::SystemTime) {
+    std::fs::File::options()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(t))
         .unwrap();
 }
 
