@@ -18,7 +18,7 @@
 
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, Permissions};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -505,11 +505,32 @@ fn write_and_sync(
     fault: &dyn Fn(DeliverStep) -> io::Result<()>,
 ) -> Result<(), (DeliverStep, io::Error)> {
     fault(DeliverStep::Write)
-        .and_then(|()| parts.iter().try_for_each(|p| file.write_all(p)))
+        .and_then(|()| write_all_parts(file, parts))
         .map_err(|e| (DeliverStep::Write, e))?;
     fault(DeliverStep::Fsync)
         .and_then(|()| file.sync_all())
         .map_err(|e| (DeliverStep::Fsync, e))
+}
+
+/// Write all parts with as few system calls as the kernel allows: one `writev` for
+/// the usual delivery (Return-Path, Delivered-To, message), more only after a short
+/// write.
+fn write_all_parts(out: &mut impl Write, parts: &[&[u8]]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| IoSlice::new(p))
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match out.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Put the `tmp/` file into `new/` under the same name; returns whether `tmp` is gone.
@@ -1290,5 +1311,70 @@ mod tests {
             let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
             prop_assert_eq!(crlf_size(&slices), to_crlf(&parts.concat()).len() as u64);
         }
+
+        #[test]
+        fn parts_are_written_whole_through_short_and_interrupted_writes(
+            parts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..5),
+            steps in proptest::collection::vec(0usize..200, 1..16)
+        ) {
+            // A writer that only ever says EINTR is retried forever, as by write_all.
+            prop_assume!(steps.iter().any(|&n| n > 0));
+            let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            let mut out = Stingy { data: Vec::new(), steps, call: 0 };
+            write_all_parts(&mut out, &slices).unwrap();
+            prop_assert_eq!(out.data, parts.concat());
+        }
+    }
+
+    /// A writer that takes at most `steps[i]` bytes on its i-th call (cycling), and
+    /// reports EINTR where that is 0, as a signal-interrupted `writev` would.
+    struct Stingy {
+        data: Vec<u8>,
+        steps: Vec<usize>,
+        call: usize,
+    }
+
+    impl Write for Stingy {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let step = self.steps[self.call % self.steps.len()];
+            self.call += 1;
+            if step == 0 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let mut taken = 0;
+            for b in bufs {
+                let n = (step - taken).min(b.len());
+                self.data.extend_from_slice(&b[..n]);
+                taken += n;
+                if taken == step {
+                    break;
+                }
+            }
+            Ok(taken)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_writer_that_takes_nothing_is_an_error_not_a_hang() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Ok(0)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let e = write_all_parts(&mut Full, &[b"x"]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WriteZero);
+        write_all_parts(&mut Full, &[b"", b""]).unwrap();
     }
 }

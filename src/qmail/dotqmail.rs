@@ -8,10 +8,10 @@
 //! and says so. Everything here is pure except [`search`], which looks the
 //! candidates up in a home directory.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Largest `.qmail` file (or default delivery text) we accept. qmail reads
@@ -333,15 +333,12 @@ fn show(name: &[u8]) -> String {
 /// uses the default delivery otherwise.
 ///
 /// "Does not exist" covers a missing file, a path through a non-directory,
-/// a name too long for the file system and anything that is not a regular
-/// file (symlinks are followed, as qmail does). Every other error, including
-/// permission errors, is returned. qmail also treats a symlink loop as
-/// absent; std cannot name that error on stable Rust, so here it defers.
+/// a name too long for the file system, a symlink loop and anything that is
+/// not a regular file (symlinks are followed, as qmail does). Every other
+/// error, including permission errors, is returned.
 ///
-/// The file is checked with stat before it is opened, so a FIFO is never
-/// opened (which would block); someone able to replace the file between the
-/// two calls can still make the open wait, but only the home directory's
-/// owner can do that.
+/// Each candidate is opened non-blocking and then judged by fstat, as qmail
+/// does: a FIFO in its place can neither make the open wait nor be read.
 pub fn search(home: &Path, dash: &[u8], ext: &[u8]) -> Result<Option<Chosen>, SearchError> {
     for candidate in candidates(dash, ext) {
         if let Some((content, mode)) = read_candidate(home, &candidate.name)? {
@@ -361,7 +358,7 @@ fn means_absent(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::InvalidFilename
-    )
+    ) || error.raw_os_error() == Some(libc::ELOOP)
 }
 
 /// Reads one candidate, or `None` if it does not count as existing.
@@ -379,18 +376,14 @@ fn read_candidate(home: &Path, name: &[u8]) -> Result<Option<(Vec<u8>, FileMode)
         }
     };
 
-    let before = match std::fs::metadata(&path) {
-        Ok(meta) => meta,
-        Err(e) => return absent_or(e),
-    };
-    if !before.is_file() {
-        return Ok(None);
-    }
-    let file = match File::open(&path) {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+    {
         Ok(file) => file,
         Err(e) => return absent_or(e),
     };
-    // Judge the file actually opened, as qmail does with fstat.
     let meta = file.metadata().map_err(unreadable)?;
     if !meta.is_file() {
         return Ok(None);
@@ -830,6 +823,23 @@ mod tests {
         assert_eq!(chosen.candidate.name, b".qmail-a-b".to_vec());
         assert!(chosen.mode.forward_only);
         assert!(chosen.content.is_empty());
+    }
+
+    #[test]
+    fn fifos_and_symlink_loops_count_as_absent() {
+        let home = TempHome::new("odd");
+        home.write(".qmail-default", b"./Maildir/\n", 0o600);
+        // Nobody writes to this FIFO: a blocking open would wait for ever.
+        nix::unistd::mkfifo(&home.0.join(".qmail-a-b"), nix::sys::stat::Mode::S_IRWXU)
+            .expect("mkfifo");
+        std::os::unix::fs::symlink(".qmail-a-loop", home.0.join(".qmail-a-default"))
+            .expect("symlink");
+        std::os::unix::fs::symlink(".qmail-a-default", home.0.join(".qmail-a-loop"))
+            .expect("symlink");
+        let chosen = search(&home.0, b"-", b"a-b")
+            .expect("search")
+            .expect("found");
+        assert_eq!(chosen.candidate.name, b".qmail-default".to_vec());
     }
 
     #[test]
