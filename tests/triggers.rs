@@ -424,7 +424,7 @@ fn odmr_turns_every_site_of_the_account_in_one_session() {
         let served = served.unwrap();
         assert!(served.quit);
         assert_eq!(served.ehlos, 1);
-        let mut to: Vec<String> = served.messages.iter().map(|m| m.to.clone()).collect();
+        let mut to = served.recipients();
         to.sort();
         to
     };
@@ -511,13 +511,7 @@ fn odmr_turns_every_site_of_the_account_in_one_session() {
     };
     let (atrn, served) = odmr_customer(s.odmr, "", &script);
     assert!(atrn.starts_with("250"), "{atrn}");
-    let to: Vec<String> = served
-        .unwrap()
-        .messages
-        .iter()
-        .map(|m| m.to.clone())
-        .collect();
-    assert_eq!(to, ["u0@acme.example"]);
+    assert_eq!(served.unwrap().recipients(), ["u0@acme.example"]);
     wait_for("acme's spool to empty", || spooled(&d, "acme") == 0);
     wait_for("beta's result", || {
         status("beta").last_kept == 1 && status("acme").last_delivered == 1
@@ -525,13 +519,7 @@ fn odmr_turns_every_site_of_the_account_in_one_session() {
     assert_eq!(spooled(&d, "beta"), 1);
     let (atrn, served) = odmr_customer(s.odmr, "", &Script::default());
     assert!(atrn.starts_with("250"), "{atrn}");
-    let to: Vec<String> = served
-        .unwrap()
-        .messages
-        .iter()
-        .map(|m| m.to.clone())
-        .collect();
-    assert_eq!(to, ["u0@beta.example"]);
+    assert_eq!(served.unwrap().recipients(), ["u0@beta.example"]);
     wait_for("beta's spool to empty", || spooled(&d, "beta") == 0);
 }
 

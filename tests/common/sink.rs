@@ -78,6 +78,13 @@ pub struct Served {
     pub quit: bool,
 }
 
+impl Served {
+    /// The envelope recipient of each message, in the order served.
+    pub fn recipients(&self) -> Vec<String> {
+        self.messages.iter().map(|m| m.to.clone()).collect()
+    }
+}
+
 /// Be the customer's MTA on an existing connection (ODMR's turned one): greet, take
 /// the mail, return at QUIT or end of input.
 pub fn serve(s: TcpStream, script: &Script) -> Served {
