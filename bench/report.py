@@ -17,8 +17,9 @@ import csv
 import glob
 import importlib
 import os
-import statistics
 import sys
+
+from report_numbers import median, num
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 
@@ -66,18 +67,6 @@ LIMITS = {
 }
 # "Flat": workload -> the most its median at the largest n may be of its median at the smallest.
 FLAT = {"engine-login-lookup": 2.0, "engine-address-resolve": 2.0}
-
-
-def num(s):
-    try:
-        return float(s)
-    except (TypeError, ValueError):
-        return None
-
-
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
 
 
 def fmt(x, digits=0):

@@ -7,23 +7,11 @@ concurrencies. Also writes the plot results/delivery-concurrency.svg (throughput
 concurrency), in plain SVG.
 """
 import os
-import statistics
+from report_numbers import median, num
 
 PREFIX = "delivery-concurrency"
 ROLES = [("turnmail", "turnmail", "#1f77b4"), ("peer", "Postfix", "#ff7f0e"),
          ("ceiling", "fsync ceiling", "#7f7f7f")]
-
-
-def num(s):
-    try:
-        return float(s)
-    except (TypeError, ValueError):
-        return None
-
-
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
 
 
 def fmt(x):

@@ -9,7 +9,7 @@ tables here instead of report.py's one-row-per-workload ones. Also writes the pl
 results/flush-rtt.svg (throughput against round-trip time), in plain SVG.
 """
 import os
-import statistics
+from report_numbers import median, num
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 PREFIX = "site-flush"
@@ -27,18 +27,6 @@ ROUND_TRIPS = {"pipelining": 1, "neither": 4}
 # Targets of the site flush, by link: absolute msg/s where set.
 LOOPBACK_MIN = 5000
 AT_50MS_MIN = {"chunking": 500, "pipelining": 18}
-
-
-def num(s):
-    try:
-        return float(s)
-    except (TypeError, ValueError):
-        return None
-
-
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
 
 
 def fmt(x, digits=0):
