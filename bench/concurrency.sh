@@ -29,7 +29,7 @@ for s in $CONC_SESSIONS; do
     echo "concurrency: $s session(s), N=$CONC_N" | tee -a "$LOG" >&2
     # delivery.sh writes its own CSV; its rows are renamed into this workload.
     BENCH_RESULTS=$scratch/$s BENCH_WORK=$BENCH_WORK/conc-$s SESSIONS=$s N=$CONC_N RUNS=1 \
-        MEM_NS="" SETTLE=${SETTLE:-2} SYSTEMS="$CONC_SYSTEMS" "$BENCH/delivery.sh" 2>>"$LOG" >/dev/null
+        LOADS=fresh MEM_NS="" SETTLE=${SETTLE:-2} SYSTEMS="$CONC_SYSTEMS" "$BENCH/delivery.sh" 2>>"$LOG" >/dev/null
     cat "$scratch/$s/delivery.log" >>"$LOG"
     if [ ! -s "$CSV" ]; then head -1 "$scratch/$s/delivery.csv" >"$CSV"; fi
     tail -n +2 "$scratch/$s/delivery.csv" | sed "s/^smtp-delivery,/delivery-concurrency:$s,/" >>"$CSV"

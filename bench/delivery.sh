@@ -9,11 +9,15 @@
 #   TURNMAIL       the turnmail binary (release build)
 #   CEILING        the fsync-ceiling program (target/release/examples/fsync_ceiling)
 #   SESSIONS       concurrent SMTP sessions / ceiling writer threads (10; bench/concurrency.sh varies it)
+#   LOADS          which loads to run ("fresh reuse"; see below)
 #
 # The load, for both MTAs: Postfix's own generator,
 #   smtp-source -s 10 -m N -l 4096 -N -t m@example.com
 # i.e. 10 concurrent sessions, a new connection per message, one recipient per message,
-# 4096 bytes of body. -N numbers the recipients 1m@, 2m@, ... Nm@ (never repeating), so
+# 4096 bytes of body (load "fresh", workload smtp-delivery, as baselines.md measured
+# Postfix); and the same with -d (load "reuse", workload smtp-delivery-reuse): 10
+# connections, each kept open for its share of the N messages, as a relay with a
+# connection cache sends. -N numbers the recipients 1m@, 2m@, ... Nm@ (never repeating), so
 # each MTA gets a table of N addresses mapping recipient i to mailbox mb(i mod 100): 100
 # Maildirs in all. turnmail: N files .qmail-<i>m in the domain home, each `./mbK/Maildir/`;
 # Postfix: a hash: virtual_mailbox_maps with the same N lines `<i>m@example.com mbK/Maildir/`.
@@ -36,6 +40,7 @@ CEILING=${CEILING:-$REPO/target/release/examples/fsync_ceiling}
 TM_PORT=${TM_PORT:-25251}
 PF_PORT=${PF_PORT:-25252}
 SESSIONS=${SESSIONS:-10}
+LOADS=${LOADS:-"fresh reuse"}
 MAILBOXES=100
 SIZE=4096
 DOMAIN=example.com
@@ -125,7 +130,7 @@ csv_row() {
     # No commas inside fields: the CSV is read by splitting on them.
     system=${system//,/;}
     note=${note//,/;}
-    echo "smtp-delivery,$role,$system,$run,$n,$msg_per_s,msg/s,$seconds,$peak_rss_kb,$cpu_busy_pct,$iowait_pct,$machine_cpu_s,$daemon_cpu_s,$loadgen_cpu_s,$note" >>"$CSV"
+    echo "$WORKLOAD,$role,$system,$run,$n,$msg_per_s,msg/s,$seconds,$peak_rss_kb,$cpu_busy_pct,$iowait_pct,$machine_cpu_s,$daemon_cpu_s,$loadgen_cpu_s,$note" >>"$CSV"
 }
 
 # Before each measurement: flush, pause, and wait (up to QUIET_STEP s) for other work on the
@@ -144,10 +149,22 @@ settle() {
     fi
 }
 
+# The current load's workload name and smtp-source options (set_load LOAD).
+WORKLOAD=smtp-delivery
+LOAD_OPTS=()
+set_load() {
+    case $1 in
+    fresh) WORKLOAD=smtp-delivery LOAD_OPTS=() ;;
+    reuse) WORKLOAD=smtp-delivery-reuse LOAD_OPTS=(-d) ;;
+    *) die "unknown load $1 (fresh, reuse)" ;;
+    esac
+}
+
 # --- the fsync ceiling ------------------------------------------------------------------
 # run_ceiling RUN N WRITERS ROLE [--unnamed]: --unnamed measures turnmail's own file
 # protocol (O_TMPFILE + link) instead of the named tmp/ file and rename.
 run_ceiling() {
+    set_load fresh # the ceiling rows belong to smtp-delivery; report.py lends them to -reuse
     local dir=$BENCH_WORK/run$1/ceiling-$3w${5:-} out
     mkdir -p "$BENCH_WORK/run$1"
     out=$("$CEILING" "$dir" "$2" "$3" --mailboxes "$MAILBOXES" --size "$SIZE" ${5:+"$5"}) ||
@@ -166,9 +183,10 @@ run_ceiling() {
 }
 
 # --- turnmail ---------------------------------------------------------------------------
-run_turnmail() { # RUN N ROLE
-    local run=$1 n=$2 role=$3
-    local root=$BENCH_WORK/run$run/turnmail-n$n
+run_turnmail() { # RUN N ROLE [LOAD]
+    local run=$1 n=$2 role=$3 load=${4:-fresh}
+    set_load "$load"
+    local root=$BENCH_WORK/run$run/turnmail-$load-n$n
     port_free "$TM_PORT" || die "port $TM_PORT is taken"
     "$TURNMAIL" init "$root" >>"$LOG" 2>&1 || die "turnmail init failed"
     local dhome=$root/domains/$DOMAIN owner
@@ -191,19 +209,20 @@ run_turnmail() { # RUN N ROLE
     wait_port "$TM_PORT" 10 || die "turnmail did not start (see $root.log)"
     local out
     out=$(python3 "$BENCH/timed_load.py" --count "$n" --maildirs "$dhome/mb*/Maildir" \
-        --pid "$TM_PID" -- "${SMTP_SOURCE[@]}" -m "$n" "127.0.0.1:$TM_PORT" 2>>"$LOG") ||
+        --pid "$TM_PID" -- "${SMTP_SOURCE[@]}" "${LOAD_OPTS[@]}" -m "$n" "127.0.0.1:$TM_PORT" 2>>"$LOG") ||
         die "turnmail run failed: $out (see $root.log)"
     kill -TERM "$TM_PID"
     wait "$TM_PID" 2>/dev/null || true
     TM_PID=
-    say "  turnmail (n=$n): $out"
+    say "  turnmail ($load, n=$n): $out"
     csv_row "$role" "turnmail $TM_VERSION" "$run" "$n" "$out" ""
 }
 
 # --- Postfix ----------------------------------------------------------------------------
-run_postfix() { # RUN N
-    local run=$1 n=$2
-    local top=$BENCH_WORK/run$run/postfix
+run_postfix() { # RUN N [LOAD]
+    local run=$1 n=$2 load=${3:-fresh}
+    set_load "$load"
+    local top=$BENCH_WORK/run$run/postfix-$load
     local etc=$top/etc mail=$top/mail
     port_free "$PF_PORT" || die "port $PF_PORT is taken"
     mkdir -p "$etc" "$top/queue" "$top/data" "$mail"
@@ -289,11 +308,11 @@ EOF
     settle 1
     local out
     out=$(python3 "$BENCH/timed_load.py" --count "$n" --maildirs "$mail/mb*/Maildir" \
-        -- "${SMTP_SOURCE[@]}" -m "$n" "127.0.0.1:$PF_PORT" 2>>"$LOG") ||
+        -- "${SMTP_SOURCE[@]}" "${LOAD_OPTS[@]}" -m "$n" "127.0.0.1:$PF_PORT" 2>>"$LOG") ||
         die "Postfix run failed: $out (see $top/maillog)"
     postfix -c "$etc" stop >>"$LOG" 2>&1 || true
     PF_CONF=
-    say "  postfix (n=$n): $out"
+    say "  postfix ($load, n=$n): $out"
     csv_row peer "Postfix $PF_VERSION" "$run" "$n" "$out" "private instance; virtual(8) Maildir delivery"
 }
 
@@ -318,14 +337,18 @@ for ((r = 1; r <= RUNS; r++)); do
         run_ceiling "$r" "$N" "$SESSIONS" ceiling-unnamed --unnamed
     fi
     if want turnmail; then
-        settle 1
-        run_turnmail "$r" "$N" turnmail
+        for load in $LOADS; do
+            settle 1
+            run_turnmail "$r" "$N" turnmail "$load"
+        done
     fi
     if want postfix; then
-        settle 1
-        run_postfix "$r" "$N"
-        # Postfix deleted N queue files: let the file system get over it.
-        if [ "$r" -lt "$RUNS" ]; then settle "$SETTLE"; fi
+        for load in $LOADS; do
+            settle 1
+            run_postfix "$r" "$N" "$load"
+            # Postfix deleted N queue files: let the file system get over it.
+            settle "$SETTLE"
+        done
     fi
 done
 want turnmail || MEM_NS=

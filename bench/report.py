@@ -26,11 +26,15 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 # Known workloads: their label in the table, and their targets.
 LABELS = {
     "smtp-delivery": "SMTP delivery into 100 Maildirs: 4 KiB, 10 sessions, new connection per message",
+    "smtp-delivery-reuse": "SMTP delivery into 100 Maildirs: 4 KiB, 10 connections kept open (smtp-source -d)",
 }
 # workload -> (minimum turnmail/peer ratio, minimum % of ceiling); None where not set.
 TARGETS = {
     "smtp-delivery": (3.0, 60.0),
+    "smtp-delivery-reuse": (3.0, 60.0),
 }
+# Workloads measured against another workload's ceiling rows (same machine, same run numbers).
+CEILING_FROM = {"smtp-delivery-reuse": "smtp-delivery"}
 # Workloads where a smaller value is better (ratio is then peer/turnmail).
 LOWER_IS_BETTER: set[str] = set()
 # Workloads with several conditions each (rows named PREFIX:CONDITION:CASE) whose tables come
@@ -121,6 +125,15 @@ def paired(wr, n):
     return ratios, pcts
 
 
+def workload_rows(rows, w):
+    """A workload's rows, with the ceiling rows it borrows (CEILING_FROM) added."""
+    wr = [r for r in rows if r["workload"] == w]
+    src = CEILING_FROM.get(w)
+    if src:
+        wr += [r for r in rows if r["workload"] == src and r["role"] == "ceiling"]
+    return wr
+
+
 def load(results):
     rows = []
     for path in sorted(glob.glob(os.path.join(results, "*.csv"))):
@@ -185,7 +198,7 @@ def main():
         if w in CUSTOM:
             out += importlib.import_module(CUSTOM[w]).summary_rows(custom[w])
             continue
-        wr = [r for r in rows if r["workload"] == w]
+        wr = workload_rows(rows, w)
         tm = [r for r in wr if r["role"] == "turnmail"]
         ns = sorted({r["n"] for r in tm}) or sorted({r["n"] for r in wr})
         for n in ns:
@@ -245,7 +258,7 @@ def main():
         if w in CUSTOM:
             out += importlib.import_module(CUSTOM[w]).details(custom[w], results)
             continue
-        wr = [r for r in rows if r["workload"] == w]
+        wr = workload_rows(rows, w)
         out += [f"## {LABELS.get(w, w)}", ""]
         method = os.path.join(BENCH, "method", f"{w}.md")
         if not os.path.exists(method):  # one method text for all workloads of a CSV file

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Shared;
@@ -80,12 +80,15 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
     drop(permit);
 }
 
+/// How long a client may stay silent before the session ends with a timeout reply.
+const IDLE: Duration = Duration::from_secs(600);
+
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     session: &mut Session,
     mut stream: S,
     conn: &mut Conn,
 ) -> Ended<S> {
-    let mut buf = vec![0u8; 8192];
+    let mut reader = super::wire::ClientReader::new(8192, IDLE);
     loop {
         while let Some(action) = session.next_action() {
             match action {
@@ -130,13 +133,12 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = stream.shutdown().await;
             return Ended::Closed;
         }
-        let room = session.input_room().clamp(1, buf.len());
-        match tokio::time::timeout(Duration::from_secs(600), stream.read(&mut buf[..room])).await {
-            Err(_) => session.timeout(),
-            Ok(Ok(0)) | Ok(Err(_)) => return Ended::Closed,
-            Ok(Ok(n)) => {
-                session.receive(&buf[..n]);
+        match reader.read(&mut stream, session.input_room()).await {
+            super::wire::Input::Data(bytes) => {
+                session.receive(bytes);
             }
+            super::wire::Input::Closed => return Ended::Closed,
+            super::wire::Input::Idle => session.timeout(),
         }
     }
 }

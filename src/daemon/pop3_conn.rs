@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Shared;
@@ -108,7 +108,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn,
 ) -> Ended<S> {
     let idle = Duration::from_secs(conn.shared.config.pop3.idle_timeout_secs);
-    let mut buf = vec![0u8; 32 << 10];
+    let mut reader = super::wire::ClientReader::new(32 << 10, idle);
     // Replies and message bodies gather here and go out in large writes: pipelined
     // RETRs of small messages then cost one write for many, not three for each.
     let mut out = Vec::with_capacity(OUT_CHUNK + (64 << 10));
@@ -185,13 +185,12 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = stream.shutdown().await;
             return Ended::Closed;
         }
-        let room = session.input_room().clamp(1, buf.len());
-        match tokio::time::timeout(idle, stream.read(&mut buf[..room])).await {
-            Err(_) => session.timeout(),
-            Ok(Ok(0)) | Ok(Err(_)) => return Ended::Closed,
-            Ok(Ok(n)) => {
-                session.receive(&buf[..n]);
+        match reader.read(&mut stream, session.input_room()).await {
+            super::wire::Input::Data(bytes) => {
+                session.receive(bytes);
             }
+            super::wire::Input::Closed => return Ended::Closed,
+            super::wire::Input::Idle => session.timeout(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Shared;
@@ -118,7 +118,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn,
 ) -> Ended<S> {
     let idle = Duration::from_secs(conn.shared.config.limits.idle_timeout_secs);
-    let mut buf = vec![0u8; 64 << 10];
+    let mut reader = super::wire::ClientReader::new(64 << 10, idle);
     loop {
         while let Some(action) = session.next_action() {
             match action {
@@ -184,13 +184,12 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = stream.shutdown().await;
             return Ended::Closed;
         }
-        let room = session.input_room().clamp(1, buf.len());
-        match tokio::time::timeout(idle, stream.read(&mut buf[..room])).await {
-            Err(_) => session.timeout(),
-            Ok(Ok(0)) | Ok(Err(_)) => return Ended::Closed,
-            Ok(Ok(n)) => {
-                session.receive(&buf[..n]);
+        match reader.read(&mut stream, session.input_room()).await {
+            super::wire::Input::Data(bytes) => {
+                session.receive(bytes);
             }
+            super::wire::Input::Closed => return Ended::Closed,
+            super::wire::Input::Idle => session.timeout(),
         }
     }
 }

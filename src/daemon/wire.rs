@@ -1,11 +1,13 @@
-//! Small pieces every connection shell needs: writing with a deadline (a client that
-//! stops reading must not pin a task forever), and the `<pid.time.counter@host>`
-//! challenge used by POP3's APOP greeting and ODMR's CRAM-MD5.
+//! Small pieces every connection shell needs: reading with an idle limit, writing with
+//! a deadline (a client that stops reading must not pin a task forever), and the
+//! `<pid.time.counter@host>` challenge used by POP3's APOP greeting and ODMR's CRAM-MD5.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
 
 /// Bound on one write to a client.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -25,6 +27,70 @@ pub async fn write_all<S: AsyncWrite + Unpin>(stream: &mut S, out: &[u8]) -> boo
     )
 }
 
+/// What one read from a client brought.
+pub enum Input<'a> {
+    Data(&'a [u8]),
+    /// End of stream or a read error: the client is gone.
+    Closed,
+    /// The client sent nothing for the whole idle limit.
+    Idle,
+}
+
+/// Reads from a client, at most as much as the session has room for, with an idle limit.
+///
+/// One timer serves the whole connection: a read only notes the time, and the timer is
+/// moved when it fires early (the client was not quiet for the whole limit). A timeout
+/// around every read would add and remove a timer entry per command.
+pub struct ClientReader {
+    /// Filled from its spare capacity: nothing is zeroed per connection or per read.
+    buf: Vec<u8>,
+    limit: Duration,
+    last: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl ClientReader {
+    pub fn new(capacity: usize, limit: Duration) -> Self {
+        let now = Instant::now();
+        ClientReader {
+            buf: Vec::with_capacity(capacity.max(1)),
+            limit,
+            last: now,
+            timer: Box::pin(tokio::time::sleep_until(now + limit)),
+        }
+    }
+
+    /// Read up to `room` bytes (at least 1, at most the capacity).
+    pub async fn read<S: AsyncRead + Unpin>(&mut self, stream: &mut S, room: usize) -> Input<'_> {
+        self.buf.clear();
+        let room = room.clamp(1, self.buf.capacity()) as u64;
+        let read = loop {
+            let mut limited = (&mut *stream).take(room);
+            tokio::select! {
+                biased;
+                // Cancel-safe: a read_buf dropped before it completes has read nothing.
+                r = limited.read_buf(&mut self.buf) => break r,
+                () = self.timer.as_mut() => {
+                    let due = self.last + self.limit;
+                    let now = Instant::now();
+                    if now >= due {
+                        // A later read (the session may still have output) gets a full limit.
+                        self.last = now;
+                        self.timer.as_mut().reset(now + self.limit);
+                        return Input::Idle;
+                    }
+                    self.timer.as_mut().reset(due);
+                }
+            }
+        };
+        self.last = Instant::now();
+        match read {
+            Ok(0) | Err(_) => Input::Closed,
+            Ok(n) => Input::Data(&self.buf[..n]),
+        }
+    }
+}
+
 /// A challenge unique to this connection: `<pid.time.counter@host>`.
 pub fn challenge(host: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -38,6 +104,42 @@ pub fn challenge(host: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{ClientReader, Input};
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn reads_within_room_and_times_out_only_after_a_quiet_limit() {
+        let limit = Duration::from_millis(1000);
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        let mut r = ClientReader::new(16, limit);
+        client.write_all(b"HELO a.example\r\n").await.unwrap();
+        assert!(matches!(r.read(&mut server, 4).await, Input::Data(b"HELO")));
+        assert!(matches!(
+            r.read(&mut server, 100).await,
+            Input::Data(b" a.example\r\n")
+        ));
+        // Busy for twice the limit, but never quiet for all of it.
+        let busy = tokio::time::Instant::now();
+        while busy.elapsed() < 2 * limit {
+            tokio::time::sleep(limit / 4).await;
+            client.write_all(b"NOOP\r\n").await.unwrap();
+            assert!(matches!(
+                r.read(&mut server, 100).await,
+                Input::Data(b"NOOP\r\n")
+            ));
+        }
+        let t = tokio::time::Instant::now();
+        assert!(matches!(r.read(&mut server, 100).await, Input::Idle));
+        assert!(t.elapsed() >= limit, "timed out after {:?}", t.elapsed());
+        // After a timeout the next read gets a whole limit again.
+        let t = tokio::time::Instant::now();
+        assert!(matches!(r.read(&mut server, 100).await, Input::Idle));
+        assert!(t.elapsed() >= limit, "timed out after {:?}", t.elapsed());
+        drop(client);
+        assert!(matches!(r.read(&mut server, 100).await, Input::Closed));
+    }
+
     #[test]
     fn challenges_are_unique() {
         let a = super::challenge("h.example");
