@@ -149,6 +149,34 @@ fn autoturn_flushes_back_to_a_registered_address_only() {
     wait_for("AUTOTURN to deliver", || sink.messages().len() == 2);
 }
 
+#[test]
+fn autoturn_relayhost_means_the_addresses_relayhost_names() {
+    let d = demo_root();
+    let sink = Sink::start(Script {
+        pipelining: true,
+        ..Script::default()
+    });
+    site_setup(&d, &sink, "autoturn = [\"relayhost\"]\n");
+    // A name, so that the daemon has to look it up: localhost is 127.0.0.1, where the
+    // sink listens and where the test's sessions come from.
+    write(
+        &d.root.join("sites/acme/RELAYHOST"),
+        &format!("localhost:{}\n", sink.addr.port()),
+    );
+    let s = Daemon::start(&d.root);
+    // Starting, the test's harness connected from 127.0.0.1: that turned an empty
+    // spool. The mail comes after.
+    std::thread::sleep(Duration::from_millis(500));
+    spool_n(&d, 2);
+    session_from("127.0.0.2", s.addr);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(sink.messages().len(), 0);
+    session_from("127.0.0.1", s.addr);
+    wait_for("AUTOTURN to RELAYHOST's address", || {
+        sink.messages().len() == 2
+    });
+}
+
 /// An SMTP session (greeting, QUIT) from the local address `src`.
 fn session_from(src: &str, to: std::net::SocketAddr) {
     let script = format!(

@@ -4,6 +4,7 @@
 //! change or on SIGHUP, and on SIGTERM stops accepting and lets sessions finish within
 //! a bound.
 
+pub mod autoturn;
 pub mod control;
 pub mod etrn;
 pub mod flusher;
@@ -81,6 +82,8 @@ pub struct Shared {
     /// Wakes the queue runner when delivery queued something.
     pub queue_kick: tokio::sync::Notify,
     pub etrn_limits: ratelimit::WindowCounter,
+    /// RELAYHOST addresses for `autoturn = ["relayhost"]`, looked up once a minute at most.
+    pub relayhost_addrs: autoturn::RelayhostAddrs,
     pub counters: AtomicCounters,
     pub started: std::time::Instant,
 }
@@ -258,6 +261,7 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         plan: Arc::default(),
         queue_kick: tokio::sync::Notify::new(),
         etrn_limits,
+        relayhost_addrs: autoturn::RelayhostAddrs::default(),
         counters: AtomicCounters::default(),
         started: std::time::Instant::now(),
     });

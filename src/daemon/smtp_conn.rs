@@ -73,39 +73,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         }
     }
     drop(permit);
-    autoturn(&shared, peer).await;
-}
-
-/// AUTOTURN: a session from an address registered to a site flushes that site back to
-/// the address once the session is over, as serialmail's recipe did after qmail-smtpd.
-async fn autoturn(shared: &Arc<Shared>, peer: SocketAddr) {
-    let sites = shared.flusher.sites();
-    for s in sites
-        .sites
-        .iter()
-        .filter(|s| !s.settings.autoturn.is_empty())
-    {
-        let mut hit = s
-            .settings
-            .autoturn
-            .iter()
-            .filter_map(|n| crate::net::Net::parse(n))
-            .any(|n| n.contains(peer.ip()));
-        if !hit
-            && s.settings.autoturn.iter().any(|a| a == "relayhost")
-            && let Some(target) = s.target()
-            && let Ok(addrs) = tokio::net::lookup_host(target.as_str()).await
-        {
-            hit = addrs.into_iter().any(|a| a.ip() == peer.ip());
-        }
-        if hit {
-            let to = s.target_at(peer.ip());
-            let started = shared
-                .flusher
-                .trigger(s.clone(), Some(to.clone()), "autoturn");
-            tracing::info!(target: "flush", site = %s.name, client = %peer, started, "autoturn to {to}");
-        }
-    }
+    super::autoturn::after_session(&shared, peer).await;
 }
 
 async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, session: &mut Session) -> bool {
