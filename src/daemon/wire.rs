@@ -38,6 +38,9 @@ pub enum Input<'a> {
 
 /// Reads from a client, at most as much as the session has room for, with an idle limit.
 ///
+/// The limit counts from when the server starts waiting for the client: time spent on
+/// the client's behalf between reads (a delivery) is not the client's silence.
+///
 /// One timer serves the whole connection: a read only notes the time, and the timer is
 /// moved when it fires early (the client was not quiet for the whole limit). A timeout
 /// around every read would add and remove a timer entry per command.
@@ -45,7 +48,8 @@ pub struct ClientReader {
     /// Filled from its spare capacity: nothing is zeroed per connection or per read.
     buf: Vec<u8>,
     limit: Duration,
-    last: Instant,
+    /// When this read began waiting.
+    since: Instant,
     timer: Pin<Box<Sleep>>,
 }
 
@@ -55,7 +59,7 @@ impl ClientReader {
         ClientReader {
             buf: Vec::with_capacity(capacity.max(1)),
             limit,
-            last: now,
+            since: now,
             timer: Box::pin(tokio::time::sleep_until(now + limit)),
         }
     }
@@ -63,6 +67,7 @@ impl ClientReader {
     /// Read up to `room` bytes (at least 1, at most the capacity).
     pub async fn read<S: AsyncRead + Unpin>(&mut self, stream: &mut S, room: usize) -> Input<'_> {
         self.buf.clear();
+        self.since = Instant::now();
         let room = room.clamp(1, self.buf.capacity()) as u64;
         let read = loop {
             let mut limited = (&mut *stream).take(room);
@@ -71,19 +76,14 @@ impl ClientReader {
                 // Cancel-safe: a read_buf dropped before it completes has read nothing.
                 r = limited.read_buf(&mut self.buf) => break r,
                 () = self.timer.as_mut() => {
-                    let due = self.last + self.limit;
-                    let now = Instant::now();
-                    if now >= due {
-                        // A later read (the session may still have output) gets a full limit.
-                        self.last = now;
-                        self.timer.as_mut().reset(now + self.limit);
+                    let due = self.since + self.limit;
+                    if Instant::now() >= due {
                         return Input::Idle;
                     }
                     self.timer.as_mut().reset(due);
                 }
             }
         };
-        self.last = Instant::now();
         match read {
             Ok(0) | Err(_) => Input::Closed,
             Ok(n) => Input::Data(&self.buf[..n]),
@@ -129,6 +129,19 @@ mod tests {
                 Input::Data(b"NOOP\r\n")
             ));
         }
+        // The server busy for longer than the limit (a delivery) between two reads: the
+        // client, waiting for its reply, has not been idle.
+        tokio::time::sleep(limit * 3 / 2).await;
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(limit / 2).await;
+            client.write_all(b"QUIT\r\n").await.unwrap();
+            client
+        });
+        assert!(matches!(
+            r.read(&mut server, 100).await,
+            Input::Data(b"QUIT\r\n")
+        ));
+        let client = writer.await.unwrap();
         let t = tokio::time::Instant::now();
         assert!(matches!(r.read(&mut server, 100).await, Input::Idle));
         assert!(t.elapsed() >= limit, "timed out after {:?}", t.elapsed());
