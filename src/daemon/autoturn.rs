@@ -71,6 +71,17 @@ struct Entry {
     wanted: Instant,
 }
 
+impl Entry {
+    fn unknown(now: Instant) -> Entry {
+        Entry {
+            addrs: Vec::new(),
+            fetched: None,
+            pending: false,
+            wanted: now,
+        }
+    }
+}
+
 /// The answers about RELAYHOST addresses, by target (`host:port`), with explicit time.
 #[derive(Debug, Default)]
 pub struct AddrCache {
@@ -82,12 +93,7 @@ impl AddrCache {
         let e = self
             .entries
             .entry(target.to_string())
-            .or_insert_with(|| Entry {
-                addrs: Vec::new(),
-                fetched: None,
-                pending: false,
-                wanted: now,
-            });
+            .or_insert_with(|| Entry::unknown(now));
         e.wanted = now;
         let fresh = e
             .fetched
@@ -103,12 +109,10 @@ impl AddrCache {
     pub fn store(&mut self, target: &str, addrs: Vec<IpAddr>, now: Instant) {
         self.entries
             .retain(|_, e| e.pending || now.saturating_duration_since(e.wanted) < FORGET);
-        let e = self.entries.entry(target.to_string()).or_insert(Entry {
-            addrs: Vec::new(),
-            fetched: None,
-            pending: false,
-            wanted: now,
-        });
+        let e = self
+            .entries
+            .entry(target.to_string())
+            .or_insert_with(|| Entry::unknown(now));
         e.addrs = addrs;
         e.fetched = Some(now);
         e.pending = false;
