@@ -10,6 +10,7 @@
 #   CEILING        the fsync-ceiling program (target/release/examples/fsync_ceiling)
 #   SESSIONS       concurrent SMTP sessions / ceiling writer threads (10; bench/concurrency.sh varies it)
 #   LOADS          which loads to run ("fresh reuse"; see below)
+#   SYSTEMS        which systems to run ("ceiling turnmail sink postfix")
 #
 # The load, for both MTAs: Postfix's own generator,
 #   smtp-source -s 10 -m N -l 4096 -N -t m@example.com
@@ -26,6 +27,10 @@
 # Maildirs' new/ (bench/timed_load.py). turnmail answers 250 only after the fsync of new/,
 # so its files are all there when smtp-source exits; Postfix queues first and delivers
 # after, so its clock runs on until the last file lands.
+#
+# Beside them, Postfix's smtp-sink takes the same loads and stores nothing: what the SMTP
+# dialogue alone (client, server, loopback TCP) costs this machine per message. With the
+# fsync loop's cost per message, it bounds what any server could reach here (report.py).
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,6 +44,7 @@ TURNMAIL=${TURNMAIL:-$REPO/target/release/turnmail}
 CEILING=${CEILING:-$REPO/target/release/examples/fsync_ceiling}
 TM_PORT=${TM_PORT:-25251}
 PF_PORT=${PF_PORT:-25252}
+SINK_PORT=${SINK_PORT:-25253}
 SESSIONS=${SESSIONS:-10}
 LOADS=${LOADS:-"fresh reuse"}
 MAILBOXES=100
@@ -47,8 +53,8 @@ DOMAIN=example.com
 # Settle time after a run that deleted thousands of files (Postfix removes its queue
 # files): on this file system, creating files right after is slow (see baselines.md).
 SETTLE=${SETTLE:-5}
-# Which systems to run (for debugging this script): any of ceiling turnmail postfix.
-SYSTEMS=${SYSTEMS:-"ceiling turnmail postfix"}
+# Which systems to run (for debugging this script): any of ceiling turnmail sink postfix.
+SYSTEMS=${SYSTEMS:-"ceiling turnmail sink postfix"}
 want() { [[ " $SYSTEMS " == *" $1 "* ]]; }
 
 CSV=$BENCH_RESULTS/delivery.csv
@@ -77,7 +83,13 @@ fi
 # --- cleanup: whatever we started is stopped, even on failure -------------------------
 TM_PID=
 PF_CONF=
+SINK_PID=
 cleanup() {
+    if [ -n "$SINK_PID" ]; then
+        kill -TERM "$SINK_PID" 2>/dev/null || true
+        wait "$SINK_PID" 2>/dev/null || true
+    fi
+    SINK_PID=
     if [ -n "$TM_PID" ] && kill -0 "$TM_PID" 2>/dev/null; then
         kill -TERM "$TM_PID" 2>/dev/null || true
         wait "$TM_PID" 2>/dev/null || true
@@ -160,24 +172,41 @@ set_load() {
     esac
 }
 
+# The machine's busy and total CPU ticks so far, counted as timed_load.py counts them
+# (busy: user, system, irq, softirq, steal; niced work is neither busy nor idle here).
+cpu_ticks() {
+    local _cpu u n s i w irq sirq st
+    read -r _cpu u n s i w irq sirq st _ </proc/stat
+    echo "$((u + s + irq + sirq + st)) $((u + n + s + i + w + irq + sirq + st))"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
 # --- the fsync ceiling ------------------------------------------------------------------
 # run_ceiling RUN N WRITERS ROLE [--unnamed]: --unnamed measures turnmail's own file
 # protocol (O_TMPFILE + link) instead of the named tmp/ file and rename.
 run_ceiling() {
     set_load fresh # the ceiling rows belong to smtp-delivery; report.py lends them to -reuse
-    local dir=$BENCH_WORK/run$1/ceiling-$3w${5:-} out
+    local dir=$BENCH_WORK/run$1/ceiling-$3w${5:-} out t0 t1
     mkdir -p "$BENCH_WORK/run$1"
+    t0=$(cpu_ticks)
     out=$("$CEILING" "$dir" "$2" "$3" --mailboxes "$MAILBOXES" --size "$SIZE" ${5:+"$5"}) ||
         die "fsync ceiling failed"
+    t1=$(cpu_ticks)
     # out: writers count seconds msg_per_s writers_cpu_s
-    local secs rate cpu
+    local secs rate cpu b0 a0 b1 a1 machine
     read -r _ _ secs rate cpu <<<"$out"
-    say "  ceiling ($3 writers${5:+, $5}): $rate msg/s ($secs s, writers' CPU $cpu s)"
+    read -r b0 a0 <<<"$t0"
+    read -r b1 a1 <<<"$t1"
+    # The whole machine's busy CPU, as for the servers: the writers' own plus the kernel's
+    # I/O work done elsewhere (interrupts, flusher threads).
+    machine="machine_cpu_s=$(awk -v t=$((b1 - b0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')"
+    if [ $((a1 - a0)) -gt 0 ]; then machine="$machine cpu_busy_pct=$((100 * (b1 - b0) / (a1 - a0)))"; fi
+    say "  ceiling ($3 writers${5:+, $5}): $rate msg/s ($secs s, writers' CPU $cpu s, $machine)"
     if [ -n "${5:-}" ]; then
-        csv_row "$4" "fsync loop; unnamed files ($3 writers)" "$1" "$2" "seconds=$secs msg_per_s=$rate daemon_cpu_s=$cpu" \
+        csv_row "$4" "fsync loop; unnamed files ($3 writers)" "$1" "$2" "seconds=$secs msg_per_s=$rate daemon_cpu_s=$cpu $machine" \
             "open(tmp/; O_TMPFILE)+write ${SIZE}B+fsync+link into new/+fsync new/ (turnmail's protocol); $3 threads"
     else
-        csv_row "$4" "fsync loop ($3 writers)" "$1" "$2" "seconds=$secs msg_per_s=$rate daemon_cpu_s=$cpu" \
+        csv_row "$4" "fsync loop ($3 writers)" "$1" "$2" "seconds=$secs msg_per_s=$rate daemon_cpu_s=$cpu $machine" \
             "create+write ${SIZE}B+fsync+rename+fsync new/; $3 threads (examples/fsync_ceiling.rs)"
     fi
 }
@@ -216,6 +245,27 @@ run_turnmail() { # RUN N ROLE [LOAD]
     TM_PID=
     say "  turnmail ($load, n=$n): $out"
     csv_row "$role" "turnmail $TM_VERSION" "$run" "$n" "$out" ""
+}
+
+# --- the SMTP dialogue alone ------------------------------------------------------------
+run_sink() { # RUN N [LOAD]
+    local run=$1 n=$2 load=${3:-fresh}
+    set_load "$load"
+    port_free "$SINK_PORT" || die "port $SINK_PORT is taken"
+    smtp-sink -u mail "127.0.0.1:$SINK_PORT" 256 >>"$LOG" 2>&1 &
+    SINK_PID=$!
+    wait_port "$SINK_PORT" 10 || die "smtp-sink did not start (see $LOG)"
+    settle 1
+    local out
+    out=$(python3 "$BENCH/timed_load.py" --count "$n" --pid "$SINK_PID" \
+        -- "${SMTP_SOURCE[@]}" "${LOAD_OPTS[@]}" -m "$n" "127.0.0.1:$SINK_PORT" 2>>"$LOG") ||
+        die "smtp-sink run failed: $out (see $LOG)"
+    kill -TERM "$SINK_PID"
+    wait "$SINK_PID" 2>/dev/null || true
+    SINK_PID=
+    say "  smtp-sink ($load, n=$n): $out"
+    csv_row sink "smtp-sink $PF_VERSION (stores nothing)" "$run" "$n" "$out" \
+        "the SMTP dialogue alone: same load; no disk"
 }
 
 # --- Postfix ----------------------------------------------------------------------------
@@ -340,6 +390,12 @@ for ((r = 1; r <= RUNS; r++)); do
         for load in $LOADS; do
             settle 1
             run_turnmail "$r" "$N" turnmail "$load"
+        done
+    fi
+    if want sink; then
+        for load in $LOADS; do
+            settle 1
+            run_sink "$r" "$N" "$load"
         done
     fi
     if want postfix; then

@@ -8,6 +8,8 @@ Every workload script writes one CSV with the columns
   turnmail  turnmail's runs (medianed into the summary table)
   peer      the peer system's runs (Postfix, Dovecot, ...)
   ceiling   the physical ceiling (fsync loop, link speed, ...)
+  sink      a server that stores nothing under the same load (smtp-sink): with the ceiling's
+            CPU per message it bounds what any server could reach (cpu_bound)
   anything else (turnmail-mem, ceiling-1w, ...) is shown in the details only.
 A method text for a workload, if bench/method/WORKLOAD.md exists, goes under its details.
 
@@ -134,6 +136,34 @@ def workload_rows(rows, w):
     return wr
 
 
+def cpu_bound(wr, n, cpus):
+    """What no server could beat on this machine, from the machine's busy CPU per message.
+
+    The sink rows cost the SMTP dialogue alone (client, server, loopback TCP; nothing
+    stored), the ceiling rows the file work alone (the fsync loop and the kernel's I/O
+    work). A server doing both, at no cost of its own beyond them and with every CPU busy
+    all the time, delivers cpus / (sink + ceiling) messages per second. Returns
+    (sink ms/msg, ceiling ms/msg, bound msg/s), or None without both kinds of rows.
+    """
+    def ms_per_msg(role):
+        g = [r for r in wr if r["role"] == role and r["n"] == n]
+        return median(1000 * num(r["machine_cpu_s"]) / num(r["n"])
+                      for r in g if num(r["machine_cpu_s"]) and num(r["n"]))
+
+    sink, ceiling = ms_per_msg("sink"), ms_per_msg("ceiling")
+    if not sink or not ceiling or not cpus:
+        return None
+    return sink, ceiling, 1000 * cpus / (sink + ceiling)
+
+
+def cpus_of(facts):
+    """The machine's CPU count from machine.txt ("2 (model)"), else this machine's."""
+    for k, v in facts:
+        if k.startswith("cpus") and v.split()[:1] and v.split()[0].isdigit():
+            return int(v.split()[0])
+    return os.cpu_count()
+
+
 def load(results):
     rows = []
     for path in sorted(glob.glob(os.path.join(results, "*.csv"))):
@@ -253,6 +283,32 @@ def main():
             )
     out.append("")
 
+    cpus = cpus_of(facts)
+    bounds = []
+    for w in workloads:
+        if w in CUSTOM:
+            continue
+        wr = workload_rows(rows, w)
+        for n in sorted({r["n"] for r in wr if r["role"] == "sink"}, key=lambda x: num(x) or 0):
+            b = cpu_bound(wr, n, cpus)
+            if not b:
+                continue
+            cv = median(num(r["value"]) for r in wr if r["role"] == "ceiling" and r["n"] == n)
+            tv = median(num(r["value"]) for r in wr if r["role"] == "turnmail" and r["n"] == n)
+            line = f"- {LABELS.get(w, w)}, n={n}: at most {fmtv(b[2])} msg/s"
+            if cv:
+                line += f" ({100 * b[2] / cv:.0f}% of the ceiling)"
+            if tv:
+                line += f"; turnmail reached {100 * tv / b[2]:.0f}% of that"
+            bounds.append(line + ".")
+    if bounds:
+        out += [
+            "What no server could beat on this machine (machine CPU per message of the SMTP dialogue "
+            "alone, from smtp-sink under the same load, plus that of the fsync loop; all "
+            f"{cpus} CPUs busy all the time; see cpu_bound in bench/report.py):",
+            "",
+        ] + bounds + [""]
+
     methods_shown: set[str] = set()
     for w in workloads:
         if w in CUSTOM:
@@ -322,6 +378,13 @@ def main():
                     out.append(f"- turnmail % of ceiling per run: {', '.join(f'{x:.0f}%' for x in pcts)} "
                                f"(median {median(pcts):.1f}%)")
                 out.append("")
+        for n in sorted({r["n"] for r in wr if r["role"] == "sink"}, key=lambda x: num(x) or 0):
+            b = cpu_bound(wr, n, cpus)
+            if b:
+                out += [f"CPU bound, n={n}: the SMTP dialogue alone (smtp-sink) costs the machine "
+                        f"{b[0]:.3f} ms per message and the fsync loop {b[1]:.3f} ms; with {cpus} CPUs "
+                        f"always busy and nothing else spent, no server could deliver more than "
+                        f"{cpus} / ({b[0]:.3f} + {b[1]:.3f}) ms = {fmtv(b[2])} msg/s here.", ""]
         mem = [r for r in wr if r["role"].startswith("turnmail") and num(r["peak_rss_kb"])]
         if mem:
             out += ["turnmail peak RSS (VmHWM of the daemon) by number of messages:", ""]

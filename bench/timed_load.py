@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Run a load command and time it until COUNT files sit in the new/ of the Maildirs given.
 
-usage: timed_load.py --count N --maildirs GLOB [--pid PID] [--timeout S] -- COMMAND...
+usage: timed_load.py --count N [--maildirs GLOB] [--pid PID] [--timeout S] -- COMMAND...
 
 The clock starts just before COMMAND is spawned and stops when the load command has
 exited AND exactly COUNT files are in the Maildirs' new/ (polled every 20 ms once the
-command has exited; a queueing MTA like Postfix is still delivering then). Prints one
+command has exited; a queueing MTA like Postfix is still delivering then). Without
+--maildirs (a server that stores nothing, such as smtp-sink) the clock stops when the
+command exits and COUNT is taken as what it sent. Prints one
 line of key=value pairs: seconds, msg_per_s, files, load_seconds (until the command
 exited), cpu_busy_pct, iowait_pct and nice_pct (whole machine, from /proc/stat, over the
 timed interval; niced work is not counted as busy), the load generator's CPU seconds, and when --pid is given the daemon's peak RSS (VmHWM, kB) and its own CPU
@@ -56,14 +58,14 @@ def count_new(dirs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, required=True)
-    ap.add_argument("--maildirs", required=True, help="glob of Maildir directories")
+    ap.add_argument("--maildirs", help="glob of Maildir directories (none: nothing is stored)")
     ap.add_argument("--pid", type=int)
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
-    dirs = [os.path.join(m, "new") for m in sorted(glob.glob(a.maildirs))]
-    if not dirs:
+    dirs = [os.path.join(m, "new") for m in sorted(glob.glob(a.maildirs))] if a.maildirs else []
+    if a.maildirs and not dirs:
         sys.exit(f"timed_load: no Maildirs match {a.maildirs}")
     if count_new(dirs) != 0:
         sys.exit("timed_load: the Maildirs are not empty before the run")
@@ -75,7 +77,8 @@ def main():
     if rc != 0:
         sys.exit(f"timed_load: {cmd[0]} exited {rc}")
     deadline = t0 + a.timeout
-    while True:
+    n = a.count  # what a server that stores nothing has "delivered"
+    while dirs:
         n = count_new(dirs)
         if n >= a.count or time.monotonic() > deadline:
             break
@@ -85,7 +88,7 @@ def main():
     out = {
         "seconds": f"{dt:.3f}",
         "msg_per_s": f"{a.count / dt:.1f}",
-        "files": str(n),
+        "files": str(n) if dirs else "-",
         "load_seconds": f"{t_load:.3f}",
     }
     total = cpu1[2] - cpu0[2]
