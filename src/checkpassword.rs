@@ -63,6 +63,8 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::engine::accounts::{Accounts, AuthError, Authenticated, LoginContext, Owner};
+use crate::policy::throttle::file::FileStore;
+use crate::policy::throttle::{Outcome, Throttle};
 
 /// The most the interface allows on fd 3.
 pub const MAX_INPUT: usize = 512;
@@ -464,12 +466,12 @@ pub fn printable(b: &[u8]) -> String {
 }
 
 /// The failure delay: `TURNMAIL_CHECKPASSWORD_DELAY_MS` if set and numeric, else the
-/// POP3 server's `[pop3] failure_delay_ms`.
+/// daemon's `[logins] failure_delay_ms`.
 pub fn failure_delay(env_value: Option<&OsStr>, config: &Config) -> Duration {
     let ms = env_value
         .and_then(|v| v.to_str())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(config.pop3.failure_delay_ms);
+        .unwrap_or(config.login_settings().failure_delay_ms);
     Duration::from_millis(ms)
 }
 
@@ -624,6 +626,28 @@ fn run(root: Option<PathBuf>, args: Vec<OsString>, fd3: Option<std::os::fd::Owne
     let ctx = LoginContext {
         local_ip: env_var("TCPLOCALIP").and_then(|v| v.to_str()?.parse().ok()),
     };
+    // Password checks count against the same limits as the daemon's logins, in a file
+    // every checkpassword process of this root shares.
+    // A lookup checks no password; without the client's address there is nobody to
+    // count (the launcher sets TCPREMOTEIP: tcpserver, Dovecot).
+    let client_ip =
+        env_var("TCPREMOTEIP").and_then(|v| v.to_str()?.parse::<std::net::IpAddr>().ok());
+    let throttle = client_ip
+        .filter(|_| !matches!(mode, Mode::DovecotLookup { .. }))
+        .map(|ip| (ip, shared_throttle(&root, &config)));
+    let ticket = match &throttle {
+        Some((ip, t)) => match t.admit(*ip, &req.login, "checkpassword") {
+            Ok(ticket) => Some(ticket),
+            Err(r) => {
+                tracing::warn!(target: "checkpassword", client = %client, login = %login, "login refused unchecked: blocked for {} s more after repeated failures", r.remaining_ms.div_ceil(1000));
+                if mode == Mode::Classic {
+                    std::thread::sleep(failure_delay(env_var(DELAY_ENV).as_deref(), &config));
+                }
+                return EXIT_BAD;
+            }
+        },
+        None => None,
+    };
     let decision = decide(
         &engine.snapshot().accounts,
         &req,
@@ -633,6 +657,14 @@ fn run(root: Option<PathBuf>, args: Vec<OsString>, fd3: Option<std::os::fd::Owne
     );
     drop(req);
     drop(engine);
+    if let (Some((_, t)), Some(ticket)) = (&throttle, ticket) {
+        let outcome = match &decision {
+            Ok(_) => Outcome::Success,
+            Err(r) if r.code == EXIT_BAD => Outcome::Failure,
+            Err(_) => Outcome::Undecided,
+        };
+        t.finish(ticket, outcome);
+    }
     let plan = match decision {
         Ok(p) => p,
         Err(r) => {
@@ -685,6 +717,16 @@ fn run(root: Option<PathBuf>, args: Vec<OsString>, fd3: Option<std::os::fd::Owne
         .exec();
     tracing::error!(target: "checkpassword", "cannot run {}: {err}", path.display());
     EXIT_TEMPORARY
+}
+
+/// The login limits of `root`, counted in `ROOT/run/login-throttle`.
+fn shared_throttle(root: &Path, config: &Config) -> Throttle<FileStore> {
+    let rules = crate::policy::login_rules(config);
+    Throttle {
+        rules,
+        ipv6_prefix: config.limits.ipv6_prefix,
+        store: FileStore::for_root(root, rules),
+    }
 }
 
 /// Open the mail root's tables read-only, refusing a root that is not there (an

@@ -32,6 +32,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub pop3: Pop3Settings,
     pub odmr: OdmrSettings,
+    pub logins: LoginSettings,
     pub sites: SitesConfig,
     pub flush: FlushSettings,
     pub relay: crate::relay::RelayConfig,
@@ -53,6 +54,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             pop3: Pop3Settings::default(),
             odmr: OdmrSettings::default(),
+            logins: LoginSettings::default(),
             sites: SitesConfig::default(),
             flush: FlushSettings::default(),
             relay: crate::relay::RelayConfig::default(),
@@ -91,13 +93,12 @@ pub struct Pop3Settings {
     pub listen_tls: Vec<SocketAddr>,
     /// Accept USER/PASS and AUTH PLAIN without TLS from non-loopback clients.
     pub plaintext_without_tls: bool,
-    /// Milliseconds every failed login waits before its answer.
-    pub failure_delay_ms: u64,
-    /// Failed logins from one address within `failure_window_secs` that block it for
-    /// `block_secs`.
-    pub max_failures: u32,
-    pub failure_window_secs: u64,
-    pub block_secs: u64,
+    /// Older names of `[logins]` failure_delay_ms, max_failures, window_secs and
+    /// block_secs, still read; when set they win over `[logins]`.
+    pub failure_delay_ms: Option<u64>,
+    pub max_failures: Option<u32>,
+    pub failure_window_secs: Option<u64>,
+    pub block_secs: Option<u64>,
     /// One session per mailbox at a time (`-ERR [IN-USE]`). Off: a dropped dialup link
     /// must be able to log in again at once.
     pub session_lock: bool,
@@ -106,6 +107,9 @@ pub struct Pop3Settings {
     pub max_sessions: usize,
     pub max_sessions_per_ip: usize,
     pub idle_timeout_secs: u64,
+    /// Seconds a POP3 session may last in all (a dial-up customer fetching a large
+    /// mailbox needs hours; the transfer rate limit catches the stalled ones).
+    pub session_deadline_secs: u64,
 }
 
 impl Default for Pop3Settings {
@@ -114,15 +118,16 @@ impl Default for Pop3Settings {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 1110))],
             listen_tls: Vec::new(),
             plaintext_without_tls: true,
-            failure_delay_ms: 2000,
-            max_failures: 10,
-            failure_window_secs: 600,
-            block_secs: 900,
+            failure_delay_ms: None,
+            max_failures: None,
+            failure_window_secs: None,
+            block_secs: None,
             session_lock: false,
             qmail_extra_blank_line: false,
             max_sessions: 1000,
             max_sessions_per_ip: 50,
             idle_timeout_secs: 600,
+            session_deadline_secs: 4 * 3600,
         }
     }
 }
@@ -137,6 +142,11 @@ pub struct OdmrSettings {
     pub plaintext_auth: bool,
     pub max_sessions: usize,
     pub max_sessions_per_ip: usize,
+    /// Seconds a client may stay silent before ATRN.
+    pub idle_timeout_secs: u64,
+    /// Seconds from connecting to ATRN, in all (the turned connection is then the
+    /// flush's, with its own timeouts).
+    pub session_deadline_secs: u64,
 }
 
 impl Default for OdmrSettings {
@@ -146,6 +156,39 @@ impl Default for OdmrSettings {
             plaintext_auth: false,
             max_sessions: 200,
             max_sessions_per_ip: 10,
+            idle_timeout_secs: 600,
+            session_deadline_secs: 1800,
+        }
+    }
+}
+
+/// `[logins]`: password guessing, the same on every face that checks a password
+/// (POP3, SMTP AUTH, ODMR AUTH, and `turnmail checkpassword` through
+/// `ROOT/run/login-throttle`). Clients are counted by IPv4 address or IPv6 prefix
+/// (`[limits] ipv6_prefix`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginSettings {
+    /// Milliseconds every failed login waits before its answer.
+    pub failure_delay_ms: u64,
+    /// Attempts from one client (any logins) within `window_secs` that block it for
+    /// `block_secs`; a good password does not reset the count. 0: no limit.
+    pub max_failures: u32,
+    /// Attempts at one login from one client within `window_secs` that block that
+    /// login from that client; a good password resets it. 0: no limit.
+    pub max_failures_per_login: u32,
+    pub window_secs: u64,
+    pub block_secs: u64,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        LoginSettings {
+            failure_delay_ms: 2000,
+            max_failures: 10,
+            max_failures_per_login: 5,
+            window_secs: 600,
+            block_secs: 900,
         }
     }
 }
@@ -210,6 +253,18 @@ pub struct Limits {
     pub max_line_length: usize,
     /// Seconds a client may stay silent.
     pub idle_timeout_secs: u64,
+    /// Seconds an SMTP session may last in all.
+    pub session_deadline_secs: u64,
+    /// Seconds one command line may take to arrive, from its first byte to its end
+    /// (SMTP, POP3, ODMR): a client sending a byte at a time cannot stretch it.
+    pub line_deadline_secs: u64,
+    /// Bytes per second a message must at least move at, after `transfer_grace_secs`:
+    /// DATA and BDAT from the client, RETR and TOP to it.
+    pub min_transfer_rate: u64,
+    pub transfer_grace_secs: u64,
+    /// IPv6 clients are counted by this prefix (connections, failed logins); IPv4 by
+    /// address.
+    pub ipv6_prefix: u8,
     /// Seconds a `|program` delivery may run before it is killed (temporary failure).
     pub program_timeout_secs: u64,
 }
@@ -223,6 +278,11 @@ impl Default for Limits {
             max_connections_per_ip: 50,
             max_line_length: 64 << 10,
             idle_timeout_secs: 300,
+            session_deadline_secs: 3600,
+            line_deadline_secs: 120,
+            min_transfer_rate: 256,
+            transfer_grace_secs: 60,
+            ipv6_prefix: 64,
             program_timeout_secs: 3600,
         }
     }
@@ -265,6 +325,18 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// `[logins]`, with the older `[pop3]` names where they are set.
+    pub fn login_settings(&self) -> LoginSettings {
+        let (l, p) = (&self.logins, &self.pop3);
+        LoginSettings {
+            failure_delay_ms: p.failure_delay_ms.unwrap_or(l.failure_delay_ms),
+            max_failures: p.max_failures.unwrap_or(l.max_failures),
+            max_failures_per_login: l.max_failures_per_login,
+            window_secs: p.failure_window_secs.unwrap_or(l.window_secs),
+            block_secs: p.block_secs.unwrap_or(l.block_secs),
+        }
+    }
+
     /// Load `ROOT/turnmail.toml`; a missing file means all defaults.
     pub fn load(root: &Path) -> Result<Config, ConfigError> {
         let path = root.join("turnmail.toml");

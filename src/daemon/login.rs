@@ -1,73 +1,127 @@
-//! SASL logins on the SMTP and ODMR ports, checked by the engine's accounts (the same
-//! ones POP3 and the checkpassword use), with POP3's per-address failure blocking and
-//! failure delay, so that no port is a faster way to guess a password.
+//! The one login path of the daemon's listeners (POP3, SMTP AUTH, ODMR AUTH): the
+//! policy's guessing limits around the engine's accounts, one log line per outcome,
+//! and the failure delay, so that no port is a faster way to guess a password.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::Shared;
-use crate::engine::{AuthError, LoginContext};
-use crate::odmr::{AuthVerdict, Credential, Mechanism};
+use crate::engine::accounts::Accounts;
+use crate::engine::{AuthError, Authenticated, LoginContext};
+use crate::policy::throttle::Outcome;
 
-/// Check one AUTH; the account's login (as stored in poppasswd) when accepted.
-/// `service` names the port in the log.
-pub async fn check(
+/// How a login ended.
+pub enum LoginResult {
+    Accepted(Box<Authenticated>),
+    /// Wrong, unknown, or refused unchecked (blocked); the delay has been served.
+    Rejected,
+    /// Nothing could be decided now.
+    Temporary,
+}
+
+/// Who is logging in where, for the limits and the log.
+pub struct Attempt<'a> {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub service: &'static str,
+    pub mechanism: &'static str,
+    pub login: &'a [u8],
+}
+
+fn shown(login: &[u8]) -> String {
+    String::from_utf8_lossy(login)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(100)
+        .collect()
+}
+
+/// Check one login: `verify` runs on a blocking thread (crypt is slow) with the
+/// engine's accounts, the login and where the client connected to.
+pub async fn check<F>(shared: &Arc<Shared>, a: Attempt<'_>, verify: F) -> LoginResult
+where
+    F: FnOnce(&Accounts, &[u8], LoginContext) -> Result<Authenticated, AuthError> + Send + 'static,
+{
+    let policy = &shared.policy;
+    let (service, mech, client) = (a.service, a.mechanism, a.peer);
+    let login = shown(a.login);
+    let ticket = match policy.logins.admit(a.peer.ip(), a.login, service) {
+        Ok(t) => t,
+        Err(r) => {
+            tracing::warn!(target: "auth", service, client = %client, login = %login, mech, "login refused unchecked: blocked for {} s more after repeated failures", r.remaining_ms.div_ceil(1000));
+            tokio::time::sleep(policy.failure_delay).await;
+            return LoginResult::Rejected;
+        }
+    };
+    let ctx = LoginContext {
+        local_ip: Some(a.local.ip()),
+    };
+    let engine = shared.engine.clone();
+    let raw = a.login.to_vec();
+    let r =
+        tokio::task::spawn_blocking(move || verify(&engine.snapshot().accounts, &raw, ctx)).await;
+    match r {
+        Ok(Ok(acct)) => {
+            policy.logins.finish(ticket, Outcome::Success);
+            let as_stored = String::from_utf8_lossy(&acct.account.login).into_owned();
+            tracing::info!(target: "auth", service, client = %client, login = %as_stored, mech, "login");
+            LoginResult::Accepted(Box::new(acct))
+        }
+        Ok(Err(AuthError::Temporary(e))) => {
+            policy.logins.finish(ticket, Outcome::Undecided);
+            tracing::error!(target: "auth", service, client = %client, login = %login, "login trouble: {e}");
+            LoginResult::Temporary
+        }
+        Ok(Err(e)) => {
+            policy.logins.finish(ticket, Outcome::Failure);
+            tracing::warn!(target: "auth", service, client = %client, login = %login, mech, "login failed: {e}");
+            tokio::time::sleep(policy.failure_delay).await;
+            LoginResult::Rejected
+        }
+        Err(e) => {
+            policy.logins.finish(ticket, Outcome::Undecided);
+            tracing::error!(target: "auth", service, client = %client, "login check died: {e}");
+            LoginResult::Temporary
+        }
+    }
+}
+
+/// SMTP and ODMR AUTH: the verdict, and the account's login (as stored in poppasswd)
+/// when accepted.
+pub async fn check_sasl(
     shared: &Arc<Shared>,
     peer: SocketAddr,
     local: SocketAddr,
     service: &'static str,
-    mechanism: Mechanism,
+    mechanism: crate::odmr::Mechanism,
     login: Vec<u8>,
-    credential: Credential,
-) -> (AuthVerdict, Option<String>) {
-    let ip = peer.ip();
-    let mech = mechanism.name();
-    let delay = Duration::from_millis(shared.config.pop3.failure_delay_ms);
-    let shown: String = String::from_utf8_lossy(&login)
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(100)
-        .collect();
-    if shared.pop3_failures.is_blocked(ip, Instant::now()) {
-        tracing::warn!(target: "auth", service, client = %peer, login = %shown, mech, "blocked address");
-        tokio::time::sleep(delay).await;
-        return (AuthVerdict::Rejected, None);
-    }
-    let ctx = LoginContext {
-        local_ip: Some(local.ip()),
+    credential: crate::odmr::Credential,
+) -> (crate::odmr::AuthVerdict, Option<String>) {
+    use crate::odmr::{AuthVerdict, Credential};
+    let attempt = Attempt {
+        peer,
+        local,
+        service,
+        mechanism: mechanism.name(),
+        login: &login,
     };
-    let engine = shared.engine.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let snap = engine.snapshot();
-        match &credential {
-            Credential::Plain(p) => snap.accounts.authenticate(&login, p.expose(), ctx),
-            Credential::CramMd5 { challenge, digest } => snap.accounts.authenticate_cram_md5(
-                &login,
-                challenge.as_bytes(),
-                digest.as_bytes(),
-                ctx,
-            ),
-        }
-    })
+    let r = check(
+        shared,
+        attempt,
+        move |accounts, login, ctx| match &credential {
+            Credential::Plain(p) => accounts.authenticate(login, p.expose(), ctx),
+            Credential::CramMd5 { challenge, digest } => {
+                accounts.authenticate_cram_md5(login, challenge.as_bytes(), digest.as_bytes(), ctx)
+            }
+        },
+    )
     .await;
     match r {
-        Ok(Ok(a)) => {
-            shared.pop3_failures.record_success(ip);
-            let login = String::from_utf8_lossy(&a.account.login).into_owned();
-            tracing::info!(target: "auth", service, client = %peer, login = %login, mech, "login");
-            (AuthVerdict::Accepted, Some(login))
-        }
-        Ok(Err(AuthError::Temporary(e))) => {
-            tracing::error!(target: "auth", service, client = %peer, "login trouble: {e}");
-            (AuthVerdict::Temporary, None)
-        }
-        Ok(Err(e)) => {
-            shared.pop3_failures.record_failure(ip, Instant::now());
-            tracing::warn!(target: "auth", service, client = %peer, login = %shown, mech, "login failed: {e}");
-            tokio::time::sleep(delay).await;
-            (AuthVerdict::Rejected, None)
-        }
-        Err(_) => (AuthVerdict::Temporary, None),
+        LoginResult::Accepted(a) => (
+            AuthVerdict::Accepted,
+            Some(String::from_utf8_lossy(&a.account.login).into_owned()),
+        ),
+        LoginResult::Rejected => (AuthVerdict::Rejected, None),
+        LoginResult::Temporary => (AuthVerdict::Temporary, None),
     }
 }

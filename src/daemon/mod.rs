@@ -8,12 +8,10 @@ pub mod autoturn;
 pub mod control;
 pub mod etrn;
 pub mod flusher;
-pub mod limits;
 pub mod listen;
 pub mod login;
 pub mod odmr_conn;
 pub mod pop3_conn;
-pub mod ratelimit;
 pub mod scheduler;
 pub mod smtp_conn;
 pub mod spoolhint;
@@ -70,18 +68,15 @@ pub struct Shared {
     pub hostname: String,
     pub smtp: Arc<SessionConfig>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    pub limits: limits::ConnLimits,
+    /// Connection limits, deadlines, login limits: every listener asks here.
+    pub policy: crate::policy::Policy,
     pub pop3: Option<Arc<crate::pop3::Pop3Config>>,
-    pub pop3_limits: limits::ConnLimits,
-    pub pop3_failures: ratelimit::FailureLimiter,
     pub odmr: Arc<crate::odmr::OdmrConfig>,
-    pub odmr_limits: limits::ConnLimits,
     pub flusher: Arc<flusher::Flusher>,
     pub plan: Arc<std::sync::Mutex<scheduler::Plan>>,
     pub queue_runner: Arc<crate::relay::runner::QueueRunner>,
     /// Wakes the queue runner when delivery queued something.
     pub queue_kick: tokio::sync::Notify,
-    pub etrn_limits: ratelimit::WindowCounter,
     /// RELAYHOST addresses for `autoturn = ["relayhost"]`, looked up once a minute at most.
     pub relayhost_addrs: autoturn::RelayhostAddrs,
     pub counters: AtomicCounters,
@@ -199,12 +194,6 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         compat_extra_blank_line: p.qmail_extra_blank_line,
         ..crate::pop3::Pop3Config::default()
     });
-    let pop3_failures = ratelimit::FailureLimiter::new(ratelimit::Policy {
-        max_failures: p.max_failures,
-        window: Duration::from_secs(p.failure_window_secs),
-        block: Duration::from_secs(p.block_secs),
-    });
-    let pop3_limits = limits::ConnLimits::new(p.max_sessions, p.max_sessions_per_ip);
     let deliver = DeliverEnv {
         queue: Queue::new(root),
         allow_programs: config.allow_programs,
@@ -225,15 +214,12 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         f.max_parallel,
         Duration::from_millis(f.grace_ms),
     ));
-    let etrn_limits = ratelimit::WindowCounter::new(f.etrn_per_minute, Duration::from_secs(60));
     let odmr = Arc::new(crate::odmr::OdmrConfig {
         hostname: hostname.clone(),
         starttls: tls.is_some(),
         plaintext_auth: config.odmr.plaintext_auth,
         ..crate::odmr::OdmrConfig::default()
     });
-    let odmr_limits =
-        limits::ConnLimits::new(config.odmr.max_sessions, config.odmr.max_sessions_per_ip);
     let shared = Arc::new(Shared {
         root: root.to_path_buf(),
         queue_runner: Arc::new(crate::relay::runner::QueueRunner::new(
@@ -243,24 +229,17 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
             config.relay.clone(),
         )),
         deliver,
-        limits: limits::ConnLimits::new(
-            config.limits.max_connections,
-            config.limits.max_connections_per_ip,
-        ),
+        policy: crate::policy::Policy::from_config(&config),
         config: Arc::new(config),
         engine,
         hostname,
         smtp,
         tls,
         pop3: Some(pop3),
-        pop3_limits,
-        pop3_failures,
         odmr,
-        odmr_limits,
         flusher,
         plan: Arc::default(),
         queue_kick: tokio::sync::Notify::new(),
-        etrn_limits,
         relayhost_addrs: autoturn::RelayhostAddrs::default(),
         counters: AtomicCounters::default(),
         started: std::time::Instant::now(),
@@ -300,6 +279,7 @@ async fn serve(
     ));
     tokio::spawn(queue_loop(shared.clone(), stop_rx.clone()));
     tokio::spawn(control::serve(shared.clone(), stop_rx.clone()));
+    tokio::spawn(sweep_loop(shared.clone(), stop_rx.clone()));
     wait_for_stop().await;
     tracing::info!(
         "stopping: no new connections, waiting up to {} s for sessions",
@@ -310,12 +290,10 @@ async fn serve(
         let _ = a.await;
     }
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    while shared.limits.active() + shared.pop3_limits.active() + shared.odmr_limits.active() > 0
-        && tokio::time::Instant::now() < deadline
-    {
+    while shared.policy.active() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tracing::info!("stopped ({} sessions still open)", shared.limits.active());
+    tracing::info!("stopped ({} sessions still open)", shared.policy.active());
     Ok(())
 }
 
@@ -355,6 +333,17 @@ async fn reload_loop(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             }
         })
         .await;
+    }
+}
+
+/// End login blocks that are over (each logged) and forget idle counts.
+async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => shared.policy.sweep(),
+            _ = stop.changed() => return,
+        }
     }
 }
 
@@ -398,17 +387,18 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        use crate::policy::Listener;
         match service {
             Service::Smtp => {
-                let permit = shared.limits.admit(peer.ip());
+                let permit = shared.policy.admit(Listener::Smtp, peer.ip());
                 tokio::spawn(smtp_conn::handle(stream, peer, shared, permit));
             }
             Service::Odmr => {
-                let permit = shared.odmr_limits.admit(peer.ip());
+                let permit = shared.policy.admit(Listener::Odmr, peer.ip());
                 tokio::spawn(odmr_conn::handle(stream, peer, shared, permit));
             }
             Service::Pop3 | Service::Pop3s => {
-                let permit = shared.pop3_limits.admit(peer.ip());
+                let permit = shared.policy.admit(Listener::Pop3, peer.ip());
                 tokio::spawn(pop3_conn::handle(
                     stream,
                     peer,

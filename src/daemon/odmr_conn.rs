@@ -13,8 +13,9 @@ use tokio::net::TcpStream;
 
 use super::Shared;
 use super::flusher::Flusher;
-use super::limits::Permit;
 use crate::odmr::{Action, AtrnVerdict, AuthVerdict, Connection, Credential, Mechanism, Session};
+use crate::policy::Listener;
+use crate::policy::conn::Permit;
 use crate::spool::site::{Site, TlsPolicy};
 
 struct Conn {
@@ -80,15 +81,13 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
     drop(permit);
 }
 
-/// How long a client may stay silent before the session ends with a timeout reply.
-const IDLE: Duration = Duration::from_secs(600);
-
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     session: &mut Session,
     mut stream: S,
     conn: &mut Conn,
 ) -> Ended<S> {
-    let mut reader = super::wire::ClientReader::new(8192, IDLE);
+    let mut reader =
+        super::wire::ClientReader::new(8192, conn.shared.policy.deadlines(Listener::Odmr));
     loop {
         while let Some(action) = session.next_action() {
             match action {
@@ -133,12 +132,18 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = stream.shutdown().await;
             return Ended::Closed;
         }
-        match reader.read(&mut stream, session.input_room()).await {
+        match reader
+            .read(&mut stream, session.input_room(), session.phase())
+            .await
+        {
             super::wire::Input::Data(bytes) => {
                 session.receive(bytes);
             }
             super::wire::Input::Closed => return Ended::Closed,
-            super::wire::Input::Idle => session.timeout(),
+            super::wire::Input::Expired(why) => {
+                tracing::info!(target: "odmr", client = %conn.peer, "closing: {}", why.describe());
+                session.timeout();
+            }
         }
     }
 }
@@ -150,7 +155,7 @@ impl Conn {
         login: Vec<u8>,
         credential: Credential,
     ) -> AuthVerdict {
-        let (verdict, login) = super::login::check(
+        let (verdict, login) = super::login::check_sasl(
             &self.shared,
             self.peer,
             self.local,
@@ -172,10 +177,10 @@ impl Conn {
         let Some(login) = self.login.clone() else {
             return AtrnVerdict::NotEntitled;
         };
-        if !self
-            .shared
-            .etrn_limits
-            .allow(self.peer.ip(), Instant::now())
+        let policy = &self.shared.policy;
+        if !policy
+            .requests
+            .allow(policy.client(self.peer.ip()), Instant::now())
         {
             return AtrnVerdict::RateLimited;
         }

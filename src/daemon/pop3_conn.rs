@@ -11,15 +11,16 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Shared;
-use super::limits::Permit;
-use crate::engine::{AuthError, Authenticated, LoginContext};
+use crate::engine::Authenticated;
 use crate::maildir::{Entry, Maildir};
+use crate::policy::Listener;
+use crate::policy::conn::Permit;
 use crate::pop3::{
     Action, AuthVerdict, Connection, Credential, MaildropError, MessageInfo, RetrieveError,
     Session, UpdateReport,
@@ -107,8 +108,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     conn: &mut Conn,
 ) -> Ended<S> {
-    let idle = Duration::from_secs(conn.shared.config.pop3.idle_timeout_secs);
-    let mut reader = super::wire::ClientReader::new(32 << 10, idle);
+    let mut reader =
+        super::wire::ClientReader::new(32 << 10, conn.shared.policy.deadlines(Listener::Pop3));
     // Replies and message bodies gather here and go out in large writes: pipelined
     // RETRs of small messages then cost one write for many, not three for each.
     let mut out = Vec::with_capacity(OUT_CHUNK + (64 << 10));
@@ -143,7 +144,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                         continue;
                     };
                     out.extend_from_slice(&session.take_output());
-                    if !stream_message(&mut stream, file, enc, &mut out).await {
+                    let pace = Pace::new(reader.limits());
+                    if !stream_message(&mut stream, file, enc, &mut out, pace).await {
                         // A response cut short cannot be repaired: close, change nothing.
                         return Ended::Closed;
                     }
@@ -185,12 +187,18 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = stream.shutdown().await;
             return Ended::Closed;
         }
-        match reader.read(&mut stream, session.input_room()).await {
+        match reader
+            .read(&mut stream, session.input_room(), session.phase())
+            .await
+        {
             super::wire::Input::Data(bytes) => {
                 session.receive(bytes);
             }
             super::wire::Input::Closed => return Ended::Closed,
-            super::wire::Input::Idle => session.timeout(),
+            super::wire::Input::Expired(why) => {
+                tracing::info!(target: "pop3", client = %conn.peer, "closing: {}", why.describe());
+                session.timeout();
+            }
         }
     }
 }
@@ -211,6 +219,34 @@ async fn flush_out<S: AsyncWrite + Unpin>(
     ok
 }
 
+/// The minimum rate a response must be taken at (`policy/deadline.rs`): a reader
+/// slower than that after the grace period is dropped.
+struct Pace {
+    limits: crate::policy::deadline::Limits,
+    since: tokio::time::Instant,
+    sent: u64,
+}
+
+impl Pace {
+    fn new(limits: &crate::policy::deadline::Limits) -> Pace {
+        Pace {
+            limits: *limits,
+            since: tokio::time::Instant::now(),
+            sent: 0,
+        }
+    }
+
+    /// Write `out` within the pace (and never slower than one write's own bound).
+    async fn write<S: AsyncWrite + Unpin>(&mut self, stream: &mut S, out: &[u8]) -> bool {
+        self.sent += out.len() as u64;
+        let bound = tokio::time::Instant::now() + super::wire::WRITE_TIMEOUT;
+        let due = crate::policy::deadline::send_due(&self.limits, Duration::ZERO, self.sent)
+            .and_then(|d| self.since.checked_add(d))
+            .map_or(bound, |d| d.min(bound));
+        super::wire::write_all_by(stream, out, due).await
+    }
+}
+
 /// Read the file in pieces through the encoder into `out`, writing whenever a chunk's
 /// worth is pending; the tail stays in `out` for the next replies to join.
 async fn stream_message<S: AsyncWrite + Unpin>(
@@ -218,6 +254,7 @@ async fn stream_message<S: AsyncWrite + Unpin>(
     mut file: File,
     mut enc: crate::pop3::RetrEncoder,
     out: &mut Vec<u8>,
+    mut pace: Pace,
 ) -> bool {
     let mut chunk = [0u8; 32 << 10];
     while !enc.is_done() {
@@ -229,7 +266,7 @@ async fn stream_message<S: AsyncWrite + Unpin>(
         };
         enc.feed(&chunk[..n], out);
         if out.len() >= OUT_CHUNK {
-            if !super::wire::write_all(stream, out).await {
+            if !pace.write(stream, out).await {
                 return false;
             }
             out.clear();
@@ -258,72 +295,47 @@ struct Opened {
 impl Conn {
     async fn authenticate(&mut self, login: Vec<u8>, credential: Credential) -> AuthVerdict {
         let shared = self.shared.clone();
-        let ip = self.peer.ip();
-        let delay = Duration::from_millis(shared.config.pop3.failure_delay_ms);
-        let printable = String::from_utf8_lossy(&login)
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(100)
-            .collect::<String>();
-        if shared.pop3_failures.is_blocked(ip, Instant::now()) {
-            tracing::warn!(target: "pop3", client = %self.peer, login = %printable, "login refused: address is blocked after repeated failures");
-            tokio::time::sleep(delay).await;
+        let attempt = super::login::Attempt {
+            peer: self.peer,
+            local: self.local,
+            service: "pop3",
+            mechanism: credential.mechanism(),
+            login: &login,
+        };
+        let r = super::login::check(
+            &shared,
+            attempt,
+            move |accounts, login, ctx| match &credential {
+                Credential::Pass(p) | Credential::Plain(p) => {
+                    accounts.authenticate(login, p.expose(), ctx)
+                }
+                Credential::Apop { timestamp, digest } => {
+                    accounts.authenticate_apop(login, timestamp.as_bytes(), digest.as_bytes(), ctx)
+                }
+            },
+        )
+        .await;
+        let a = match r {
+            super::login::LoginResult::Accepted(a) => a,
+            super::login::LoginResult::Rejected => return AuthVerdict::Rejected,
+            super::login::LoginResult::Temporary => {
+                return AuthVerdict::Temporary("temporary trouble, try again later".into());
+            }
+        };
+        let me = nix::unistd::Uid::effective().as_raw();
+        if a.owner.uid != me {
+            tracing::warn!(
+                target: "pop3",
+                client = %self.peer,
+                login = %String::from_utf8_lossy(&a.account.login),
+                "login refused: the account is owned by uid {} but this server runs as uid {me}; serve such accounts through `turnmail checkpassword` (see contrib/)",
+                a.owner.uid
+            );
+            tokio::time::sleep(shared.policy.failure_delay).await;
             return AuthVerdict::Rejected;
         }
-        let ctx = LoginContext {
-            local_ip: Some(self.local.ip()),
-        };
-        let mech = credential.mechanism();
-        let engine = shared.engine.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let snap = engine.snapshot();
-            match &credential {
-                Credential::Pass(p) | Credential::Plain(p) => {
-                    snap.accounts.authenticate(&login, p.expose(), ctx)
-                }
-                Credential::Apop { timestamp, digest } => snap.accounts.authenticate_apop(
-                    &login,
-                    timestamp.as_bytes(),
-                    digest.as_bytes(),
-                    ctx,
-                ),
-            }
-        })
-        .await;
-        let result = match result {
-            Ok(r) => r,
-            Err(e) => return AuthVerdict::Temporary(format!("internal error: {e}")),
-        };
-        match result {
-            Ok(a) => {
-                let me = nix::unistd::Uid::effective().as_raw();
-                if a.owner.uid != me {
-                    tracing::warn!(
-                        target: "pop3",
-                        client = %self.peer,
-                        login = %printable,
-                        "login refused: the account is owned by uid {} but this server runs as uid {me}; serve such accounts through `turnmail checkpassword` (see contrib/)",
-                        a.owner.uid
-                    );
-                    tokio::time::sleep(delay).await;
-                    return AuthVerdict::Rejected;
-                }
-                shared.pop3_failures.record_success(ip);
-                tracing::info!(target: "pop3", client = %self.peer, login = %String::from_utf8_lossy(&a.account.login), mech, "login");
-                self.account = Some(a);
-                AuthVerdict::Accepted
-            }
-            Err(AuthError::Temporary(e)) => {
-                tracing::error!(target: "pop3", client = %self.peer, login = %printable, "login trouble: {e}");
-                AuthVerdict::Temporary("temporary trouble, try again later".into())
-            }
-            Err(e) => {
-                let blocked = shared.pop3_failures.record_failure(ip, Instant::now());
-                tracing::warn!(target: "pop3", client = %self.peer, login = %printable, mech, blocked, "login failed: {e}");
-                tokio::time::sleep(delay).await;
-                AuthVerdict::Rejected
-            }
-        }
+        self.account = Some(*a);
+        AuthVerdict::Accepted
     }
 
     async fn open_maildrop(&mut self) -> Result<Vec<MessageInfo>, MaildropError> {

@@ -11,10 +11,11 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Shared;
-use super::limits::Permit;
 use crate::datetime::{now_unix, rfc5322};
 use crate::deliver::transaction::{self, Verdict};
 use crate::engine::Resolution;
+use crate::policy::Listener;
+use crate::policy::conn::Permit;
 use crate::smtp::{Action, MessageVerdict, RcptVerdict, Reply, Session, received_line};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -85,8 +86,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     conn: &mut Conn,
 ) -> Ended<S> {
-    let idle = Duration::from_secs(conn.shared.config.limits.idle_timeout_secs);
-    let mut reader = super::wire::ClientReader::new(64 << 10, idle);
+    let mut reader =
+        super::wire::ClientReader::new(64 << 10, conn.shared.policy.deadlines(Listener::Smtp));
     loop {
         while let Some(action) = session.next_action() {
             match action {
@@ -114,7 +115,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     login,
                     credential,
                 } => {
-                    let (v, login) = super::login::check(
+                    let (v, login) = super::login::check_sasl(
                         &conn.shared,
                         conn.peer,
                         conn.local,
@@ -152,12 +153,18 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = stream.shutdown().await;
             return Ended::Closed;
         }
-        match reader.read(&mut stream, session.input_room()).await {
+        match reader
+            .read(&mut stream, session.input_room(), session.phase())
+            .await
+        {
             super::wire::Input::Data(bytes) => {
                 session.receive(bytes);
             }
             super::wire::Input::Closed => return Ended::Closed,
-            super::wire::Input::Idle => session.timeout(),
+            super::wire::Input::Expired(why) => {
+                tracing::info!(target: "smtp", client = %conn.peer, "closing: {}", why.describe());
+                session.timeout();
+            }
         }
     }
 }
@@ -190,10 +197,10 @@ impl Conn {
         let Some(target) = etrn::Target::parse(argument) else {
             return etrn::syntax_error();
         };
-        if !self
-            .shared
-            .etrn_limits
-            .allow(self.peer.ip(), std::time::Instant::now())
+        let policy = &self.shared.policy;
+        if !policy
+            .requests
+            .allow(policy.client(self.peer.ip()), std::time::Instant::now())
         {
             tracing::warn!(target: "etrn", client = %self.peer, "rate limited: {}", target.text());
             return etrn::rate_limited(&target);

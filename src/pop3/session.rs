@@ -271,6 +271,17 @@ impl Session {
         matches!(self.state, State::Transaction(_))
     }
 
+    /// What the session is in the middle of reading, for the deadlines: part of a
+    /// command line, or nothing.
+    pub fn phase(&self) -> crate::policy::deadline::Phase {
+        use crate::policy::deadline::Phase;
+        if self.skipping || self.input.len() > self.start {
+            Phase::Line
+        } else {
+            Phase::Idle
+        }
+    }
+
     /// Bytes of client input held (for checking that memory stays bounded).
     pub fn buffered(&self) -> usize {
         self.input.len()

@@ -265,6 +265,18 @@ impl Session {
         self.tls
     }
 
+    /// What the session is in the middle of reading, for the deadlines: message data,
+    /// part of a command line, or nothing.
+    pub fn phase(&self) -> crate::policy::deadline::Phase {
+        use crate::policy::deadline::Phase;
+        match self.mode {
+            Mode::Data(..) | Mode::Chunk(_) => Phase::Data,
+            Mode::SkipLine => Phase::Line,
+            Mode::Command if self.input.len() > self.start => Phase::Line,
+            Mode::Command => Phase::Idle,
+        }
+    }
+
     /// Heap bytes held for client data (input and message body, not output), for
     /// checking that memory stays bounded.
     pub fn buffered(&self) -> usize {

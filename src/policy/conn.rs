@@ -1,9 +1,11 @@
-//! Connection limits: in total and per client address. A connection over a limit is
-//! still accepted long enough to be told why (421), then closed.
+//! Connection limits: in total and per client (an IPv4 address or an IPv6 prefix, see
+//! `client.rs`). A connection over a limit is still accepted long enough to be told why
+//! (421), then closed.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+
+use super::client::ClientKey;
 
 pub struct ConnLimits {
     max_total: usize,
@@ -14,12 +16,12 @@ pub struct ConnLimits {
 #[derive(Default)]
 struct State {
     total: usize,
-    per_ip: HashMap<IpAddr, usize>,
+    per_ip: HashMap<ClientKey, usize>,
 }
 
 /// Held for the life of a connection; releases its slot when dropped.
 pub struct Permit {
-    ip: IpAddr,
+    ip: ClientKey,
     state: Arc<Mutex<State>>,
     /// Why the connection must be refused, if it is over a limit.
     pub refusal: Option<&'static str>,
@@ -51,7 +53,7 @@ impl ConnLimits {
     }
 
     /// Count a new connection; the permit says whether it is over a limit.
-    pub fn admit(&self, ip: IpAddr) -> Permit {
+    pub fn admit(&self, ip: ClientKey) -> Permit {
         let mut s = match self.state.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -89,8 +91,8 @@ mod tests {
     #[test]
     fn limits_count_and_release() {
         let l = ConnLimits::new(3, 2);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let a = ClientKey::of("192.0.2.1".parse().unwrap(), 64);
+        let b = ClientKey::of("2001:db8::1".parse().unwrap(), 64);
         let p1 = l.admit(a);
         let p2 = l.admit(a);
         let p3 = l.admit(a);
@@ -103,5 +105,12 @@ mod tests {
         assert!(p5.refusal.unwrap().contains("too many connections"));
         drop((p1, p2, p4, p5));
         assert_eq!(l.active(), 0);
+        // Other addresses of one IPv6 /64 are one client.
+        let l = ConnLimits::new(100, 2);
+        let k = |s: &str| ClientKey::of(s.parse().unwrap(), 64);
+        let held = [l.admit(k("2001:db8::1")), l.admit(k("2001:db8::2"))];
+        assert!(held.iter().all(|p| p.refusal.is_none()));
+        assert!(l.admit(k("2001:db8::ffff:3")).refusal.is_some());
+        assert!(l.admit(k("2001:db8:0:1::1")).refusal.is_none());
     }
 }
