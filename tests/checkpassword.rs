@@ -1061,3 +1061,72 @@ fn unreadable_secrets_fail_loudly_not_silently() {
     assert!(r.stderr().contains("users/secrets"), "{}", r.stderr());
     assert!(!out.exists());
 }
+
+/// Whole processes, one per login as under qmail-popup: the counts live in
+/// ROOT/run/login-throttle, so a block holds across them, never trusting a broken file.
+#[test]
+fn failures_count_across_processes_in_a_shared_file() {
+    let d = demo_root();
+    let p = probe(&d);
+    common::config(
+        &d,
+        "[logins]\nmax_failures = 3\nmax_failures_per_login = 0\n",
+    );
+    let from = |ip: &str, pw: &str| {
+        cpw(
+            &d.root,
+            &input("joe@example.com", pw, ""),
+            &[s(&p)],
+            &[("TCPREMOTEIP", ip)],
+        )
+    };
+    // 20 wrong passwords at once, each its own process: at most 3 are checked.
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            let d = d.root.clone();
+            let p = p.clone();
+            std::thread::spawn(move || {
+                cpw(
+                    &d,
+                    &input("joe@example.com", &format!("wrong{i}"), ""),
+                    &[s(&p)],
+                    &[("TCPREMOTEIP", "192.0.2.9")],
+                )
+            })
+        })
+        .collect();
+    let runs: Vec<Run> = children.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(runs.iter().all(|r| r.code() == Some(1)));
+    let stderr: String = runs.iter().map(|r| r.stderr()).collect();
+    let checked = stderr.matches("login failed").count();
+    assert_eq!(checked, 3, "{stderr}");
+    assert_eq!(stderr.matches("refused unchecked").count(), 17, "{stderr}");
+    assert_eq!(stderr.matches("client blocked").count(), 1, "{stderr}");
+    // The right password from that address is refused now; from another it works.
+    let r = from("192.0.2.9", &d.report.password);
+    assert_eq!(r.code(), Some(1), "{}", r.stderr());
+    assert!(r.stderr().contains("refused unchecked"), "{}", r.stderr());
+    assert!(!r.stdout().contains("uid="), "PROG must not run");
+    let r = from("192.0.2.10", &d.report.password);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr());
+    // The file belongs to the mail root's owner, even when root made it.
+    let state = d.root.join("run/login-throttle");
+    let meta = std::fs::metadata(&state).unwrap();
+    let owner = std::fs::metadata(&d.root).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.gid()), (owner.uid(), owner.gid()));
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    // A file torn or edited by hand counts for nothing: the block is gone, and the
+    // file is written afresh.
+    let mut bytes = std::fs::read(&state).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    std::fs::write(&state, &bytes).unwrap();
+    let r = from("192.0.2.9", &d.report.password);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr());
+    assert!(r.stderr().contains("corrupt"), "{}", r.stderr());
+    std::fs::write(&state, b"\xff garbage").unwrap();
+    let r = from("192.0.2.9", "wrong-again");
+    assert_eq!(r.code(), Some(1), "{}", r.stderr());
+    assert_eq!(std::fs::metadata(&state).unwrap().len() as usize, n);
+}

@@ -338,7 +338,7 @@ async fn reload_loop(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
 
 /// End login blocks that are over (each logged) and forget idle counts.
 async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = tick.tick() => shared.policy.sweep(),

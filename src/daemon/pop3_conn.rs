@@ -146,6 +146,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     out.extend_from_slice(&session.take_output());
                     let pace = Pace::new(reader.limits());
                     if !stream_message(&mut stream, file, enc, &mut out, pace).await {
+                        tracing::info!(target: "pop3", client = %conn.peer, "closing: the client is gone or took the message too slowly");
                         // A response cut short cannot be repaired: close, change nothing.
                         return Ended::Closed;
                     }

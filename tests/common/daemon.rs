@@ -129,9 +129,47 @@ pub struct Client {
     pub w: TcpStream,
 }
 
+/// A TCP connection to `dst` from the local address `src` (port chosen by the kernel).
+pub fn connect_from(src: std::net::IpAddr, dst: SocketAddr) -> std::io::Result<TcpStream> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, connect, socket,
+    };
+    use std::os::fd::AsRawFd;
+    let family = if dst.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    match (SocketAddr::new(src, 0), dst) {
+        (SocketAddr::V4(s), SocketAddr::V4(d)) => {
+            bind(fd.as_raw_fd(), &SockaddrIn::from(s))?;
+            connect(fd.as_raw_fd(), &SockaddrIn::from(d))?;
+        }
+        (SocketAddr::V6(s), SocketAddr::V6(d)) => {
+            bind(fd.as_raw_fd(), &SockaddrIn6::from(s))?;
+            connect(fd.as_raw_fd(), &SockaddrIn6::from(d))?;
+        }
+        _ => {
+            return Err(std::io::Error::other(
+                "source and destination families differ",
+            ));
+        }
+    }
+    Ok(TcpStream::from(fd))
+}
+
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).unwrap();
+        Self::from_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    /// Connect from the local address `src`.
+    pub fn connect_from(src: std::net::IpAddr, addr: SocketAddr) -> Client {
+        Self::from_stream(connect_from(src, addr).unwrap())
+    }
+
+    pub fn from_stream(s: TcpStream) -> Client {
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let w = s.try_clone().unwrap();
         Client {

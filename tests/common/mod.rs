@@ -118,3 +118,70 @@ impl Rng {
         }
     }
 }
+
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// A test that cannot run here. Under CI (`CI` set to `true` or `1`) that is a failure:
+/// CI installs every peer and runs as root, so a missing one is a broken machine, not a
+/// reason to pass. In a local run (without root, say) it is a skip, said on stderr.
+pub fn skip(why: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("cannot run under CI: {why}");
+    }
+    eprintln!("skipped: {why}");
+}
+
+/// Addresses added to `lo` for one test, removed when dropped (needs root).
+pub struct LoopbackAddrs(Vec<String>);
+
+impl LoopbackAddrs {
+    /// Add each of `addrs` (IPv6, no prefix) to `lo`; `None` (after [`skip`]) if that
+    /// cannot be done here.
+    pub fn add(addrs: &[&str]) -> Option<LoopbackAddrs> {
+        if !is_root() {
+            skip("adding addresses to lo needs root");
+            return None;
+        }
+        let mut added = LoopbackAddrs(Vec::new());
+        for a in addrs {
+            let o = std::process::Command::new("ip")
+                .args([
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{a}/128"),
+                    "dev",
+                    "lo",
+                    "nodad",
+                ])
+                .output();
+            match o {
+                Ok(o) if o.status.success() => added.0.push(a.to_string()),
+                Ok(o) => {
+                    skip(&format!(
+                        "ip addr add {a}: {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    ));
+                    return None;
+                }
+                Err(e) => {
+                    skip(&format!("cannot run ip (Debian package iproute2): {e}"));
+                    return None;
+                }
+            }
+        }
+        Some(added)
+    }
+}
+
+impl Drop for LoopbackAddrs {
+    fn drop(&mut self) {
+        for a in &self.0 {
+            let _ = std::process::Command::new("ip")
+                .args(["-6", "addr", "del", &format!("{a}/128"), "dev", "lo"])
+                .output();
+        }
+    }
+}

@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::hash::Hasher;
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -66,26 +66,38 @@ impl FileStore {
     }
 
     fn open(&self) -> io::Result<File> {
-        let f = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o660)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&self.path)?;
+        let opts = |create_new| {
+            let mut o = File::options();
+            o.read(true)
+                .write(true)
+                .create_new(create_new)
+                .mode(0o660)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+            o
+        };
+        let (f, created) = match opts(true).open(&self.path) {
+            Ok(f) => (f, true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                (opts(false).open(&self.path)?, false)
+            }
+            Err(e) => return Err(e),
+        };
         let meta = f.metadata()?;
         if !meta.file_type().is_file() {
             return Err(io::Error::other("not a regular file"));
         }
-        // Made by root (under qmail-popup): hand it to the mail root's owner, or the
-        // next login served as that owner could not count.
-        if nix::unistd::Uid::effective().is_root()
-            && meta.uid() == 0
-            && let Some(root) = self.path.parent().and_then(Path::parent)
-            && let Ok(owner) = std::fs::metadata(root)
-            && owner.uid() != 0
-        {
-            std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid()))?;
+        if created {
+            // Group-writable whatever the umask: Dovecot's checkpassword runs as its
+            // own user, in the file's group (contrib/).
+            f.set_permissions(std::fs::Permissions::from_mode(0o660))?;
+            // Made by root (under qmail-popup): hand it to the mail root's owner, or a
+            // later login served as that owner could not count.
+            if nix::unistd::Uid::effective().is_root()
+                && let Some(root) = self.path.parent().and_then(Path::parent)
+                && let Ok(owner) = std::fs::metadata(root)
+            {
+                std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid()))?;
+            }
         }
         Ok(f)
     }
@@ -108,7 +120,7 @@ impl FileStore {
 
     fn read_table(&self, f: &File) -> io::Result<Table> {
         let mut bytes = Vec::with_capacity(SIZE + 1);
-        (&*f).take(SIZE as u64 + 1).read_to_end(&mut bytes)?;
+        f.take(SIZE as u64 + 1).read_to_end(&mut bytes)?;
         match Table::decode(&bytes) {
             Some(t) => Ok(t),
             None => {
