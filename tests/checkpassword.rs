@@ -495,8 +495,8 @@ fn as_uid(uid: u32, gid: u32, root: &Path, data: &[u8], prog: &str) -> Run {
 #[test]
 fn not_root_only_the_owners_own_uid_can_log_in() {
     if !is_root() {
-        eprintln!(
-            "skipped: needs root to run the program as other uids (the probe test covers the owner's own uid)"
+        common::skip(
+            "needs root to run the program as other uids (the probe test covers the owner's own uid)",
         );
         return;
     }
@@ -877,7 +877,7 @@ fn poplib(port: u16, user: &str, secret: &str, how: &str) -> (i32, String) {
 fn dovecot_pop3_through_turnmail_checkpassword() {
     need_dovecot();
     if !is_root() {
-        eprintln!("skipped: Dovecot's master must start as root");
+        common::skip("Dovecot's master must start as root");
         return;
     }
     let d = demo_root();
@@ -1035,7 +1035,7 @@ service pop3-login {{
 #[test]
 fn unreadable_secrets_fail_loudly_not_silently() {
     if !is_root() {
-        eprintln!("skipped: needs root to run the program as another uid");
+        common::skip("needs root to run the program as another uid");
         return;
     }
     // Dovecot's user can read the account table but not the 0600 secrets: every login

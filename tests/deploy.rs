@@ -2,6 +2,8 @@
 //! complaint, and its hardening keeps the exposure systemd computes low. (Starting it
 //! needs systemd as init, which a test machine or container usually lacks.)
 
+mod common;
+
 use std::process::Command;
 
 fn unit_with_binary(dir: &std::path::Path) -> std::path::PathBuf {
@@ -23,7 +25,7 @@ fn have_systemd_analyze() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("skipped: systemd-analyze is not installed (Debian package systemd)");
+        common::skip("systemd-analyze is not installed (Debian package systemd)");
     }
     ok
 }

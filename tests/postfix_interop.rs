@@ -35,7 +35,7 @@ fn postfix_command() -> Option<PathBuf> {
         return Some(p);
     }
     if !is_root() {
-        println!("postfix_interop: skipped: Postfix is not installed and only root can install it");
+        common::skip("postfix_interop: Postfix is not installed and only root can install it");
         return None;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/install-peers");
@@ -46,7 +46,9 @@ fn postfix_command() -> Option<PathBuf> {
             Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
             Err(e) => e.to_string(),
         };
-        println!("postfix_interop: skipped: Postfix could not be installed: {why}");
+        common::skip(&format!(
+            "postfix_interop: Postfix could not be installed: {why}"
+        ));
     }
     p
 }
@@ -376,7 +378,7 @@ fn flush_to(pf: &Postfix, port: u16, mode: &str, tag: &str) {
 #[test]
 fn postfix_takes_a_site_flush_with_bdat_and_with_data() {
     if !is_root() {
-        println!("postfix_interop: skipped: a private Postfix instance must start as root");
+        common::skip("postfix_interop: a private Postfix instance must start as root");
         return;
     }
     let Some(cmd) = postfix_command() else {
