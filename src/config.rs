@@ -382,6 +382,32 @@ mod tests {
         let d = Config::default();
         // Every value the example shows without "example" is the default.
         assert_eq!(c.limits, d.limits);
+        assert_eq!(c.logins, d.logins);
+        assert_eq!(c.login_settings(), d.logins);
+        assert_eq!(
+            (
+                c.pop3.max_sessions,
+                c.pop3.idle_timeout_secs,
+                c.pop3.session_deadline_secs
+            ),
+            (
+                d.pop3.max_sessions,
+                d.pop3.idle_timeout_secs,
+                d.pop3.session_deadline_secs
+            )
+        );
+        assert_eq!(
+            (
+                c.odmr.max_sessions,
+                c.odmr.idle_timeout_secs,
+                c.odmr.session_deadline_secs
+            ),
+            (
+                d.odmr.max_sessions,
+                d.odmr.idle_timeout_secs,
+                d.odmr.session_deadline_secs
+            )
+        );
         assert_eq!(c.user, d.user);
         assert_eq!(c.default_delivery, d.default_delivery);
         assert_eq!(c.system_accounts, d.system_accounts);
@@ -389,6 +415,16 @@ mod tests {
         // IPv4 and IPv6 wildcards side by side: IPv6 listeners are IPv6-only.
         assert_eq!(c.smtp.listen.len(), 2);
         assert!(c.smtp.listen[0].is_ipv4() && c.smtp.listen[1].is_ipv6());
+    }
+
+    #[test]
+    fn older_pop3_names_of_the_login_limits_still_count() {
+        let c = Config::parse("[pop3]\nmax_failures = 3\nfailure_delay_ms = 5\n[logins]\nmax_failures = 7\nwindow_secs = 60\n").unwrap();
+        let l = c.login_settings();
+        assert_eq!(
+            (l.max_failures, l.failure_delay_ms, l.window_secs),
+            (3, 5, 60)
+        );
     }
 
     #[test]

@@ -932,6 +932,16 @@ fn dovecot_pop3_through_turnmail_checkpassword() {
     std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let link = work.path().join("turnmail-checkpassword");
     std::os::unix::fs::symlink(BIN, &link).unwrap();
+    // The login counts file, writable by Dovecot's group, in a run/ it may traverse
+    // (contrib/).
+    let counts = d.root.join("run/login-throttle");
+    let run = counts.parent().unwrap();
+    std::fs::create_dir_all(run).unwrap();
+    nix::unistd::chown(run, None, Some(dovecot_gid)).unwrap();
+    std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o710)).unwrap();
+    std::fs::write(&counts, b"").unwrap();
+    nix::unistd::chown(&counts, Some(mu.uid.into()), Some(dovecot_gid)).unwrap();
+    std::fs::set_permissions(&counts, std::fs::Permissions::from_mode(0o660)).unwrap();
     let port = common::daemon::free_port();
     let log = work.path().join("dovecot.log");
     let conf = work.path().join("dovecot.conf");
@@ -1021,6 +1031,9 @@ service pop3-login {{
     let log = dovecot.log_text();
     eprintln!("--- dovecot log:\n{log}");
     assert!(log.contains("Login failed (status=1)"), "{log}");
+    // Dovecot's checkpassword (user dovecot) counted in the shared file.
+    assert!(!log.contains("limits not"), "{log}");
+    assert_eq!(std::fs::metadata(&counts).unwrap().len(), 64 + 2048 * 64);
     assert!(
         !log.contains("INFO"),
         "only warnings and errors of ours: {log}"
