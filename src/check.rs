@@ -87,7 +87,11 @@ fn check_control(paths: &Paths, control: &ControlFiles, out: &mut Out) {
     if !control.rcpthosts.exists() {
         out.add(&rcpt, None, "missing: no domain accepts mail (qmail would be an open relay here; turnmail accepts nothing)");
     } else if control.rcpthosts.is_empty() {
-        out.add(&rcpt, None, "empty: no domain accepts mail");
+        out.add(
+            &rcpt,
+            None,
+            "empty: no domain accepts mail yet (add one: turnmail domain add DOMAIN)",
+        );
     }
     let locals_path = paths.control.join("locals");
     let mut locals: Vec<_> = control.locals.iter().collect();

@@ -45,6 +45,48 @@ enum Command {
         /// Mail user when run as root (default: turnmail, else mail).
         #[arg(long)]
         user: Option<String>,
+        /// Write over files of a mail root already in the directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Create an empty production mail root: no domains, users or sites; the host's
+    /// name in control/me; production listeners (deploy/turnmail.toml.example) or the
+    /// ones given here.
+    Setup {
+        /// Directory to create (defaults to --root).
+        dir: Option<PathBuf>,
+        /// Mail user that owns the mail (default: turnmail, else mail).
+        #[arg(long)]
+        user: Option<String>,
+        /// The host's name (default: the system's fully qualified name).
+        #[arg(long)]
+        hostname: Option<String>,
+        /// SMTP listen address (repeatable; default 0.0.0.0:25 and [::]:25).
+        #[arg(long, value_name = "ADDR:PORT")]
+        smtp: Vec<std::net::SocketAddr>,
+        /// POP3 listen address (repeatable; default port 110).
+        #[arg(long, value_name = "ADDR:PORT")]
+        pop3: Vec<std::net::SocketAddr>,
+        /// POP3S listen address (repeatable; default port 995, when a certificate is given).
+        #[arg(long, value_name = "ADDR:PORT")]
+        pop3s: Vec<std::net::SocketAddr>,
+        /// ODMR listen address (repeatable; default port 366).
+        #[arg(long, value_name = "ADDR:PORT")]
+        odmr: Vec<std::net::SocketAddr>,
+        /// PEM certificate chain (e.g. /etc/letsencrypt/live/HOST/fullchain.pem).
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// PEM private key (e.g. /etc/letsencrypt/live/HOST/privkey.pem).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// Write over files of a mail root already in the directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// TLS certificates: `selfsigned` makes one for testing in ROOT/tls/.
+    Tls {
+        #[command(subcommand)]
+        cmd: TlsCmd,
     },
     /// Run the daemon. With --demo DIR, create a demo root there on first use.
     Serve {
@@ -151,6 +193,20 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TlsCmd {
+    /// Make a self-signed certificate for testing (ROOT/tls/cert.pem and key.pem, used
+    /// when turnmail.toml names no [tls] files). Mail clients will warn about it.
+    Selfsigned {
+        /// The name in the certificate (default: control/me).
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Replace a certificate already there.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TURNMAIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -180,8 +236,9 @@ fn pick_mail_user(user: Option<&str>) -> Result<MailUser, String> {
     MailUser::pick(&candidates).map_err(|e| e.to_string())
 }
 
-fn cmd_init(dir: &Path, user: Option<&str>) -> Result<ExitCode, String> {
-    let opts = InitOptions::demo(pick_mail_user(user)?);
+fn cmd_init(dir: &Path, user: Option<&str>, force: bool) -> Result<ExitCode, String> {
+    let mut opts = InitOptions::demo(pick_mail_user(user)?);
+    opts.force = force;
     let r = init::init(dir, &opts).map_err(|e| e.to_string())?;
     println!("created a mail root in {}", r.root.display());
     println!("  POP login:  {}", r.login);
@@ -190,6 +247,64 @@ fn cmd_init(dir: &Path, user: Option<&str>) -> Result<ExitCode, String> {
         "  site:       {} (mail for *@{} waits in sites/{}/Maildir)",
         opts.site, opts.site_domain, opts.site
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_setup(dir: &Path, opts: &admin::setup::SetupOptions) -> Result<ExitCode, String> {
+    let r = admin::setup::setup(dir, opts).map_err(|e| e.to_string())?;
+    let root = r.root.display();
+    println!("created an empty mail root in {root} for {}", opts.hostname);
+    println!("  mail user:  {}", opts.mail_user.name);
+    let show = |what: &str, a: &[std::net::SocketAddr]| {
+        if !a.is_empty() {
+            let l: Vec<String> = a.iter().map(|x| x.to_string()).collect();
+            println!("  {what:<11} {}", l.join(" "));
+        }
+    };
+    show("SMTP:", &r.config.smtp.listen);
+    show("POP3:", &r.config.pop3.listen);
+    show("POP3S:", &r.config.pop3.listen_tls);
+    show("ODMR:", &r.config.odmr.listen);
+    if r.pop3s_left_out {
+        println!(
+            "  POP3S (995) is off until a certificate is set: [tls] in {root}/turnmail.toml \
+             (or `turnmail --root {root} tls selfsigned` for testing), then uncomment listen_tls"
+        );
+    }
+    println!("next:");
+    println!("  turnmail --root {root} domain add example.net");
+    println!("  turnmail --root {root} user add joe@example.net");
+    println!("  systemctl enable --now turnmail      # or: turnmail --root {root} serve");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_selfsigned(root: &Path, hostname: Option<String>, force: bool) -> Result<ExitCode, String> {
+    let (cert, key) = turnmail::tls::default_paths(root);
+    if !force && (cert.exists() || key.exists()) {
+        return Err(format!(
+            "{} or {} exists; --force replaces them",
+            cert.display(),
+            key.display()
+        ));
+    }
+    let name = match hostname {
+        Some(h) => h,
+        None => std::fs::read_to_string(root.join("control/me"))
+            .map_err(|e| format!("{}/control/me: {e} (or pass --hostname)", root.display()))?
+            .lines()
+            .next()
+            .unwrap_or("localhost")
+            .trim()
+            .to_string(),
+    };
+    become_mail_user(root)?;
+    let (cert, key) =
+        turnmail::tls::generate_self_signed(root, &name).map_err(|e| format!("tls: {e}"))?;
+    println!("made a self-signed certificate for {name} (for testing: clients will warn)");
+    println!("  certificate: {}", cert.display());
+    println!("  key:         {} (mode 0600)", key.display());
+    println!("used when turnmail.toml names no [tls] files; `systemctl reload turnmail` has no");
+    println!("effect on certificates: restart the daemon to load it.");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -586,7 +701,7 @@ fn cmd_serve(
     let root = match demo {
         Some(dir) => {
             if !init::is_mail_root(&dir) {
-                cmd_init(&dir, None)?;
+                cmd_init(&dir, None, false)?;
             }
             dir
         }
@@ -652,10 +767,42 @@ fn main() -> ExitCode {
         init_logging(format);
     }
     let result = match cli.command {
-        Command::Init { dir, user } => dir
+        Command::Init { dir, user, force } => dir
             .or(cli.root)
-            .ok_or_else(|| "turnmail init: name a directory".to_string())
-            .and_then(|d| cmd_init(&d, user.as_deref())),
+            .ok_or_else(|| "init: name a directory".to_string())
+            .and_then(|d| cmd_init(&d, user.as_deref(), force)),
+        Command::Setup {
+            dir,
+            user,
+            hostname,
+            smtp,
+            pop3,
+            pop3s,
+            odmr,
+            cert,
+            key,
+            force,
+        } => dir
+            .or(cli.root)
+            .ok_or_else(|| "setup: name a directory".to_string())
+            .and_then(|d| {
+                let opts = admin::setup::SetupOptions {
+                    hostname: hostname.unwrap_or_else(admin::setup::system_hostname),
+                    mail_user: pick_mail_user(user.as_deref())?,
+                    listeners: admin::setup::Listeners {
+                        smtp,
+                        pop3,
+                        pop3s,
+                        odmr,
+                    },
+                    tls: cert.zip(key),
+                    force,
+                };
+                cmd_setup(&d, &opts)
+            }),
+        Command::Tls {
+            cmd: TlsCmd::Selfsigned { hostname, force },
+        } => need_root(cli.root).and_then(|r| cmd_selfsigned(&r, hostname, force)),
         Command::Serve {
             demo,
             smtp,

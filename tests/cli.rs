@@ -55,7 +55,101 @@ fn init_prints_a_working_login_and_refuses_to_overwrite() {
         .output()
         .unwrap();
     assert_eq!(again.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("refusing to touch it"), "{err}");
+    assert!(err.contains("turnmail.toml, control/, users/"), "{err}");
+}
+
+/// What deploy/install.sh leaves: a directory with an operator's turnmail.toml. Neither
+/// init (demo) nor setup (production) may touch it unless told to.
+#[test]
+fn init_and_setup_refuse_a_directory_holding_an_operators_file() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let mine = "# mine\nuser = \"mail\"\n[smtp]\nlisten = [\"0.0.0.0:25\"]\n";
+    std::fs::write(root.join("turnmail.toml"), mine).unwrap();
+    for args in [vec!["init"], vec!["setup", "--hostname", "mx.example.net"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+            .args(&args)
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("(turnmail.toml)") && err.contains("--force"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("turnmail.toml")).unwrap(),
+            mine
+        );
+        assert!(!root.join("control").exists());
+    }
+}
+
+#[test]
+fn setup_makes_an_empty_production_root_every_command_can_use() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    let o = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .args([
+            "setup",
+            "--hostname",
+            "mx.example.net",
+            "--smtp",
+            "127.0.0.1:2525",
+        ])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.contains("domain add") && out.contains("user add"),
+        "{out}"
+    );
+    assert!(out.contains("POP3S (995) is off"), "{out}");
+    let cfg = turnmail::config::Config::load(&root).unwrap();
+    assert_eq!(cfg.smtp.listen, vec!["127.0.0.1:2525".parse().unwrap()]);
+    assert_eq!(cfg.pop3.listen[0].port(), 110);
+    assert!(cfg.pop3.listen_tls.is_empty());
+    // No demo content; check names the one thing left to do.
+    let status = turnmail(&root, &["status", "--json"]);
+    assert!(status.status.success(), "{status:?}");
+    let check = turnmail(&root, &["check"]);
+    assert_eq!(check.status.code(), Some(1), "{}", stdout(&check));
+    assert!(stdout(&check).contains("1 problem(s)") && stdout(&check).contains("domain add"));
+    for args in [
+        vec!["domain", "add", "example.net"],
+        vec!["user", "add", "joe@example.net", "--generate"],
+        vec![
+            "site",
+            "add",
+            "beta",
+            "--relayhost",
+            "127.0.0.1:2626",
+            "--domain",
+            "beta.example",
+        ],
+    ] {
+        let o = turnmail(&root, &args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    }
+    let check = turnmail(&root, &["check"]);
+    assert_eq!(check.status.code(), Some(0), "{}", stdout(&check));
+    let users = stdout(&turnmail(&root, &["user", "list"]));
+    assert!(
+        users.contains("joe@example.net") && !users.contains("example.com"),
+        "{users}"
+    );
+    // A certificate for testing, from the command line.
+    let o = turnmail(&root, &["tls", "selfsigned"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(root.join("tls/cert.pem").is_file() && root.join("tls/key.pem").is_file());
+    let again = turnmail(&root, &["tls", "selfsigned"]);
+    assert_eq!(again.status.code(), Some(2));
 }
 
 #[test]

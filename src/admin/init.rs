@@ -22,6 +22,9 @@ pub struct InitOptions {
     pub site_domain: String,
     pub site_relayhost: String,
     pub mail_user: MailUser,
+    /// Write over files of a mail root already in the directory (they are named in
+    /// the refusal otherwise).
+    pub force: bool,
 }
 
 /// What `init` made, for the message printed to the operator.
@@ -34,22 +37,26 @@ pub struct InitReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
-    #[error("{0} already holds a mail root (found {1}); refusing to overwrite it")]
-    Exists(PathBuf, &'static str),
+    #[error(
+        "{} already holds files of a mail root ({}); refusing to touch it (--force writes over them)",
+        .0.display(),
+        .1.join(", ")
+    )]
+    Exists(PathBuf, Vec<&'static str>),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("hashing the demo password: {0}")]
     Crypt(#[from] crypt::CryptError),
 }
 
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> InitError + '_ {
+pub(super) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> InitError + '_ {
     move |source| InitError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-fn mkdir(path: &Path, mode: u32) -> Result<(), InitError> {
+pub(super) fn mkdir(path: &Path, mode: u32) -> Result<(), InitError> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)
@@ -58,7 +65,7 @@ fn mkdir(path: &Path, mode: u32) -> Result<(), InitError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_at(path))
 }
 
-fn write(path: &Path, text: &str, mode: u32) -> Result<(), InitError> {
+pub(super) fn write(path: &Path, text: &str, mode: u32) -> Result<(), InitError> {
     write_atomic(path, text.as_bytes(), mode).map_err(io_at(path))
 }
 
@@ -91,6 +98,7 @@ impl InitOptions {
             site_domain: "acme.example".into(),
             site_relayhost: "127.0.0.1:2626".into(),
             mail_user,
+            force: false,
         }
     }
 }
@@ -100,14 +108,44 @@ pub fn is_mail_root(root: &Path) -> bool {
     root.join("control").is_dir() || root.join("users").join("assign").is_file()
 }
 
-/// Create a mail root at `root` (which may exist but must not be a mail root yet).
+/// What `init` and `setup` create at the top of a root.
+pub const ROOT_ENTRIES: [&str; 8] = [
+    "turnmail.toml",
+    "control/",
+    "users/",
+    "domains/",
+    "sites/",
+    "queue/",
+    "run/",
+    "tls/",
+];
+
+/// Which of [`ROOT_ENTRIES`] are in `root` already (a symlink counts, even dangling).
+pub fn present(root: &Path) -> Vec<&'static str> {
+    ROOT_ENTRIES
+        .iter()
+        .copied()
+        .filter(|e| {
+            root.join(e.trim_end_matches('/'))
+                .symlink_metadata()
+                .is_ok()
+        })
+        .collect()
+}
+
+/// Refuse a directory holding any file of a mail root, unless `force`.
+pub fn refuse_existing(root: &Path, force: bool) -> Result<(), InitError> {
+    let found = present(root);
+    if found.is_empty() || force {
+        return Ok(());
+    }
+    Err(InitError::Exists(root.to_path_buf(), found))
+}
+
+/// Create a demo mail root at `root` (which may exist but must hold none of a mail
+/// root's files, unless `force`).
 pub fn init(root: &Path, o: &InitOptions) -> Result<InitReport, InitError> {
-    if root.join("control").exists() {
-        return Err(InitError::Exists(root.to_path_buf(), "control/"));
-    }
-    if root.join("users").exists() {
-        return Err(InitError::Exists(root.to_path_buf(), "users/"));
-    }
+    refuse_existing(root, o.force)?;
     mkdir(root, 0o755)?;
     let root = root.canonicalize().map_err(io_at(root))?;
     let r = |p: &str| root.join(p);
@@ -223,7 +261,7 @@ fn demo_config(mu: &MailUser, domain: &str) -> String {
 }
 
 /// Give the whole tree to the mail user (init run as root).
-fn chown_tree(path: &Path, mu: &MailUser) -> Result<(), InitError> {
+pub(super) fn chown_tree(path: &Path, mu: &MailUser) -> Result<(), InitError> {
     super::edit::chown_tree(path, mu.uid, mu.gid).map_err(|e| match e {
         super::error::AdminError::Io { path, source } => InitError::Io { path, source },
         other => InitError::Io {

@@ -17,6 +17,7 @@ pub mod names;
 pub mod password;
 pub mod progress;
 pub mod queue;
+pub mod setup;
 pub mod site;
 pub mod status;
 pub mod table;
