@@ -66,6 +66,7 @@ mod config;
 mod dot;
 mod handlers;
 mod message;
+mod number;
 mod received;
 mod reply;
 mod session;

@@ -66,6 +66,8 @@ pub(super) enum Mode {
 /// A BDAT chunk being read.
 #[derive(Debug)]
 pub(super) struct Chunk {
+    /// The BDAT line, printable, for the log.
+    pub command: String,
     pub size: u64,
     pub remaining: u64,
     pub last: bool,

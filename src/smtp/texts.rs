@@ -206,6 +206,16 @@ pub fn looping() -> Reply {
     Reply::new(554, (5, 4, 6), "Too many hops, this message is looping")
 }
 
+/// After a BDAT whose size could not be read: the data that follows has no end we
+/// could find, so no later byte can be trusted to be a command.
+pub fn bdat_unframed() -> Reply {
+    Reply::new(
+        421,
+        (4, 5, 0),
+        "Cannot tell where the BDAT data ends, closing connection",
+    )
+}
+
 pub fn too_many_errors() -> Reply {
     Reply::new(421, (4, 7, 0), "Too many errors, closing connection")
 }

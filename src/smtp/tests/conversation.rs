@@ -74,10 +74,12 @@ fn ehlo_offers_only_what_is_configured() {
         "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n\
          250 ENHANCEDSTATUSCODES\r\n"
     );
+    // BDAT's octets are read even when it is not offered: the client meant them as data.
     assert_eq!(
-        codes(&d.send(b"STARTTLS\r\nETRN x.test\r\nBDAT 3\r\n")),
-        ["502 5.5.1", "502 5.5.1", "502 5.5.1"]
+        codes(&d.send(b"STARTTLS\r\nETRN x.test\r\nBDAT 9\r\nQUIT\r\nabcNOOP\r\n")),
+        ["502 5.5.1", "502 5.5.1", "502 5.5.1", "250 2.0.0"]
     );
+    assert!(!d.closed);
 }
 
 #[test]
@@ -371,4 +373,20 @@ fn input_beyond_room_is_left_to_the_shell() {
     let big = vec![b'N'; room + 100];
     assert_eq!(s.receive(&big), room);
     assert_eq!(s.input_room(), 0);
+}
+
+#[test]
+fn sizes_too_large_for_any_number_are_too_large() {
+    let mut d = greeted();
+    for size in ["99999999999999999999999", "18446744073709551616", "10001"] {
+        assert_eq!(
+            d.send(format!("MAIL FROM:<s@a.test> SIZE={size}\r\n").as_bytes()),
+            "552 5.3.4 Message size exceeds fixed maximum message size\r\n",
+            "{size}"
+        );
+    }
+    assert_eq!(
+        codes(&d.send(b"MAIL FROM:<s@a.test> SIZE=1x\r\nMAIL FROM:<s@a.test> SIZE=10000\r\n")),
+        ["501 5.5.4", "250 2.1.0"]
+    );
 }

@@ -1,0 +1,98 @@
+//! Hardening of the SMTP session over real sockets: chunk framing that never lets data
+//! become commands, numbers that never wrap, refused recipients that cost the client
+//! time and then its connection, and clients that talk before their turn.
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+
+use common::daemon::{Client, Daemon};
+use common::{DemoRoot, demo_root};
+
+fn joe_new(d: &DemoRoot) -> usize {
+    count(&d.root.join("domains/example.com/joe/Maildir/new"))
+}
+
+fn count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.flatten().count())
+}
+
+/// Greeted, EHLO said, MAIL and one good recipient accepted.
+fn in_transaction(s: &Daemon) -> Client {
+    let mut c = s.connect();
+    assert!(c.reply().starts_with("220 "));
+    assert!(c.cmd("EHLO client.example").starts_with("250-"));
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<joe@example.com>"), "250 2.1.5 Ok");
+    c
+}
+
+/// Every reply until the server closes the connection.
+fn replies_to_the_end(c: &mut Client) -> Vec<String> {
+    let mut all = String::new();
+    let _ = c.r.read_to_string(&mut all);
+    all.lines().map(str::to_string).collect()
+}
+
+/// What a smuggler hides in a chunk: a whole transaction for joe.
+const HIDDEN: &str = "RSET\r\nMAIL FROM:<x@evil.example>\r\nRCPT TO:<joe@example.com>\r\nDATA\r\nSubject: smuggled\r\n\r\nfrom inside a chunk\r\n.\r\n";
+
+#[test]
+fn bdat_octets_are_data_even_when_the_line_is_refused() {
+    let d = demo_root();
+    let s = Daemon::start(&d.root);
+    for line in ["BDAT {} LASTX", "BDAT {} LAST junk", "BDAT {} first"] {
+        let mut c = in_transaction(&s);
+        let line = line.replace("{}", &HIDDEN.len().to_string());
+        c.send(format!("{line}\r\n{HIDDEN}QUIT\r\n").as_bytes());
+        assert_eq!(
+            replies_to_the_end(&mut c),
+            ["501 5.5.4 Syntax: BDAT size [LAST]", "221 2.0.0 Bye"],
+            "{line}"
+        );
+    }
+    // `BDAT 5 LAST junk` is not a message either.
+    let mut c = in_transaction(&s);
+    c.send(b"BDAT 5 LAST junk\r\nhelloQUIT\r\n");
+    assert_eq!(
+        replies_to_the_end(&mut c),
+        ["501 5.5.4 Syntax: BDAT size [LAST]", "221 2.0.0 Bye"]
+    );
+    assert_eq!(joe_new(&d), 0, "a message was queued from inside a chunk");
+    // A good BDAT still delivers.
+    let mut c = in_transaction(&s);
+    c.send(b"BDAT 13 LAST\r\nSubject: ok\r\nQUIT\r\n");
+    let r = replies_to_the_end(&mut c);
+    assert!(r[0].starts_with("250 2.0.0 Ok: queued as"), "{r:?}");
+    assert_eq!(joe_new(&d), 1);
+}
+
+#[test]
+fn numbers_too_large_are_never_read_as_small_ones() {
+    let d = demo_root();
+    let s = Daemon::start(&d.root);
+    let mut c = s.connect();
+    assert!(c.reply().starts_with("220 "));
+    assert!(c.cmd("EHLO client.example").starts_with("250-"));
+    for size in ["99999999999999999999999", "18446744073709551616"] {
+        assert_eq!(
+            c.cmd(&format!("MAIL FROM:<a@example.org> SIZE={size}")),
+            "552 5.3.4 Message size exceeds fixed maximum message size",
+            "{size}"
+        );
+    }
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org> SIZE=1000"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<joe@example.com>"), "250 2.1.5 Ok");
+    // A size that fits no number: nothing says where its data ends, so nothing after
+    // it is read as a command.
+    c.send(format!("BDAT 99999999999999999999005 LAST\r\nhello{HIDDEN}").as_bytes());
+    assert_eq!(
+        replies_to_the_end(&mut c),
+        [
+            "501 5.5.4 Syntax: BDAT size [LAST]",
+            "421 4.5.0 Cannot tell where the BDAT data ends, closing connection"
+        ]
+    );
+    assert_eq!(joe_new(&d), 0);
+}
