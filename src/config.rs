@@ -71,6 +71,15 @@ pub struct SmtpConfig {
     /// Allow AUTH PLAIN/LOGIN without TLS (CRAM-MD5 is always offered). AUTH only
     /// identifies a site's account for ETRN; it never allows relaying.
     pub plaintext_auth: bool,
+    /// Refused recipients (550, 553) in a session answered at once; each further one
+    /// waits `rcpt_error_delay_ms`. A delivered message starts the count again.
+    pub rcpt_soft_error_limit: usize,
+    /// The refused recipient that ends the session (421) and penalizes the client's
+    /// address for `penalty_secs`. 0: never.
+    pub rcpt_hard_error_limit: usize,
+    pub rcpt_error_delay_ms: u64,
+    /// Seconds a penalized address's new connections get 421 at once. 0: no penalty.
+    pub penalty_secs: u64,
 }
 
 impl Default for SmtpConfig {
@@ -78,6 +87,10 @@ impl Default for SmtpConfig {
         SmtpConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
             plaintext_auth: false,
+            rcpt_soft_error_limit: 3,
+            rcpt_hard_error_limit: 20,
+            rcpt_error_delay_ms: 1000,
+            penalty_secs: 300,
         }
     }
 }
@@ -310,6 +323,11 @@ mod tests {
         let d = Config::default();
         // Every value the example shows without "example" is the default.
         assert_eq!(c.limits, d.limits);
+        let smtp = SmtpConfig {
+            listen: d.smtp.listen.clone(),
+            ..c.smtp.clone()
+        };
+        assert_eq!(smtp, d.smtp);
         assert_eq!(c.user, d.user);
         assert_eq!(c.default_delivery, d.default_delivery);
         assert_eq!(c.system_accounts, d.system_accounts);

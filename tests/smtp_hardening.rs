@@ -6,6 +6,7 @@ mod common;
 
 use std::io::Read;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use common::daemon::{Client, Daemon};
 use common::{DemoRoot, demo_root};
@@ -95,4 +96,95 @@ fn numbers_too_large_are_never_read_as_small_ones() {
         ]
     );
     assert_eq!(joe_new(&d), 0);
+}
+
+#[test]
+fn recipient_harvesting_is_slowed_then_cut_off_and_the_address_penalized() {
+    // The shipped defaults: 3 refusals at once, 1 s before each further one, 421 at 20,
+    // and the address turned away for 300 s.
+    let d = demo_root();
+    let s = Daemon::start(&d.root);
+    let mut c = s.connect();
+    assert!(c.reply().starts_with("220 "));
+    assert!(c.cmd("EHLO harvester.example").starts_with("250-"));
+    assert_eq!(c.cmd("MAIL FROM:<a@harvester.example>"), "250 2.1.0 Ok");
+    let start = Instant::now();
+    let mut refused = 0;
+    let mut last = String::new();
+    for i in 0..5000 {
+        last = c.cmd(&format!("RCPT TO:<guess{i}@example.com>"));
+        if !last.starts_with("550 5.1.1 ") {
+            break;
+        }
+        refused += 1;
+    }
+    let took = start.elapsed();
+    // The 20th refusal is followed by the 421, and the connection ends.
+    assert_eq!(refused, 20, "{last}");
+    assert_eq!(
+        last,
+        "421 4.7.0 Too many refused recipients, closing connection"
+    );
+    assert!(c.closed());
+    // 16 refusals (the 4th to the 19th) waited a second each.
+    assert!(took >= Duration::from_secs(16), "took {took:?}");
+    // The address is turned away at once now, whatever it says.
+    let t = Instant::now();
+    let mut again = s.connect();
+    let r = again.reply();
+    assert!(
+        r.starts_with("421 4.7.0 ")
+            && r.ends_with("Too many refused recipients from your address, try again later"),
+        "{r}"
+    );
+    assert!(again.closed());
+    assert!(t.elapsed() < Duration::from_secs(1));
+    let log = s.log_text();
+    assert!(log.contains("too many refused recipients"), "{log}");
+    assert!(log.contains("refused connection: penalized"), "{log}");
+}
+
+#[test]
+fn refused_recipient_limits_are_settings_and_delivering_starts_the_count_again() {
+    let d = demo_root();
+    common::config(
+        &d,
+        "[smtp]\nrcpt_soft_error_limit = 1\nrcpt_hard_error_limit = 4\nrcpt_error_delay_ms = 300\npenalty_secs = 0\n",
+    );
+    let s = Daemon::start(&d.root);
+    let mut c = in_transaction(&s);
+    let start = Instant::now();
+    for i in 0..3 {
+        assert!(
+            c.cmd(&format!("RCPT TO:<guess{i}@example.com>"))
+                .starts_with("550 5.1.1 ")
+        );
+    }
+    // Two of the three waited.
+    assert!(start.elapsed() >= Duration::from_millis(600));
+    assert_eq!(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>");
+    assert!(
+        c.cmd("Subject: x\r\n\r\nhi\r\n.")
+            .starts_with("250 2.0.0 Ok: queued")
+    );
+    // After a delivery, three more refusals are allowed before the fourth closes.
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok");
+    for i in 3..6 {
+        assert!(
+            c.cmd(&format!("RCPT TO:<guess{i}@example.com>"))
+                .starts_with("550 5.1.1 ")
+        );
+    }
+    assert_eq!(
+        c.cmd("RCPT TO:<relay@elsewhere.example>"),
+        "553 5.7.1 <relay@elsewhere.example>: Relaying denied"
+    );
+    assert_eq!(
+        c.reply(),
+        "421 4.7.0 Too many refused recipients, closing connection"
+    );
+    assert!(c.closed());
+    // penalty_secs = 0: no penalty, the next connection is served.
+    assert!(s.connect().reply().starts_with("220 "));
+    assert_eq!(joe_new(&d), 1);
 }

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod listen;
 pub mod login;
 pub mod odmr_conn;
+pub mod penalty;
 pub mod pop3_conn;
 pub mod ratelimit;
 pub mod scheduler;
@@ -71,6 +72,8 @@ pub struct Shared {
     pub smtp: Arc<SessionConfig>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub limits: limits::ConnLimits,
+    /// SMTP client addresses turned away after too many refused recipients.
+    pub smtp_penalties: penalty::Penalties,
     pub pop3: Option<Arc<crate::pop3::Pop3Config>>,
     pub pop3_limits: limits::ConnLimits,
     pub pop3_failures: ratelimit::FailureLimiter,
@@ -183,8 +186,15 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         etrn: true,
         auth: true,
         plaintext_auth: config.smtp.plaintext_auth,
+        rcpt_soft_error_limit: config.smtp.rcpt_soft_error_limit,
+        rcpt_hard_error_limit: config.smtp.rcpt_hard_error_limit,
+        rcpt_error_delay: Duration::from_millis(config.smtp.rcpt_error_delay_ms),
         ..SessionConfig::default()
     });
+    let smtp_penalties = penalty::Penalties::new(
+        Duration::from_secs(config.smtp.penalty_secs),
+        penalty::DEFAULT_CAPACITY,
+    );
     if tls.is_none() && listeners.iter().any(|(_, s)| *s == Service::Pop3s) {
         return Err(
             "POP3S listeners need a TLS certificate ([tls] in turnmail.toml or tls/cert.pem)"
@@ -247,6 +257,7 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
         ),
+        smtp_penalties,
         config: Arc::new(config),
         engine,
         hostname,

@@ -45,6 +45,16 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         super::wire::write_all(&mut stream, msg.as_bytes()).await;
         return;
     }
+    if shared
+        .smtp_penalties
+        .is_penalized(peer.ip(), std::time::Instant::now())
+    {
+        tracing::info!(target: "smtp", client = %peer, "refused connection: penalized for refused recipients");
+        let reply = crate::smtp::texts::penalized(&shared.hostname);
+        super::wire::write_all(&mut stream, &reply.to_bytes()).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
     let local = stream.local_addr().unwrap_or(peer);
     let mut session = Session::new(shared.smtp.clone(), false)
         .with_challenge(super::wire::challenge(&shared.hostname));
@@ -134,6 +144,21 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                         return Ended::Closed;
                     }
                     return Ended::StartTls(stream);
+                }
+                Action::Pause(delay) => {
+                    // The replies before the refusal go out now; it waits.
+                    if !write_out(&mut stream, session).await {
+                        return Ended::Closed;
+                    }
+                    tokio::time::sleep(delay).await;
+                    session.resume();
+                }
+                Action::Penalize => {
+                    let secs = conn.shared.config.smtp.penalty_secs;
+                    tracing::warn!(target: "smtp", client = %conn.peer, "too many refused recipients: closing, new connections refused for {secs} s");
+                    conn.shared
+                        .smtp_penalties
+                        .punish(conn.peer.ip(), std::time::Instant::now());
                 }
                 Action::Close => {
                     let _ = write_out(&mut stream, session).await;

@@ -1,9 +1,11 @@
 //! What the session asks of the shell around it, and the answers it expects.
 //!
 //! The session never does I/O; whenever it needs the outside world (the engine, the
-//! queue, TLS, the socket) it hands out an [`Action`]. Three of them pause the session
-//! until the matching `answer_*` or `tls_started` call, which keeps pipelined replies
-//! in order without the session knowing anything about async.
+//! queue, TLS, the socket, the clock) it hands out an [`Action`]. Several of them pause
+//! the session until the matching `answer_*`, `tls_started` or `resume` call, which
+//! keeps pipelined replies in order without the session knowing anything about async.
+
+use std::time::Duration;
 
 use super::reply::Reply;
 use crate::odmr::{Credential, Mechanism};
@@ -44,6 +46,12 @@ pub enum Action {
         login: Vec<u8>,
         credential: Credential,
     },
+    /// Write the output so far, wait this long, then call `Session::resume`: the next
+    /// reply (a refused recipient beyond the soft limit) is written only after the wait.
+    Pause(Duration),
+    /// The client reached the hard limit of refused recipients: turn its address away
+    /// for a while (a 421 and a `Close` follow).
+    Penalize,
     /// Write the remaining output, then close the connection.
     Close,
     /// A command was refused; for the log only, nothing to answer. `command` is the

@@ -3,6 +3,8 @@
 //! The listener builds one [`SessionConfig`] from turnmail.toml and shares it behind an
 //! `Arc` with every session, so a session needs no other source of limits.
 
+use std::time::Duration;
+
 /// Limits and offered extensions for SMTP sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -33,6 +35,14 @@ pub struct SessionConfig {
     pub plaintext_auth: bool,
     /// Failed AUTH exchanges (535, cancelled, undecodable) before 421 and close.
     pub max_auth_failures: usize,
+    /// Refused recipients (550, 553) answered at once; each further one is answered
+    /// after `rcpt_error_delay`. A delivered message starts the count again.
+    pub rcpt_soft_error_limit: usize,
+    /// The refused recipient that ends the session: 421, and the shell penalizes the
+    /// client's address. 0: never.
+    pub rcpt_hard_error_limit: usize,
+    /// The wait before each refusal beyond the soft limit (zero: none).
+    pub rcpt_error_delay: Duration,
 }
 
 impl Default for SessionConfig {
@@ -51,6 +61,11 @@ impl Default for SessionConfig {
             auth: false,
             plaintext_auth: false,
             max_auth_failures: 3,
+            // Postfix's soft limit is 10 for all errors; only refused recipients count
+            // here, and a legitimate sender with a few stale addresses loses seconds.
+            rcpt_soft_error_limit: 3,
+            rcpt_hard_error_limit: 20,
+            rcpt_error_delay: Duration::from_secs(1),
         }
     }
 }

@@ -17,6 +17,8 @@
 //!             Etrn { argument }          => s.answer_etrn(trigger_flush(argument, account)),
 //!             Authenticate { .. }        => s.answer_auth(engine.check(..).await), // keep the account
 //!             StartTls                   => { write(s.take_output()); handshake()?; s.tls_started() }
+//!             Pause(delay)               => { write(s.take_output()); sleep(delay); s.resume() }
+//!             Penalize                   => penalties.punish(peer_ip, now),
 //!             Refused { command, reply } => log(command, reply),
 //!             Close                      => {}
 //!         }
@@ -31,8 +33,11 @@
 //!
 //! * [`Session::next_action`] processes all buffered input until an action needs the
 //!   shell; `None` means it needs more bytes (or is closed). `CheckRecipient`,
-//!   `Deliver`, `Etrn`, `Authenticate` and `StartTls` pause the session until answered; pipelined
-//!   input stays buffered and replies stay in order.
+//!   `Deliver`, `Etrn`, `Authenticate`, `StartTls` and `Pause` pause the session until
+//!   answered; pipelined input stays buffered and replies stay in order.
+//! * Refused recipients are counted (`harvest.rs`): beyond a soft limit each refusal
+//!   comes after a `Pause` (the session has no clock; the shell sleeps), and the one at
+//!   the hard limit ends the session with 421 after `Penalize`.
 //! * Call [`Session::take_output`] and write it whenever `next_action` returns `None`
 //!   (before reading again) and before the TLS handshake. After `Close`, write what is
 //!   left and close.
@@ -65,6 +70,7 @@ mod command;
 mod config;
 mod dot;
 mod handlers;
+mod harvest;
 mod message;
 mod number;
 mod received;

@@ -44,6 +44,8 @@ pub struct Session {
     /// pipelined chunks of it, to be read and discarded (RFC 3030 §4.2).
     pub(super) bdat_failed: bool,
     bad_commands: usize,
+    /// Recipients refused (550, 553) since the last delivered message.
+    pub(super) refused_recipients: usize,
     closed: bool,
     /// The CRAM-MD5 challenge of this connection, if the shell made one.
     pub(super) challenge: Option<String>,
@@ -93,6 +95,11 @@ pub(super) enum Waiting {
     Etrn,
     Tls,
     Auth(crate::odmr::Mechanism),
+    /// [`Action::Pause`]: this refusal is written when the pause is over.
+    Delayed {
+        command: String,
+        reply: Reply,
+    },
 }
 
 #[derive(Debug)]
@@ -128,6 +135,7 @@ impl Session {
             tx: None,
             bdat_failed: false,
             bad_commands: 0,
+            refused_recipients: 0,
             closed: false,
             challenge: None,
             exchange: None,
@@ -193,22 +201,23 @@ impl Session {
             return;
         };
         let shown = printable(&address, LOGGED_COMMAND);
-        let reply = match verdict {
+        let command = format!("RCPT TO:<{shown}>");
+        match verdict {
             RcptVerdict::Accept => {
                 if let Some(tx) = self.tx.as_mut() {
                     tx.recipients.push(address);
                 }
-                texts::recipient_ok()
+                self.reply(&texts::recipient_ok());
             }
-            RcptVerdict::NotOurs => texts::relaying_denied(&shown),
-            RcptVerdict::Unknown => texts::unknown_mailbox(&shown),
-            RcptVerdict::BadAddress(why) => texts::bad_mailbox(&shown, why),
-            RcptVerdict::Temporary(text) => texts::temporary(&text),
-        };
-        if reply.is_positive() {
-            self.reply(&reply);
-        } else {
-            self.refuse(format!("RCPT TO:<{shown}>"), reply);
+            RcptVerdict::NotOurs => {
+                self.refuse_recipient(command, texts::relaying_denied(&shown));
+            }
+            RcptVerdict::Unknown => self.refuse_recipient(command, texts::unknown_mailbox(&shown)),
+            RcptVerdict::BadAddress(why) => {
+                self.refuse_recipient(command, texts::bad_mailbox(&shown, why));
+            }
+            // Our trouble, not the client's: not counted.
+            RcptVerdict::Temporary(text) => self.refuse(command, texts::temporary(&text)),
         }
     }
 
@@ -218,7 +227,12 @@ impl Session {
             return;
         }
         let reply = match verdict {
-            MessageVerdict::Accepted { queue_id } => texts::queued(&queue_id),
+            MessageVerdict::Accepted { queue_id } => {
+                // A client that delivers mail is not probing for addresses (Postfix
+                // counts errors "without delivering mail" the same way).
+                self.refused_recipients = 0;
+                texts::queued(&queue_id)
+            }
             MessageVerdict::Temporary(text) => texts::temporary(&text),
             MessageVerdict::Permanent(text) => texts::permanent(&text),
         };
@@ -435,6 +449,11 @@ impl Session {
             self.reply(&texts::too_many_errors());
             self.close();
         }
+    }
+
+    /// Hands out an action that needs no answer.
+    pub(super) fn notify(&mut self, action: Action) {
+        self.actions.push_back(action);
     }
 
     /// Hands an action out; `waiting` pauses the session until its answer.

@@ -220,6 +220,23 @@ pub fn too_many_errors() -> Reply {
     Reply::new(421, (4, 7, 0), "Too many errors, closing connection")
 }
 
+pub fn too_many_refused_recipients() -> Reply {
+    Reply::new(
+        421,
+        (4, 7, 0),
+        "Too many refused recipients, closing connection",
+    )
+}
+
+/// Instead of the greeting, to an address penalized for refused recipients.
+pub fn penalized(host: &str) -> Reply {
+    Reply::new(
+        421,
+        (4, 7, 0),
+        format!("{host} Too many refused recipients from your address, try again later"),
+    )
+}
+
 pub fn idle_timeout() -> Reply {
     Reply::new(421, (4, 4, 2), "Idle timeout, closing connection")
 }

@@ -8,6 +8,7 @@ mod auth;
 mod bdat;
 mod conversation;
 mod data;
+mod harvest;
 mod props;
 mod tls;
 
@@ -30,6 +31,7 @@ pub fn config() -> SessionConfig {
         auth: false,
         plaintext_auth: false,
         max_auth_failures: 3,
+        ..SessionConfig::default()
     }
 }
 
@@ -71,6 +73,10 @@ pub struct Driver {
     pub message_verdict: MessageVerdict,
     /// Accept every recipient instead of using [`verdict_for`].
     pub accept_all: bool,
+    /// Pauses asked for (taken at once: there is no clock here), with the length of
+    /// the transcript when each began.
+    pub pauses: Vec<(usize, std::time::Duration)>,
+    pub penalized: usize,
 }
 
 impl Driver {
@@ -94,6 +100,8 @@ impl Driver {
                 queue_id: "QID".into(),
             },
             accept_all: false,
+            pauses: Vec::new(),
+            penalized: 0,
         };
         driver.run();
         driver
@@ -175,6 +183,13 @@ impl Driver {
                     self.session.answer_auth(self.auth_verdict);
                 }
                 Action::Refused { command, reply } => self.refused.push((command, reply)),
+                Action::Pause(delay) => {
+                    // The shell writes what came before the pause first.
+                    self.take_output();
+                    self.pauses.push((self.transcript.len(), delay));
+                    self.session.resume();
+                }
+                Action::Penalize => self.penalized += 1,
                 Action::Close => self.closed = true,
             }
         }
