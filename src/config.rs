@@ -80,6 +80,12 @@ pub struct SmtpConfig {
     pub rcpt_error_delay_ms: u64,
     /// Seconds a penalized address's new connections get 421 at once. 0: no penalty.
     pub penalty_secs: u64,
+    /// Milliseconds the greeting is held back; input arriving meanwhile is early talk.
+    pub greeting_pause_ms: u64,
+    /// Input before the greeting: "log" or "refuse" (421 and close).
+    pub early_talkers: crate::smtp::ViolationPolicy,
+    /// Input pipelined when PIPELINING was not offered (after HELO, before EHLO).
+    pub unoffered_pipelining: crate::smtp::ViolationPolicy,
 }
 
 impl Default for SmtpConfig {
@@ -91,6 +97,9 @@ impl Default for SmtpConfig {
             rcpt_hard_error_limit: 20,
             rcpt_error_delay_ms: 1000,
             penalty_secs: 300,
+            greeting_pause_ms: 0,
+            early_talkers: crate::smtp::ViolationPolicy::Log,
+            unoffered_pipelining: crate::smtp::ViolationPolicy::Log,
         }
     }
 }
@@ -315,6 +324,9 @@ mod tests {
         assert_eq!(c.ip_domains.len(), 1);
         assert!(Config::parse("usr = \"mail\"").is_err());
         assert!(Config::parse("[smtp]\nlisen = []").is_err());
+        let c = Config::parse("[smtp]\nearly_talkers = \"refuse\"\n").unwrap();
+        assert_eq!(c.smtp.early_talkers, crate::smtp::ViolationPolicy::Refuse);
+        assert!(Config::parse("[smtp]\nunoffered_pipelining = \"drop\"").is_err());
     }
 
     #[test]

@@ -188,3 +188,123 @@ fn refused_recipient_limits_are_settings_and_delivering_starts_the_count_again()
     assert!(s.connect().reply().starts_with("220 "));
     assert_eq!(joe_new(&d), 1);
 }
+
+const REFUSE_BOTH: &str = "[smtp]\ngreeting_pause_ms = 400\nearly_talkers = \"refuse\"\nunoffered_pipelining = \"refuse\"\n";
+
+#[test]
+fn early_talkers_are_refused_when_set_and_clients_that_wait_are_served() {
+    let d = demo_root();
+    common::config(&d, REFUSE_BOTH);
+    let s = Daemon::start(&d.root);
+    // A spam engine fires its whole dialogue as soon as it connects.
+    let mut bot = s.connect();
+    bot.send(format!("EHLO bot.example\r\nMAIL FROM:<a@bot.example>\r\nRCPT TO:<joe@example.com>\r\nDATA\r\n{HIDDEN}QUIT\r\n").as_bytes());
+    assert_eq!(
+        replies_to_the_end(&mut bot),
+        [
+            "421 4.5.0 mail.example.com Protocol error: input before the greeting, closing connection"
+        ]
+    );
+    // A client that waits gets the greeting after the pause, and its mail goes through.
+    let t = Instant::now();
+    let mut c = s.connect();
+    assert_eq!(c.reply(), "220 mail.example.com ESMTP turnmail");
+    assert!(t.elapsed() >= Duration::from_millis(400));
+    assert!(c.cmd("EHLO client.example").starts_with("250-"));
+    assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye");
+    assert_eq!(joe_new(&d), 0);
+    let log = s.log_text();
+    assert!(
+        log.contains(
+            "protocol violation (refused): talked before the greeting: \"EHLO bot.example"
+        ),
+        "{log}"
+    );
+}
+
+#[test]
+fn pipelining_without_the_offer_is_refused_when_set_and_real_clients_pass() {
+    let d = demo_root();
+    common::config(&d, REFUSE_BOTH);
+    let s = Daemon::start(&d.root);
+    let refusal =
+        "421 4.5.0 Protocol error: commands pipelined without PIPELINING, closing connection";
+    // After HELO: no PIPELINING was offered.
+    let mut c = s.connect();
+    assert!(c.reply().starts_with("220 "));
+    assert_eq!(c.cmd("HELO client.example"), "250 mail.example.com");
+    c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<joe@example.com>\r\nDATA\r\n");
+    assert_eq!(replies_to_the_end(&mut c), [refusal]);
+    // Before EHLO's reply: the client cannot know yet that PIPELINING is offered.
+    let mut c = s.connect();
+    assert!(c.reply().starts_with("220 "));
+    c.send(b"EHLO client.example\r\nMAIL FROM:<a@example.org>\r\n");
+    assert_eq!(replies_to_the_end(&mut c), [refusal]);
+    // After HELO, a message followed by QUIT before its 250: not delivered.
+    let mut c = s.connect();
+    assert!(c.reply().starts_with("220 "));
+    assert_eq!(c.cmd("HELO client.example"), "250 mail.example.com");
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<joe@example.com>"), "250 2.1.5 Ok");
+    assert!(c.cmd("DATA").starts_with("354 "));
+    c.send(b"Subject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n");
+    assert_eq!(replies_to_the_end(&mut c), [refusal]);
+    assert_eq!(joe_new(&d), 0);
+    // Real clients wait where they must: swaks plain and pipelining after EHLO,
+    // smtplib with EHLO and with HELO.
+    let server = s.addr.to_string();
+    for extra in [&[][..], &["--pipeline"][..]] {
+        let mut args = vec!["--server", &server, "--to", "joe@example.com"];
+        args.extend_from_slice(extra);
+        let (code, out) = common::daemon::tool("swaks", &args);
+        assert_eq!(code, 0, "{out}");
+    }
+    for greet in ["s.ehlo()", "s.helo()"] {
+        let script = format!(
+            "import smtplib\ns = smtplib.SMTP('127.0.0.1', {})\n{greet}\n\
+             s.sendmail('a@example.org', ['joe@example.com'], b'Subject: py\\r\\n\\r\\nhi\\r\\n')\ns.quit()\n",
+            s.addr.port()
+        );
+        let (code, out) = common::daemon::tool("python3", &["-c", &script]);
+        assert_eq!(code, 0, "{out}");
+    }
+    assert_eq!(joe_new(&d), 4);
+    let log = s.log_text();
+    assert!(
+        log.contains("protocol violation (refused): pipelined without PIPELINING offered: \"MAIL FROM:<a@example.org>\""),
+        "{log}"
+    );
+    assert!(!log.contains("talked before the greeting"), "{log}");
+}
+
+#[test]
+fn violations_are_only_logged_by_default() {
+    let d = demo_root();
+    common::config(&d, "[smtp]\ngreeting_pause_ms = 300\n");
+    let s = Daemon::start(&d.root);
+    let mut c = s.connect();
+    c.send(
+        b"HELO early.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<joe@example.com>\r\nDATA\r\n",
+    );
+    assert!(c.reply().starts_with("220 "));
+    assert_eq!(c.reply(), "250 mail.example.com");
+    assert_eq!(c.reply(), "250 2.1.0 Ok");
+    assert_eq!(c.reply(), "250 2.1.5 Ok");
+    assert!(c.reply().starts_with("354 "));
+    c.send(b"Subject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n");
+    assert!(c.reply().starts_with("250 2.0.0 Ok: queued as"));
+    assert_eq!(c.reply(), "221 2.0.0 Bye");
+    assert_eq!(joe_new(&d), 1);
+    let log = s.log_text();
+    assert!(
+        log.contains("protocol violation (logged only): talked before the greeting"),
+        "{log}"
+    );
+    // Pipelining is reported once per session, not once per command.
+    assert_eq!(
+        log.matches("protocol violation (logged only): pipelined without PIPELINING offered")
+            .count(),
+        1,
+        "{log}"
+    );
+}

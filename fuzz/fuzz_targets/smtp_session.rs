@@ -60,7 +60,10 @@ fuzz_target!(|data: &[u8]| {
                     }
                     // No clock here: the pause is over at once.
                     Action::Pause(_) => s.resume(),
-                    Action::Close | Action::Refused { .. } | Action::Penalize => {}
+                    Action::Close
+                    | Action::Refused { .. }
+                    | Action::Penalize
+                    | Action::ProtocolViolation { .. } => {}
                 }
             }
             let out = s.take_output();

@@ -14,6 +14,7 @@ pub mod login;
 pub mod odmr_conn;
 pub mod penalty;
 pub mod pop3_conn;
+pub mod pregreet;
 pub mod ratelimit;
 pub mod scheduler;
 pub mod smtp_conn;
@@ -189,6 +190,8 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         rcpt_soft_error_limit: config.smtp.rcpt_soft_error_limit,
         rcpt_hard_error_limit: config.smtp.rcpt_hard_error_limit,
         rcpt_error_delay: Duration::from_millis(config.smtp.rcpt_error_delay_ms),
+        early_talkers: config.smtp.early_talkers,
+        unoffered_pipelining: config.smtp.unoffered_pipelining,
         ..SessionConfig::default()
     });
     let smtp_penalties = penalty::Penalties::new(

@@ -15,7 +15,7 @@ use super::limits::Permit;
 use crate::datetime::{now_unix, rfc5322};
 use crate::deliver::transaction::{self, Verdict};
 use crate::engine::Resolution;
-use crate::smtp::{Action, MessageVerdict, RcptVerdict, Reply, Session, received_line};
+use crate::smtp::{Action, MessageVerdict, RcptVerdict, Reply, Session, Violation, received_line};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -58,6 +58,27 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     let local = stream.local_addr().unwrap_or(peer);
     let mut session = Session::new(shared.smtp.clone(), false)
         .with_challenge(super::wire::challenge(&shared.hostname));
+    let pause = Duration::from_millis(shared.config.smtp.greeting_pause_ms);
+    if let Some(sample) = super::pregreet::early_talk(&stream, pause).await {
+        session.talked_before_greeting(&sample);
+        if session.is_closed() {
+            while let Some(action) = session.next_action() {
+                if let Action::ProtocolViolation {
+                    violation,
+                    command,
+                    refused,
+                } = action
+                {
+                    log_violation(peer, violation, &command, refused);
+                }
+            }
+            if write_out(&mut stream, &mut session).await {
+                let _ = stream.shutdown().await;
+                super::pregreet::drain(&mut stream).await;
+            }
+            return;
+        }
+    }
     let mut conn = Conn {
         peer,
         local,
@@ -84,6 +105,11 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     }
     drop(permit);
     super::autoturn::after_session(&shared, peer).await;
+}
+
+fn log_violation(peer: SocketAddr, violation: Violation, command: &str, refused: bool) {
+    let outcome = if refused { "refused" } else { "logged only" };
+    tracing::warn!(target: "smtp", client = %peer, "protocol violation ({outcome}): {violation}: {command:?}");
 }
 
 async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, session: &mut Session) -> bool {
@@ -160,6 +186,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                         .smtp_penalties
                         .punish(conn.peer.ip(), std::time::Instant::now());
                 }
+                Action::ProtocolViolation {
+                    violation,
+                    command,
+                    refused,
+                } => log_violation(conn.peer, violation, &command, refused),
                 Action::Close => {
                     let _ = write_out(&mut stream, session).await;
                     let _ = stream.shutdown().await;

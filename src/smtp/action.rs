@@ -52,11 +52,38 @@ pub enum Action {
     /// The client reached the hard limit of refused recipients: turn its address away
     /// for a while (a 421 and a `Close` follow).
     Penalize,
+    /// The client broke a rule spam engines break; for the log, nothing to answer.
+    /// `command` is what it sent (printable, shortened, AUTH hidden). When `refused`,
+    /// 421 is in the output and a `Close` follows.
+    ProtocolViolation {
+        violation: Violation,
+        command: String,
+        refused: bool,
+    },
     /// Write the remaining output, then close the connection.
     Close,
     /// A command was refused; for the log only, nothing to answer. `command` is the
     /// command line made printable and shortened.
     Refused { command: String, reply: Reply },
+}
+
+/// See [`Action::ProtocolViolation`] and [`super::config::ViolationPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    /// Bytes arrived before the greeting was written.
+    EarlyTalk,
+    /// More input came after a command, a message or a chunk without waiting for its
+    /// reply, and PIPELINING had not been offered.
+    UnofferedPipelining,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Violation::EarlyTalk => "talked before the greeting",
+            Violation::UnofferedPipelining => "pipelined without PIPELINING offered",
+        })
+    }
 }
 
 /// The engine's answer to [`Action::CheckRecipient`].

@@ -5,6 +5,21 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
+/// What the session does when a client breaks a rule that only spam engines break in
+/// practice (postscreen-style tests): talking before the greeting, pipelining when
+/// PIPELINING was not offered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ViolationPolicy {
+    /// Log it (once per session) and go on.
+    #[default]
+    Log,
+    /// Log it, reply 421 4.5.0 instead of acting on the input, and close.
+    Refuse,
+}
+
 /// Limits and offered extensions for SMTP sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -43,6 +58,13 @@ pub struct SessionConfig {
     pub rcpt_hard_error_limit: usize,
     /// The wait before each refusal beyond the soft limit (zero: none).
     pub rcpt_error_delay: Duration,
+    /// A client that sent bytes before the greeting (the shell finds out and calls
+    /// [`super::Session::talked_before_greeting`]).
+    pub early_talkers: ViolationPolicy,
+    /// A client that sent more input after a command (or after a message) without
+    /// waiting for the reply, when PIPELINING was not offered to it: after HELO, before
+    /// EHLO, or after STARTTLS before the new EHLO.
+    pub unoffered_pipelining: ViolationPolicy,
 }
 
 impl Default for SessionConfig {
@@ -66,6 +88,8 @@ impl Default for SessionConfig {
             rcpt_soft_error_limit: 3,
             rcpt_hard_error_limit: 20,
             rcpt_error_delay: Duration::from_secs(1),
+            early_talkers: ViolationPolicy::Log,
+            unoffered_pipelining: ViolationPolicy::Log,
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Session {
     bad_commands: usize,
     /// Recipients refused (550, 553) since the last delivered message.
     pub(super) refused_recipients: usize,
+    /// Unoffered pipelining was reported once already (it tends to go on).
+    pub(super) pipelining_reported: bool,
     closed: bool,
     /// The CRAM-MD5 challenge of this connection, if the shell made one.
     pub(super) challenge: Option<String>,
@@ -136,6 +138,7 @@ impl Session {
             bdat_failed: false,
             bad_commands: 0,
             refused_recipients: 0,
+            pipelining_reported: false,
             closed: false,
             challenge: None,
             exchange: None,
@@ -307,6 +310,16 @@ impl Session {
         }
     }
 
+    /// Client bytes are buffered beyond what was processed.
+    pub(super) fn has_pending_input(&self) -> bool {
+        self.start < self.input.len()
+    }
+
+    /// Drops replies not yet taken by the shell.
+    pub(super) fn discard_output(&mut self) {
+        self.output.clear();
+    }
+
     /// Drops all buffered input, wiping it: it may hold a password.
     pub(super) fn discard_input(&mut self) {
         wipe(&mut self.input);
@@ -336,6 +349,10 @@ impl Session {
                     wipe(&mut self.input[self.start..self.start + lf + 1]);
                 }
                 self.start += lf + 1;
+                // A BDAT line's data follows it directly, by design.
+                if !is_bdat(line.expose()) && self.pipelined_without_offer(line.expose()) {
+                    return true;
+                }
                 match self.exchange.take() {
                     Some(exchange) => self.on_sasl_response(exchange, line.expose()),
                     None => self.handle_line(line.expose()),
@@ -392,7 +409,9 @@ impl Session {
         match decoder.feed(&self.input[self.start..], builder) {
             Some(used) => {
                 self.start += used;
-                if let Mode::Data(_, builder) = std::mem::replace(&mut self.mode, Mode::Command) {
+                if let Mode::Data(_, builder) = std::mem::replace(&mut self.mode, Mode::Command)
+                    && !self.pipelined_without_offer(b".")
+                {
                     self.finish_message("DATA".to_string(), builder);
                 }
                 true
@@ -420,7 +439,9 @@ impl Session {
         if chunk.remaining > 0 {
             return false;
         }
-        if let Mode::Chunk(chunk) = std::mem::replace(&mut self.mode, Mode::Command) {
+        if let Mode::Chunk(chunk) = std::mem::replace(&mut self.mode, Mode::Command)
+            && !self.pipelined_without_offer(chunk.command.as_bytes())
+        {
             self.finish_chunk(chunk);
         }
         true
@@ -485,6 +506,12 @@ pub(super) fn shown(line: &[u8]) -> String {
         (Some(m), false) => format!("AUTH {m}"),
         (None, _) => "AUTH".to_string(),
     }
+}
+
+fn is_bdat(line: &[u8]) -> bool {
+    line.len() >= 4
+        && line[..4].eq_ignore_ascii_case(b"BDAT")
+        && line.get(4).is_none_or(|&b| b == b' ')
 }
 
 fn is_auth(line: &[u8]) -> bool {

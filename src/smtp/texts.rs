@@ -237,6 +237,23 @@ pub fn penalized(host: &str) -> Reply {
     )
 }
 
+/// Instead of the greeting, to a client that talked before it.
+pub fn early_talk(host: &str) -> Reply {
+    Reply::new(
+        421,
+        (4, 5, 0),
+        format!("{host} Protocol error: input before the greeting, closing connection"),
+    )
+}
+
+pub fn unoffered_pipelining() -> Reply {
+    Reply::new(
+        421,
+        (4, 5, 0),
+        "Protocol error: commands pipelined without PIPELINING, closing connection",
+    )
+}
+
 pub fn idle_timeout() -> Reply {
     Reply::new(421, (4, 4, 2), "Idle timeout, closing connection")
 }

@@ -11,6 +11,7 @@ mod data;
 mod harvest;
 mod props;
 mod tls;
+mod violations;
 
 use std::sync::Arc;
 
@@ -77,6 +78,7 @@ pub struct Driver {
     /// the transcript when each began.
     pub pauses: Vec<(usize, std::time::Duration)>,
     pub penalized: usize,
+    pub violations: Vec<(crate::smtp::Violation, String, bool)>,
 }
 
 impl Driver {
@@ -102,6 +104,7 @@ impl Driver {
             accept_all: false,
             pauses: Vec::new(),
             penalized: 0,
+            violations: Vec::new(),
         };
         driver.run();
         driver
@@ -190,6 +193,11 @@ impl Driver {
                     self.session.resume();
                 }
                 Action::Penalize => self.penalized += 1,
+                Action::ProtocolViolation {
+                    violation,
+                    command,
+                    refused,
+                } => self.violations.push((violation, command, refused)),
                 Action::Close => self.closed = true,
             }
         }
