@@ -278,15 +278,14 @@ fn pipelining_without_the_offer_is_refused_when_set_and_real_clients_pass() {
 }
 
 #[test]
-fn violations_are_only_logged_by_default() {
+fn unoffered_pipelining_is_only_logged_by_default_once_per_session() {
     let d = demo_root();
-    common::config(&d, "[smtp]\ngreeting_pause_ms = 300\n");
     let s = Daemon::start(&d.root);
     let mut c = s.connect();
+    assert!(c.reply().starts_with("220 "));
     c.send(
         b"HELO early.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<joe@example.com>\r\nDATA\r\n",
     );
-    assert!(c.reply().starts_with("220 "));
     assert_eq!(c.reply(), "250 mail.example.com");
     assert_eq!(c.reply(), "250 2.1.0 Ok");
     assert_eq!(c.reply(), "250 2.1.5 Ok");
@@ -294,17 +293,35 @@ fn violations_are_only_logged_by_default() {
     c.send(b"Subject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n");
     assert!(c.reply().starts_with("250 2.0.0 Ok: queued as"));
     assert_eq!(c.reply(), "221 2.0.0 Bye");
+    assert!(c.closed());
     assert_eq!(joe_new(&d), 1);
     let log = s.log_text();
-    assert!(
-        log.contains("protocol violation (logged only): talked before the greeting"),
+    assert_eq!(
+        log.matches(
+            "protocol violation (logged only): pipelined without PIPELINING offered: \"HELO early.example\""
+        )
+        .count(),
+        1,
         "{log}"
     );
-    // Pipelining is reported once per session, not once per command.
-    assert_eq!(
-        log.matches("protocol violation (logged only): pipelined without PIPELINING offered")
-            .count(),
-        1,
+    assert_eq!(log.matches("protocol violation").count(), 1, "{log}");
+}
+
+#[test]
+fn early_talk_during_the_greeting_pause_is_only_logged_by_default() {
+    let d = demo_root();
+    common::config(&d, "[smtp]\ngreeting_pause_ms = 300\n");
+    let s = Daemon::start(&d.root);
+    let mut c = s.connect();
+    c.send(b"EHLO early.example\r\n");
+    assert!(c.reply().starts_with("220 "));
+    assert!(c.reply().starts_with("250-mail.example.com"));
+    assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye");
+    let log = s.log_text();
+    assert!(
+        log.contains(
+            "protocol violation (logged only): talked before the greeting: \"EHLO early.example??\""
+        ),
         "{log}"
     );
 }
