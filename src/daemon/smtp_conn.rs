@@ -181,7 +181,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 Action::Penalize => {
                     let secs = conn.shared.config.smtp.penalty_secs;
-                    tracing::warn!(target: "smtp", client = %conn.peer, "too many refused recipients: closing, new connections refused for {secs} s");
+                    tracing::warn!(target: "smtp", client = %conn.peer, "too many refused recipients: closing, new connections from the address refused for {secs} s");
                     conn.shared
                         .smtp_penalties
                         .punish(conn.peer.ip(), std::time::Instant::now());
