@@ -73,6 +73,21 @@ pub struct SmtpConfig {
     /// Allow AUTH PLAIN/LOGIN without TLS (CRAM-MD5 is always offered). AUTH only
     /// identifies a site's account for ETRN; it never allows relaying.
     pub plaintext_auth: bool,
+    /// Refused recipients (550, 553) in a session answered at once; each further one
+    /// waits `rcpt_error_delay_ms`. A delivered message starts the count again.
+    pub rcpt_soft_error_limit: usize,
+    /// The refused recipient that ends the session (421) and penalizes the client's
+    /// address for `penalty_secs`. 0: never.
+    pub rcpt_hard_error_limit: usize,
+    pub rcpt_error_delay_ms: u64,
+    /// Seconds a penalized address's new connections get 421 at once. 0: no penalty.
+    pub penalty_secs: u64,
+    /// Milliseconds the greeting is held back; input arriving meanwhile is early talk.
+    pub greeting_pause_ms: u64,
+    /// Input before the greeting: "log" or "refuse" (421 and close).
+    pub early_talkers: crate::smtp::ViolationPolicy,
+    /// Input pipelined when PIPELINING was not offered (after HELO, before EHLO).
+    pub unoffered_pipelining: crate::smtp::ViolationPolicy,
 }
 
 impl Default for SmtpConfig {
@@ -80,6 +95,13 @@ impl Default for SmtpConfig {
         SmtpConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
             plaintext_auth: false,
+            rcpt_soft_error_limit: 3,
+            rcpt_hard_error_limit: 20,
+            rcpt_error_delay_ms: 1000,
+            penalty_secs: 300,
+            greeting_pause_ms: 0,
+            early_talkers: crate::smtp::ViolationPolicy::Log,
+            unoffered_pipelining: crate::smtp::ViolationPolicy::Log,
         }
     }
 }
@@ -374,6 +396,9 @@ mod tests {
         assert_eq!(c.ip_domains.len(), 1);
         assert!(Config::parse("usr = \"mail\"").is_err());
         assert!(Config::parse("[smtp]\nlisen = []").is_err());
+        let c = Config::parse("[smtp]\nearly_talkers = \"refuse\"\n").unwrap();
+        assert_eq!(c.smtp.early_talkers, crate::smtp::ViolationPolicy::Refuse);
+        assert!(Config::parse("[smtp]\nunoffered_pipelining = \"drop\"").is_err());
     }
 
     #[test]
@@ -408,6 +433,11 @@ mod tests {
                 d.odmr.session_deadline_secs
             )
         );
+        let smtp = SmtpConfig {
+            listen: d.smtp.listen.clone(),
+            ..c.smtp.clone()
+        };
+        assert_eq!(smtp, d.smtp);
         assert_eq!(c.user, d.user);
         assert_eq!(c.default_delivery, d.default_delivery);
         assert_eq!(c.system_accounts, d.system_accounts);

@@ -58,7 +58,12 @@ fuzz_target!(|data: &[u8]| {
                         };
                         s.answer_auth(v);
                     }
-                    Action::Close | Action::Refused { .. } => {}
+                    // No clock here: the pause is over at once.
+                    Action::Pause(_) => s.resume(),
+                    Action::Close
+                    | Action::Refused { .. }
+                    | Action::Penalize
+                    | Action::ProtocolViolation { .. } => {}
                 }
             }
             let out = s.take_output();

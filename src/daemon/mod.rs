@@ -12,6 +12,7 @@ pub mod listen;
 pub mod login;
 pub mod odmr_conn;
 pub mod pop3_conn;
+pub mod pregreet;
 pub mod scheduler;
 pub mod smtp_conn;
 pub mod spoolhint;
@@ -68,7 +69,7 @@ pub struct Shared {
     pub hostname: String,
     pub smtp: Arc<SessionConfig>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// Connection limits, deadlines, login limits: every listener asks here.
+    /// Connection limits, deadlines, login limits, penalties: every listener asks here.
     pub policy: crate::policy::Policy,
     pub pop3: Option<Arc<crate::pop3::Pop3Config>>,
     pub odmr: Arc<crate::odmr::OdmrConfig>,
@@ -178,6 +179,11 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         etrn: true,
         auth: true,
         plaintext_auth: config.smtp.plaintext_auth,
+        rcpt_soft_error_limit: config.smtp.rcpt_soft_error_limit,
+        rcpt_hard_error_limit: config.smtp.rcpt_hard_error_limit,
+        rcpt_error_delay: Duration::from_millis(config.smtp.rcpt_error_delay_ms),
+        early_talkers: config.smtp.early_talkers,
+        unoffered_pipelining: config.smtp.unoffered_pipelining,
         ..SessionConfig::default()
     });
     if tls.is_none() && listeners.iter().any(|(_, s)| *s == Service::Pop3s) {

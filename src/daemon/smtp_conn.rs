@@ -16,7 +16,7 @@ use crate::deliver::transaction::{self, Verdict};
 use crate::engine::Resolution;
 use crate::policy::Listener;
 use crate::policy::conn::Permit;
-use crate::smtp::{Action, MessageVerdict, RcptVerdict, Reply, Session, received_line};
+use crate::smtp::{Action, MessageVerdict, RcptVerdict, Reply, Session, Violation, received_line};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -46,9 +46,41 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         super::wire::write_all(&mut stream, msg.as_bytes()).await;
         return;
     }
+    let policy = &shared.policy;
+    if policy
+        .penalties
+        .is_penalized(policy.client(peer.ip()), std::time::Instant::now())
+    {
+        tracing::info!(target: "smtp", client = %peer, "refused connection: penalized for refused recipients");
+        let reply = crate::smtp::texts::penalized(&shared.hostname);
+        super::wire::write_all(&mut stream, &reply.to_bytes()).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
     let local = stream.local_addr().unwrap_or(peer);
     let mut session = Session::new(shared.smtp.clone(), false)
         .with_challenge(super::wire::challenge(&shared.hostname));
+    let pause = Duration::from_millis(shared.config.smtp.greeting_pause_ms);
+    if let Some(sample) = super::pregreet::early_talk(&stream, pause).await {
+        session.talked_before_greeting(&sample);
+        if session.is_closed() {
+            while let Some(action) = session.next_action() {
+                if let Action::ProtocolViolation {
+                    violation,
+                    command,
+                    refused,
+                } = action
+                {
+                    log_violation(peer, violation, &command, refused);
+                }
+            }
+            if write_out(&mut stream, &mut session).await {
+                let _ = stream.shutdown().await;
+                super::pregreet::drain(&mut stream).await;
+            }
+            return;
+        }
+    }
     let mut conn = Conn {
         peer,
         local,
@@ -75,6 +107,11 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     }
     drop(permit);
     super::autoturn::after_session(&shared, peer).await;
+}
+
+fn log_violation(peer: SocketAddr, violation: Violation, command: &str, refused: bool) {
+    let outcome = if refused { "refused" } else { "logged only" };
+    tracing::warn!(target: "smtp", client = %peer, "protocol violation ({outcome}): {violation}: {command:?}");
 }
 
 async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, session: &mut Session) -> bool {
@@ -136,6 +173,27 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     return Ended::StartTls(stream);
                 }
+                Action::Pause(delay) => {
+                    // The replies before the refusal go out now; it waits.
+                    if !write_out(&mut stream, session).await {
+                        return Ended::Closed;
+                    }
+                    tokio::time::sleep(delay).await;
+                    session.resume();
+                }
+                Action::Penalize => {
+                    let secs = conn.shared.config.smtp.penalty_secs;
+                    tracing::warn!(target: "smtp", client = %conn.peer, "too many refused recipients: closing, new connections from the address refused for {secs} s");
+                    let policy = &conn.shared.policy;
+                    policy
+                        .penalties
+                        .punish(policy.client(conn.peer.ip()), std::time::Instant::now());
+                }
+                Action::ProtocolViolation {
+                    violation,
+                    command,
+                    refused,
+                } => log_violation(conn.peer, violation, &command, refused),
                 Action::Close => {
                     let _ = write_out(&mut stream, session).await;
                     let _ = stream.shutdown().await;

@@ -7,13 +7,16 @@
 //!   daemon and in a shared file for checkpassword processes;
 //! - `deadline.rs`: idle limit, command-line and session deadlines, minimum transfer
 //!   rates;
-//! - `window.rs`: requests per client per window (ETRN, ATRN).
+//! - `window.rs`: requests per client per window (ETRN, ATRN);
+//! - `penalty.rs`: SMTP clients turned away for a while after too many refused
+//!   recipients.
 //!
 //! The connection shells in `daemon/` ask [`Policy`]; none keeps limits of its own.
 
 pub mod client;
 pub mod conn;
 pub mod deadline;
+pub mod penalty;
 pub mod throttle;
 pub mod window;
 
@@ -47,6 +50,8 @@ pub struct Policy {
     pub failure_delay: Duration,
     /// ETRN and ATRN requests per client per minute.
     pub requests: WindowCounter,
+    /// SMTP clients turned away after too many refused recipients.
+    pub penalties: penalty::Penalties,
     smtp_deadlines: deadline::Limits,
     pop3_deadlines: deadline::Limits,
     odmr_deadlines: deadline::Limits,
@@ -86,6 +91,10 @@ impl Policy {
             },
             failure_delay: Duration::from_millis(c.login_settings().failure_delay_ms),
             requests: WindowCounter::new(c.flush.etrn_per_minute, secs(60)),
+            penalties: penalty::Penalties::new(
+                secs(c.smtp.penalty_secs),
+                penalty::DEFAULT_CAPACITY,
+            ),
             smtp_deadlines: deadlines(l.idle_timeout_secs, l.session_deadline_secs),
             pop3_deadlines: deadlines(c.pop3.idle_timeout_secs, c.pop3.session_deadline_secs),
             odmr_deadlines: deadlines(c.odmr.idle_timeout_secs, c.odmr.session_deadline_secs),

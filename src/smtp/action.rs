@@ -1,9 +1,11 @@
 //! What the session asks of the shell around it, and the answers it expects.
 //!
 //! The session never does I/O; whenever it needs the outside world (the engine, the
-//! queue, TLS, the socket) it hands out an [`Action`]. Three of them pause the session
-//! until the matching `answer_*` or `tls_started` call, which keeps pipelined replies
-//! in order without the session knowing anything about async.
+//! queue, TLS, the socket, the clock) it hands out an [`Action`]. Several of them pause
+//! the session until the matching `answer_*`, `tls_started` or `resume` call, which
+//! keeps pipelined replies in order without the session knowing anything about async.
+
+use std::time::Duration;
 
 use super::reply::Reply;
 use crate::odmr::{Credential, Mechanism};
@@ -44,11 +46,44 @@ pub enum Action {
         login: Vec<u8>,
         credential: Credential,
     },
+    /// Write the output so far, wait this long, then call `Session::resume`: the next
+    /// reply (a refused recipient beyond the soft limit) is written only after the wait.
+    Pause(Duration),
+    /// The client reached the hard limit of refused recipients: turn its address away
+    /// for a while (a 421 and a `Close` follow).
+    Penalize,
+    /// The client broke a rule spam engines break; for the log, nothing to answer.
+    /// `command` is what it sent (printable, shortened, AUTH hidden). When `refused`,
+    /// 421 is in the output and a `Close` follows.
+    ProtocolViolation {
+        violation: Violation,
+        command: String,
+        refused: bool,
+    },
     /// Write the remaining output, then close the connection.
     Close,
     /// A command was refused; for the log only, nothing to answer. `command` is the
     /// command line made printable and shortened.
     Refused { command: String, reply: Reply },
+}
+
+/// See [`Action::ProtocolViolation`] and [`super::config::ViolationPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    /// Bytes arrived before the greeting was written.
+    EarlyTalk,
+    /// More input came after a command, a message or a chunk without waiting for its
+    /// reply, and PIPELINING had not been offered.
+    UnofferedPipelining,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Violation::EarlyTalk => "talked before the greeting",
+            Violation::UnofferedPipelining => "pipelined without PIPELINING offered",
+        })
+    }
 }
 
 /// The engine's answer to [`Action::CheckRecipient`].

@@ -1,12 +1,14 @@
 //! One command line → one [`Command`], or the reply that refuses it.
 //!
-//! smtp-proto's `Request::parse` recognises the verbs and reads HELO/EHLO names, BDAT
-//! sizes and the MAIL parameters (SIZE, BODY, and the extensions we do not offer, which
-//! we refuse with 555). Three verbs are read by hand before it sees the line: MAIL and
-//! RCPT, because the engine needs the raw address text (see [`super::address`]), and
-//! ETRN, because smtp-proto unquotes its argument while RFC 1985 wants the node name
-//! as sent. Whether a command is allowed *now* is the session's business, not this
-//! file's.
+//! smtp-proto's `Request::parse` recognises the verbs and reads HELO/EHLO names and the
+//! MAIL parameters (BODY, and the extensions we do not offer, which we refuse with 555).
+//! Some things are read by hand before it sees the line: MAIL and RCPT, because the
+//! engine needs the raw address text (see [`super::address`]); ETRN, because
+//! smtp-proto unquotes its argument while RFC 1985 wants the node name as sent; and
+//! every number (SIZE=, BDAT sizes), because its parser turns an overflowing value into
+//! a small one ([`super::number`]). BDAT is read whole here: whatever else is wrong
+//! with a BDAT line, a readable size says how many octets of data follow it. Whether a
+//! command is allowed *now* is the session's business, not this file's.
 
 use std::borrow::Cow;
 
@@ -14,6 +16,7 @@ use smtp_proto::request::parser::Rfc5321Parser;
 use smtp_proto::{Error as ProtoError, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MailFrom, Request};
 
 use super::address::{PathError, PathKind, parse_path};
+use super::number::{self, NumberError};
 use super::reply::Reply;
 use super::texts;
 use crate::odmr::Mechanism;
@@ -46,6 +49,13 @@ pub enum Command {
         size: u64,
         last: bool,
     },
+    /// A BDAT line that is wrong. When its size could be read, that many octets follow
+    /// it all the same (RFC 3030 §2: they are data, never commands) and are discarded;
+    /// when it could not (`None`), the end of the data that follows cannot be found.
+    BadBdat {
+        size: Option<u64>,
+        reply: Reply,
+    },
     Rset,
     Noop,
     Quit,
@@ -75,6 +85,11 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
     }
     if verb.eq_ignore_ascii_case(b"RCPT") {
         return parse_rcpt(args);
+    }
+    // Before the control character check: a bad byte anywhere after the size must not
+    // keep the chunk's octets from being read as data.
+    if verb.eq_ignore_ascii_case(b"BDAT") {
+        return Ok(parse_bdat(args));
     }
     if line.iter().any(|&b| b < 0x20 || b == 0x7f) {
         return Err(texts::control_characters());
@@ -113,13 +128,6 @@ fn parse_with_smtp_proto(line: &[u8], no_args: bool) -> Result<Command, Reply> {
     match request {
         Request::Helo { host } => helo(&host, false),
         Request::Ehlo { host } => helo(&host, true),
-        Request::Bdat {
-            chunk_size,
-            is_last,
-        } => Ok(Command::Bdat {
-            size: u64::try_from(chunk_size).unwrap_or(u64::MAX),
-            last: is_last,
-        }),
         Request::Data => bare(Command::Data, "DATA"),
         Request::Rset => bare(Command::Rset, "RSET"),
         Request::Quit => bare(Command::Quit, "QUIT"),
@@ -133,9 +141,10 @@ fn parse_with_smtp_proto(line: &[u8], no_args: bool) -> Result<Command, Reply> {
         | Request::Atrn { .. }
         | Request::Burl { .. } => Ok(Command::NotImplemented),
         // Handled before smtp-proto sees the line; kept for exhaustiveness.
-        Request::Mail { .. } | Request::Rcpt { .. } | Request::Etrn { .. } => {
-            Err(texts::unknown_command())
-        }
+        Request::Mail { .. }
+        | Request::Rcpt { .. }
+        | Request::Etrn { .. }
+        | Request::Bdat { .. } => Err(texts::unknown_command()),
     }
 }
 
@@ -170,14 +179,67 @@ fn parse_mail(args: &[u8]) -> Result<Command, Reply> {
         return Err(texts::control_characters());
     }
     let has_params = !trim_spaces(path.params).is_empty();
-    let params = mail_parameters(path.params)?;
+    let (size, others) = take_size(path.params)?;
+    let params = mail_parameters(&others)?;
     Ok(Command::Mail {
         address: path.address,
-        size: u64::try_from(params.size).unwrap_or(u64::MAX),
+        size,
         body_8bit: params.flags & MAIL_BODY_8BITMIME != 0,
         has_params,
         auth_param: params.auth.is_some(),
     })
+}
+
+/// Takes SIZE= out of the MAIL parameters and reads it here; the other parameters are
+/// returned for smtp-proto. A size too large for a `u64` is larger than any limit, so it
+/// becomes `u64::MAX` and is refused with 552 like any other size over the limit
+/// (RFC 1870 §6.1); a value that is not a number is 501.
+fn take_size(params: &[u8]) -> Result<(u64, Vec<u8>), Reply> {
+    let mut size = None;
+    let mut others = Vec::with_capacity(params.len());
+    for word in params.split(|&b| b == b' ').filter(|w| !w.is_empty()) {
+        let (keyword, value) = match word.iter().position(|&b| b == b'=') {
+            Some(eq) => (&word[..eq], Some(&word[eq + 1..])),
+            None => (word, None),
+        };
+        if !keyword.eq_ignore_ascii_case(b"SIZE") {
+            others.push(b' ');
+            others.extend_from_slice(word);
+            continue;
+        }
+        size = match value.map(number::decimal) {
+            // Given twice: which one would the client mean?
+            _ if size.is_some() => return Err(texts::parameter_invalid("SIZE")),
+            Some(Ok(value)) => Some(value),
+            Some(Err(NumberError::TooBig)) => Some(u64::MAX),
+            Some(Err(NumberError::NotDecimal)) | None => {
+                return Err(texts::parameter_invalid("SIZE"));
+            }
+        };
+    }
+    Ok((size.unwrap_or(0), others))
+}
+
+/// `BDAT chunk-size [LAST]` (RFC 3030 §2), with spaces between words.
+fn parse_bdat(args: &[u8]) -> Command {
+    const USAGE: &str = "BDAT size [LAST]";
+    let mut words = args.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    let Some(Ok(size)) = words.next().map(number::decimal) else {
+        return Command::BadBdat {
+            size: None,
+            reply: texts::syntax(USAGE),
+        };
+    };
+    match (words.next(), words.next()) {
+        (None, _) => Command::Bdat { size, last: false },
+        (Some(word), None) if word.eq_ignore_ascii_case(b"LAST") => {
+            Command::Bdat { size, last: true }
+        }
+        _ => Command::BadBdat {
+            size: Some(size),
+            reply: texts::syntax(USAGE),
+        },
+    }
 }
 
 /// Runs smtp-proto's MAIL parameter parser over the text after `>`.
@@ -385,6 +447,83 @@ mod tests {
         assert_eq!(code(b"MAIL FROM:<a@b.c> ENVID=x"), (555, Some((5, 5, 4))));
     }
 
+    fn bad_bdat(line: &str) -> Option<u64> {
+        match ok(line) {
+            Command::BadBdat { size, reply } => {
+                assert_eq!((reply.code, reply.enhanced), (501, Some((5, 5, 4))));
+                size
+            }
+            c => panic!("{line:?} read as {c:?}"),
+        }
+    }
+
+    #[test]
+    fn bdat_is_read_strictly_and_keeps_its_size_when_refused() {
+        assert_eq!(
+            ok("bdat  7   last "),
+            Command::Bdat {
+                size: 7,
+                last: true
+            }
+        );
+        // Wrong after a good size: the size still counts, so the octets are data.
+        assert_eq!(bad_bdat("BDAT 5 LASTX"), Some(5));
+        assert_eq!(bad_bdat("BDAT 5 LAST junk"), Some(5));
+        assert_eq!(bad_bdat("BDAT 10 FIRST"), Some(10));
+        assert_eq!(bad_bdat("BDAT 5 LAST\0"), Some(5));
+        assert_eq!(bad_bdat("BDAT 5 \x7f"), Some(5));
+        // No size to go by.
+        for line in [
+            "BDAT",
+            "BDAT x",
+            "BDAT -1",
+            "BDAT +5 LAST",
+            "BDAT 0x10",
+            "BDAT 99999999999999999999005 LAST",
+            "BDAT 18446744073709551616",
+        ] {
+            assert_eq!(bad_bdat(line), None, "{line}");
+        }
+        assert_eq!(
+            ok("BDAT 18446744073709551615"),
+            Command::Bdat {
+                size: u64::MAX,
+                last: false
+            }
+        );
+    }
+
+    fn mail_size(line: &str) -> u64 {
+        match ok(line) {
+            Command::Mail { size, .. } => size,
+            c => panic!("{line:?} read as {c:?}"),
+        }
+    }
+
+    #[test]
+    fn size_overflow_is_too_big_never_small() {
+        assert_eq!(mail_size("MAIL FROM:<a@b.c> SIZE=0"), 0);
+        assert_eq!(mail_size("MAIL FROM:<a@b.c> size=000042"), 42);
+        assert_eq!(
+            mail_size("MAIL FROM:<a@b.c> BODY=8BITMIME SIZE=18446744073709551615"),
+            u64::MAX
+        );
+        for huge in ["18446744073709551616", "99999999999999999999999"] {
+            assert_eq!(
+                mail_size(&format!("MAIL FROM:<a@b.c> SIZE={huge}")),
+                u64::MAX,
+                "{huge}"
+            );
+        }
+        for bad in ["SIZE=", "SIZE", "SIZE=-1", "SIZE=1k", "SIZE=1 SIZE=2"] {
+            assert_eq!(
+                code(format!("MAIL FROM:<a@b.c> {bad}").as_bytes()),
+                (501, Some((5, 5, 4))),
+                "{bad}"
+            );
+        }
+    }
+
     #[test]
     fn refusals() {
         assert_eq!(code(b"FOO"), (500, Some((5, 5, 2))));
@@ -392,8 +531,6 @@ mod tests {
         assert_eq!(code(b"DATAX"), (500, Some((5, 5, 2))));
         assert_eq!(code(b"HELO"), (501, Some((5, 5, 4))));
         assert_eq!(code(b"DATA now"), (501, Some((5, 5, 4))));
-        assert_eq!(code(b"BDAT x"), (501, Some((5, 5, 4))));
-        assert_eq!(code(b"BDAT 10 FIRST"), (501, Some((5, 5, 4))));
         assert_eq!(code(b"ETRN"), (501, Some((5, 5, 4))));
         assert_eq!(code(b"ETRN @"), (501, Some((5, 5, 4))));
         assert_eq!(code(b"ETRN a b"), (501, Some((5, 5, 4))));

@@ -3,6 +3,23 @@
 //! The listener builds one [`SessionConfig`] from turnmail.toml and shares it behind an
 //! `Arc` with every session, so a session needs no other source of limits.
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What the session does when a client breaks a rule that only spam engines break in
+/// practice (postscreen-style tests): talking before the greeting, pipelining when
+/// PIPELINING was not offered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ViolationPolicy {
+    /// Log it (once per session) and go on.
+    #[default]
+    Log,
+    /// Log it, reply 421 4.5.0 instead of acting on the input, and close.
+    Refuse,
+}
+
 /// Limits and offered extensions for SMTP sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -33,6 +50,21 @@ pub struct SessionConfig {
     pub plaintext_auth: bool,
     /// Failed AUTH exchanges (535, cancelled, undecodable) before 421 and close.
     pub max_auth_failures: usize,
+    /// Refused recipients (550, 553) answered at once; each further one is answered
+    /// after `rcpt_error_delay`. A delivered message starts the count again.
+    pub rcpt_soft_error_limit: usize,
+    /// The refused recipient that ends the session: 421, and the shell penalizes the
+    /// client's address. 0: never.
+    pub rcpt_hard_error_limit: usize,
+    /// The wait before each refusal beyond the soft limit (zero: none).
+    pub rcpt_error_delay: Duration,
+    /// A client that sent bytes before the greeting (the shell finds out and calls
+    /// [`super::Session::talked_before_greeting`]).
+    pub early_talkers: ViolationPolicy,
+    /// A client that sent more input after a command (or after a message) without
+    /// waiting for the reply, when PIPELINING was not offered to it: after HELO, before
+    /// EHLO, or after STARTTLS before the new EHLO.
+    pub unoffered_pipelining: ViolationPolicy,
 }
 
 impl Default for SessionConfig {
@@ -51,6 +83,13 @@ impl Default for SessionConfig {
             auth: false,
             plaintext_auth: false,
             max_auth_failures: 3,
+            // Postfix's soft limit is 10 for all errors; only refused recipients count
+            // here, and a legitimate sender with a few stale addresses loses seconds.
+            rcpt_soft_error_limit: 3,
+            rcpt_hard_error_limit: 20,
+            rcpt_error_delay: Duration::from_secs(1),
+            early_talkers: ViolationPolicy::Log,
+            unoffered_pipelining: ViolationPolicy::Log,
         }
     }
 }

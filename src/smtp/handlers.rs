@@ -20,7 +20,7 @@ impl Session {
             Err(reply) => return self.protocol_error(shown(line), reply),
         };
         // Only BDATs directly after a failed one are leftovers of its transaction.
-        if !matches!(command, Command::Bdat { .. }) {
+        if !matches!(command, Command::Bdat { .. } | Command::BadBdat { .. }) {
             self.bdat_failed = false;
         }
         match command {
@@ -39,7 +39,20 @@ impl Session {
             }
             Command::Rcpt { address } => self.on_rcpt(line, address),
             Command::Data => self.on_data(line),
-            Command::Bdat { size, last } => self.on_bdat(size, last),
+            Command::Bdat { size, last } => self.on_bdat(line, size, last),
+            Command::BadBdat {
+                size: Some(size),
+                reply,
+            } => self.read_chunk(
+                line,
+                size,
+                false,
+                ChunkOutcome::Refuse {
+                    reply,
+                    counts: true,
+                },
+            ),
+            Command::BadBdat { size: None, reply } => self.on_unframed_bdat(line, reply),
             Command::Rset => {
                 self.tx = None;
                 self.reply(&texts::ok());
@@ -193,13 +206,14 @@ impl Session {
 
     /// Every BDAT with a valid size has its octets read, even when refused (RFC 3030
     /// §2), or they would be taken for commands.
-    fn on_bdat(&mut self, size: u64, last: bool) {
-        if !self.cfg.chunking {
-            let line = bdat_line(size, last);
-            return self.protocol_error(line, texts::not_implemented());
-        }
+    fn on_bdat(&mut self, line: &[u8], size: u64, last: bool) {
         let (max_size, max_line) = (self.cfg.max_message_size, self.cfg.max_text_line);
         let outcome = match self.tx.as_mut() {
+            // Not offered, but the client meant these octets as data all the same.
+            _ if !self.cfg.chunking => ChunkOutcome::Refuse {
+                reply: texts::not_implemented(),
+                counts: true,
+            },
             _ if self.bdat_failed => ChunkOutcome::Refuse {
                 reply: texts::chunk_discarded(),
                 counts: false,
@@ -227,7 +241,13 @@ impl Session {
                 }
             }
         };
+        self.read_chunk(line, size, last, outcome);
+    }
+
+    /// The next `size` octets are chunk data; `outcome` says what becomes of them.
+    fn read_chunk(&mut self, line: &[u8], size: u64, last: bool, outcome: ChunkOutcome) {
         self.set_mode(Mode::Chunk(Chunk {
+            command: shown(line),
             size,
             remaining: size,
             last,
@@ -235,9 +255,20 @@ impl Session {
         }));
     }
 
+    /// A BDAT line without a readable size: nothing tells where its data ends, so
+    /// whatever follows could be data a client meant as message text. Reading it as
+    /// commands is what would let a message be smuggled in; the session ends instead.
+    fn on_unframed_bdat(&mut self, line: &[u8], reply: super::reply::Reply) {
+        self.protocol_error(shown(line), reply);
+        if !self.is_closed() {
+            self.reply(&texts::bdat_unframed());
+            self.close();
+        }
+    }
+
     /// All octets of a chunk have been read.
     pub(super) fn finish_chunk(&mut self, chunk: Chunk) {
-        let line = bdat_line(chunk.size, chunk.last);
+        let line = chunk.command;
         if let ChunkOutcome::Refuse { reply, counts } = chunk.outcome {
             self.tx = None;
             self.bdat_failed = true;
@@ -320,13 +351,5 @@ impl Session {
             return self.protocol_error(shown(line), texts::not_in_transaction("ETRN"));
         }
         self.request(Action::Etrn { argument }, Some(Waiting::Etrn));
-    }
-}
-
-fn bdat_line(size: u64, last: bool) -> String {
-    if last {
-        format!("BDAT {size} LAST")
-    } else {
-        format!("BDAT {size}")
     }
 }

@@ -17,6 +17,9 @@
 //!             Etrn { argument }          => s.answer_etrn(trigger_flush(argument, account)),
 //!             Authenticate { .. }        => s.answer_auth(engine.check(..).await), // keep the account
 //!             StartTls                   => { write(s.take_output()); handshake()?; s.tls_started() }
+//!             Pause(delay)               => { write(s.take_output()); sleep(delay); s.resume() }
+//!             Penalize                   => penalties.punish(peer_ip, now),
+//!             ProtocolViolation { .. }   => log(..),
 //!             Refused { command, reply } => log(command, reply),
 //!             Close                      => {}
 //!         }
@@ -31,8 +34,15 @@
 //!
 //! * [`Session::next_action`] processes all buffered input until an action needs the
 //!   shell; `None` means it needs more bytes (or is closed). `CheckRecipient`,
-//!   `Deliver`, `Etrn`, `Authenticate` and `StartTls` pause the session until answered; pipelined
-//!   input stays buffered and replies stay in order.
+//!   `Deliver`, `Etrn`, `Authenticate`, `StartTls` and `Pause` pause the session until
+//!   answered; pipelined input stays buffered and replies stay in order.
+//! * Refused recipients are counted (`harvest.rs`): beyond a soft limit each refusal
+//!   comes after a `Pause` (the session has no clock; the shell sleeps), and the one at
+//!   the hard limit ends the session with 421 after `Penalize`.
+//! * Clients that do not wait their turn (`violations.rs`): the shell calls
+//!   [`Session::talked_before_greeting`] if bytes arrived before it wrote the greeting;
+//!   the session itself sees input pipelined when PIPELINING was not offered. Each is
+//!   logged (`ProtocolViolation`) or refused with 421, by `SessionConfig`.
 //! * Call [`Session::take_output`] and write it whenever `next_action` returns `None`
 //!   (before reading again) and before the TLS handshake. After `Close`, write what is
 //!   left and close.
@@ -65,14 +75,17 @@ mod command;
 mod config;
 mod dot;
 mod handlers;
+mod harvest;
 mod message;
+mod number;
 mod received;
 mod reply;
 mod session;
 pub mod texts;
+mod violations;
 
-pub use action::{Action, MessageVerdict, RcptVerdict};
-pub use config::SessionConfig;
+pub use action::{Action, MessageVerdict, RcptVerdict, Violation};
+pub use config::{SessionConfig, ViolationPolicy};
 pub use message::MAX_HOPS;
 pub use received::received_line;
 pub use reply::Reply;

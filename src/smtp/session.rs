@@ -44,6 +44,10 @@ pub struct Session {
     /// pipelined chunks of it, to be read and discarded (RFC 3030 §4.2).
     pub(super) bdat_failed: bool,
     bad_commands: usize,
+    /// Recipients refused (550, 553) since the last delivered message.
+    pub(super) refused_recipients: usize,
+    /// Unoffered pipelining was reported once already (it tends to go on).
+    pub(super) pipelining_reported: bool,
     closed: bool,
     /// The CRAM-MD5 challenge of this connection, if the shell made one.
     pub(super) challenge: Option<String>,
@@ -66,6 +70,8 @@ pub(super) enum Mode {
 /// A BDAT chunk being read.
 #[derive(Debug)]
 pub(super) struct Chunk {
+    /// The BDAT line, printable, for the log.
+    pub command: String,
     pub size: u64,
     pub remaining: u64,
     pub last: bool,
@@ -91,6 +97,11 @@ pub(super) enum Waiting {
     Etrn,
     Tls,
     Auth(crate::odmr::Mechanism),
+    /// [`Action::Pause`]: this refusal is written when the pause is over.
+    Delayed {
+        command: String,
+        reply: Reply,
+    },
 }
 
 #[derive(Debug)]
@@ -126,6 +137,8 @@ impl Session {
             tx: None,
             bdat_failed: false,
             bad_commands: 0,
+            refused_recipients: 0,
+            pipelining_reported: false,
             closed: false,
             challenge: None,
             exchange: None,
@@ -191,22 +204,23 @@ impl Session {
             return;
         };
         let shown = printable(&address, LOGGED_COMMAND);
-        let reply = match verdict {
+        let command = format!("RCPT TO:<{shown}>");
+        match verdict {
             RcptVerdict::Accept => {
                 if let Some(tx) = self.tx.as_mut() {
                     tx.recipients.push(address);
                 }
-                texts::recipient_ok()
+                self.reply(&texts::recipient_ok());
             }
-            RcptVerdict::NotOurs => texts::relaying_denied(&shown),
-            RcptVerdict::Unknown => texts::unknown_mailbox(&shown),
-            RcptVerdict::BadAddress(why) => texts::bad_mailbox(&shown, why),
-            RcptVerdict::Temporary(text) => texts::temporary(&text),
-        };
-        if reply.is_positive() {
-            self.reply(&reply);
-        } else {
-            self.refuse(format!("RCPT TO:<{shown}>"), reply);
+            RcptVerdict::NotOurs => {
+                self.refuse_recipient(command, texts::relaying_denied(&shown));
+            }
+            RcptVerdict::Unknown => self.refuse_recipient(command, texts::unknown_mailbox(&shown)),
+            RcptVerdict::BadAddress(why) => {
+                self.refuse_recipient(command, texts::bad_mailbox(&shown, why));
+            }
+            // Our trouble, not the client's: not counted.
+            RcptVerdict::Temporary(text) => self.refuse(command, texts::temporary(&text)),
         }
     }
 
@@ -216,7 +230,12 @@ impl Session {
             return;
         }
         let reply = match verdict {
-            MessageVerdict::Accepted { queue_id } => texts::queued(&queue_id),
+            MessageVerdict::Accepted { queue_id } => {
+                // A client that delivers mail is not probing for addresses (Postfix
+                // counts errors "without delivering mail" the same way).
+                self.refused_recipients = 0;
+                texts::queued(&queue_id)
+            }
             MessageVerdict::Temporary(text) => texts::temporary(&text),
             MessageVerdict::Permanent(text) => texts::permanent(&text),
         };
@@ -303,6 +322,16 @@ impl Session {
         }
     }
 
+    /// Client bytes are buffered beyond what was processed.
+    pub(super) fn has_pending_input(&self) -> bool {
+        self.start < self.input.len()
+    }
+
+    /// Drops replies not yet taken by the shell.
+    pub(super) fn discard_output(&mut self) {
+        self.output.clear();
+    }
+
     /// Drops all buffered input, wiping it: it may hold a password.
     pub(super) fn discard_input(&mut self) {
         wipe(&mut self.input);
@@ -332,6 +361,10 @@ impl Session {
                     wipe(&mut self.input[self.start..self.start + lf + 1]);
                 }
                 self.start += lf + 1;
+                // A BDAT line's data follows it directly, by design.
+                if !is_bdat(line.expose()) && self.pipelined_without_offer(line.expose()) {
+                    return true;
+                }
                 match self.exchange.take() {
                     Some(exchange) => self.on_sasl_response(exchange, line.expose()),
                     None => self.handle_line(line.expose()),
@@ -388,7 +421,9 @@ impl Session {
         match decoder.feed(&self.input[self.start..], builder) {
             Some(used) => {
                 self.start += used;
-                if let Mode::Data(_, builder) = std::mem::replace(&mut self.mode, Mode::Command) {
+                if let Mode::Data(_, builder) = std::mem::replace(&mut self.mode, Mode::Command)
+                    && !self.pipelined_without_offer(b".")
+                {
                     self.finish_message("DATA".to_string(), builder);
                 }
                 true
@@ -416,7 +451,9 @@ impl Session {
         if chunk.remaining > 0 {
             return false;
         }
-        if let Mode::Chunk(chunk) = std::mem::replace(&mut self.mode, Mode::Command) {
+        if let Mode::Chunk(chunk) = std::mem::replace(&mut self.mode, Mode::Command)
+            && !self.pipelined_without_offer(chunk.command.as_bytes())
+        {
             self.finish_chunk(chunk);
         }
         true
@@ -445,6 +482,11 @@ impl Session {
             self.reply(&texts::too_many_errors());
             self.close();
         }
+    }
+
+    /// Hands out an action that needs no answer.
+    pub(super) fn notify(&mut self, action: Action) {
+        self.actions.push_back(action);
     }
 
     /// Hands an action out; `waiting` pauses the session until its answer.
@@ -476,6 +518,12 @@ pub(super) fn shown(line: &[u8]) -> String {
         (Some(m), false) => format!("AUTH {m}"),
         (None, _) => "AUTH".to_string(),
     }
+}
+
+fn is_bdat(line: &[u8]) -> bool {
+    line.len() >= 4
+        && line[..4].eq_ignore_ascii_case(b"BDAT")
+        && line.get(4).is_none_or(|&b| b == b' ')
 }
 
 fn is_auth(line: &[u8]) -> bool {

@@ -206,8 +206,52 @@ pub fn looping() -> Reply {
     Reply::new(554, (5, 4, 6), "Too many hops, this message is looping")
 }
 
+/// After a BDAT whose size could not be read: the data that follows has no end we
+/// could find, so no later byte can be trusted to be a command.
+pub fn bdat_unframed() -> Reply {
+    Reply::new(
+        421,
+        (4, 5, 0),
+        "Cannot tell where the BDAT data ends, closing connection",
+    )
+}
+
 pub fn too_many_errors() -> Reply {
     Reply::new(421, (4, 7, 0), "Too many errors, closing connection")
+}
+
+pub fn too_many_refused_recipients() -> Reply {
+    Reply::new(
+        421,
+        (4, 7, 0),
+        "Too many refused recipients, closing connection",
+    )
+}
+
+/// Instead of the greeting, to an address penalized for refused recipients.
+pub fn penalized(host: &str) -> Reply {
+    Reply::new(
+        421,
+        (4, 7, 0),
+        format!("{host} Too many refused recipients from your address, try again later"),
+    )
+}
+
+/// Instead of the greeting, to a client that talked before it.
+pub fn early_talk(host: &str) -> Reply {
+    Reply::new(
+        421,
+        (4, 5, 0),
+        format!("{host} Protocol error: input before the greeting, closing connection"),
+    )
+}
+
+pub fn unoffered_pipelining() -> Reply {
+    Reply::new(
+        421,
+        (4, 5, 0),
+        "Protocol error: commands pipelined without PIPELINING, closing connection",
+    )
 }
 
 pub fn idle_timeout() -> Reply {

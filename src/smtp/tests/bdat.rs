@@ -116,3 +116,65 @@ fn bdat_without_recipients() {
     let replies = d.send(b"BDAT 3\r\nabcBDAT 1 LAST\r\nxNOOP\r\n");
     assert_eq!(codes(&replies), ["554 5.5.1", "503 5.5.1", "250 2.0.0"]);
 }
+
+/// Commands a smuggler would hide in a chunk.
+const HIDDEN: &[u8] = b"RSET\r\nMAIL FROM:<x@evil.test>\r\nRCPT TO:<r@b.test>\r\nDATA\r\nSubject: smuggled\r\n\r\n.\r\n";
+
+#[test]
+fn a_bad_bdat_line_with_a_size_still_frames_its_octets() {
+    for line in [
+        "BDAT {} LASTX",
+        "BDAT {} LAST junk",
+        "BDAT {} FIRST",
+        "BDAT {} LAST\0",
+    ] {
+        let mut d = in_transaction();
+        let mut wire = line.replace("{}", &HIDDEN.len().to_string()).into_bytes();
+        wire.extend_from_slice(b"\r\n");
+        wire.extend_from_slice(HIDDEN);
+        wire.extend_from_slice(b"NOOP\r\n");
+        assert_eq!(
+            codes(&d.send(&wire)),
+            ["501 5.5.4", "250 2.0.0"],
+            "{line:?}"
+        );
+        assert!(d.deliveries.is_empty(), "{line:?}");
+        assert_eq!(
+            d.recipients_checked.len(),
+            1,
+            "{line:?}: chunk bytes were run"
+        );
+        // The refused line ended the transaction; pipelined chunks of it are dropped.
+        assert_eq!(codes(&d.send(b"BDAT 2 LAST\r\nok")), ["503 5.5.1"]);
+        assert!(d.deliveries.is_empty());
+    }
+}
+
+#[test]
+fn a_bdat_without_a_readable_size_ends_the_session() {
+    for size in [
+        "99999999999999999999005",
+        "18446744073709551616",
+        "x",
+        "-5",
+        "",
+    ] {
+        let mut d = in_transaction();
+        let mut wire = format!("BDAT {size} LAST\r\n").into_bytes();
+        wire.extend_from_slice(HIDDEN);
+        let replies = d.send(&wire);
+        assert_eq!(codes(&replies), ["501 5.5.4", "421 4.5.0"], "{size:?}");
+        assert!(replies.contains("Syntax: BDAT size [LAST]"));
+        assert!(d.closed && d.deliveries.is_empty(), "{size:?}");
+        assert_eq!(d.recipients_checked.len(), 1);
+    }
+}
+
+#[test]
+fn the_largest_size_is_a_size_not_an_error() {
+    let mut d = in_transaction();
+    let replies = d.send(b"BDAT 18446744073709551615 LAST\r\nabc");
+    assert_eq!(replies, "");
+    assert!(!d.closed);
+    assert!(d.session.buffered() < 512 + 32 * 1024 + 100);
+}

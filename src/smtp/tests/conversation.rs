@@ -74,10 +74,12 @@ fn ehlo_offers_only_what_is_configured() {
         "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n\
          250 ENHANCEDSTATUSCODES\r\n"
     );
+    // BDAT's octets are read even when it is not offered: the client meant them as data.
     assert_eq!(
-        codes(&d.send(b"STARTTLS\r\nETRN x.test\r\nBDAT 3\r\n")),
-        ["502 5.5.1", "502 5.5.1", "502 5.5.1"]
+        codes(&d.send(b"STARTTLS\r\nETRN x.test\r\nBDAT 9\r\nQUIT\r\nabcNOOP\r\n")),
+        ["502 5.5.1", "502 5.5.1", "502 5.5.1", "250 2.0.0"]
     );
+    assert!(!d.closed);
 }
 
 #[test]
@@ -293,8 +295,11 @@ fn command_line_limit() {
 #[test]
 fn pipelined_group_pauses_at_each_recipient() {
     let mut s = Session::new(Arc::new(config()), false);
+    // EHLO on its own: PIPELINING is offered only in its reply.
+    s.receive(b"EHLO c\r\n");
+    assert_eq!(s.next_action(), None);
     s.take_output();
-    let group = b"EHLO c\r\nMAIL FROM:<s@a.test>\r\nRCPT TO:<one@b.test>\r\n\
+    let group = b"MAIL FROM:<s@a.test>\r\nRCPT TO:<one@b.test>\r\n\
                   RCPT TO:<unknown@b.test>\r\nRCPT TO:<two@b.test>\r\nDATA\r\n\
                   line\r\n.\r\nQUIT\r\n";
     assert_eq!(s.receive(group), group.len());
@@ -338,7 +343,6 @@ fn pipelined_group_pauses_at_each_recipient() {
     assert_eq!(
         codes(&out),
         [
-            "250",
             "250 2.1.0",
             "250 2.1.5",
             "550 5.1.1",
@@ -371,4 +375,20 @@ fn input_beyond_room_is_left_to_the_shell() {
     let big = vec![b'N'; room + 100];
     assert_eq!(s.receive(&big), room);
     assert_eq!(s.input_room(), 0);
+}
+
+#[test]
+fn sizes_too_large_for_any_number_are_too_large() {
+    let mut d = greeted();
+    for size in ["99999999999999999999999", "18446744073709551616", "10001"] {
+        assert_eq!(
+            d.send(format!("MAIL FROM:<s@a.test> SIZE={size}\r\n").as_bytes()),
+            "552 5.3.4 Message size exceeds fixed maximum message size\r\n",
+            "{size}"
+        );
+    }
+    assert_eq!(
+        codes(&d.send(b"MAIL FROM:<s@a.test> SIZE=1x\r\nMAIL FROM:<s@a.test> SIZE=10000\r\n")),
+        ["501 5.5.4", "250 2.1.0"]
+    );
 }

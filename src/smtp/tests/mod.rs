@@ -8,8 +8,10 @@ mod auth;
 mod bdat;
 mod conversation;
 mod data;
+mod harvest;
 mod props;
 mod tls;
+mod violations;
 
 use std::sync::Arc;
 
@@ -30,6 +32,7 @@ pub fn config() -> SessionConfig {
         auth: false,
         plaintext_auth: false,
         max_auth_failures: 3,
+        ..SessionConfig::default()
     }
 }
 
@@ -71,6 +74,11 @@ pub struct Driver {
     pub message_verdict: MessageVerdict,
     /// Accept every recipient instead of using [`verdict_for`].
     pub accept_all: bool,
+    /// Pauses asked for (taken at once: there is no clock here), with the length of
+    /// the transcript when each began.
+    pub pauses: Vec<(usize, std::time::Duration)>,
+    pub penalized: usize,
+    pub violations: Vec<(crate::smtp::Violation, String, bool)>,
 }
 
 impl Driver {
@@ -94,6 +102,9 @@ impl Driver {
                 queue_id: "QID".into(),
             },
             accept_all: false,
+            pauses: Vec::new(),
+            penalized: 0,
+            violations: Vec::new(),
         };
         driver.run();
         driver
@@ -175,6 +186,18 @@ impl Driver {
                     self.session.answer_auth(self.auth_verdict);
                 }
                 Action::Refused { command, reply } => self.refused.push((command, reply)),
+                Action::Pause(delay) => {
+                    // The shell writes what came before the pause first.
+                    self.take_output();
+                    self.pauses.push((self.transcript.len(), delay));
+                    self.session.resume();
+                }
+                Action::Penalize => self.penalized += 1,
+                Action::ProtocolViolation {
+                    violation,
+                    command,
+                    refused,
+                } => self.violations.push((violation, command, refused)),
                 Action::Close => self.closed = true,
             }
         }

@@ -22,6 +22,7 @@ fn config() -> SessionConfig {
         auth: true,
         plaintext_auth: true,
         max_auth_failures: 3,
+        ..SessionConfig::default()
     }
 }
 

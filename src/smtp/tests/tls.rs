@@ -8,7 +8,9 @@ use crate::smtp::{Action, Session};
 #[test]
 fn bytes_after_starttls_in_the_same_packet_are_discarded() {
     let mut s = Session::new(Arc::new(config()), false);
-    s.receive(b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<evil@x.test>\r\nRCPT TO:<v@b.test>\r\n");
+    s.receive(b"EHLO c\r\n");
+    assert_eq!(s.next_action(), None);
+    s.receive(b"STARTTLS\r\nMAIL FROM:<evil@x.test>\r\nRCPT TO:<v@b.test>\r\n");
     assert_eq!(s.next_action(), Some(Action::StartTls));
     let out = String::from_utf8(s.take_output()).unwrap_or_default();
     assert!(out.ends_with("220 2.0.0 Ready to start TLS\r\n"));
