@@ -12,6 +12,7 @@ pub mod deliver;
 pub mod engine;
 pub mod flush;
 pub mod fsutil;
+pub mod generate;
 pub mod maildir;
 pub mod net;
 pub mod odmr;

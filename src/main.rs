@@ -79,6 +79,10 @@ enum Command {
         /// PEM private key (e.g. /etc/letsencrypt/live/HOST/privkey.pem).
         #[arg(long, requires = "cert")]
         key: Option<PathBuf>,
+        /// Link ROOT/turnmail.toml to this existing settings file instead of writing
+        /// one (the Debian package's /etc/turnmail/turnmail.toml); its listeners apply.
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["smtp", "pop3", "pop3s", "odmr", "cert", "key"])]
+        config: Option<PathBuf>,
         /// Write over files of a mail root already in the directory.
         #[arg(long)]
         force: bool,
@@ -191,6 +195,31 @@ enum Command {
         #[arg(long)]
         local: bool,
     },
+    /// Files generated from this program's own definitions, for packages
+    /// (deploy/package.sh): man pages, shell completions, turnmail.toml.
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: GenerateCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenerateCmd {
+    /// A man page for turnmail and each subcommand (turnmail-domain-add.1, ...) in DIR.
+    Man { dir: PathBuf },
+    /// The completion script for SHELL in DIR (turnmail.bash, _turnmail, turnmail.fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+        dir: PathBuf,
+    },
+    /// The turnmail.toml a package ships: production settings, POP3S off.
+    Config {
+        file: PathBuf,
+        #[arg(long, default_value = "turnmail")]
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -255,6 +284,9 @@ fn cmd_setup(dir: &Path, opts: &admin::setup::SetupOptions) -> Result<ExitCode, 
     let root = r.root.display();
     println!("created an empty mail root in {root} for {}", opts.hostname);
     println!("  mail user:  {}", opts.mail_user.name);
+    if let Some(c) = &opts.config {
+        println!("  settings:   {root}/turnmail.toml -> {}", c.display());
+    }
     let show = |what: &str, a: &[std::net::SocketAddr]| {
         if !a.is_empty() {
             let l: Vec<String> = a.iter().map(|x| x.to_string()).collect();
@@ -265,16 +297,44 @@ fn cmd_setup(dir: &Path, opts: &admin::setup::SetupOptions) -> Result<ExitCode, 
     show("POP3:", &r.config.pop3.listen);
     show("POP3S:", &r.config.pop3.listen_tls);
     show("ODMR:", &r.config.odmr.listen);
-    if r.pop3s_left_out {
+    // A linked settings file (a package's) ships with POP3S off too.
+    if r.pop3s_left_out || (opts.config.is_some() && r.config.pop3.listen_tls.is_empty()) {
+        let file = opts
+            .config
+            .clone()
+            .unwrap_or_else(|| r.root.join("turnmail.toml"));
         println!(
-            "  POP3S (995) is off until a certificate is set: [tls] in {root}/turnmail.toml \
-             (or `turnmail --root {root} tls selfsigned` for testing), then uncomment listen_tls"
+            "  POP3S (995) is off until a certificate is set: [tls] in {} \
+             (or `turnmail --root {root} tls selfsigned` for testing), then uncomment listen_tls",
+            file.display()
         );
     }
     println!("next:");
     println!("  turnmail --root {root} domain add example.net");
     println!("  turnmail --root {root} user add joe@example.net");
     println!("  systemctl enable --now turnmail      # or: turnmail --root {root} serve");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_generate(what: GenerateCmd) -> Result<ExitCode, String> {
+    use clap::CommandFactory;
+    let at = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    match what {
+        GenerateCmd::Man { dir } => {
+            let pages =
+                turnmail::generate::man_pages(Cli::command(), &dir).map_err(|e| at(&dir, e))?;
+            println!("{} man pages in {}", pages.len(), dir.display());
+        }
+        GenerateCmd::Completions { shell, dir } => {
+            let f = turnmail::generate::completions(Cli::command(), shell, &dir)
+                .map_err(|e| at(&dir, e))?;
+            println!("{}", f.display());
+        }
+        GenerateCmd::Config { file, user } => {
+            turnmail::generate::packaged_config(&user, &file).map_err(|e| at(&file, e))?;
+            println!("{}", file.display());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -781,6 +841,7 @@ fn main() -> ExitCode {
             odmr,
             cert,
             key,
+            config,
             force,
         } => dir
             .or(cli.root)
@@ -797,6 +858,7 @@ fn main() -> ExitCode {
                     },
                     tls: cert.zip(key),
                     force,
+                    config,
                 };
                 cmd_setup(&d, &opts)
             }),
@@ -846,6 +908,7 @@ fn main() -> ExitCode {
         Command::Resolve { address, local } => {
             need_root(cli.root).and_then(|r| cmd_resolve(&r, &address, local))
         }
+        Command::Generate { what } => cmd_generate(what),
     };
     match result {
         Ok(code) => code,

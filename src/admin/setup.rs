@@ -3,6 +3,9 @@
 //! production settings of `deploy/turnmail.toml.example`, with the listeners and the
 //! certificate given on the command line. It refuses a directory that holds any file
 //! of a mail root (an operator's turnmail.toml included) unless told to write over it.
+//! With `--config PATH` the root's turnmail.toml is a link to a settings file kept
+//! elsewhere (the Debian package's conffile, /etc/turnmail/turnmail.toml), so that the
+//! package manager, not the root, looks after the operator's edits.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,6 +36,9 @@ pub struct SetupOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Write over a mail root's files already there.
     pub force: bool,
+    /// An existing turnmail.toml (absolute path) that ROOT/turnmail.toml links to,
+    /// instead of a file of its own; its listeners and [tls] are used as they are.
+    pub config: Option<PathBuf>,
 }
 
 /// What was made, for the operator.
@@ -54,10 +60,30 @@ fn list(addrs: &[SocketAddr]) -> String {
 /// example; the result is parsed back and checked, so a changed example cannot
 /// silently produce other settings.
 pub fn production_config(o: &SetupOptions) -> Result<(String, bool), String> {
+    // The header of the example speaks of the file as an example: say what this is.
+    let header = format!(
+        "# turnmail.toml of the mail root made by `turnmail setup` for {}.",
+        o.hostname
+    );
+    settings(&o.mail_user.name, &o.listeners, o.tls.as_ref(), &header)
+}
+
+/// The production settings with no host in them, for a package to ship as a
+/// configuration file: the example's listeners, mail user `user`, POP3S left out until
+/// a certificate is set. `header` (comment lines) goes first.
+pub fn packaged_config(user: &str, header: &str) -> Result<String, String> {
+    settings(user, &Listeners::default(), None, header).map(|(text, _)| text)
+}
+
+fn settings(
+    user: &str,
+    l: &Listeners,
+    tls: Option<&(PathBuf, PathBuf)>,
+    header: &str,
+) -> Result<(String, bool), String> {
     let mut section = String::new();
     let mut out = String::new();
     let mut pop3s_left_out = false;
-    let l = &o.listeners;
     for line in EXAMPLE.lines() {
         let t = line.trim_start();
         if t.starts_with('[') {
@@ -70,13 +96,11 @@ pub fn production_config(o: &SetupOptions) -> Result<(String, bool), String> {
         }
         let key = t.split('=').next().unwrap_or("").trim();
         let replaced = match (section.as_str(), key) {
-            ("", "user") if t.starts_with("user") => {
-                Some(format!("user = \"{}\"", o.mail_user.name))
-            }
+            ("", "user") if t.starts_with("user") => Some(format!("user = \"{user}\"")),
             ("smtp", "listen") if !l.smtp.is_empty() => Some(format!("listen = {}", list(&l.smtp))),
             ("pop3", "listen") if !l.pop3.is_empty() => Some(format!("listen = {}", list(&l.pop3))),
             ("odmr", "listen") if !l.odmr.is_empty() => Some(format!("listen = {}", list(&l.odmr))),
-            ("pop3", "listen_tls") if o.tls.is_none() && l.pop3s.is_empty() => {
+            ("pop3", "listen_tls") if tls.is_none() && l.pop3s.is_empty() => {
                 pop3s_left_out = true;
                 Some(format!(
                     "# {t}\n# (POP3S needs a certificate: set [tls] below, then uncomment this)"
@@ -94,7 +118,7 @@ pub fn production_config(o: &SetupOptions) -> Result<(String, bool), String> {
         out.push('\n');
         if section == "tls"
             && t.starts_with("[tls]")
-            && let Some((cert, key)) = &o.tls
+            && let Some((cert, key)) = tls
         {
             out.push_str(&format!(
                 "cert = \"{}\"\nkey = \"{}\"\n",
@@ -103,11 +127,7 @@ pub fn production_config(o: &SetupOptions) -> Result<(String, bool), String> {
             ));
         }
     }
-    // The header of the example speaks of the file as an example: say what this is.
-    let text = format!(
-        "# turnmail.toml of the mail root made by `turnmail setup` for {}.\n{out}",
-        o.hostname
-    );
+    let text = format!("{}\n{out}", header.trim_end());
     let c = Config::parse(&text).map_err(|e| format!("the settings made: {e}"))?;
     let check = |got: &[SocketAddr], want: &[SocketAddr], what: &str| {
         if !want.is_empty() && got != want {
@@ -121,10 +141,10 @@ pub fn production_config(o: &SetupOptions) -> Result<(String, bool), String> {
     check(&c.pop3.listen, &l.pop3, "POP3")?;
     check(&c.pop3.listen_tls, &l.pop3s, "POP3S")?;
     check(&c.odmr.listen, &l.odmr, "ODMR")?;
-    if c.user != o.mail_user.name || (o.tls.is_some() && c.tls.cert.is_none()) {
+    if c.user != user || (tls.is_some() && c.tls.cert.is_none()) {
         return Err("the settings made are not the ones asked for".into());
     }
-    if o.tls.is_none() && l.pop3s.is_empty() && !c.pop3.listen_tls.is_empty() {
+    if tls.is_none() && l.pop3s.is_empty() && !c.pop3.listen_tls.is_empty() {
         return Err("the settings made listen for POP3S without a certificate".into());
     }
     Ok((text, pop3s_left_out))
@@ -133,7 +153,12 @@ pub fn production_config(o: &SetupOptions) -> Result<(String, bool), String> {
 /// Make the empty production root.
 pub fn setup(root: &Path, o: &SetupOptions) -> Result<SetupReport, InitError> {
     refuse_existing(root, o.force)?;
-    if o.pop3s_without_tls() {
+    // The settings are settled before anything is made: a bad --config makes nothing.
+    let linked = match &o.config {
+        Some(path) => Some(linked_config(path, o)?),
+        None => None,
+    };
+    if o.config.is_none() && o.pop3s_without_tls() {
         return Err(InitError::Io {
             path: root.to_path_buf(),
             source: std::io::Error::other(
@@ -141,10 +166,13 @@ pub fn setup(root: &Path, o: &SetupOptions) -> Result<SetupReport, InitError> {
             ),
         });
     }
-    let (text, pop3s_left_out) = production_config(o).map_err(|e| InitError::Io {
-        path: root.join("turnmail.toml"),
-        source: std::io::Error::other(e),
-    })?;
+    let (text, pop3s_left_out) = match &linked {
+        Some(_) => (String::new(), false),
+        None => production_config(o).map_err(|e| InitError::Io {
+            path: root.join("turnmail.toml"),
+            source: std::io::Error::other(e),
+        })?,
+    };
     mkdir(root, 0o755)?;
     let root = root.canonicalize().map_err(io_at(root))?;
     let r = |p: &str| root.join(p);
@@ -175,19 +203,66 @@ pub fn setup(root: &Path, o: &SetupOptions) -> Result<SetupReport, InitError> {
             source: std::io::Error::other(e.to_string()),
         }
     })?;
-    write(&r("turnmail.toml"), &text, 0o644)?;
+    let toml_path = r("turnmail.toml");
+    let config = match (linked, &o.config) {
+        (Some(config), Some(target)) => {
+            // Only under --force can a file be there; the link replaces it.
+            if toml_path.symlink_metadata().is_ok() {
+                std::fs::remove_file(&toml_path).map_err(io_at(&toml_path))?;
+            }
+            std::os::unix::fs::symlink(target, &toml_path).map_err(io_at(&toml_path))?;
+            config
+        }
+        _ => {
+            write(&toml_path, &text, 0o644)?;
+            Config::parse(&text).map_err(|e| InitError::Io {
+                path: toml_path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+        }
+    };
+    // lchown: a linked settings file keeps its owner (root, for a package's conffile).
     if nix::unistd::Uid::effective().is_root() {
         super::init::chown_tree(&root, &o.mail_user)?;
     }
-    let config = Config::parse(&text).map_err(|e| InitError::Io {
-        path: r("turnmail.toml"),
-        source: std::io::Error::other(e.to_string()),
-    })?;
     Ok(SetupReport {
         root,
         config,
         pop3s_left_out,
     })
+}
+
+/// The settings file `--config` names: absolute (the link in the root points to it as
+/// given), valid, and naming the mail user the root is made for, since the daemon
+/// switches to that user and the tree is chowned to this one. Listeners and a
+/// certificate come from the file, so none may be given besides.
+fn linked_config(path: &Path, o: &SetupOptions) -> Result<Config, InitError> {
+    let refuse = |m: String| InitError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(m),
+    };
+    let l = &o.listeners;
+    if o.tls.is_some()
+        || !(l.smtp.is_empty() && l.pop3.is_empty() && l.pop3s.is_empty() && l.odmr.is_empty())
+    {
+        return Err(refuse(
+            "listeners and a certificate are set in this file, not besides it".into(),
+        ));
+    }
+    if !path.is_absolute() {
+        return Err(refuse(
+            "the settings file must be given by an absolute path (the root links to it)".into(),
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(io_at(path))?;
+    let c = Config::parse(&text).map_err(|e| refuse(e.to_string()))?;
+    if c.user != o.mail_user.name {
+        return Err(refuse(format!(
+            "it names user = \"{}\", not {}, the mail user of this root",
+            c.user, o.mail_user.name
+        )));
+    }
+    Ok(c)
 }
 
 impl SetupOptions {
@@ -239,6 +314,7 @@ mod tests {
             listeners: Listeners::default(),
             tls: None,
             force: false,
+            config: None,
         }
     }
 
@@ -299,5 +375,62 @@ mod tests {
         o.force = true;
         setup(&other, &o).unwrap();
         assert!(other.join("control/me").is_file());
+    }
+
+    #[test]
+    fn a_root_can_link_to_settings_kept_elsewhere() {
+        let d = tempfile::tempdir().unwrap();
+        let etc = d.path().join("turnmail.toml");
+        let mut o = opts();
+        let text = packaged_config(&o.mail_user.name, "# shipped by a package").unwrap();
+        assert!(text.starts_with("# shipped by a package\n"));
+        std::fs::write(&etc, &text).unwrap();
+        o.config = Some(etc.clone());
+        let root = d.path().join("r");
+        let rep = setup(&root, &o).unwrap();
+        assert_eq!(std::fs::read_link(root.join("turnmail.toml")).unwrap(), etc);
+        let c = Config::load(&root).unwrap();
+        assert_eq!(c.smtp.listen, rep.config.smtp.listen);
+        assert_eq!(c.smtp.listen[0].port(), 25);
+        assert!(c.pop3.listen_tls.is_empty() && !rep.pop3s_left_out);
+        assert!(root.join("users/cdb").is_file());
+
+        // Refused, and nothing made: a relative path, another user, a broken file,
+        // listeners given besides the file.
+        let other_user = d.path().join("other.toml");
+        std::fs::write(&other_user, "user = \"someone-else\"\n").unwrap();
+        let broken = d.path().join("broken.toml");
+        std::fs::write(&broken, "user = 5\n").unwrap();
+        let mut with_listener = o.clone();
+        with_listener.listeners.smtp = vec!["127.0.0.1:2525".parse().unwrap()];
+        for (bad, want) in [
+            (
+                SetupOptions {
+                    config: Some("turnmail.toml".into()),
+                    ..o.clone()
+                },
+                "absolute path",
+            ),
+            (
+                SetupOptions {
+                    config: Some(other_user),
+                    ..o.clone()
+                },
+                "someone-else",
+            ),
+            (
+                SetupOptions {
+                    config: Some(broken),
+                    ..o.clone()
+                },
+                "broken.toml",
+            ),
+            (with_listener, "not besides it"),
+        ] {
+            let fresh = d.path().join("fresh");
+            let e = setup(&fresh, &bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+            assert!(!fresh.exists());
+        }
     }
 }
