@@ -1,25 +1,28 @@
 #!/bin/bash
 # Install turnmail on a Debian-style host: the `turnmail` system user, the release
-# binary in /usr/local/bin, the turnmail-checkpassword link, the systemd unit, and a
-# starting turnmail.toml in the mail root when there is none yet.
+# binary in /usr/local/bin, the turnmail-checkpassword link, the systemd unit, and an
+# empty mail root (`turnmail setup`) when there is none yet. (A Debian package does
+# the same: deploy/package.sh.)
 #
 # Run from a checkout after `cargo build --release`:
 #     sudo deploy/install.sh --dry-run     # print what would be done
 #     sudo deploy/install.sh
 #
-# Safe to run again (upgrades replace the binary and the unit; an existing
-# turnmail.toml, mail root or user is never touched). It does not start anything:
-# see the last lines it prints.
+# Safe to run again (upgrades replace the binary and the unit; an existing mail root,
+# turnmail.toml or user is never touched). It does not start anything: the last lines
+# it prints are the next three commands.
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
 usage: install.sh [--dry-run] [--binary PATH] [--root DIR] [--user NAME] [--prefix DIR]
-  --dry-run      print the commands instead of running them
-  --binary PATH  the turnmail binary (default: target/release/turnmail of this checkout)
-  --root DIR     the mail root (default: /var/lib/turnmail)
-  --user NAME    the mail user to create (default: turnmail)
-  --prefix DIR   where the binary goes (default: /usr/local; binary in PREFIX/bin)
+                  [--unit-dir DIR]
+  --dry-run       print the commands instead of running them
+  --binary PATH   the turnmail binary (default: target/release/turnmail of this checkout)
+  --root DIR      the mail root (default: /var/lib/turnmail)
+  --user NAME     the mail user to create (default: turnmail)
+  --prefix DIR    where the binary goes (default: /usr/local; binary in PREFIX/bin)
+  --unit-dir DIR  where the unit goes (default: /etc/systemd/system, when systemd runs)
 EOF
 }
 
@@ -29,7 +32,8 @@ binary="$here/../target/release/turnmail"
 root=/var/lib/turnmail
 user=turnmail
 prefix=/usr/local
-unit_dir=/etc/systemd/system
+system_unit_dir=/etc/systemd/system
+unit_dir=$system_unit_dir
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -38,6 +42,7 @@ while [ $# -gt 0 ]; do
         --root) root=${2:?--root needs a directory}; shift ;;
         --user) user=${2:?--user needs a name}; shift ;;
         --prefix) prefix=${2:?--prefix needs a directory}; shift ;;
+        --unit-dir) unit_dir=${2:?--unit-dir needs a directory}; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -59,6 +64,15 @@ run() {
 
 note() {
     printf 'install.sh: %s\n' "$*"
+}
+
+# turnmail setup without the "next:" lines it ends with: this script ends with them.
+setup_root() {
+    if [ "$dry_run" = 1 ]; then
+        run "$bindir/turnmail" setup "$root" --user "$user"
+    else
+        "$bindir/turnmail" setup "$root" --user "$user" | sed '/^next:$/,$d'
+    fi
 }
 
 if [ "$dry_run" = 0 ] && [ "$(id -u)" != 0 ]; then
@@ -94,25 +108,31 @@ run install -d -m 0755 "$bindir"
 run install -m 0755 "$binary" "$bindir/turnmail"
 run ln -sfn turnmail "$bindir/turnmail-checkpassword"
 
-# 3. The mail root: created if missing, owned by the mail user. Mode 0755 so that
-#    root can read turnmail.toml before the daemon drops to the mail user; the
-#    directories below it that hold mail are 0700.
-if [ -d "$root" ]; then
-    note "mail root $root exists"
+# 3. The mail root: an empty one, made by `turnmail setup` when there is none yet
+#    (owned by the mail user; the production settings of turnmail.toml.example with
+#    POP3S off until there is a certificate; this host's name in control/me). An
+#    existing root is left as it is.
+if [ -d "$root/control" ]; then
+    note "mail root $root exists; left as it is"
+elif [ -f "$root/turnmail.toml" ] && [ "$(ls -A "$root")" = turnmail.toml ]; then
+    # What an earlier install.sh left: only a turnmail.toml, perhaps edited. Keep it
+    # in force, and make the rest of the root around it (setup refuses a directory
+    # holding one, so it steps aside meanwhile).
+    note "keeping $root/turnmail.toml; setup's own is left in $root/turnmail.toml.setup"
+    run mv "$root/turnmail.toml" "$root/turnmail.toml.kept"
+    setup_root
+    run mv "$root/turnmail.toml" "$root/turnmail.toml.setup"
+    run mv "$root/turnmail.toml.kept" "$root/turnmail.toml"
 else
-    run install -d -m 0755 -o "$user" -g "$user" "$root"
-fi
-if [ -e "$root/turnmail.toml" ]; then
-    note "$root/turnmail.toml exists; left as it is (compare with deploy/turnmail.toml.example)"
-else
-    run install -m 0644 -o "$user" -g "$user" "$here/turnmail.toml.example" "$root/turnmail.toml"
-    if [ "$user" != turnmail ]; then
-        run sed -i "s/^user = \"turnmail\"/user = \"$user\"/" "$root/turnmail.toml"
+    # Anything else of a mail root already there makes setup refuse, naming it.
+    if ! setup_root; then
+        echo "install.sh: $root was left as it is; see above ('turnmail setup --force' writes over it)" >&2
+        exit 1
     fi
 fi
 
 # 4. The systemd unit (replaced on upgrade; local changes belong in a drop-in).
-if [ -d /run/systemd/system ] || [ "$dry_run" = 1 ]; then
+if [ -d /run/systemd/system ] || [ "$dry_run" = 1 ] || [ "$unit_dir" != "$system_unit_dir" ]; then
     unit="$here/turnmail.service"
     if [ "$root" != /var/lib/turnmail ] || [ "$prefix" != /usr/local ]; then
         tmp=$(mktemp)
@@ -123,19 +143,29 @@ if [ -d /run/systemd/system ] || [ "$dry_run" = 1 ]; then
     fi
     run install -d -m 0755 "$unit_dir"
     run install -m 0644 "$unit" "$unit_dir/turnmail.service"
-    run systemctl daemon-reload
+    if [ "$unit_dir" = "$system_unit_dir" ]; then
+        run systemctl daemon-reload
+    fi
 else
     note "systemd is not running here: $unit_dir/turnmail.service not installed"
 fi
 
+# The next three commands; turnmail by its name where it is on root's PATH.
+tm="$bindir/turnmail"
+case "$bindir" in /usr/local/bin|/usr/bin) tm=turnmail ;; esac
+if [ -d /run/systemd/system ] || [ "$unit_dir" != "$system_unit_dir" ]; then
+    start="systemctl enable --now turnmail"
+else
+    start="$tm --root $root serve      # no systemd here: under your supervisor"
+fi
 cat <<EOF
 
-next steps:
-  - TLS for POP3S (995) and STARTTLS: put cert.pem and key.pem in $root/tls/
-    (readable by $user), or set [tls] cert/key in $root/turnmail.toml; without
-    them, drop listen_tls from [pop3].
-  - Add domains and mailboxes (turnmail --root $root domain add ..., user add ...),
-    or adopt an existing qmail host: contrib/MIGRATING.md.
-  - TURNMAIL_ROOT=$root $bindir/turnmail check
-  - systemctl enable --now turnmail
+Certificates for POP3S (995) and STARTTLS: [tls] in $root/turnmail.toml, readable by
+$user (deploy/README.md). After an upgrade: systemctl restart turnmail. Adopting an
+existing qmail host instead: contrib/MIGRATING.md.
+
+next:
+  $tm --root $root domain add example.net
+  $tm --root $root user add joe@example.net
+  $start
 EOF

@@ -89,3 +89,144 @@ fn a_broken_line_would_be_noticed() {
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("turnmail.service"));
 }
+
+fn install_sh(args: &[std::ffi::OsString]) -> std::process::Output {
+    Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/install.sh"))
+        .arg("--binary")
+        .arg(env!("CARGO_BIN_EXE_turnmail"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// deploy/install.sh into a scratch prefix, root and unit directory: it ends with an
+/// empty mail root every command can use and the next three commands; run again it
+/// touches nothing; over what an earlier install.sh left (a lone turnmail.toml) it
+/// keeps that file in force.
+#[test]
+fn install_sh_ends_with_a_working_empty_root_and_the_next_three_commands() {
+    if !common::is_root() {
+        common::skip("install.sh needs root");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let mu = common::mail_user();
+    let d = tempfile::tempdir().unwrap();
+    let (prefix, root, units) = (
+        d.path().join("prefix"),
+        d.path().join("root"),
+        d.path().join("units"),
+    );
+    let args = |root: &std::path::Path| -> Vec<std::ffi::OsString> {
+        vec![
+            "--prefix".into(),
+            prefix.clone().into(),
+            "--root".into(),
+            root.into(),
+            "--user".into(),
+            mu.name.clone().into(),
+            "--unit-dir".into(),
+            units.clone().into(),
+        ]
+    };
+    let o = install_sh(&args(&root));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let bin = prefix.join("bin/turnmail");
+    let (b, r) = (bin.display(), root.display());
+    let last: Vec<&str> = out.lines().rev().take(4).collect();
+    assert_eq!(
+        last,
+        [
+            "  systemctl enable --now turnmail",
+            &format!("  {b} --root {r} user add joe@example.net"),
+            &format!("  {b} --root {r} domain add example.net"),
+            "next:",
+        ],
+        "{out}"
+    );
+    assert_eq!(out.matches("next:").count(), 1, "{out}");
+    assert!(out.contains("created an empty mail root"), "{out}");
+    assert_eq!(
+        std::fs::read_link(prefix.join("bin/turnmail-checkpassword")).unwrap(),
+        std::path::Path::new("turnmail")
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("control")).unwrap().uid(),
+        mu.uid
+    );
+    let turnmail = |root: &std::path::Path, args: &[&str]| {
+        Command::new(&bin)
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Every command works on it; check names the one thing left to do.
+    let check = turnmail(&root, &["check"]);
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{said}");
+    assert!(said.contains("control/rcpthosts") && said.contains("1 problem(s)"));
+    assert!(
+        turnmail(&root, &["domain", "add", "example.net"])
+            .status
+            .success()
+    );
+    assert_eq!(turnmail(&root, &["check"]).status.code(), Some(0));
+
+    // The unit, rewritten for this prefix and root.
+    let unit = std::fs::read_to_string(units.join("turnmail.service")).unwrap();
+    assert!(unit.contains(&format!("\nExecStart={b} serve\n")), "{unit}");
+    assert!(unit.contains(&format!("\nEnvironment=TURNMAIL_ROOT={r}\n")));
+    assert!(unit.contains(&format!("\nAssertPathIsDirectory={r}/control\n")));
+    let settings: Vec<&str> = unit.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(
+        settings
+            .iter()
+            .all(|l| !l.contains("/var/lib/turnmail") && !l.contains("/usr/local")),
+        "{settings:?}"
+    );
+    if have_systemd_analyze() {
+        let o = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(units.join("turnmail.service"))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.success() && !said.contains("turnmail.service"),
+            "{said}"
+        );
+    }
+
+    // Again: the root is left as it is.
+    let o = install_sh(&args(&root));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("exists; left as it is"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("control/rcpthosts")).unwrap(),
+        "example.net\n"
+    );
+
+    // What an earlier install.sh left: the operator's turnmail.toml stays in force.
+    let old = d.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    let mine = format!("# mine\nuser = \"{}\"\n", mu.name);
+    std::fs::write(old.join("turnmail.toml"), &mine).unwrap();
+    let o = install_sh(&args(&old));
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(old.join("turnmail.toml")).unwrap(),
+        mine
+    );
+    assert!(old.join("turnmail.toml.setup").is_file() && old.join("users/cdb").is_file());
+    assert_eq!(turnmail(&old, &["check"]).status.code(), Some(1));
+}
