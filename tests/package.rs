@@ -450,14 +450,14 @@ fn the_debian_package_installs_an_empty_root_and_starts_nothing() {
     let (smtp, pop3, odmr) = (lo(free_port()), lo(free_port()), lo(free_port()));
     listen_on_loopback(smtp, pop3, odmr);
     let log = out.path().join("daemon.log");
-    let mut child = start_the_units_command(&unit, &log);
+    let child = host.daemon.insert(start_the_units_command(&unit, &log));
     let pid = child.id();
-    wait_for_listener(&mut child, smtp, &log);
-    host.daemon = Some(child);
-    let want = format!("Uid:\t{uid}\t{uid}\t{uid}\t{uid}");
-    assert_eq!(uids_of(pid), want);
+    wait_for_listener(child, smtp, &log);
     let mut c = Client::connect(smtp);
     assert!(c.reply().starts_with("220 "));
+    // Greeting means accepting, which begins after the switch (binding is before it).
+    let want = format!("Uid:\t{uid}\t{uid}\t{uid}\t{uid}");
+    assert_eq!(uids_of(pid), want);
     assert!(c.cmd("EHLO client.example").starts_with("250"));
     assert!(c.cmd("MAIL FROM:<ann@client.example>").starts_with("250"));
     assert!(
