@@ -172,13 +172,6 @@ impl Message {
     }
 }
 
-fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    File::open(path)?.take(8192).read_to_end(&mut head)?;
-    Ok(head)
-}
-
 /// Every message in the spool, oldest first (including those of this second). Read
 /// only: files not in spool format are listed with no envelope, never moved.
 pub fn messages(spool: &Spool) -> Result<Vec<Message>> {
@@ -191,7 +184,9 @@ pub fn messages(spool: &Spool) -> Result<Vec<Message>> {
     Ok(entries
         .into_iter()
         .filter_map(|entry| {
-            let head = read_head(&entry.path).ok()?;
+            // Never through a symlink or into a FIFO: such names are not listed.
+            let head =
+                crate::maildir::read_head(&entry.path, crate::spool::scan::HEAD_LIMIT).ok()?;
             let envelope = envelope::parse(&head, &spool.prefix);
             Some(Message { entry, envelope })
         })
@@ -239,7 +234,7 @@ pub fn list(root: &Path, site: Option<&str>, json_out: bool) -> Result<()> {
 }
 
 fn read_whole(m: &Message) -> Result<Vec<u8>> {
-    crate::fsutil::read_limited(&m.entry.path, 1 << 30).map_err(io_at(&m.entry.path))
+    crate::maildir::read_message(&m.entry.path, 1 << 30).map_err(|e| io_at(&m.entry.path)(e.into()))
 }
 
 /// The header of `message` (up to and without the empty line).

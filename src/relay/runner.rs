@@ -149,7 +149,7 @@ impl QueueRunner {
     }
 
     async fn attempt(&self, s: &Spooled) -> Attempt {
-        let data = match crate::fsutil::read_limited(&s.entry.path, 1 << 30) {
+        let data = match crate::maildir::read_message(&s.entry.path, 1 << 30) {
             Ok(d) => d,
             Err(e) => return Attempt::Temporary(format!("reading {}: {e}", s.entry.rel)),
         };
