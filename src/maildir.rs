@@ -630,7 +630,9 @@ fn discard(path: &Path) {
 fn make_dir(path: &Path) -> io::Result<()> {
     match DirBuilder::new().mode(0o700).create(path) {
         // The umask may have narrowed the mode; maildirmake's directories are 0700.
-        Ok(()) => fs::set_permissions(path, Permissions::from_mode(0o700)),
+        // Made by root (an operator's command): the owner of the directory above.
+        Ok(()) => fs::set_permissions(path, Permissions::from_mode(0o700))
+            .and_then(|()| crate::owner::adopt(path)),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             if fs::metadata(path)?.is_dir() {
                 Ok(())

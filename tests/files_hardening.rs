@@ -254,3 +254,165 @@ fn a_symlink_in_the_outbound_queue_is_quarantined_never_delivered() {
     assert!(q.join("1000000001.M1P1Q1.evil").is_symlink());
     assert!(q.join("1000000002.M1P1Q1.fifo").exists());
 }
+
+// ---------------------------------------------------------------------------------
+// Commands run as root leave nothing in the root that its owner cannot use.
+
+/// `turnmail ARGS` as `uid`/`gid` (through setpriv), with `stdin`.
+fn turnmail_as(d: &DemoRoot, who: Option<(u32, u32)>, args: &[&str], stdin: &str) -> Output {
+    let mut cmd = match who {
+        Some((uid, gid)) => {
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"))
+                .arg("--clear-groups")
+                .arg(env!("CARGO_BIN_EXE_turnmail"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_turnmail")),
+    };
+    let mut child = cmd
+        .arg("--root")
+        .arg(&d.root)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux) runs this test");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Every path under `dir` (itself included) whose owner is not `uid`.
+fn not_owned_by(dir: &Path, uid: u32) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut bad = Vec::new();
+    let m = std::fs::symlink_metadata(dir).unwrap();
+    if m.uid() != uid {
+        bad.push(format!(
+            "{} (uid {}, mode {:o})",
+            dir.display(),
+            m.uid(),
+            m.mode()
+        ));
+    }
+    if m.is_dir() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            bad.extend(not_owned_by(&e.unwrap().path(), uid));
+        }
+    }
+    bad
+}
+
+fn ok(o: &Output, what: &str) {
+    assert_eq!(o.status.code(), Some(0), "{what}: {}", text(o));
+}
+
+#[test]
+fn commands_run_as_root_leave_the_root_usable_by_its_owner() {
+    if !common::root_or_skip("running commands as root and as the root's owner") {
+        return;
+    }
+    let d = demo_root();
+    let mu = common::mail_user();
+    let owner = Some((mu.uid, mu.gid));
+    let run = d.root.join("run");
+    assert_eq!(not_owned_by(&d.root, mu.uid), Vec::<String>::new(), "init");
+
+    // Read-only commands as root create nothing (no lock file).
+    ok(&turnmail_as(&d, None, &["status"], ""), "status as root");
+    ok(
+        &turnmail_as(&d, None, &["user", "list"], ""),
+        "user list as root",
+    );
+    let lock = run.join("edit.lock");
+    assert!(!lock.exists(), "a read made {}", lock.display());
+    assert_eq!(
+        not_owned_by(&d.root, mu.uid),
+        Vec::<String>::new(),
+        "after reads"
+    );
+    ok(
+        &turnmail_as(&d, owner, &["status"], ""),
+        "status as the owner",
+    );
+
+    // Edits and a recompiling resolve as root: everything new is the owner's.
+    ok(
+        &turnmail_as(
+            &d,
+            None,
+            &["user", "add", "ann@example.com", "--password-stdin"],
+            "pw-ann\n",
+        ),
+        "user add as root",
+    );
+    common::touch_later(&d.root.join("users/assign"), 2);
+    common::touch_later(&d.root.join("users/poppasswd"), 2);
+    ok(
+        &turnmail_as(&d, None, &["resolve", "joe@example.com"], ""),
+        "resolve as root",
+    );
+    assert_eq!(
+        not_owned_by(&d.root, mu.uid),
+        Vec::<String>::new(),
+        "after root's commands"
+    );
+    for o in [
+        turnmail_as(&d, owner, &["status"], ""),
+        turnmail_as(
+            &d,
+            owner,
+            &["user", "add", "bob@example.com", "--password-stdin"],
+            "pw-bob\n",
+        ),
+        turnmail_as(&d, owner, &["user", "list"], ""),
+    ] {
+        ok(&o, "a command as the owner after root's");
+    }
+
+    // What an older version left (run/ and the lock owned by root, 0700 and 0600):
+    // reads as the owner still work, and root's next edit hands both back.
+    for (p, mode) in [(run.clone(), 0o700), (run.join("edit.lock"), 0o600)] {
+        std::os::unix::fs::chown(&p, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    ok(
+        &turnmail_as(&d, owner, &["status"], ""),
+        "status as the owner, root's lock",
+    );
+    ok(
+        &turnmail_as(
+            &d,
+            None,
+            &["user", "passwd", "ann@example.com", "--password-stdin"],
+            "pw2\n",
+        ),
+        "user passwd as root",
+    );
+    assert_eq!(
+        not_owned_by(&d.root, mu.uid),
+        Vec::<String>::new(),
+        "healed"
+    );
+    ok(
+        &turnmail_as(
+            &d,
+            owner,
+            &["user", "add", "cat@example.com", "--password-stdin"],
+            "pw-cat\n",
+        ),
+        "user add as the owner after the heal",
+    );
+    assert_eq!(
+        not_owned_by(&d.root, mu.uid),
+        Vec::<String>::new(),
+        "at the end"
+    );
+}

@@ -116,7 +116,7 @@ pub fn quarantine_stray(
 fn quarantine(md: &Maildir, rel: &str, path: &Path) -> io::Result<()> {
     let q = md.path().join(".quarantine");
     if !q.is_dir() {
-        std::fs::create_dir_all(&q)?;
+        crate::owner::create_dirs(&q, 0o700)?;
     }
     let name = rel.rsplit('/').next().unwrap_or(rel);
     std::fs::rename(path, q.join(name))?;
