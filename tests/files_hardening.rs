@@ -416,3 +416,65 @@ fn commands_run_as_root_leave_the_root_usable_by_its_owner() {
         "at the end"
     );
 }
+
+// ---------------------------------------------------------------------------------
+// Deliveries never write as another uid than the users/assign entry names.
+
+#[test]
+fn mail_for_an_entry_with_another_uid_is_deferred_and_nothing_is_written() {
+    let d = demo_root();
+    // eve's entry names a uid the daemon cannot act as (it runs as the mail user),
+    // though her home and Maildir are the mail user's and so writable to it.
+    let me = nix::unistd::Uid::effective().as_raw();
+    let other = if me == 65534 { 65533 } else { 65534 };
+    let home = d.root.join("domains/example.com/eve");
+    std::fs::create_dir(&home).unwrap();
+    own(&home);
+    let md = Maildir::create(home.join("Maildir")).unwrap();
+    for sub in ["", "tmp", "new", "cur"] {
+        own(&md.path().join(sub));
+    }
+    let assign = d.root.join("users/assign");
+    let text = std::fs::read_to_string(&assign).unwrap();
+    let line = format!(
+        "=example.com-eve:eve:{other}:{other}:{}:::\n",
+        home.display()
+    );
+    write(&assign, &(line + &text));
+    own(&assign);
+    common::touch_later(&assign, 2);
+
+    let s = Daemon::start(&d.root);
+    let mut c = s.connect();
+    assert!(c.reply().starts_with("220"));
+    assert!(c.cmd("EHLO uid.example").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<bob@example.org>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<eve@example.com>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: for eve\r\n\r\nhello\r\n");
+    let r = c.cmd(".");
+    assert!(r.starts_with("451 4."), "{r}");
+    // Joe's entry is the mail user's: the same session delivers to him.
+    assert!(c.cmd("MAIL FROM:<bob@example.org>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<joe@example.com>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: for joe\r\n\r\nhello\r\n");
+    assert!(c.cmd(".").starts_with("250"));
+    for sub in ["tmp", "new", "cur"] {
+        let n = std::fs::read_dir(md.path().join(sub)).unwrap().count();
+        assert_eq!(n, 0, "eve's {sub}/ was written");
+    }
+    assert_eq!(
+        std::fs::read_dir(joe_maildir(&d).join("new"))
+            .unwrap()
+            .count(),
+        1
+    );
+    let log = s.log_text();
+    assert!(
+        log.contains("deferred: the users/assign entry names another uid/gid")
+            && log.contains(&format!("uid={other}")),
+        "{log}"
+    );
+    assert!(c.cmd("QUIT").starts_with("221"));
+}

@@ -107,6 +107,43 @@ fn path_in_home(t: &LocalTarget, p: &[u8]) -> PathBuf {
     t.home.join(OsStr::from_bytes(p))
 }
 
+/// Maildir and mbox lines write as the entry's uid/gid (see `privilege::files_as`):
+/// a process that cannot act as that user defers the message, as qmail-lspawn would
+/// never write as anyone else. A file written as the mail user instead would sit in
+/// the user's mailbox unreadable to its owner.
+fn files_as(t: &LocalTarget) -> Result<crate::privilege::FilesAs, Outcome> {
+    crate::privilege::files_as(t.uid, t.gid).map_err(|e| {
+        tracing::warn!(
+            target: "deliver",
+            address = %String::from_utf8_lossy(&t.address),
+            user = %String::from_utf8_lossy(&t.user),
+            uid = t.uid,
+            gid = t.gid,
+            euid = e.euid,
+            egid = e.egid,
+            "deferred: the users/assign entry names another uid/gid than this process can write as"
+        );
+        Outcome::temp(format!(
+            "{e} (users/assign entry {}); give the entry the mail user's uid and gid, or deliver through `turnmail deliver` under qmail",
+            String::from_utf8_lossy(&t.user)
+        ))
+    })
+}
+
+/// Checked before any instruction runs, so that a program line before a Maildir line
+/// is not run again on every retry of a delivery that can never write its files.
+fn cannot_write_as(t: &LocalTarget) -> Option<Outcome> {
+    let writes_files = t
+        .instructions
+        .instructions
+        .iter()
+        .any(|(_, i)| matches!(i, Instruction::Maildir(_) | Instruction::Mbox(_)));
+    if !writes_files {
+        return None;
+    }
+    files_as(t).err()
+}
+
 /// Deliver one message to one resolved local recipient.
 pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64) -> Outcome {
     let dtline = quote::dtline(&t.address);
@@ -116,6 +153,9 @@ pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64)
             reason: "This message is looping: it already has my Delivered-To line.".into(),
         };
     }
+    if let Some(refused) = cannot_write_as(t) {
+        return refused;
+    }
     let rpline = quote::rpline(msg.sender);
     let mut forwards: Vec<&[u8]> = Vec::new();
     let (mut files, mut programs) = (0, 0);
@@ -123,19 +163,27 @@ pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64)
         match ins {
             Instruction::Maildir(p) => {
                 let md = Maildir::new(path_in_home(t, p));
-                if let Err(e) = md.deliver(&[&rpline, &dtline, msg.data]) {
+                let written = match files_as(t) {
+                    Ok(_as) => md.deliver(&[&rpline, &dtline, msg.data]),
+                    Err(refused) => return refused,
+                };
+                if let Err(e) = written {
                     return Outcome::temp(format!("maildir delivery (.qmail line {line}): {e}"));
                 }
                 files += 1;
             }
             Instruction::Mbox(p) => {
                 let uf = quote::ufline(msg.sender, now);
-                if let Err(e) = mbox::deliver(
-                    &path_in_home(t, p),
-                    &[&uf, &rpline, &dtline],
-                    msg.data,
-                    env.mbox_lock_timeout,
-                ) {
+                let written = match files_as(t) {
+                    Ok(_as) => mbox::deliver(
+                        &path_in_home(t, p),
+                        &[&uf, &rpline, &dtline],
+                        msg.data,
+                        env.mbox_lock_timeout,
+                    ),
+                    Err(refused) => return refused,
+                };
+                if let Err(e) = written {
                     return Outcome::temp(format!("mbox delivery (.qmail line {line}): {e}"));
                 }
                 files += 1;
