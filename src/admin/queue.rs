@@ -83,6 +83,18 @@ pub struct Spool {
     pub maildir: Maildir,
     pub prefix: Vec<u8>,
     lock: PathBuf,
+    /// The outbound queue (whose files may start with a resume line).
+    queue: bool,
+}
+
+impl Spool {
+    fn format(&self) -> envelope::Format<'_> {
+        if self.queue {
+            envelope::Format::Queue
+        } else {
+            envelope::Format::Site(&self.prefix)
+        }
+    }
 }
 
 /// The outbound queue, or the spool of the site named `site`.
@@ -95,6 +107,7 @@ pub fn open(root: &Path, site: Option<&str>) -> Result<Spool> {
                 maildir: q.maildir().clone(),
                 prefix: Vec::new(),
                 lock: q.path().join(".lock"),
+                queue: true,
             })
         }
         Some(name) => {
@@ -112,6 +125,7 @@ pub fn open(root: &Path, site: Option<&str>) -> Result<Spool> {
                 maildir: s.maildir(),
                 prefix: s.prefix.clone(),
                 lock: s.relayhost_path(),
+                queue: false,
             })
         }
     }
@@ -187,7 +201,7 @@ pub fn messages(spool: &Spool) -> Result<Vec<Message>> {
             // Never through a symlink or into a FIFO: such names are not listed.
             let head =
                 crate::maildir::read_head(&entry.path, crate::spool::scan::HEAD_LIMIT).ok()?;
-            let envelope = envelope::parse(&head, &spool.prefix);
+            let envelope = envelope::parse_in(&head, spool.format());
             Some(Message { entry, envelope })
         })
         .collect())
@@ -273,9 +287,16 @@ pub fn show(root: &Path, site: Option<&str>, id: &str, body: bool, json_out: boo
     );
     println!("size:       {} bytes", m.entry.size);
     match &m.envelope {
-        Some(_) => {
+        Some(e) => {
             println!("sender:     <{}>", m.sender());
             println!("recipient:  <{}>", m.recipient());
+            if let Some(rest) = &e.resume {
+                let lines: Vec<String> = rest.iter().map(|(n, _)| n.to_string()).collect();
+                println!(
+                    "resumes:    at .qmail line(s) {} (the lines before were delivered)",
+                    lines.join(", ")
+                );
+            }
         }
         None => println!("envelope:   none (not in spool format; it will be quarantined)"),
     }

@@ -1,7 +1,10 @@
 //! Local delivery: carrying out a resolved recipient's `.qmail` instructions in order,
 //! exactly as qmail-local does: the Delivered-To loop check first, Maildir and mbox and
 //! program lines immediately, forwards collected and queued last with qmail's sender
-//! rules. The first failing instruction stops everything and decides the outcome.
+//! rules. The first failing instruction stops everything and decides the outcome; a
+//! temporary failure after deliveries were made says what is left to do
+//! ([`Outcome::Partial`]), so that a retry resumes there instead of repeating them
+//! (qmail-local starts over, and duplicates).
 //!
 //! This is blocking code (file and process I/O); async callers run it on a blocking
 //! thread. The message is in memory with LF line ends.
@@ -49,8 +52,15 @@ pub enum Outcome {
         forwards: usize,
         programs: usize,
     },
-    /// Try again later; nothing must be assumed about partial deliveries.
+    /// Try again later: nothing was delivered.
     Temporary(String),
+    /// Some deliveries were made (files written, programs run), then one failed
+    /// temporarily: a retry must carry out `rest` only (the failed instruction, those
+    /// after it, and forwards not queued yet), or it would repeat the copies made.
+    Partial {
+        why: String,
+        rest: Vec<(usize, Instruction)>,
+    },
     /// Give up and bounce, with an enhanced status code.
     Permanent {
         status: &'static str,
@@ -157,18 +167,22 @@ pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64)
         return refused;
     }
     let rpline = quote::rpline(msg.sender);
-    let mut forwards: Vec<&[u8]> = Vec::new();
+    let all = &t.instructions.instructions;
+    let mut forwards: Vec<(usize, &[u8])> = Vec::new();
+    // Deliveries made so far: files written, programs that succeeded.
     let (mut files, mut programs) = (0, 0);
-    for (line, ins) in &t.instructions.instructions {
+    for (at, (line, ins)) in all.iter().enumerate() {
+        let done = files + programs;
         match ins {
             Instruction::Maildir(p) => {
                 let md = Maildir::new(path_in_home(t, p));
                 let written = match files_as(t) {
                     Ok(_as) => md.deliver(&[&rpline, &dtline, msg.data]),
-                    Err(refused) => return refused,
+                    Err(refused) => return stopped(all, at, done, refused),
                 };
                 if let Err(e) = written {
-                    return Outcome::temp(format!("maildir delivery (.qmail line {line}): {e}"));
+                    let why = format!("maildir delivery (.qmail line {line}): {e}");
+                    return stopped(all, at, done, Outcome::Temporary(why));
                 }
                 files += 1;
             }
@@ -181,10 +195,11 @@ pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64)
                         msg.data,
                         env.mbox_lock_timeout,
                     ),
-                    Err(refused) => return refused,
+                    Err(refused) => return stopped(all, at, done, refused),
                 };
                 if let Err(e) = written {
-                    return Outcome::temp(format!("mbox delivery (.qmail line {line}): {e}"));
+                    let why = format!("mbox delivery (.qmail line {line}): {e}");
+                    return stopped(all, at, done, Outcome::Temporary(why));
                 }
                 files += 1;
             }
@@ -207,12 +222,15 @@ pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64)
                     ufline: &quote::ufline(msg.sender, now),
                     timeout: env.program_timeout,
                 };
-                programs += 1;
                 match program::run(&run) {
-                    program::Result::Continue => {}
-                    program::Result::Stop => break,
+                    program::Result::Continue => programs += 1,
+                    program::Result::Stop => {
+                        programs += 1;
+                        break;
+                    }
                     program::Result::Temporary(e) => {
-                        return Outcome::temp(format!("program (.qmail line {line}): {e}"));
+                        let why = format!("program (.qmail line {line}): {e}");
+                        return stopped(all, at, done, Outcome::Temporary(why));
                     }
                     program::Result::Permanent(e) => {
                         return Outcome::Permanent {
@@ -222,17 +240,19 @@ pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64)
                     }
                 }
             }
-            Instruction::Forward(a) => forwards.push(a),
+            Instruction::Forward(a) => forwards.push((*line, a)),
         }
     }
     if !forwards.is_empty() {
         let newsender = new_sender(t, msg.sender);
-        for a in &forwards {
+        for (k, (_, a)) in forwards.iter().enumerate() {
             if let Err(e) = env.queue.enqueue(&newsender, a, &[&dtline, msg.data]) {
-                return Outcome::temp(format!(
-                    "queueing forward to {}: {e}",
-                    String::from_utf8_lossy(a)
-                ));
+                let why = format!("queueing forward to {}: {e}", String::from_utf8_lossy(a));
+                let rest: Vec<(usize, Instruction)> = forwards[k..]
+                    .iter()
+                    .map(|(line, a)| (*line, Instruction::Forward(a.to_vec())))
+                    .collect();
+                return partial_or(files + programs + k, rest, why);
             }
         }
     }
@@ -240,6 +260,29 @@ pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64)
         files,
         forwards: forwards.len(),
         programs,
+    }
+}
+
+/// A temporary failure (`failed`) at instruction `at` after `done` deliveries: with
+/// none made, the failure as it is; else a [`Outcome::Partial`] whose rest is what was
+/// not done: the forwards met so far (they are queued at the end) and every
+/// instruction from `at` on, in file order.
+fn stopped(all: &[(usize, Instruction)], at: usize, done: usize, failed: Outcome) -> Outcome {
+    let Outcome::Temporary(why) = failed else {
+        return failed;
+    };
+    let forwards_before = all[..at]
+        .iter()
+        .filter(|(_, i)| matches!(i, Instruction::Forward(_)));
+    let rest = forwards_before.chain(&all[at..]).cloned().collect();
+    partial_or(done, rest, why)
+}
+
+fn partial_or(done: usize, rest: Vec<(usize, Instruction)>, why: String) -> Outcome {
+    if done == 0 {
+        Outcome::Temporary(why)
+    } else {
+        Outcome::Partial { why, rest }
     }
 }
 

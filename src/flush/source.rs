@@ -22,6 +22,7 @@ use super::{FlushContext, log_line};
 use crate::client::{Message, MessageSource};
 use crate::maildir::{Listing, OpenError, open_message};
 use crate::qmail::quote::quote2;
+use crate::spool::envelope::Format;
 use crate::spool::scan::{self, Spooled};
 use crate::spool::settle::{self, Attempt, Settled};
 use crate::spool::site::Site;
@@ -127,7 +128,13 @@ impl Walker {
                     continue;
                 }
             };
-            let spooled = match scan::classify(&md, &site.prefix, &site.name, entry, &head) {
+            let spooled = match scan::classify(
+                &md,
+                Format::Site(&site.prefix),
+                &site.name,
+                entry,
+                &head,
+            ) {
                 Ok(Ok(s)) => s,
                 Ok(Err(_)) => {
                     walked.skipped += usize::from(countable);

@@ -7,7 +7,7 @@ use std::io;
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::envelope::{self, Envelope};
+use super::envelope::{self, Envelope, Format};
 use crate::maildir::{Entry, Maildir, OpenError, read_head};
 
 /// How much of a spool file is read to find its two envelope lines.
@@ -44,10 +44,11 @@ impl Scan {
     }
 }
 
-/// Scan `md` for spool files whose Delivered-To starts with `prefix` (byte-exact).
+/// Scan `md` for spool files of `format` (a site's: Delivered-To starting with its
+/// prefix, byte-exact).
 /// `name` is the spool's name for log lines. Names that are not regular files
 /// (symlinks, FIFOs, ...) are quarantined unread.
-pub fn scan(md: &Maildir, prefix: &[u8], name: &str, now: SystemTime) -> io::Result<Scan> {
+pub fn scan(md: &Maildir, format: Format<'_>, name: &str, now: SystemTime) -> io::Result<Scan> {
     let mut out = Scan::default();
     let mut listing = md.list(now)?;
     for stray in listing.take_strays() {
@@ -68,7 +69,7 @@ pub fn scan(md: &Maildir, prefix: &[u8], name: &str, now: SystemTime) -> io::Res
             }
         };
         let rel = entry.rel.clone();
-        match classify(md, prefix, name, entry, &head)? {
+        match classify(md, format, name, entry, &head)? {
             Ok(spooled) => out.ready.push(spooled),
             Err(reason) => out.quarantined.push((rel, reason)),
         }
@@ -81,15 +82,19 @@ pub fn scan(md: &Maildir, prefix: &[u8], name: &str, now: SystemTime) -> io::Res
 /// Only the first [`HEAD_LIMIT`] bytes of `head` count.
 pub fn classify(
     md: &Maildir,
-    prefix: &[u8],
+    format: Format<'_>,
     name: &str,
     entry: Entry,
     head: &[u8],
 ) -> io::Result<Result<Spooled, String>> {
     let head = &head[..head.len().min(HEAD_LIMIT)];
-    if let Some(envelope) = envelope::parse(head, prefix) {
+    if let Some(envelope) = envelope::parse_in(head, format) {
         return Ok(Ok(Spooled { entry, envelope }));
     }
+    let prefix = match format {
+        Format::Site(p) => p,
+        Format::Queue => b"",
+    };
     let reason = format!(
         "not a spool file for prefix {:?} (needs Return-Path and Delivered-To lines)",
         String::from_utf8_lossy(prefix)
