@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod maildir;
 pub mod net;
 pub mod odmr;
+pub mod owner;
 pub mod policy;
 pub mod pop3;
 pub mod privilege;

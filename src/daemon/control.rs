@@ -80,7 +80,7 @@ pub async fn serve(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let path = socket_path(&shared.root);
     let _ = std::fs::remove_file(&path);
     if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = crate::owner::create_dirs(dir, 0o700);
     }
     let l = match UnixListener::bind(&path) {
         Ok(l) => l,
