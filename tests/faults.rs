@@ -116,7 +116,7 @@ fn maildir_on_tmpfs(d: &DemoRoot, size: &str) -> Option<Mount> {
             Some(m)
         }
         Err(why) => {
-            eprintln!("skipped: {why}");
+            common::skip(&why);
             None
         }
     }
@@ -606,14 +606,14 @@ fn servfail_dns(ip: &str, stop: Arc<AtomicBool>) -> std::io::Result<()> {
 #[test]
 fn a_dns_failure_keeps_outbound_mail_queued() {
     if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: not running as root (needs a private mount namespace)");
+        common::skip("not running as root (needs a private mount namespace)");
         return;
     }
     let d = demo_root();
     let stop = Arc::new(AtomicBool::new(false));
     let dns_ip = "127.0.0.77";
     if let Err(e) = servfail_dns(dns_ip, stop.clone()) {
-        eprintln!("skipped: cannot listen on {dns_ip}:53: {e}");
+        common::skip(&format!("cannot listen on {dns_ip}:53: {e}"));
         return;
     }
     // One forward routed by MX lookup, one through smtproutes to a relay host whose
@@ -669,13 +669,13 @@ fn a_dns_failure_keeps_outbound_mail_queued() {
     let o = match o {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("skipped: cannot run unshare: {e}");
+            common::skip(&format!("cannot run unshare: {e}"));
             return;
         }
     };
     let out = text(&o);
     if out.contains("unshare failed") || out.contains("mount:") {
-        eprintln!("skipped: no private mount namespace here: {out}");
+        common::skip(&format!("no private mount namespace here: {out}"));
         return;
     }
     eprintln!("queue run with a broken resolver: {out}");
