@@ -53,6 +53,7 @@ pub async fn handle(
 ) {
     let local = stream.local_addr().unwrap_or(peer);
     if let Some(why) = permit.refusal {
+        shared.metrics.refused("pop3", "limit");
         tracing::warn!(target: "pop3", client = %peer, "refused connection: {why}");
         let mut stream = stream;
         let msg = format!("-ERR [SYS/TEMP] {why}\r\n");
