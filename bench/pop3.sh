@@ -14,6 +14,7 @@
 #   POP3_PAUSE     seconds of pause before each measurement (default 0.5)
 #   TURNMAIL       the turnmail binary (release build)
 #   POP3_LOAD      the load generator (target/release/examples/pop3_load)
+#   POP3_SYSTEMS   the servers measured ("turnmail dovecot")
 #
 # Accounts: u0@example.com ... u9@example.com (empty Maildirs; client i logs in as ui) and
 # retr@example.com (1,000 messages of 4096 bytes), one password, one $6$ hash (mkpasswd -m
@@ -280,7 +281,7 @@ for ((r = 1; r <= RUNS; r++)); do
     say "run $r"
     settle 1
     ceilings "$r"
-    for sys in turnmail dovecot; do
+    for sys in ${POP3_SYSTEMS:-turnmail dovecot}; do
         if [ $sys = turnmail ]; then
             addr=$TM_ADDR name=$TM_NAME role=turnmail pid=(--pid "$TM_PID")
         else

@@ -63,6 +63,12 @@ TARGETS.update({
 })
 LOWER_IS_BETTER |= {"engine-login-lookup", "engine-address-resolve", "scheduler-idle-cpu",
                     "scheduler-memory", "scheduler-due-to-connect"}
+# The cost of a change (bench/cost.sh): this tree against the same program built at an
+# earlier commit, as its "peer"; at most 5% slower.
+for _w in ("smtp-delivery", "smtp-delivery-reuse", "pop3-logins-1", "pop3-logins-10",
+           "pop3-retr-lockstep", "pop3-retr-pipelined"):
+    LABELS["cost-" + _w] = "Cost of the hardening, this tree / before: " + LABELS[_w]
+    TARGETS["cost-" + _w] = (0.95, None)
 # Absolute targets (no peer): workload -> the value turnmail's median must stay under.
 LIMITS = {
     "engine-login-lookup": 20.0,

@@ -635,17 +635,27 @@ fn run(root: Option<PathBuf>, args: Vec<OsString>, fd3: Option<std::os::fd::Owne
     let throttle = client_ip
         .filter(|_| !matches!(mode, Mode::DovecotLookup { .. }))
         .map(|ip| (ip, shared_throttle(&root, &config)));
-    let ticket = match &throttle {
-        Some((ip, t)) => match t.admit(*ip, &req.login, "checkpassword") {
-            Ok(ticket) => Some(ticket),
-            Err(r) => {
-                tracing::warn!(target: "checkpassword", client = %client, login = %login, "login refused unchecked: blocked for {} s more after repeated failures", r.remaining_ms.div_ceil(1000));
-                if mode == Mode::Classic {
-                    std::thread::sleep(failure_delay(env_var(DELAY_ENV).as_deref(), &config));
+    let waited = std::time::Instant::now();
+    let admitted = throttle.as_ref().map(|(ip, t)| {
+        loop {
+            match t.admit(*ip, &req.login, "checkpassword") {
+                // Attempts in flight in other processes may succeed: wait for them.
+                Err(r) if r.busy && waited.elapsed() < crate::policy::throttle::BUSY_WAIT => {
+                    std::thread::sleep(crate::policy::throttle::BUSY_POLL);
                 }
-                return EXIT_BAD;
+                r => break r,
             }
-        },
+        }
+    });
+    let ticket = match admitted {
+        Some(Ok(ticket)) => Some(ticket),
+        Some(Err(r)) => {
+            tracing::warn!(target: "checkpassword", client = %client, login = %login, "login refused unchecked: {}", crate::policy::throttle::refusal_text(&r));
+            if mode == Mode::Classic {
+                std::thread::sleep(failure_delay(env_var(DELAY_ENV).as_deref(), &config));
+            }
+            return EXIT_BAD;
+        }
         None => None,
     };
     let decision = decide(

@@ -39,6 +39,7 @@ pub struct Config {
     pub limits: Limits,
     pub tls: TlsConfig,
     pub log: LogConfig,
+    pub metrics: MetricsSettings,
 }
 
 impl Default for Config {
@@ -61,6 +62,7 @@ impl Default for Config {
             limits: Limits::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -330,6 +332,15 @@ pub enum LogFormat {
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     pub format: LogFormat,
+}
+
+/// `[metrics]`: the Prometheus listener, off unless an address is given.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// `GET /metrics` here, in Prometheus's text format; no authentication, so a
+    /// loopback address (127.0.0.1:9325) or a firewalled one.
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]

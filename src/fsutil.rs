@@ -28,7 +28,9 @@ pub fn parent_dir(path: &Path) -> &Path {
 ///
 /// `fill` writes into the temporary file; when it returns Ok the file is fsynced,
 /// renamed over `path` and the directory fsynced. On any error the temporary file is
-/// removed and `path` is left untouched.
+/// removed and `path` is left untouched. Run as root, the new file gets its owner
+/// before the rename (see `owner::for_replacement`): a reader running as the mail
+/// user never meets a root-owned file under the name.
 pub fn replace_with<F>(path: &Path, mode: u32, fill: F) -> io::Result<()>
 where
     F: FnOnce(&mut File) -> io::Result<()>,
@@ -41,6 +43,7 @@ where
     // The builder's mode is filtered by the umask; set it exactly.
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    give_owner(tmp.as_file(), path)?;
     fill(tmp.as_file_mut())?;
     tmp.as_file_mut().flush()?;
     tmp.as_file().sync_all()?;
@@ -60,8 +63,17 @@ pub fn replace_unsynced(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> 
         .tempfile_in(parent_dir(path))?;
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    give_owner(tmp.as_file(), path)?;
     tmp.as_file_mut().write_all(bytes)?;
     tmp.persist(path).map(|_| ()).map_err(|e| e.error)
+}
+
+/// Running as root: the owner the replacement of `path` should have, set on `file`.
+fn give_owner(file: &File, path: &Path) -> io::Result<()> {
+    match crate::owner::for_replacement(path)? {
+        Some((uid, gid)) => std::os::unix::fs::fchown(file, Some(uid), Some(gid)),
+        None => Ok(()),
+    }
 }
 
 /// Replace `path` atomically with `bytes` (see [`replace_with`]).

@@ -16,6 +16,7 @@ pub mod generate;
 pub mod maildir;
 pub mod net;
 pub mod odmr;
+pub mod owner;
 pub mod policy;
 pub mod pop3;
 pub mod privilege;

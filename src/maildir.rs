@@ -29,8 +29,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::fsutil::{create_new, fsync_dir, parent_dir};
 
 mod listing;
+mod open;
 mod unnamed;
-pub use listing::Listing;
+pub use listing::{Listing, Stray};
+pub use open::{OpenError, open_message, read_head, read_message};
 
 /// Readers delete `tmp/` files not accessed for 36 hours (maildir(5), `maildir_clean`).
 const TMP_MAX_AGE_SECS: i64 = 129_600;
@@ -306,8 +308,8 @@ impl Maildir {
     /// Ordered by ascending mtime; ties by unique name, then by `rel`.
     ///
     /// Files that vanish or cannot be stat'ed between listing and stat are skipped,
-    /// as in qmail; so is anything that is not a regular file, which no reader could
-    /// open as a message.
+    /// as in qmail; so is anything that is not a regular file (judged by lstat: a
+    /// symlink is never followed), with a log line.
     pub fn scan(&self, now: SystemTime) -> io::Result<Vec<Entry>> {
         Ok(self.list(now)?.entries().collect())
     }
@@ -628,7 +630,9 @@ fn discard(path: &Path) {
 fn make_dir(path: &Path) -> io::Result<()> {
     match DirBuilder::new().mode(0o700).create(path) {
         // The umask may have narrowed the mode; maildirmake's directories are 0700.
-        Ok(()) => fs::set_permissions(path, Permissions::from_mode(0o700)),
+        // Made by root (an operator's command): the owner of the directory above.
+        Ok(()) => fs::set_permissions(path, Permissions::from_mode(0o700))
+            .and_then(|()| crate::owner::adopt(path)),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             if fs::metadata(path)?.is_dir() {
                 Ok(())
@@ -1187,6 +1191,37 @@ mod tests {
         let err = md.move_to_cur(&entry, "S/").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         assert!(bare.exists());
+    }
+
+    #[test]
+    fn scan_never_follows_or_lists_what_is_not_a_regular_file() {
+        let (dir, md) = maildir();
+        let d = md.deliver(&[b"x\n"]).unwrap();
+        let secret = dir.path().join("secret");
+        fs::write(&secret, b"hash\n").unwrap();
+        std::os::unix::fs::symlink(&secret, md.path().join("new/1.M1P1Q1.link")).unwrap();
+        std::os::unix::fs::symlink(&secret, md.path().join("cur/2.M1P1Q1.link:2,S")).unwrap();
+        fs::create_dir(md.path().join("new/3.M1P1Q1.dir")).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(5);
+        let entries = md.scan(later).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].unique, d.name);
+        let mut listing = md.list(later).unwrap();
+        let mut strays: Vec<_> = listing
+            .take_strays()
+            .into_iter()
+            .map(|s| (s.rel, s.kind))
+            .collect();
+        strays.sort();
+        assert_eq!(
+            strays,
+            vec![
+                ("cur/2.M1P1Q1.link:2,S".to_owned(), "symlink"),
+                ("new/1.M1P1Q1.link".to_owned(), "symlink"),
+                ("new/3.M1P1Q1.dir".to_owned(), "directory"),
+            ]
+        );
+        assert!(listing.take_strays().is_empty());
     }
 
     #[test]

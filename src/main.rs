@@ -109,6 +109,9 @@ enum Command {
         /// ODMR/ATRN listen address (repeatable); replaces [odmr] listen.
         #[arg(long, value_name = "ADDR:PORT")]
         odmr: Vec<std::net::SocketAddr>,
+        /// Prometheus metrics listen address; replaces [metrics] listen.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Compile users/assign to users/cdb and users/poppasswd to users/poppasswd.cdb.
     Newu,
@@ -871,6 +874,7 @@ fn main() -> ExitCode {
             pop3,
             pop3s,
             odmr,
+            metrics,
         } => cmd_serve(
             cli.root,
             demo,
@@ -879,6 +883,7 @@ fn main() -> ExitCode {
                 pop3,
                 pop3s,
                 odmr,
+                metrics,
             },
         ),
         Command::Newu => need_root(cli.root).and_then(|r| cmd_newu(&r)),

@@ -61,7 +61,7 @@ pub fn generate_self_signed(root: &Path, hostname: &str) -> io::Result<(PathBuf,
             .map_err(io::Error::other)?;
     let (cert, key) = default_paths(root);
     if let Some(dir) = cert.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::owner::create_dirs(dir, 0o755)?;
     }
     crate::fsutil::write_atomic(&cert, ck.cert.pem().as_bytes(), 0o644)?;
     crate::fsutil::write_atomic(&key, ck.signing_key.serialize_pem().as_bytes(), 0o600)?;

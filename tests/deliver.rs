@@ -269,3 +269,93 @@ fn a_missing_maildir_defers_and_leaves_nothing() {
     );
     assert!(matches!(out, Outcome::Delivered { .. }), "{out:?}");
 }
+
+/// Make `domains/example.com/NAME/Maildir`, owned as the rest of the root.
+fn mailbox(root: &std::path::Path, name: &str) -> Maildir {
+    let home = root.join("domains/example.com").join(name);
+    std::fs::create_dir(&home).unwrap();
+    let md = Maildir::create(home.join("Maildir")).unwrap();
+    if nix::unistd::Uid::effective().is_root() {
+        let mu = common::mail_user();
+        for sub in ["", "Maildir", "Maildir/tmp", "Maildir/new", "Maildir/cur"] {
+            std::os::unix::fs::chown(home.join(sub), Some(mu.uid), Some(mu.gid)).unwrap();
+        }
+    }
+    md
+}
+
+#[test]
+fn a_delivery_stopped_half_way_is_queued_with_only_what_is_left() {
+    use turnmail::deliver::transaction::{RecipientResult, Verdict, deliver_message};
+    use turnmail::qmail::dotqmail::Instruction;
+    let d = demo_root();
+    let ann = mailbox(&d.root, "ann");
+    // Line 2 forwards (queued last), line 3 is written, line 4 cannot be yet.
+    dotqmail(
+        &d.root,
+        ".qmail-team",
+        "# the team\n&far@example.org\n./ann/Maildir/\n./cid/Maildir/\n",
+    );
+    let t = target(&d.root, "team@example.com");
+    let msg = Message {
+        sender: b"a@b",
+        data: MSG,
+    };
+    match deliver_local(&t, &msg, &env(&d.root), 0) {
+        Outcome::Partial { rest, .. } => assert_eq!(
+            rest,
+            vec![
+                (2, Instruction::Forward(b"far@example.org".to_vec())),
+                (4, Instruction::Maildir(b"./cid/Maildir/".to_vec())),
+            ]
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(files(&ann.path().join("new")).len(), 1);
+
+    // Over the transaction (SMTP's and `turnmail deliver`'s): accepted, not 451,
+    // with the rest in the queue.
+    let res = Resolution::Local(t);
+    let report = deliver_message(
+        &env(&d.root),
+        "mx.example.com",
+        b"a@b",
+        &[(b"team@example.com".to_vec(), res)],
+        MSG,
+        0,
+    );
+    assert_eq!(report.verdict, Verdict::Accepted, "{report:?}");
+    assert!(matches!(report.recipients[0].1, RecipientResult::Queued(_)));
+    assert_eq!(files(&ann.path().join("new")).len(), 2);
+    let queued = files(&d.root.join("queue/new"));
+    assert_eq!(queued.len(), 1);
+    assert!(queued[0].starts_with(b"X-Turnmail-Resume: "));
+
+    // cid's mailbox appears: the queue run writes cid's copy and the forward, and
+    // does not write ann's again.
+    let cid = mailbox(&d.root, "cid");
+    if nix::unistd::Uid::effective().is_root() {
+        // Written by this test as root; the queue run is the mail user's.
+        let mu = common::mail_user();
+        for e in std::fs::read_dir(d.root.join("queue/new")).unwrap() {
+            std::os::unix::fs::chown(e.unwrap().path(), Some(mu.uid), Some(mu.gid)).unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("--root")
+        .arg(&d.root)
+        .args(["flush", "--queue"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    // The forward's relay has nowhere to go here: it stays queued, deferred.
+    assert!(out.contains("queue: 1 delivered"), "{out}");
+    assert_eq!(files(&ann.path().join("new")).len(), 2);
+    let got = files(&cid.path().join("new"));
+    assert_eq!(got.len(), 1);
+    assert!(got[0].ends_with(MSG));
+    let left = files(&d.root.join("queue/new"));
+    assert_eq!(left.len(), 1, "the forward");
+    assert!(String::from_utf8_lossy(&left[0]).contains("Delivered-To: far@example.org\n"));
+}

@@ -116,7 +116,7 @@ fn maildir_on_tmpfs(d: &DemoRoot, size: &str) -> Option<Mount> {
             Some(m)
         }
         Err(why) => {
-            eprintln!("skipped: {why}");
+            common::skip(&why);
             None
         }
     }
@@ -233,6 +233,112 @@ fn a_full_disk_defers_and_leaves_nothing_partial() {
     assert_delivered_once(&d, "full");
     assert!(names(&joe_maildir(&d).join("tmp")).is_empty());
     assert_eq!(c.cmd("QUIT").get(..3), Some("221"));
+}
+
+/// Fill the file system holding `dir` (through a file in it), leaving less room than
+/// a message needs; returns the filler, whose removal frees the space.
+fn fill(dir: &Path) -> PathBuf {
+    let filler = dir.join(".filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 16 * 1024];
+    loop {
+        match f.write_all(&chunk) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+            Err(e) => panic!("filling the tmpfs: {e}"),
+        }
+    }
+    filler
+}
+
+/// The messages in a Maildir's new/ carrying `X-Tag: TAG`, per tag.
+fn tags_in(new: &Path) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for n in names(new) {
+        let f = std::fs::read_to_string(new.join(&n)).unwrap();
+        let tag = f
+            .lines()
+            .find_map(|l| l.strip_prefix("X-Tag: "))
+            .unwrap_or("?")
+            .to_string();
+        *out.entry(tag).or_default() += 1;
+    }
+    out
+}
+
+#[test]
+fn copies_written_before_a_full_disk_are_kept_and_the_rest_is_queued() {
+    if !common::root_or_skip("a full tmpfs under one of several mailboxes") {
+        return;
+    }
+    let d = demo_root();
+    // team@example.com delivers into ann's Maildir (the root's file system), then
+    // joe's (a tmpfs, full): several copies, the last one failing.
+    let ann = d.root.join("domains/example.com/ann");
+    std::fs::create_dir(&ann).unwrap();
+    own(&ann);
+    let ann_md = Maildir::create(ann.join("Maildir")).unwrap();
+    for sub in ["", "tmp", "new", "cur"] {
+        own(&ann_md.path().join(sub));
+    }
+    let team = d.root.join("domains/example.com/.qmail-team");
+    write(&team, "./ann/Maildir/\n./joe/Maildir/\n");
+    std::fs::set_permissions(&team, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    own(&team);
+    let Some(_mount) = maildir_on_tmpfs(&d, "2m") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: no tmpfs could be mounted for this test"
+        );
+        return;
+    };
+    let filler = fill(&joe_maildir(&d));
+    let mut s = Daemon::start(&d.root);
+    let mut c = smtp(&s);
+    // The list alone: ann's copy is written, joe's is not. Answering 451 would make
+    // the client send again, and ann would get it twice.
+    let r = send(&mut c, "team@example.com", &big_body("t1", 200));
+    assert!(r.starts_with("250"), "{r}");
+    // The list and a site: the same, with another recipient in the transaction.
+    assert!(c.cmd("MAIL FROM:<bob@example.org>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<team@example.com>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<anyone@acme.example>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(big_body("t2", 200).as_bytes());
+    let r = c.cmd(".");
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!(c.cmd("QUIT").get(..3), Some("221"));
+    s.terminate();
+    let once = |tags: &[&str]| -> BTreeMap<String, usize> {
+        tags.iter().map(|t| (t.to_string(), 1)).collect()
+    };
+    assert_eq!(tags_in(&ann_md.path().join("new")), once(&["t1", "t2"]));
+    assert_eq!(
+        tags_in(&d.root.join("sites/acme/Maildir/new")),
+        once(&["t2"])
+    );
+    assert_maildir_empty(&d, "joe's file system is full");
+    // What is queued is joe's copy alone: the delivery resumes at .qmail line 2.
+    let queued: Vec<String> = names(&d.root.join("queue/new"));
+    assert_eq!(queued.len(), 2, "{queued:?}");
+    for q in &queued {
+        let f = std::fs::read(d.root.join("queue/new").join(q)).unwrap();
+        assert!(
+            f.starts_with(b"X-Turnmail-Resume: "),
+            "{}",
+            String::from_utf8_lossy(&f[..80])
+        );
+    }
+
+    // Room again: the queue run delivers joe's copies, and only those.
+    std::fs::remove_file(&filler).unwrap();
+    // Queue files of the current second wait for the next scan.
+    std::thread::sleep(Duration::from_millis(1100));
+    let o = turnmail(&d, &["flush", "--queue"]);
+    assert!(text(&o).contains("queue: 2 delivered"), "{}", text(&o));
+    assert_eq!(tags_in(&joe_maildir(&d).join("new")), once(&["t1", "t2"]));
+    assert_eq!(tags_in(&ann_md.path().join("new")), once(&["t1", "t2"]));
+    assert_eq!(queue_count(&d), 0);
 }
 
 #[test]
@@ -500,14 +606,14 @@ fn servfail_dns(ip: &str, stop: Arc<AtomicBool>) -> std::io::Result<()> {
 #[test]
 fn a_dns_failure_keeps_outbound_mail_queued() {
     if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: not running as root (needs a private mount namespace)");
+        common::skip("not running as root (needs a private mount namespace)");
         return;
     }
     let d = demo_root();
     let stop = Arc::new(AtomicBool::new(false));
     let dns_ip = "127.0.0.77";
     if let Err(e) = servfail_dns(dns_ip, stop.clone()) {
-        eprintln!("skipped: cannot listen on {dns_ip}:53: {e}");
+        common::skip(&format!("cannot listen on {dns_ip}:53: {e}"));
         return;
     }
     // One forward routed by MX lookup, one through smtproutes to a relay host whose
@@ -563,13 +669,13 @@ fn a_dns_failure_keeps_outbound_mail_queued() {
     let o = match o {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("skipped: cannot run unshare: {e}");
+            common::skip(&format!("cannot run unshare: {e}"));
             return;
         }
     };
     let out = text(&o);
     if out.contains("unshare failed") || out.contains("mount:") {
-        eprintln!("skipped: no private mount namespace here: {out}");
+        common::skip(&format!("no private mount namespace here: {out}"));
         return;
     }
     eprintln!("queue run with a broken resolver: {out}");

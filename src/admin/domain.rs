@@ -446,12 +446,13 @@ fn list(root: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Reading without editing still takes the lock briefly, so a list never sees a
-/// half-done multi-file edit (e.g. assign written, rcpthosts not yet).
+/// Reading without editing takes the lock shared, so a list never sees a half-done
+/// multi-file edit (e.g. assign written, rcpthosts not yet); it creates nothing and
+/// never waits for another reader.
 pub struct ReadOnly(pub Edit);
 
 impl ReadOnly {
     pub fn new(root: &Path) -> Result<ReadOnly> {
-        Ok(ReadOnly(Edit::begin(root)?))
+        Ok(ReadOnly(Edit::begin_read(root)?))
     }
 }

@@ -9,11 +9,13 @@
 //! Files are written in the order they were staged, so a command controls what the
 //! daemon can observe in between: delivery routes (assign) before the domain is
 //! accepted (rcpthosts) on the way in, and the reverse on the way out. When run as
-//! root, a replaced file keeps its owner and mode, and a new file takes the owner of
-//! its directory, so the mail user can still read everything.
+//! root, a replaced file keeps its owner and mode, and a new file or directory
+//! (`run/`, the lock file itself) takes the owner of its directory (`owner.rs`), so
+//! the mail user can still read and edit everything. Reads take a shared lock and
+//! create nothing ([`Edit::begin_read`]).
 
 use std::fs::File;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -57,8 +59,11 @@ struct Staged {
 pub struct Edit {
     root: PathBuf,
     paths: Paths,
-    _lock: Flock<File>,
+    /// None for a read that found no lock file it could open.
+    _lock: Option<Flock<File>>,
     staged: Vec<Staged>,
+    /// Opened by [`Edit::begin_read`]: nothing may be written.
+    shared: bool,
 }
 
 /// What a commit did.
@@ -73,6 +78,42 @@ fn lock_path(root: &Path) -> PathBuf {
     root.join("run").join("edit.lock")
 }
 
+fn need_mail_root(root: &Path) -> Result<()> {
+    if root.join("control").is_dir() {
+        return Ok(());
+    }
+    Err(AdminError::NotFound(format!(
+        "{} is not a mail root (no control/); run `turnmail init` or an import first",
+        root.display()
+    )))
+}
+
+/// flock(2) has no timeout: try without blocking and sleep in between.
+fn lock_within(
+    mut file: File,
+    how: FlockArg,
+    path: &Path,
+    timeout: Duration,
+) -> Result<Flock<File>> {
+    let start = Instant::now();
+    loop {
+        match Flock::lock(file, how) {
+            Ok(l) => return Ok(l),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
+                if start.elapsed() >= timeout {
+                    return Err(AdminError::LockTimeout {
+                        path: path.to_path_buf(),
+                        secs: timeout.as_secs(),
+                    });
+                }
+                file = f;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err((_, e)) => return Err(io_at(path)(std::io::Error::from(e))),
+        }
+    }
+}
+
 impl Edit {
     /// Lock the root for editing, waiting up to [`DEFAULT_LOCK_TIMEOUT`].
     pub fn begin(root: &Path) -> Result<Edit> {
@@ -80,58 +121,67 @@ impl Edit {
     }
 
     pub fn begin_with_timeout(root: &Path, timeout: Duration) -> Result<Edit> {
-        if !root.join("control").is_dir() {
-            return Err(AdminError::NotFound(format!(
-                "{} is not a mail root (no control/); run `turnmail init` or an import first",
-                root.display()
-            )));
-        }
+        need_mail_root(root)?;
         let run = root.join("run");
-        if !run.is_dir() {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&run)
-                .or_else(|e| {
-                    if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })
-                .map_err(io_at(&run))?;
-        }
+        crate::owner::create_dirs(&run, 0o700).map_err(io_at(&run))?;
+        // A run/ left owned by root by an older version run as root: hand it back.
+        crate::owner::adopt(&run).map_err(io_at(&run))?;
         let path = lock_path(root);
-        let start = Instant::now();
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(io_at(&path))?;
-        // flock(2) has no timeout: try without blocking and sleep in between.
-        let lock = loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(l) => break l,
-                Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
-                    if start.elapsed() >= timeout {
-                        return Err(AdminError::LockTimeout {
-                            path,
-                            secs: timeout.as_secs(),
-                        });
-                    }
-                    file = f;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err((_, e)) => return Err(io_at(&path)(std::io::Error::from(e))),
+        crate::owner::adopt(&path).map_err(io_at(&path))?;
+        let lock = lock_within(file, FlockArg::LockExclusiveNonblock, &path, timeout)?;
+        Ok(Edit {
+            root: root.to_path_buf(),
+            paths: Paths::new(root),
+            _lock: Some(lock),
+            staged: Vec::new(),
+            shared: false,
+        })
+    }
+
+    /// Open the root for reading only: a shared lock on `run/edit.lock`, so that a
+    /// listing waits for an edit in progress and never sees half of a multi-file edit,
+    /// while readers never wait for each other. Nothing is created: without the lock
+    /// file (no edit ever ran) or without the right to open it (one left by root),
+    /// the read goes ahead unlocked. Such an edit cannot be committed.
+    pub fn begin_read(root: &Path) -> Result<Edit> {
+        need_mail_root(root)?;
+        let path = lock_path(root);
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path);
+        let lock = match opened {
+            Ok(file) => Some(lock_within(
+                file,
+                FlockArg::LockSharedNonblock,
+                &path,
+                DEFAULT_LOCK_TIMEOUT,
+            )?),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                None
             }
+            Err(e) => return Err(io_at(&path)(e)),
         };
         Ok(Edit {
             root: root.to_path_buf(),
             paths: Paths::new(root),
             _lock: lock,
             staged: Vec::new(),
+            shared: true,
         })
     }
 
@@ -196,6 +246,11 @@ impl Edit {
     /// Validate, write every staged file atomically in order, recompile the cdbs whose
     /// sources changed, then release the lock.
     pub fn commit(self) -> Result<Committed> {
+        if self.shared && !self.staged.is_empty() {
+            return Err(AdminError::Invalid(
+                "internal error: an edit opened for reading cannot be committed".into(),
+            ));
+        }
         self.validate()?;
         let mut done = Committed::default();
         for s in &self.staged {
@@ -206,10 +261,11 @@ impl Edit {
             if let Some(dir) = s.path.parent()
                 && !dir.exists()
             {
-                std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+                crate::owner::create_dirs(dir, 0o755).map_err(io_at(dir))?;
             }
+            // Run as root, the new file gets the owner of the one it replaces (or of
+            // its directory) before it takes the name.
             write_atomic(&s.path, &s.bytes, mode).map_err(io_at(&s.path))?;
-            keep_owner(&s.path, old.as_ref())?;
             done.written.push(s.path.clone());
             let compiled = match s.kind {
                 Kind::Assign => {
@@ -232,7 +288,6 @@ impl Edit {
                 _ => None,
             };
             if let Some((cdb, n)) = compiled {
-                keep_owner(&cdb, std::fs::metadata(&s.path).ok().as_ref())?;
                 done.compiled.push((cdb, n));
             }
         }
@@ -274,23 +329,6 @@ pub fn validate(kind: Kind, bytes: &[u8]) -> std::result::Result<(), String> {
     }
 }
 
-/// Running as root: give `path` the owner of the file it replaced (`old`), or of its
-/// directory when it is new, so the mail user keeps access. A no-op otherwise.
-pub fn keep_owner(path: &Path, old: Option<&std::fs::Metadata>) -> Result<()> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Ok(());
-    }
-    let (uid, gid) = match old {
-        Some(m) => (m.uid(), m.gid()),
-        None => {
-            let dir = fsutil::parent_dir(path);
-            let m = std::fs::metadata(dir).map_err(io_at(dir))?;
-            (m.uid(), m.gid())
-        }
-    };
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_at(path))
-}
-
 /// Running as root: hand a directory tree made by a command to the mail user.
 pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
     if !nix::unistd::Uid::effective().is_root() {
@@ -307,15 +345,19 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
     Ok(())
 }
 
-/// Make a directory (and missing parents) with exactly `mode`, for the mail user.
+/// Make a directory (and missing parents) with exactly `mode`, for the mail user:
+/// run as root, a directory made here (or one an older version left owned by root)
+/// is given `owner`, missing parents the owner of theirs. What someone else already
+/// owns is left alone (other domains' homes under `domains/`, say).
 pub fn make_dir(path: &Path, mode: u32, owner: (u32, u32)) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(path)
-        .map_err(io_at(path))?;
+    let existed = std::fs::metadata(path).ok();
+    crate::owner::create_dirs(path, mode).map_err(io_at(path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_at(path))?;
-    chown_tree(path, owner.0, owner.1)
+    let rootowned = existed.as_ref().is_none_or(|m| m.uid() == 0);
+    if crate::owner::running_as_root() && rootowned {
+        std::os::unix::fs::lchown(path, Some(owner.0), Some(owner.1)).map_err(io_at(path))?;
+    }
+    Ok(())
 }
 
 /// Write a small file that belongs to one mailbox or site (a `.qmail` file, RELAYHOST)

@@ -83,6 +83,18 @@ pub struct Spool {
     pub maildir: Maildir,
     pub prefix: Vec<u8>,
     lock: PathBuf,
+    /// The outbound queue (whose files may start with a resume line).
+    queue: bool,
+}
+
+impl Spool {
+    fn format(&self) -> envelope::Format<'_> {
+        if self.queue {
+            envelope::Format::Queue
+        } else {
+            envelope::Format::Site(&self.prefix)
+        }
+    }
 }
 
 /// The outbound queue, or the spool of the site named `site`.
@@ -95,6 +107,7 @@ pub fn open(root: &Path, site: Option<&str>) -> Result<Spool> {
                 maildir: q.maildir().clone(),
                 prefix: Vec::new(),
                 lock: q.path().join(".lock"),
+                queue: true,
             })
         }
         Some(name) => {
@@ -112,6 +125,7 @@ pub fn open(root: &Path, site: Option<&str>) -> Result<Spool> {
                 maildir: s.maildir(),
                 prefix: s.prefix.clone(),
                 lock: s.relayhost_path(),
+                queue: false,
             })
         }
     }
@@ -172,13 +186,6 @@ impl Message {
     }
 }
 
-fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    File::open(path)?.take(8192).read_to_end(&mut head)?;
-    Ok(head)
-}
-
 /// Every message in the spool, oldest first (including those of this second). Read
 /// only: files not in spool format are listed with no envelope, never moved.
 pub fn messages(spool: &Spool) -> Result<Vec<Message>> {
@@ -191,8 +198,10 @@ pub fn messages(spool: &Spool) -> Result<Vec<Message>> {
     Ok(entries
         .into_iter()
         .filter_map(|entry| {
-            let head = read_head(&entry.path).ok()?;
-            let envelope = envelope::parse(&head, &spool.prefix);
+            // Never through a symlink or into a FIFO: such names are not listed.
+            let head =
+                crate::maildir::read_head(&entry.path, crate::spool::scan::HEAD_LIMIT).ok()?;
+            let envelope = envelope::parse_in(&head, spool.format());
             Some(Message { entry, envelope })
         })
         .collect())
@@ -239,7 +248,7 @@ pub fn list(root: &Path, site: Option<&str>, json_out: bool) -> Result<()> {
 }
 
 fn read_whole(m: &Message) -> Result<Vec<u8>> {
-    crate::fsutil::read_limited(&m.entry.path, 1 << 30).map_err(io_at(&m.entry.path))
+    crate::maildir::read_message(&m.entry.path, 1 << 30).map_err(|e| io_at(&m.entry.path)(e.into()))
 }
 
 /// The header of `message` (up to and without the empty line).
@@ -278,9 +287,16 @@ pub fn show(root: &Path, site: Option<&str>, id: &str, body: bool, json_out: boo
     );
     println!("size:       {} bytes", m.entry.size);
     match &m.envelope {
-        Some(_) => {
+        Some(e) => {
             println!("sender:     <{}>", m.sender());
             println!("recipient:  <{}>", m.recipient());
+            if let Some(rest) = &e.resume {
+                let lines: Vec<String> = rest.iter().map(|(n, _)| n.to_string()).collect();
+                println!(
+                    "resumes:    at .qmail line(s) {} (the lines before were delivered)",
+                    lines.join(", ")
+                );
+            }
         }
         None => println!("envelope:   none (not in spool format; it will be quarantined)"),
     }

@@ -207,7 +207,10 @@ pub struct SiteRow {
     pub dir: String,
     pub relayhost: Option<String>,
     pub domains: Vec<String>,
+    /// The site's own schedule (site.toml); None: the default of `[flush] schedule`.
     pub schedule: Option<String>,
+    /// The schedule in force, the site's own or the default.
+    pub effective_schedule: String,
     pub queued: u64,
     /// Age of the oldest queued message, in seconds.
     pub oldest_secs: Option<u64>,
@@ -237,10 +240,14 @@ pub fn rows(root: &Path) -> Result<(Vec<SiteRow>, Vec<String>)> {
         let (queued, oldest) = layout::spool_usage(&s.dir.join("Maildir"));
         let status = crate::flush::status::read(&status_dir, &s.name);
         let schedule = s.settings.schedule.clone();
-        let next_run = schedule.as_deref().and_then(|spec| {
-            let c = crate::schedule::crontab::Crontab::parse(spec).ok()?;
-            c.next_after(chrono::Utc::now()).map(|t| t.timestamp())
-        });
+        let effective_schedule = schedule
+            .clone()
+            .unwrap_or_else(|| config.flush.schedule.clone());
+        // The schedule's own time (a running daemon adds the site's jitter).
+        let next_run = crate::daemon::scheduler::site_schedule(s, &config.flush.schedule)
+            .ok()
+            .and_then(|c| c.next_after(chrono::Utc::now()))
+            .map(|t| t.timestamp());
         out.push(SiteRow {
             site: s.name.clone(),
             dir: s.dir.display().to_string(),
@@ -250,6 +257,7 @@ pub fn rows(root: &Path) -> Result<(Vec<SiteRow>, Vec<String>)> {
             }),
             domains,
             schedule,
+            effective_schedule,
             queued,
             oldest_secs: oldest
                 .and_then(|t| now.duration_since(t).ok())
@@ -283,6 +291,7 @@ pub fn site_table(rows: &[SiteRow]) -> table::Table {
         "QUEUED#",
         "OLDEST#",
         "LAST FLUSH",
+        "NEXT FLUSH",
         "DOMAINS",
     ]);
     for r in rows {
@@ -296,6 +305,11 @@ pub fn site_table(rows: &[SiteRow]) -> table::Table {
                     format!("{} ago: {res}", table::human_age(now.saturating_sub(*at)))
                 }
                 _ => "never".into(),
+            },
+            match r.next_run {
+                Some(t) if t >= now as i64 => format!("in {}", table::human_age(t as u64 - now)),
+                Some(_) => "due".into(),
+                None => "-".into(),
             },
             r.domains.join(" "),
         ]);

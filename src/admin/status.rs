@@ -1,6 +1,8 @@
-//! `turnmail status`: one look at the whole host from its files alone (no daemon
-//! needed): domains, mailboxes, sites with their queues and last flush, the outbound
-//! queue, and the flush counts of the last 24 hours from the sites' status files.
+//! `turnmail status`: one look at the whole host: from its files (no daemon needed)
+//! domains, mailboxes, sites with their queues, last and next flush, the outbound queue
+//! and the flush counts of the last 24 hours from the sites' status files; and, when a
+//! daemon answers on the control socket, whether it runs, since when, on which
+//! addresses, and its counters (the next flushes are then the daemon's own plan).
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -9,11 +11,30 @@ use serde_json::json;
 
 use super::error::Result;
 use super::{domain, layout, site, table, user};
+use crate::daemon::control::{DaemonState, Request, Response};
+use crate::daemon::metrics::Counters;
 
 pub fn run(root: &Path, json: bool) -> Result<()> {
     let domains = domain::rows(root)?;
     let users = user::rows(root, None)?;
-    let (sites, problems) = site::rows(root)?;
+    let (mut sites, problems) = site::rows(root)?;
+    let daemon = match crate::daemon::control::ask(root, &Request::Status) {
+        Some(Response::Status(d)) => Some(*d),
+        _ => None,
+    };
+    if let Some(d) = &daemon {
+        for row in &mut sites {
+            if let Some(t) = d
+                .sites
+                .iter()
+                .find(|s| s.name == row.site)
+                .and_then(|s| s.next_run.as_deref())
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            {
+                row.next_run = Some(t.timestamp());
+            }
+        }
+    }
     let (queued, oldest) = layout::spool_usage(&root.join("queue"));
     let oldest_secs = oldest
         .and_then(|t| SystemTime::now().duration_since(t).ok())
@@ -40,11 +61,13 @@ pub fn run(root: &Path, json: bool) -> Result<()> {
             "sites": sites,
             "queue": { "queued": queued, "oldest_secs": oldest_secs },
             "last_24h": { "sites_flushed": flushes, "delivered": delivered, "bounced": bounced },
+            "daemon": daemon,
             "problems": problems,
         }));
         return Ok(());
     }
     println!("mail root  {}", root.display());
+    print_daemon(daemon.as_ref());
     println!(
         "domains    {} ({} not in rcpthosts)",
         domains.len(),
@@ -75,4 +98,49 @@ pub fn run(root: &Path, json: bool) -> Result<()> {
         eprintln!("turnmail: {p}");
     }
     Ok(())
+}
+
+fn print_daemon(d: Option<&DaemonState>) {
+    let Some(d) = d else {
+        println!("daemon     not running (no answer on run/control.sock)");
+        return;
+    };
+    println!(
+        "daemon     running: pid {}, version {}, up {} (since {})",
+        d.pid,
+        d.version,
+        table::human_age(d.uptime_secs),
+        crate::datetime::rfc5322(d.started)
+    );
+    for l in &d.listening {
+        println!("           {:<8} {}", l.service, l.address);
+    }
+    let c = &d.counters;
+    let sum = Counters::sum;
+    println!(
+        "connections {} ({} refused)   messages {} accepted, {} refused, {} deferred   \
+         recipients refused {}",
+        sum(&c.connections, &[]),
+        sum(&c.connections_refused, &[]),
+        sum(&c.messages, &[("result", "accepted")]),
+        sum(&c.messages, &[("result", "rejected")]),
+        sum(&c.messages, &[("result", "temporary")]),
+        sum(&c.recipients_refused, &[]),
+    );
+    println!(
+        "logins     {} good, {} failed, {} refused unchecked; {} client(s) blocked now",
+        sum(&c.logins, &[("result", "success")]),
+        sum(&c.logins, &[("result", "failure")]),
+        sum(&c.logins, &[("result", "blocked")]),
+        c.blocked_clients,
+    );
+    println!(
+        "flushes    {} delivered, {} found nothing, {} failed, {} locked elsewhere; \
+         queue runs {}",
+        sum(&c.flushes, &[("result", "delivered")]),
+        sum(&c.flushes, &[("result", "nothing_queued")]),
+        sum(&c.flushes, &[("result", "failed")]),
+        sum(&c.flushes, &[("result", "locked")]),
+        c.queue_runs,
+    );
 }

@@ -32,7 +32,28 @@ pub struct SiteState {
     pub name: String,
     pub queued: usize,
     pub running: bool,
+    /// The next scheduled flush (RFC 3339, with the site's jitter).
     pub next_run: Option<String>,
+}
+
+/// One listening address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Listening {
+    pub service: String,
+    pub address: String,
+}
+
+/// The running daemon, as `turnmail status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonState {
+    pub pid: u32,
+    pub version: String,
+    /// Unix time the daemon started.
+    pub started: u64,
+    pub uptime_secs: u64,
+    pub listening: Vec<Listening>,
+    pub counters: super::metrics::Counters,
+    pub sites: Vec<SiteState>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,11 +69,7 @@ pub enum Response {
     Started {
         sites: usize,
     },
-    Status {
-        sites: Vec<SiteState>,
-        counters: Counters,
-        uptime_secs: u64,
-    },
+    Status(Box<DaemonState>),
     Reloaded {
         compiled: usize,
         errors: Vec<String>,
@@ -60,15 +77,6 @@ pub enum Response {
     Error {
         message: String,
     },
-}
-
-/// Daemon-wide counters for `turnmail status`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Counters {
-    pub smtp_messages: u64,
-    pub pop3_logins: u64,
-    pub etrn_requests: u64,
-    pub odmr_sessions: u64,
 }
 
 pub fn socket_path(root: &Path) -> PathBuf {
@@ -80,7 +88,7 @@ pub async fn serve(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let path = socket_path(&shared.root);
     let _ = std::fs::remove_file(&path);
     if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = crate::owner::create_dirs(dir, 0o700);
     }
     let l = match UnixListener::bind(&path) {
         Ok(l) => l,
@@ -152,22 +160,48 @@ async fn answer(req: Request, shared: &Arc<Shared>) -> Response {
         }
         Request::Status => {
             let sites = f.sites();
-            let plan = shared.plan.lock().unwrap_or_else(|p| p.into_inner());
+            let next: Vec<Option<String>> = {
+                let plan = shared.plan.lock().unwrap_or_else(|p| p.into_inner());
+                sites
+                    .sites
+                    .iter()
+                    .map(|s| plan.next_for(&s.name).map(|t| t.to_rfc3339()))
+                    .collect()
+            };
             let states = sites
                 .sites
                 .iter()
-                .map(|s| SiteState {
+                .zip(next)
+                .map(|(s, next_run)| SiteState {
                     name: s.name.clone(),
                     queued: Flusher::queued(s),
                     running: f.is_running(&s.name),
-                    next_run: plan.next_for(&s.name).map(|t| t.to_rfc3339()),
+                    next_run,
                 })
                 .collect();
-            Response::Status {
+            let sh = shared.clone();
+            // The gauges read the disk: counts of blocked clients and the like are set
+            // on the way.
+            let _ = tokio::task::spawn_blocking(move || {
+                sh.metrics.render(&super::metrics_http::state(&sh))
+            })
+            .await;
+            Response::Status(Box::new(DaemonState {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                started: shared.metrics.started_unix(),
+                uptime_secs: shared.metrics.uptime().as_secs(),
+                listening: shared
+                    .listening
+                    .iter()
+                    .map(|(s, a)| Listening {
+                        service: s.name().to_string(),
+                        address: a.to_string(),
+                    })
+                    .collect(),
+                counters: shared.metrics.snapshot(),
                 sites: states,
-                counters: shared.counters.snapshot(),
-                uptime_secs: shared.started.elapsed().as_secs(),
-            }
+            }))
         }
         Request::Reload => {
             let e = shared.engine.clone();

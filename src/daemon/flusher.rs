@@ -21,6 +21,7 @@ const EMPTY_PASS_WAIT: Duration = Duration::from_secs(1);
 
 pub struct Flusher {
     pub ctx: FlushContext,
+    metrics: Arc<super::metrics::Metrics>,
     root: PathBuf,
     patterns: Vec<String>,
     sites: RwLock<Arc<Discovery>>,
@@ -50,6 +51,7 @@ impl Drop for Running {
 
 impl Flusher {
     pub fn new(
+        metrics: Arc<super::metrics::Metrics>,
         ctx: FlushContext,
         root: PathBuf,
         patterns: Vec<String>,
@@ -62,6 +64,7 @@ impl Flusher {
         }
         Flusher {
             ctx,
+            metrics,
             root,
             patterns,
             sites: RwLock::new(Arc::new(d)),
@@ -202,7 +205,10 @@ impl Flusher {
     ) -> Option<FlushResult> {
         let _permit = self.parallel.clone().acquire_owned().await.ok()?;
         tracing::info!(target: "flush", site = %site.name, reason, to = to.unwrap_or("RELAYHOST"), "flush starting");
-        Some(flush::flush_site(site, &self.ctx, to).await)
+        let t = Instant::now();
+        let r = flush::flush_site(site, &self.ctx, to).await;
+        self.metrics.flush(reason, &r, t.elapsed());
+        Some(r)
     }
 
     /// Start a flush in the background; false if one is already running. The site is
@@ -262,9 +268,13 @@ impl Flusher {
             return None;
         }
         let _permit = self.parallel.clone().acquire_owned().await.ok()?;
+        let t = Instant::now();
         let results =
             flush::flush_sites_with(&mine, &self.ctx, |_| async move { Ok::<S, String>(stream) })
                 .await;
+        for r in &results {
+            self.metrics.flush("odmr", r, t.elapsed());
+        }
         drop(claims);
         let mut by_name: HashMap<String, FlushResult> =
             mine.into_iter().map(|s| s.name).zip(results).collect();

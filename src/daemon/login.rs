@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::Shared;
 use crate::engine::accounts::Accounts;
 use crate::engine::{AuthError, Authenticated, LoginContext};
-use crate::policy::throttle::Outcome;
+use crate::policy::throttle::{self, Outcome};
 
 /// How a login ended.
 pub enum LoginResult {
@@ -45,12 +45,20 @@ where
     let policy = &shared.policy;
     let (service, mech, client) = (a.service, a.mechanism, a.peer);
     let login = shown(a.login);
-    let ticket = match policy.logins.admit(a.peer.ip(), a.login, service) {
-        Ok(t) => t,
-        Err(r) => {
-            tracing::warn!(target: "auth", service, client = %client, login = %login, mech, "login refused unchecked: blocked for {} s more after repeated failures", r.remaining_ms.div_ceil(1000));
-            tokio::time::sleep(policy.failure_delay).await;
-            return LoginResult::Rejected;
+    let waited = tokio::time::Instant::now();
+    let ticket = loop {
+        match policy.logins.admit(a.peer.ip(), a.login, service) {
+            Ok(t) => break t,
+            // Attempts in flight fill the count: they may succeed, so wait for them.
+            Err(r) if r.busy && waited.elapsed() < throttle::BUSY_WAIT => {
+                tokio::time::sleep(throttle::BUSY_POLL).await;
+            }
+            Err(r) => {
+                shared.metrics.login(service, "blocked");
+                tracing::warn!(target: "auth", service, client = %client, login = %login, mech, "login refused unchecked: {}", throttle::refusal_text(&r));
+                tokio::time::sleep(policy.failure_delay).await;
+                return LoginResult::Rejected;
+            }
         }
     };
     let ctx = LoginContext {
@@ -63,23 +71,27 @@ where
     match r {
         Ok(Ok(acct)) => {
             policy.logins.finish(ticket, Outcome::Success);
+            shared.metrics.login(service, "success");
             let as_stored = String::from_utf8_lossy(&acct.account.login).into_owned();
             tracing::info!(target: "auth", service, client = %client, login = %as_stored, mech, "login");
             LoginResult::Accepted(Box::new(acct))
         }
         Ok(Err(AuthError::Temporary(e))) => {
             policy.logins.finish(ticket, Outcome::Undecided);
+            shared.metrics.login(service, "temporary");
             tracing::error!(target: "auth", service, client = %client, login = %login, "login trouble: {e}");
             LoginResult::Temporary
         }
         Ok(Err(e)) => {
             policy.logins.finish(ticket, Outcome::Failure);
+            shared.metrics.login(service, "failure");
             tracing::warn!(target: "auth", service, client = %client, login = %login, mech, "login failed: {e}");
             tokio::time::sleep(policy.failure_delay).await;
             LoginResult::Rejected
         }
         Err(e) => {
             policy.logins.finish(ticket, Outcome::Undecided);
+            shared.metrics.login(service, "temporary");
             tracing::error!(target: "auth", service, client = %client, "login check died: {e}");
             LoginResult::Temporary
         }

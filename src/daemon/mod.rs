@@ -10,6 +10,8 @@ pub mod etrn;
 pub mod flusher;
 pub mod listen;
 pub mod login;
+pub mod metrics;
+pub mod metrics_http;
 pub mod odmr_conn;
 pub mod pop3_conn;
 pub mod pregreet;
@@ -49,6 +51,8 @@ pub struct ServeOptions {
     pub pop3s: Vec<SocketAddr>,
     /// Replaces `[odmr] listen` when not empty.
     pub odmr: Vec<SocketAddr>,
+    /// Replaces `[metrics] listen`.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// What a listener speaks.
@@ -58,6 +62,20 @@ pub enum Service {
     Pop3,
     Pop3s,
     Odmr,
+    Metrics,
+}
+
+impl Service {
+    /// As people write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Smtp => "SMTP",
+            Service::Pop3 => "POP3",
+            Service::Pop3s => "POP3S",
+            Service::Odmr => "ODMR",
+            Service::Metrics => "metrics",
+        }
+    }
 }
 
 /// Everything a connection handler needs, shared by all of them.
@@ -80,33 +98,10 @@ pub struct Shared {
     pub queue_kick: tokio::sync::Notify,
     /// RELAYHOST addresses for `autoturn = ["relayhost"]`, looked up once a minute at most.
     pub relayhost_addrs: autoturn::RelayhostAddrs,
-    pub counters: AtomicCounters,
-    pub started: std::time::Instant,
-}
-
-/// Counters the daemon keeps for `turnmail status`.
-#[derive(Default)]
-pub struct AtomicCounters {
-    pub smtp_messages: std::sync::atomic::AtomicU64,
-    pub pop3_logins: std::sync::atomic::AtomicU64,
-    pub etrn_requests: std::sync::atomic::AtomicU64,
-    pub odmr_sessions: std::sync::atomic::AtomicU64,
-}
-
-impl AtomicCounters {
-    pub fn bump(c: &std::sync::atomic::AtomicU64) {
-        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub fn snapshot(&self) -> control::Counters {
-        use std::sync::atomic::Ordering::Relaxed;
-        control::Counters {
-            smtp_messages: self.smtp_messages.load(Relaxed),
-            pop3_logins: self.pop3_logins.load(Relaxed),
-            etrn_requests: self.etrn_requests.load(Relaxed),
-            odmr_sessions: self.odmr_sessions.load(Relaxed),
-        }
-    }
+    /// What the daemon counts (status, the metrics listener).
+    pub metrics: Arc<metrics::Metrics>,
+    /// The addresses listened on, for `turnmail status`.
+    pub listening: Vec<(Service, SocketAddr)>,
 }
 
 /// The name we greet with: turnmail.toml, then control/me, then the system's.
@@ -138,6 +133,10 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         (Service::Pop3, pick(&opts.pop3, &config.pop3.listen)),
         (Service::Pop3s, pick(&opts.pop3s, &config.pop3.listen_tls)),
         (Service::Odmr, pick(&opts.odmr, &config.odmr.listen)),
+        (
+            Service::Metrics,
+            opts.metrics.or(config.metrics.listen).into_iter().collect(),
+        ),
     ];
     // Bind first: ports below 1024 need root, which we give up right after.
     let mut listeners = Vec::new();
@@ -148,7 +147,7 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
             // the client, waiting for our greeting, never notices), so ask for more; the
             // kernel caps it at net.core.somaxconn.
             let l = listen::listener(a, LISTEN_BACKLOG)
-                .map_err(|e| format!("binding {service:?} on {a}: {e}"))?;
+                .map_err(|e| format!("binding {} on {a}: {e}", service.name()))?;
             listeners.push((l, service));
         }
     }
@@ -213,7 +212,13 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         on_line: None,
     };
     let f = &config.flush;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let listening: Vec<(Service, SocketAddr)> = listeners
+        .iter()
+        .filter_map(|(l, s)| Some((*s, l.local_addr().ok()?)))
+        .collect();
     let flusher = Arc::new(flusher::Flusher::new(
+        metrics.clone(),
         flush_ctx,
         root.to_path_buf(),
         config.sites.roots.clone(),
@@ -247,8 +252,8 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         plan: Arc::default(),
         queue_kick: tokio::sync::Notify::new(),
         relayhost_addrs: autoturn::RelayhostAddrs::default(),
-        counters: AtomicCounters::default(),
-        started: std::time::Instant::now(),
+        metrics,
+        listening,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -266,8 +271,15 @@ async fn serve(
     for (l, service) in listeners {
         let l = TcpListener::from_std(l).map_err(|e| e.to_string())?;
         let addr = l.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!("{service:?} listening on {addr}");
-        println!("turnmail: {service:?} listening on {addr}");
+        tracing::info!("{} listening on {addr}", service.name());
+        if service == Service::Metrics {
+            accepts.push(tokio::spawn(metrics_http::serve(
+                l,
+                shared.clone(),
+                stop_rx.clone(),
+            )));
+            continue;
+        }
         accepts.push(tokio::spawn(accept_loop(
             l,
             service,
@@ -358,6 +370,7 @@ async fn queue_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_secs(shared.config.relay.interval_secs.max(1));
     loop {
         let r = shared.queue_runner.run_once(false).await;
+        shared.metrics.queue_run(&r);
         if r.delivered + r.bounced + r.deferred > 0 || !r.trouble.is_empty() {
             tracing::info!(target: "relay", "queue run: {r:?}");
         }
@@ -394,6 +407,11 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         use crate::policy::Listener;
+        shared.metrics.connection(match service {
+            Service::Smtp => "smtp",
+            Service::Odmr => "odmr",
+            _ => "pop3",
+        });
         match service {
             Service::Smtp => {
                 let permit = shared.policy.admit(Listener::Smtp, peer.ip());
@@ -413,6 +431,7 @@ async fn accept_loop(
                     service == Service::Pop3s,
                 ));
             }
+            Service::Metrics => {}
         }
     }
 }

@@ -38,12 +38,13 @@ enum Ended<S> {
 pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, permit: Permit) {
     let local = stream.local_addr().unwrap_or(peer);
     if let Some(why) = permit.refusal {
+        shared.metrics.refused("odmr", "limit");
+        tracing::warn!(target: "odmr", client = %peer, "refused connection: {why}");
         let mut stream = stream;
         let msg = format!("421 4.7.0 {} {why}\r\n", shared.hostname);
         super::wire::write_all(&mut stream, msg.as_bytes()).await;
         return;
     }
-    super::AtomicCounters::bump(&shared.counters.odmr_sessions);
     let cfg = shared.odmr.clone();
     let mut session = Session::new(
         cfg,
@@ -174,6 +175,7 @@ impl Conn {
     /// RFC 2645: all or nothing. Every named domain must belong to a site that lists
     /// this account; none named means all of the account's sites.
     fn atrn(&mut self, domains: &[String]) -> AtrnVerdict {
+        self.shared.metrics.request("atrn");
         let Some(login) = self.login.clone() else {
             return AtrnVerdict::NotEntitled;
         };

@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -52,6 +53,7 @@ pub async fn handle(
 ) {
     let local = stream.local_addr().unwrap_or(peer);
     if let Some(why) = permit.refusal {
+        shared.metrics.refused("pop3", "limit");
         tracing::warn!(target: "pop3", client = %peer, "refused connection: {why}");
         let mut stream = stream;
         let msg = format!("-ERR [SYS/TEMP] {why}\r\n");
@@ -129,13 +131,14 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                         session.retrieve_failed(RetrieveError::Gone);
                         continue;
                     };
-                    let file = match File::open(&entry.path) {
+                    let file = match crate::maildir::open_message(&entry.path) {
                         Ok(f) => f,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        Err(e) if e.is_not_found() => {
                             session.retrieve_failed(RetrieveError::Gone);
                             continue;
                         }
-                        Err(_) => {
+                        Err(e) => {
+                            tracing::error!(target: "pop3", client = %conn.peer, file = %entry.rel, "cannot retrieve: {e}");
                             session.retrieve_failed(RetrieveError::Unreadable);
                             continue;
                         }
@@ -278,11 +281,11 @@ async fn stream_message<S: AsyncWrite + Unpin>(
 }
 
 /// The exact octet count RETR sends (CRLF line ends), from `,W=` or by reading once.
-fn crlf_size(e: &Entry) -> std::io::Result<u64> {
+fn crlf_size(e: &Entry) -> Result<u64, crate::maildir::OpenError> {
     if let Some(w) = e.crlf_size_hint() {
         return Ok(w);
     }
-    let data = std::fs::read(&e.path)?;
+    let data = crate::maildir::read_message(&e.path, u64::MAX - 1)?;
     Ok(crate::maildir::crlf_size(&[&data]))
 }
 
@@ -353,9 +356,11 @@ impl Conn {
                 ));
             }
             let held = if lock {
+                // Never through a symlink planted under the lock's name.
                 let f = File::options()
                     .create(true)
                     .append(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                     .open(path.join(".turnmail-pop3.lock"))
                     .map_err(|e| MaildropError::Temporary(e.to_string()))?;
                 match f.try_lock() {
@@ -378,7 +383,7 @@ impl Conn {
                 let size = match crlf_size(&e) {
                     Ok(s) => s,
                     // Removed since the scan (another session): simply not listed.
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(err) if err.is_not_found() => continue,
                     Err(err) => {
                         tracing::error!(target: "pop3", file = %e.rel, "cannot read message, not listed: {err}");
                         continue;

@@ -41,6 +41,7 @@ fn show(b: &[u8]) -> String {
 
 pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, permit: Permit) {
     if let Some(why) = permit.refusal {
+        shared.metrics.refused("smtp", "limit");
         tracing::warn!(target: "smtp", client = %peer, "refused connection: {why}");
         let msg = format!("421 4.7.0 {} {why}\r\n", shared.hostname);
         super::wire::write_all(&mut stream, msg.as_bytes()).await;
@@ -51,6 +52,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         .penalties
         .is_penalized(policy.client(peer.ip()), std::time::Instant::now())
     {
+        shared.metrics.refused("smtp", "penalty");
         tracing::info!(target: "smtp", client = %peer, "refused connection: penalized for refused recipients");
         let reply = crate::smtp::texts::penalized(&shared.hostname);
         super::wire::write_all(&mut stream, &reply.to_bytes()).await;
@@ -71,6 +73,9 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                     refused,
                 } = action
                 {
+                    if refused {
+                        shared.metrics.refused("smtp", "protocol");
+                    }
                     log_violation(peer, violation, &command, refused);
                 }
             }
@@ -193,7 +198,12 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     violation,
                     command,
                     refused,
-                } => log_violation(conn.peer, violation, &command, refused),
+                } => {
+                    if refused {
+                        conn.shared.metrics.refused("smtp", "protocol");
+                    }
+                    log_violation(conn.peer, violation, &command, refused)
+                }
                 Action::Close => {
                     let _ = write_out(&mut stream, session).await;
                     let _ = stream.shutdown().await;
@@ -251,7 +261,7 @@ impl Conn {
 
     async fn etrn(&mut self, argument: &[u8]) -> Reply {
         use super::etrn;
-        crate::daemon::AtomicCounters::bump(&self.shared.counters.etrn_requests);
+        self.shared.metrics.request("etrn");
         let Some(target) = etrn::Target::parse(argument) else {
             return etrn::syntax_error();
         };
@@ -295,6 +305,21 @@ impl Conn {
     }
 
     async fn check(&mut self, address: Vec<u8>) -> RcptVerdict {
+        let v = self.resolve_recipient(address);
+        let reason = match &v {
+            RcptVerdict::Accept => None,
+            RcptVerdict::NotOurs => Some("relaying_denied"),
+            RcptVerdict::Unknown => Some("unknown"),
+            RcptVerdict::BadAddress(_) => Some("bad_address"),
+            RcptVerdict::Temporary(_) => Some("temporary"),
+        };
+        if let Some(r) = reason {
+            self.shared.metrics.recipient_refused(r);
+        }
+        v
+    }
+
+    fn resolve_recipient(&mut self, address: Vec<u8>) -> RcptVerdict {
         let engine = &self.shared.engine;
         // RFC 5321 §4.5.1: `<Postmaster>` without a domain must always be accepted.
         let a = if address.eq_ignore_ascii_case(b"postmaster") {
@@ -333,6 +358,27 @@ impl Conn {
     }
 
     async fn deliver(
+        &mut self,
+        sender: Vec<u8>,
+        recipients: Vec<Vec<u8>>,
+        data: Vec<u8>,
+        helo: &str,
+        tls: bool,
+    ) -> MessageVerdict {
+        let t = std::time::Instant::now();
+        let v = self
+            .deliver_message(sender, recipients, data, helo, tls)
+            .await;
+        let result = match &v {
+            MessageVerdict::Accepted { .. } => "accepted",
+            MessageVerdict::Temporary(_) => "temporary",
+            MessageVerdict::Permanent(_) => "rejected",
+        };
+        self.shared.metrics.message(result, t.elapsed());
+        v
+    }
+
+    async fn deliver_message(
         &mut self,
         sender: Vec<u8>,
         recipients: Vec<Vec<u8>>,
@@ -405,7 +451,6 @@ impl Conn {
             "message: {}",
             rcpts.join(", ")
         );
-        crate::daemon::AtomicCounters::bump(&self.shared.counters.smtp_messages);
         if report
             .recipients
             .iter()

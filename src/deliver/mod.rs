@@ -1,7 +1,10 @@
 //! Local delivery: carrying out a resolved recipient's `.qmail` instructions in order,
 //! exactly as qmail-local does: the Delivered-To loop check first, Maildir and mbox and
 //! program lines immediately, forwards collected and queued last with qmail's sender
-//! rules. The first failing instruction stops everything and decides the outcome.
+//! rules. The first failing instruction stops everything and decides the outcome; a
+//! temporary failure after deliveries were made says what is left to do
+//! ([`Outcome::Partial`]), so that a retry resumes there instead of repeating them
+//! (qmail-local starts over, and duplicates).
 //!
 //! This is blocking code (file and process I/O); async callers run it on a blocking
 //! thread. The message is in memory with LF line ends.
@@ -49,8 +52,15 @@ pub enum Outcome {
         forwards: usize,
         programs: usize,
     },
-    /// Try again later; nothing must be assumed about partial deliveries.
+    /// Try again later: nothing was delivered.
     Temporary(String),
+    /// Some deliveries were made (files written, programs run), then one failed
+    /// temporarily: a retry must carry out `rest` only (the failed instruction, those
+    /// after it, and forwards not queued yet), or it would repeat the copies made.
+    Partial {
+        why: String,
+        rest: Vec<(usize, Instruction)>,
+    },
     /// Give up and bounce, with an enhanced status code.
     Permanent {
         status: &'static str,
@@ -107,6 +117,43 @@ fn path_in_home(t: &LocalTarget, p: &[u8]) -> PathBuf {
     t.home.join(OsStr::from_bytes(p))
 }
 
+/// Maildir and mbox lines write as the entry's uid/gid (see `privilege::files_as`):
+/// a process that cannot act as that user defers the message, as qmail-lspawn would
+/// never write as anyone else. A file written as the mail user instead would sit in
+/// the user's mailbox unreadable to its owner.
+fn files_as(t: &LocalTarget) -> Result<crate::privilege::FilesAs, Outcome> {
+    crate::privilege::files_as(t.uid, t.gid).map_err(|e| {
+        tracing::warn!(
+            target: "deliver",
+            address = %String::from_utf8_lossy(&t.address),
+            user = %String::from_utf8_lossy(&t.user),
+            uid = t.uid,
+            gid = t.gid,
+            euid = e.euid,
+            egid = e.egid,
+            "deferred: the users/assign entry names another uid/gid than this process can write as"
+        );
+        Outcome::temp(format!(
+            "{e} (users/assign entry {}); give the entry the mail user's uid and gid, or deliver through `turnmail deliver` under qmail",
+            String::from_utf8_lossy(&t.user)
+        ))
+    })
+}
+
+/// Checked before any instruction runs, so that a program line before a Maildir line
+/// is not run again on every retry of a delivery that can never write its files.
+fn cannot_write_as(t: &LocalTarget) -> Option<Outcome> {
+    let writes_files = t
+        .instructions
+        .instructions
+        .iter()
+        .any(|(_, i)| matches!(i, Instruction::Maildir(_) | Instruction::Mbox(_)));
+    if !writes_files {
+        return None;
+    }
+    files_as(t).err()
+}
+
 /// Deliver one message to one resolved local recipient.
 pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64) -> Outcome {
     let dtline = quote::dtline(&t.address);
@@ -116,27 +163,43 @@ pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64)
             reason: "This message is looping: it already has my Delivered-To line.".into(),
         };
     }
+    if let Some(refused) = cannot_write_as(t) {
+        return refused;
+    }
     let rpline = quote::rpline(msg.sender);
-    let mut forwards: Vec<&[u8]> = Vec::new();
+    let all = &t.instructions.instructions;
+    let mut forwards: Vec<(usize, &[u8])> = Vec::new();
+    // Deliveries made so far: files written, programs that succeeded.
     let (mut files, mut programs) = (0, 0);
-    for (line, ins) in &t.instructions.instructions {
+    for (at, (line, ins)) in all.iter().enumerate() {
+        let done = files + programs;
         match ins {
             Instruction::Maildir(p) => {
                 let md = Maildir::new(path_in_home(t, p));
-                if let Err(e) = md.deliver(&[&rpline, &dtline, msg.data]) {
-                    return Outcome::temp(format!("maildir delivery (.qmail line {line}): {e}"));
+                let written = match files_as(t) {
+                    Ok(_as) => md.deliver(&[&rpline, &dtline, msg.data]),
+                    Err(refused) => return stopped(all, at, done, refused),
+                };
+                if let Err(e) = written {
+                    let why = format!("maildir delivery (.qmail line {line}): {e}");
+                    return stopped(all, at, done, Outcome::Temporary(why));
                 }
                 files += 1;
             }
             Instruction::Mbox(p) => {
                 let uf = quote::ufline(msg.sender, now);
-                if let Err(e) = mbox::deliver(
-                    &path_in_home(t, p),
-                    &[&uf, &rpline, &dtline],
-                    msg.data,
-                    env.mbox_lock_timeout,
-                ) {
-                    return Outcome::temp(format!("mbox delivery (.qmail line {line}): {e}"));
+                let written = match files_as(t) {
+                    Ok(_as) => mbox::deliver(
+                        &path_in_home(t, p),
+                        &[&uf, &rpline, &dtline],
+                        msg.data,
+                        env.mbox_lock_timeout,
+                    ),
+                    Err(refused) => return stopped(all, at, done, refused),
+                };
+                if let Err(e) = written {
+                    let why = format!("mbox delivery (.qmail line {line}): {e}");
+                    return stopped(all, at, done, Outcome::Temporary(why));
                 }
                 files += 1;
             }
@@ -159,12 +222,15 @@ pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64)
                     ufline: &quote::ufline(msg.sender, now),
                     timeout: env.program_timeout,
                 };
-                programs += 1;
                 match program::run(&run) {
-                    program::Result::Continue => {}
-                    program::Result::Stop => break,
+                    program::Result::Continue => programs += 1,
+                    program::Result::Stop => {
+                        programs += 1;
+                        break;
+                    }
                     program::Result::Temporary(e) => {
-                        return Outcome::temp(format!("program (.qmail line {line}): {e}"));
+                        let why = format!("program (.qmail line {line}): {e}");
+                        return stopped(all, at, done, Outcome::Temporary(why));
                     }
                     program::Result::Permanent(e) => {
                         return Outcome::Permanent {
@@ -174,17 +240,19 @@ pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64)
                     }
                 }
             }
-            Instruction::Forward(a) => forwards.push(a),
+            Instruction::Forward(a) => forwards.push((*line, a)),
         }
     }
     if !forwards.is_empty() {
         let newsender = new_sender(t, msg.sender);
-        for a in &forwards {
+        for (k, (_, a)) in forwards.iter().enumerate() {
             if let Err(e) = env.queue.enqueue(&newsender, a, &[&dtline, msg.data]) {
-                return Outcome::temp(format!(
-                    "queueing forward to {}: {e}",
-                    String::from_utf8_lossy(a)
-                ));
+                let why = format!("queueing forward to {}: {e}", String::from_utf8_lossy(a));
+                let rest: Vec<(usize, Instruction)> = forwards[k..]
+                    .iter()
+                    .map(|(line, a)| (*line, Instruction::Forward(a.to_vec())))
+                    .collect();
+                return partial_or(files + programs + k, rest, why);
             }
         }
     }
@@ -192,6 +260,29 @@ pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64)
         files,
         forwards: forwards.len(),
         programs,
+    }
+}
+
+/// A temporary failure (`failed`) at instruction `at` after `done` deliveries: with
+/// none made, the failure as it is; else a [`Outcome::Partial`] whose rest is what was
+/// not done: the forwards met so far (they are queued at the end) and every
+/// instruction from `at` on, in file order.
+fn stopped(all: &[(usize, Instruction)], at: usize, done: usize, failed: Outcome) -> Outcome {
+    let Outcome::Temporary(why) = failed else {
+        return failed;
+    };
+    let forwards_before = all[..at]
+        .iter()
+        .filter(|(_, i)| matches!(i, Instruction::Forward(_)));
+    let rest = forwards_before.chain(&all[at..]).cloned().collect();
+    partial_or(done, rest, why)
+}
+
+fn partial_or(done: usize, rest: Vec<(usize, Instruction)>, why: String) -> Outcome {
+    if done == 0 {
+        Outcome::Temporary(why)
+    } else {
+        Outcome::Partial { why, rest }
     }
 }
 

@@ -2,11 +2,15 @@
 //! answer after DATA.
 //!
 //! Each recipient (resolved at RCPT time) is delivered; those that fail temporarily are
-//! written to the retry queue so that a retry never repeats the others; permanent
-//! failures become one bounce to the sender. The answer is 250 only when every
-//! recipient's copy is on disk (in its mailbox or in the queue); 451 when nothing could
-//! be stored or a needed queue write failed; 554 (and no bounce, so no backscatter)
-//! when every recipient failed permanently.
+//! written to the retry queue so that a retry never repeats the others, and one whose
+//! `.qmail` was carried out in part (copies written, then a full disk under the next
+//! mailbox) is queued with only what is left of it; permanent failures become one
+//! bounce to the sender. The answer is 250 only when every recipient's copy is on disk
+//! (in its mailbox or in the queue); 554 (and no bounce, so no backscatter) when every
+//! recipient failed permanently; 451 when nothing was delivered at all, or when a
+//! needed queue write failed. In that last case copies already written are written
+//! again when the client retries: a 250 would lose the copy that could not be queued,
+//! and a duplicate is the lesser harm.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -133,6 +137,19 @@ pub fn deliver_message(
                     RecipientResult::Deferred(why)
                 }
             },
+            Outcome::Partial { why, rest } => {
+                match env.queue.enqueue_rest(sender, &rcpt, &rest, &[data]) {
+                    Ok(d) => RecipientResult::Queued(format!(
+                        "{why}; delivered in part, the rest queued as {}",
+                        d.name
+                    )),
+                    Err(e) => {
+                        verdict =
+                            Verdict::Temporary(format!("cannot queue a partial delivery: {e}"));
+                        RecipientResult::Deferred(why)
+                    }
+                }
+            }
             Outcome::Permanent { status, reason } => {
                 failures.push(Failure {
                     recipient: rcpt.clone(),

@@ -20,8 +20,9 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::{FlushContext, log_line};
 use crate::client::{Message, MessageSource};
-use crate::maildir::Listing;
+use crate::maildir::{Listing, OpenError, open_message};
 use crate::qmail::quote::quote2;
+use crate::spool::envelope::Format;
 use crate::spool::scan::{self, Spooled};
 use crate::spool::settle::{self, Attempt, Settled};
 use crate::spool::site::Site;
@@ -85,6 +86,14 @@ impl Walker {
         let md = site.maildir();
         let lifetime = site.lifetime();
         let now = self.now;
+        // Symlinks, FIFOs and the like are never read (a symlink's target would go to
+        // the site): out of the way, before the messages.
+        for stray in self.listing.take_strays() {
+            let why = format!("not a regular file ({})", stray.kind);
+            if let Err(e) = scan::quarantine_stray(&md, &site.name, &stray.rel, &stray.path, &why) {
+                tracing::error!(target: "flush", site = %site.name, file = %stray.rel, "{why}, and cannot quarantine it: {e}");
+            }
+        }
         while self.next < self.listing.len() {
             let i = self.next;
             self.next += 1;
@@ -98,7 +107,18 @@ impl Walker {
             let (head, rest) = match read_ahead(&entry.path) {
                 Ok(read) => read,
                 // Removed meanwhile (an operator's delete under the lock, say): nothing to send.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(e) if e.is_not_found() => {
+                    walked.skipped += usize::from(countable);
+                    continue;
+                }
+                // Swapped for a symlink or FIFO since the listing.
+                Err(OpenError::NotRegular(kind)) => {
+                    let why = format!("not a regular file ({kind})");
+                    if let Err(e) =
+                        scan::quarantine_stray(&md, &site.name, &entry.rel, &entry.path, &why)
+                    {
+                        tracing::error!(target: "flush", site = %site.name, file = %entry.rel, "{why}, and cannot quarantine it: {e}");
+                    }
                     walked.skipped += usize::from(countable);
                     continue;
                 }
@@ -108,7 +128,13 @@ impl Walker {
                     continue;
                 }
             };
-            let spooled = match scan::classify(&md, &site.prefix, &site.name, entry, &head) {
+            let spooled = match scan::classify(
+                &md,
+                Format::Site(&site.prefix),
+                &site.name,
+                entry,
+                &head,
+            ) {
                 Ok(Ok(s)) => s,
                 Ok(Err(_)) => {
                     walked.skipped += usize::from(countable);
@@ -146,8 +172,8 @@ impl Walker {
 
 /// Reads up to [`PREFETCH`] bytes of a file; the file comes back too when it may
 /// hold more.
-fn read_ahead(path: &std::path::Path) -> io::Result<(Vec<u8>, Option<File>)> {
-    let mut f = File::open(path)?;
+fn read_ahead(path: &std::path::Path) -> Result<(Vec<u8>, Option<File>), OpenError> {
+    let mut f = open_message(path)?;
     let size = f.metadata().map_or(0, |m| m.len());
     let mut buf = Vec::with_capacity(usize::try_from(size).map_or(PREFETCH, |s| s.min(PREFETCH)));
     (&mut f).take(PREFETCH as u64).read_to_end(&mut buf)?;

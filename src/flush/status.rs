@@ -67,7 +67,7 @@ pub fn record(dir: &Path, site: &Site, r: &FlushResult) {
     if matches!(r, FlushResult::Done(x) if x.kept == 0) {
         s.last_success = Some(now);
     }
-    if std::fs::create_dir_all(dir).is_err() {
+    if crate::owner::create_dirs(dir, 0o755).is_err() {
         return;
     }
     if let Ok(json) = serde_json::to_vec_pretty(&s) {

@@ -3,6 +3,11 @@
 //! few numbers, about 90 bytes a message, so a spool of many thousands of messages
 //! can be walked oldest first without holding an [`Entry`] (several allocations) for
 //! each. Entries are built one at a time as they are asked for.
+//!
+//! Only regular files are messages. Anything else under `new/` or `cur/` (a symlink, a
+//! FIFO, a directory, a device) is judged by `lstat`, never followed or opened, and kept
+//! aside as a [`Stray`] with a log line: POP3 never shows one, spool senders quarantine
+//! them.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -12,7 +17,18 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use super::open::kind_name;
 use super::{Entry, Maildir, start_of_second};
+
+/// A name under `new/` or `cur/` that is not a regular file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stray {
+    /// `new/NAME` or `cur/NAME` (lossy for names that are not UTF-8).
+    pub rel: String,
+    pub path: PathBuf,
+    /// "symlink", "FIFO", "directory", ...
+    pub kind: &'static str,
+}
 
 /// One listed file: where its name sits in [`Listing::names`], its mtime and size.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +48,7 @@ pub struct Listing {
     dir: PathBuf,
     names: Vec<u8>,
     items: Vec<Item>,
+    strays: Vec<Stray>,
 }
 
 impl Maildir {
@@ -43,6 +60,7 @@ impl Maildir {
             dir: self.path.clone(),
             names: Vec::new(),
             items: Vec::new(),
+            strays: Vec::new(),
         };
         for (sub, in_new) in [("new", true), ("cur", false)] {
             for dirent in fs::read_dir(self.path.join(sub))? {
@@ -52,10 +70,21 @@ impl Maildir {
                 if bytes.first() == Some(&b'.') {
                     continue;
                 }
-                // Follows symlinks, as qmail's stat does.
-                let Ok(meta) = fs::metadata(dirent.path()) else {
+                // lstat, unlike qmail's stat: a symlink is judged itself, never its
+                // target (which could be any file the mail user can read).
+                let Ok(meta) = dirent.metadata() else {
                     continue;
                 };
+                if !meta.is_file() {
+                    let stray = Stray {
+                        rel: format!("{sub}/{}", name.to_string_lossy()),
+                        path: dirent.path(),
+                        kind: kind_name(meta.file_type()),
+                    };
+                    tracing::warn!(target: "maildir", file = %stray.path.display(), "skipped: not a regular file ({}), never read as a message", stray.kind);
+                    listing.strays.push(stray);
+                    continue;
+                }
                 let Ok(mtime) = meta.modified() else {
                     continue;
                 };
@@ -64,7 +93,7 @@ impl Maildir {
                 let Ok(len) = u16::try_from(bytes.len()) else {
                     continue;
                 };
-                if !meta.is_file() || mtime >= cutoff {
+                if mtime >= cutoff {
                     continue;
                 }
                 listing.items.push(Item {
@@ -146,6 +175,12 @@ impl Listing {
             size: it.size,
             in_new: it.in_new,
         })
+    }
+
+    /// The names that are not regular files, taken out (for a spool's sender to
+    /// quarantine).
+    pub fn take_strays(&mut self) -> Vec<Stray> {
+        std::mem::take(&mut self.strays)
     }
 
     /// Every entry, oldest first.

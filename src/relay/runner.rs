@@ -12,6 +12,8 @@ use hickory_resolver::TokioResolver;
 use super::{RelayConfig, route, transport};
 use crate::deliver::{DeliverEnv, Message, Outcome, deliver_local};
 use crate::engine::{Engine, Resolution};
+use crate::qmail::dotqmail::Instruction;
+use crate::spool::envelope::Format;
 use crate::spool::scan::{self, Spooled};
 use crate::spool::settle::{self, Attempt, Settled};
 
@@ -108,7 +110,7 @@ impl QueueRunner {
             return report; // another runner is at work
         };
         let now = SystemTime::now();
-        let scanned = match scan::scan(self.env.queue.maildir(), b"", "queue", now) {
+        let scanned = match scan::scan(self.env.queue.maildir(), Format::Queue, "queue", now) {
             Ok(s) => s,
             Err(e) => {
                 report.trouble.push(format!("scanning the queue: {e}"));
@@ -148,8 +150,40 @@ impl QueueRunner {
         report
     }
 
+    /// A delivery from the queue made in part: what is left replaces the file (which
+    /// the caller then removes as delivered), keeping its age for the lifetime. Should
+    /// that write fail, the file stays and its next attempt repeats the copies made.
+    fn requeue(&self, s: &Spooled, rest: &[(usize, Instruction)], why: String) -> Attempt {
+        let data = match crate::maildir::read_message(&s.entry.path, 1 << 30) {
+            Ok(d) => d,
+            Err(e) => return Attempt::Temporary(format!("{why}; re-reading {}: {e}", s.entry.rel)),
+        };
+        let body = data.get(s.envelope.body_offset..).unwrap_or_default();
+        let e = &s.envelope;
+        match self
+            .env
+            .queue
+            .enqueue_rest(&e.sender, &e.recipient, rest, &[body])
+        {
+            Ok(d) => {
+                let kept_age = std::fs::File::options()
+                    .append(true)
+                    .open(&d.path)
+                    .and_then(|f| f.set_modified(s.entry.mtime));
+                if let Err(err) = kept_age {
+                    tracing::warn!(target: "relay", file = %d.name, "keeping the age of the requeued rest: {err}");
+                }
+                Attempt::Delivered(format!(
+                    "delivered in part ({why}); the rest requeued as {}",
+                    d.name
+                ))
+            }
+            Err(err) => Attempt::Temporary(format!("{why}; cannot requeue the rest: {err}")),
+        }
+    }
+
     async fn attempt(&self, s: &Spooled) -> Attempt {
-        let data = match crate::fsutil::read_limited(&s.entry.path, 1 << 30) {
+        let data = match crate::maildir::read_message(&s.entry.path, 1 << 30) {
             Ok(d) => d,
             Err(e) => return Attempt::Temporary(format!("reading {}: {e}", s.entry.rel)),
         };
@@ -166,7 +200,11 @@ impl QueueRunner {
             Err(e) => return Attempt::Temporary(format!("internal error: {e}")),
         };
         match res {
-            Resolution::Local(t) => {
+            Resolution::Local(mut t) => {
+                // Queued half-way through: only what was left to do.
+                if let Some(rest) = &s.envelope.resume {
+                    t.instructions.instructions = rest.clone();
+                }
                 let env = self.env.clone();
                 let sender = s.envelope.sender.clone();
                 let now = crate::datetime::now_unix();
@@ -185,6 +223,7 @@ impl QueueRunner {
                 match out {
                     Ok(Outcome::Delivered { .. }) => Attempt::Delivered("delivered locally".into()),
                     Ok(Outcome::Temporary(why)) => Attempt::Temporary(why),
+                    Ok(Outcome::Partial { why, rest }) => self.requeue(s, &rest, why),
                     Ok(Outcome::Permanent { status, reason }) => Attempt::Permanent {
                         status: status.into(),
                         reply: reason,

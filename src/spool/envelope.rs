@@ -1,4 +1,5 @@
-//! The two envelope lines at the top of a spool file, written and read back.
+//! The two envelope lines at the top of a spool file, written and read back (in
+//! `ROOT/queue` maybe after a resume line, see `resume.rs`).
 //!
 //! Line 1 is qmail-local's RPLINE (`Return-Path: <` quote2(sender) `>`), line 2 its
 //! DTLINE (`Delivered-To: ` recipient). Reading undoes the quoting, so an address that
@@ -11,8 +12,35 @@ use crate::qmail::quote;
 pub struct Envelope {
     pub sender: Vec<u8>,
     pub recipient: Vec<u8>,
-    /// Byte offset of line 3, the start of the message.
+    /// Byte offset of the message (after the envelope lines).
     pub body_offset: usize,
+    /// In `ROOT/queue`: a local delivery to resume, with what is left of it.
+    pub resume: Option<super::resume::Rest>,
+}
+
+/// Which spool a file was read from, for reading its envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format<'a> {
+    /// A site's spool: the Delivered-To value must start with the site's prefix.
+    Site(&'a [u8]),
+    /// `ROOT/queue`: no prefix, and a resume line may come first (see `resume.rs`).
+    Queue,
+}
+
+/// Parse the envelope of a file in a spool of `format`; None when the file is not in
+/// spool format.
+pub fn parse_in(head: &[u8], format: Format<'_>) -> Option<Envelope> {
+    match format {
+        Format::Site(prefix) => parse(head, prefix),
+        Format::Queue if super::resume::starts(head) => {
+            let (rest, skip) = super::resume::parse(head)?;
+            let mut e = parse(&head[skip..], b"")?;
+            e.body_offset += skip;
+            e.resume = Some(rest);
+            Some(e)
+        }
+        Format::Queue => parse(head, b""),
+    }
 }
 
 /// The two lines for a new spool file.
@@ -70,6 +98,7 @@ pub fn parse(head: &[u8], prefix: &[u8]) -> Option<Envelope> {
         sender: unquote(quoted),
         recipient: recipient.to_vec(),
         body_offset: l1 + 1 + l2 + 1,
+        resume: None,
     })
 }
 

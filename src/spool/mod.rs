@@ -6,6 +6,7 @@
 pub mod bounce;
 pub mod envelope;
 pub mod queue;
+pub mod resume;
 pub mod scan;
 pub mod settle;
 pub mod site;

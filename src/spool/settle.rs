@@ -42,7 +42,7 @@ pub fn expired(s: &Spooled, lifetime: Duration, now: SystemTime) -> bool {
 }
 
 fn read_message(s: &Spooled) -> std::io::Result<Vec<u8>> {
-    let data = crate::fsutil::read_limited(&s.entry.path, 1 << 30)?;
+    let data = crate::maildir::read_message(&s.entry.path, 1 << 30)?;
     Ok(data
         .get(s.envelope.body_offset..)
         .unwrap_or_default()

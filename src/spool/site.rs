@@ -399,7 +399,12 @@ pub fn try_lock(site: &Site) -> io::Result<Option<SiteLock>> {
 
 /// Scan the site's spool (see [`super::scan::scan`]).
 pub fn scan(site: &Site, now: SystemTime) -> io::Result<Scan> {
-    super::scan::scan(&site.maildir(), &site.prefix, &site.name, now)
+    super::scan::scan(
+        &site.maildir(),
+        super::envelope::Format::Site(&site.prefix),
+        &site.name,
+        now,
+    )
 }
 
 #[cfg(test)]

@@ -34,13 +34,27 @@ impl Daemon {
         Self::start_retrying(root, || addr)
     }
 
+    /// Start with more arguments to `serve` (`--metrics ADDR`, say).
+    pub fn start_with(root: &Path, extra: &[&str]) -> Daemon {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::retrying(
+            root,
+            || SocketAddr::from(([127, 0, 0, 1], free_port())),
+            &extra,
+        )
+    }
+
     /// A port found free may be taken by another test before the daemon binds it: try
     /// again on fresh ports when the daemon exits saying so.
     fn start_retrying(root: &Path, smtp: impl Fn() -> SocketAddr) -> Daemon {
+        Self::retrying(root, smtp, &[])
+    }
+
+    fn retrying(root: &Path, smtp: impl Fn() -> SocketAddr, extra: &[String]) -> Daemon {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match Self::try_start(root, smtp()) {
+            match Self::try_start(root, smtp(), extra) {
                 Ok(d) => return d,
                 Err(log) if attempt < 5 && log.contains("Address already in use") => {}
                 Err(log) => panic!("daemon did not start: {log}"),
@@ -48,7 +62,7 @@ impl Daemon {
         }
     }
 
-    fn try_start(root: &Path, addr: SocketAddr) -> Result<Daemon, String> {
+    fn try_start(root: &Path, addr: SocketAddr, extra: &[String]) -> Result<Daemon, String> {
         let log = root.with_extension(format!("log-{}", addr.port()));
         let logf = std::fs::File::create(&log).unwrap();
         let pop3 = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -65,6 +79,7 @@ impl Daemon {
                 "--odmr",
                 &odmr.to_string(),
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(logf)
             .spawn()

@@ -185,3 +185,13 @@ impl Drop for LoopbackAddrs {
         }
     }
 }
+
+/// Whether a test that needs root may go on: true as root; otherwise [`skip`] (a
+/// failure under CI) and false.
+pub fn root_or_skip(what: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    skip(&format!("{what} needs root"));
+    false
+}

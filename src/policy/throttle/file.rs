@@ -24,7 +24,7 @@ pub const FILE_NAME: &str = "login-throttle";
 /// Records the file holds; past it the least useful is forgotten.
 pub const SLOTS: usize = 2048;
 
-const MAGIC: &[u8; 8] = b"TMTHROT1";
+const MAGIC: &[u8; 8] = b"TMTHROT2";
 const HEADER: usize = 64;
 const SLOT: usize = 64;
 const SIZE: usize = HEADER + SLOTS * SLOT;
@@ -211,6 +211,8 @@ impl Table {
                     level: u64_at(s, 8),
                     updated_ms: u64_at(s, 16),
                     blocked_until_ms: u64_at(s, 24),
+                    in_flight: u32::from_le_bytes([s[52], s[53], s[54], s[55]]),
+                    flight_ms: u64_at(s, 56),
                 },
             };
             t.slots
@@ -237,6 +239,8 @@ impl Table {
             out[16..24].copy_from_slice(&s.record.updated_ms.to_le_bytes());
             out[24..32].copy_from_slice(&s.record.blocked_until_ms.to_le_bytes());
             out[32] = s.kind;
+            out[52..56].copy_from_slice(&s.record.in_flight.to_le_bytes());
+            out[56..64].copy_from_slice(&s.record.flight_ms.to_le_bytes());
             if let Some(c) = s.client {
                 let cb = c.bytes();
                 let n = cb.len().min(18);

@@ -8,6 +8,9 @@
 //!
 //! An attempt is charged when it *starts*, so attempts in flight count: however many
 //! are sent at once, at most the limit is ever checked against a password per window.
+//! An attempt that finds the count full only because others are still in flight is
+//! told to wait ([`Refusal::busy`]) rather than blocked: those may yet succeed (and be
+//! refunded), so a burst of good logins from one address queues instead of failing.
 //! A good password refunds its own charge and clears that login's count from that
 //! client, and nothing else: a known-good login interleaved with guesses at another
 //! does not reset the client's count. Reaching a limit blocks the client (or the login
@@ -49,7 +52,15 @@ pub struct Record {
     pub updated_ms: u64,
     /// Blocked until then; 0 = not blocked (or the end not yet logged).
     pub blocked_until_ms: u64,
+    /// Attempts admitted and not yet finished.
+    pub in_flight: u32,
+    /// When the last attempt was admitted.
+    pub flight_ms: u64,
 }
+
+/// In-flight attempts older than this were lost (a process killed mid-check): forget
+/// them, or they would hold the count up for ever.
+const FLIGHT_FORGOTTEN_MS: u64 = 30_000;
 
 /// Which count a block or a release is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +84,8 @@ pub struct Refusal {
     pub scope: Scope,
     /// Milliseconds until the block ends.
     pub remaining_ms: u64,
+    /// Not blocked: the count is full of attempts still in flight. Ask again shortly.
+    pub busy: bool,
 }
 
 /// How a checked attempt ended.
@@ -109,6 +122,10 @@ impl Rules {
             r.level = r.level.min((u64::from(max) + 1) * UNIT);
         }
         r.updated_ms = now;
+        if r.in_flight > 0 && now.saturating_sub(r.flight_ms) > FLIGHT_FORGOTTEN_MS {
+            r.level = r.level.saturating_sub(u64::from(r.in_flight) * UNIT);
+            r.in_flight = 0;
+        }
         // A block cannot last longer than the rules say from now (a corrupt or
         // foreign record, a clock that went back).
         r.blocked_until_ms = r.blocked_until_ms.min(now.saturating_add(self.block_ms()));
@@ -152,18 +169,30 @@ impl Rules {
                 return Err(Refusal {
                     scope,
                     remaining_ms: r.blocked_until_ms - now,
+                    busy: false,
                 });
             }
             if max > 0 && r.level + UNIT > u64::from(max) * UNIT {
+                if r.in_flight > 0 {
+                    return Err(Refusal {
+                        scope,
+                        remaining_ms: 0,
+                        busy: true,
+                    });
+                }
                 self.block(r, scope, now, events);
                 return Err(Refusal {
                     scope,
                     remaining_ms: self.block_ms(),
+                    busy: false,
                 });
             }
         }
-        client.level = client.level.saturating_add(UNIT);
-        login.level = login.level.saturating_add(UNIT);
+        for r in [&mut *client, &mut *login] {
+            r.level = r.level.saturating_add(UNIT);
+            r.in_flight = r.in_flight.saturating_add(1);
+            r.flight_ms = now;
+        }
         Ok(())
     }
 
@@ -177,13 +206,14 @@ impl Rules {
         events: &mut Vec<Event>,
     ) {
         self.bring_up(client, login, now, events);
+        client.in_flight = client.in_flight.saturating_sub(1);
+        login.in_flight = login.in_flight.saturating_sub(1);
         match outcome {
             Outcome::Success => {
                 client.level = client.level.saturating_sub(UNIT);
-                *login = Record {
-                    updated_ms: now,
-                    ..Record::default()
-                };
+                // Only other attempts at this login still in flight keep counting.
+                login.level = u64::from(login.in_flight) * UNIT;
+                login.blocked_until_ms = 0;
             }
             Outcome::Undecided => {
                 client.level = client.level.saturating_sub(UNIT);
@@ -366,6 +396,26 @@ pub fn log_released(clients: &[ClientKey], service: &'static str) {
     }
 }
 
+/// How long an attempt waits for attempts in flight before it is refused.
+pub const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often a waiting attempt asks again.
+pub const BUSY_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The log line of a refusal.
+pub fn refusal_text(r: &Refusal) -> String {
+    match (r.busy, r.scope) {
+        (true, _) => "too many attempts at once from this client".to_string(),
+        (false, Scope::Client) => format!(
+            "this client is blocked for {} s more after repeated failures",
+            r.remaining_ms.div_ceil(1000)
+        ),
+        (false, Scope::Login) => format!(
+            "this login is blocked from this client for {} s more after repeated failures",
+            r.remaining_ms.div_ceil(1000)
+        ),
+    }
+}
+
 /// The login as counted: ASCII case folded (logins are looked up that way), at most
 /// 255 bytes, so that `Joe` and `joe` share one count.
 pub fn login_key(login: &[u8]) -> Vec<u8> {
@@ -430,10 +480,19 @@ mod tests {
         let r = rules(10, 0);
         let (mut c, mut l) = (Record::default(), Record::default());
         let mut ev = Vec::new();
-        let admitted = (0..50)
-            .filter(|_| r.admit(&mut c, &mut l, 5, &mut ev).is_ok())
-            .count();
-        assert_eq!(admitted, 10);
+        let tries: Vec<_> = (0..50)
+            .map(|_| r.admit(&mut c, &mut l, 5, &mut ev))
+            .collect();
+        assert_eq!(tries.iter().filter(|t| t.is_ok()).count(), 10);
+        // The others wait: those in flight may yet succeed.
+        assert!(tries.iter().skip(10).all(|t| t.is_err_and(|e| e.busy)));
+        assert!(ev.is_empty());
+        // They fail: the next attempt is blocked, not told to wait.
+        for _ in 0..10 {
+            r.finish(&mut c, &mut l, Outcome::Failure, 6, &mut ev);
+        }
+        let e = r.admit(&mut c, &mut l, 7, &mut ev).unwrap_err();
+        assert!(!e.busy && e.scope == Scope::Client);
         assert_eq!(
             ev,
             vec![Event::Blocked {
@@ -441,6 +500,14 @@ mod tests {
                 for_ms: 900_000
             }]
         );
+        // Had they succeeded, the waiting ones would have got their turn.
+        let (mut c, mut l) = (Record::default(), Record::default());
+        for _ in 0..10 {
+            r.admit(&mut c, &mut l, 5, &mut ev).unwrap();
+        }
+        assert!(r.admit(&mut c, &mut l, 5, &mut ev).unwrap_err().busy);
+        r.finish(&mut c, &mut l, Outcome::Success, 5, &mut ev);
+        r.admit(&mut c, &mut l, 5, &mut ev).unwrap();
     }
 
     #[test]
@@ -489,6 +556,19 @@ mod tests {
     }
 
     #[test]
+    fn attempts_lost_in_flight_are_forgotten() {
+        let r = rules(2, 0);
+        let (mut c, mut l) = (Record::default(), Record::default());
+        let mut ev = Vec::new();
+        r.admit(&mut c, &mut l, 0, &mut ev).unwrap();
+        r.admit(&mut c, &mut l, 0, &mut ev).unwrap();
+        assert!(r.admit(&mut c, &mut l, 1, &mut ev).unwrap_err().busy);
+        // Never finished (the process was killed): after a while they no longer count.
+        r.admit(&mut c, &mut l, FLIGHT_FORGOTTEN_MS + 1, &mut ev)
+            .unwrap();
+    }
+
+    #[test]
     fn undecided_attempts_are_refunded_and_zero_means_no_limit() {
         let r = rules(2, 0);
         let (mut c, mut l) = (Record::default(), Record::default());
@@ -508,6 +588,8 @@ mod tests {
             level: u64::MAX,
             updated_ms: u64::MAX,
             blocked_until_ms: u64::MAX,
+            in_flight: u32::MAX,
+            flight_ms: 0,
         };
         let mut l = Record::default();
         let e = attempt(&r, &mut c, &mut l, Outcome::Failure, 1000).unwrap_err();
