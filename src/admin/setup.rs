@@ -103,7 +103,7 @@ fn settings(
             ("pop3", "listen_tls") if tls.is_none() && l.pop3s.is_empty() => {
                 pop3s_left_out = true;
                 Some(format!(
-                    "# {t}\n# (POP3S needs a certificate: set [tls] below, then uncomment this)"
+                    "# {t}\n# (POP3S needs a certificate: [tls] below, or tls/cert.pem and tls/key.pem\n# in the root, `turnmail tls selfsigned` for testing; then uncomment this)"
                 ))
             }
             ("pop3", "listen_tls") if !l.pop3s.is_empty() => {
