@@ -272,12 +272,18 @@ fn unit_value(unit: &str, key: &str) -> Option<String> {
 
 /// Listen on loopback high ports instead of 25, 110 and 366: an edit of the conffile,
 /// as an operator would make one.
-fn listen_on_loopback(smtp: SocketAddr, pop3: SocketAddr, odmr: SocketAddr) {
+fn listen_on_loopback(smtp: SocketAddr, pop3: SocketAddr, odmr: SocketAddr, metrics: SocketAddr) {
     let old = std::fs::read_to_string(CONF).unwrap();
     let mut edited = 0;
     let new: Vec<String> = old
         .lines()
         .map(|l| {
+            // The metrics listener, off in the conffile, as README's production section
+            // turns it on.
+            if l.starts_with("# listen = \"127.0.0.1:9325\"") {
+                edited += 1;
+                return format!("listen = \"{metrics}\"");
+            }
             let to = if !l.starts_with("listen = [") {
                 None
             } else if l.contains(":25\"") {
@@ -298,7 +304,7 @@ fn listen_on_loopback(smtp: SocketAddr, pop3: SocketAddr, odmr: SocketAddr) {
             }
         })
         .collect();
-    assert_eq!(edited, 3, "{old}");
+    assert_eq!(edited, 4, "{old}");
     std::fs::write(CONF, new.join("\n") + "\n").unwrap();
 }
 
@@ -419,6 +425,16 @@ fn the_debian_package_installs_an_empty_root_and_starts_nothing() {
         .write_all(b"package-test-pw\n")
         .unwrap();
     assert!(add.wait().unwrap().success());
+    let site = turnmail(&[
+        "site",
+        "add",
+        "acme",
+        "--relayhost",
+        "127.0.0.1:9",
+        "--domain",
+        "acme.example",
+    ]);
+    assert!(site.status.success(), "{}", text(&site));
     let o = turnmail(&["check"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     // The checkpassword link logs a POP user in (and runs PROG as the mail user).
@@ -448,7 +464,8 @@ fn the_debian_package_installs_an_empty_root_and_starts_nothing() {
     // The unit's command, started by hand on ports given in the conffile.
     let lo = |p| SocketAddr::from(([127, 0, 0, 1], p));
     let (smtp, pop3, odmr) = (lo(free_port()), lo(free_port()), lo(free_port()));
-    listen_on_loopback(smtp, pop3, odmr);
+    let metrics = lo(free_port());
+    listen_on_loopback(smtp, pop3, odmr, metrics);
     let log = out.path().join("daemon.log");
     let child = host.daemon.insert(start_the_units_command(&unit, &log));
     let pid = child.id();
@@ -479,6 +496,76 @@ fn the_debian_package_installs_an_empty_root_and_starts_nothing() {
         0,
         "not readable by others"
     );
+    // Fetched by POP3, as the customer's mail client does (a Maildir lists a message
+    // once its second is over, as qmail's maildir_scan does).
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut p = Client::connect(pop3);
+    assert!(p.reply().starts_with("+OK"));
+    assert!(p.cmd("USER joe@example.net").starts_with("+OK"));
+    assert!(p.cmd("PASS package-test-pw").starts_with("+OK"));
+    assert!(p.cmd("STAT").starts_with("+OK 1 "));
+    p.send(b"RETR 1\r\n");
+    let mut body = String::new();
+    loop {
+        let mut line = String::new();
+        use std::io::BufRead;
+        assert!(p.r.read_line(&mut line).unwrap() > 0);
+        if line == ".\r\n" {
+            break;
+        }
+        body.push_str(&line);
+    }
+    assert!(body.contains("from the package test"), "{body}");
+    assert!(p.cmd("QUIT").starts_with("+OK"));
+    // turnmail status --json sees the daemon and its counters.
+    let o = turnmail(&["status", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["daemon"]["pid"], pid, "{j}");
+    let count = |family: &str, key: &str, value: &str| -> u64 {
+        j["daemon"]["counters"][family]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["labels"][key] == value)
+            .map(|c| c["value"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(count("messages", "result", "accepted"), 1, "{j}");
+    assert_eq!(
+        count("recipients_refused", "reason", "relaying_denied"),
+        1,
+        "{j}"
+    );
+    assert_eq!(count("logins", "result", "success"), 1, "{j}");
+    assert!(j["daemon"]["sites"][0]["next_run"].is_string(), "{j}");
+    // The metrics page passes promtool.
+    let mut m = std::net::TcpStream::connect(metrics).unwrap();
+    m.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    std::io::Read::read_to_string(&mut m, &mut page).unwrap();
+    let (head, page) = page.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (tests/install-peers installs prometheus)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let o = promtool.wait_with_output().unwrap();
+    assert!(o.status.success(), "promtool: {}\n{page}", text(&o));
+    assert!(
+        page.contains("turnmail_smtp_messages_total{result=\"accepted\"} 1"),
+        "{page}"
+    );
     // SIGTERM, as systemctl stop sends.
     let mut child = host.daemon.take().unwrap();
     nix::sys::signal::kill(
@@ -507,9 +594,15 @@ fn the_debian_package_installs_an_empty_root_and_starts_nothing() {
     );
     assert_eq!(
         std::fs::read_to_string(Path::new(ROOT).join("control/rcpthosts")).unwrap(),
-        "example.net\n"
+        "example.net\nacme.example\n"
     );
-    assert_eq!(std::fs::read_dir(&new).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(&new).unwrap().count(), 0);
+    let cur = Path::new(ROOT).join("domains/example.net/joe/Maildir/cur");
+    assert_eq!(
+        std::fs::read_dir(&cur).unwrap().count(),
+        1,
+        "read, kept in cur/"
+    );
     assert_eq!(running_turnmails(), Vec::<i32>::new());
 
     // Purge: the package's files, its conffile and the link to it go; the mail, the
@@ -531,14 +624,14 @@ fn the_debian_package_installs_an_empty_root_and_starts_nothing() {
     }
     assert_eq!(
         std::fs::read_to_string(Path::new(ROOT).join("control/rcpthosts")).unwrap(),
-        "example.net\n"
+        "example.net\nacme.example\n"
     );
     assert!(
         std::fs::read_to_string(Path::new(ROOT).join("users/poppasswd"))
             .unwrap()
             .starts_with("joe@example.net:")
     );
-    assert_eq!(std::fs::read_dir(&new).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(&cur).unwrap().count(), 1);
     assert!(nix::unistd::User::from_name("turnmail").unwrap().is_some());
     drop(host);
     assert!(!Path::new(ROOT).exists());
