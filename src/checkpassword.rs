@@ -628,12 +628,21 @@ fn run(root: Option<PathBuf>, args: Vec<OsString>, fd3: Option<std::os::fd::Owne
     };
     // Password checks count against the same limits as the daemon's logins, in a file
     // every checkpassword process of this root shares.
-    // A lookup checks no password; without the client's address there is nobody to
-    // count (the launcher sets TCPREMOTEIP: tcpserver, Dovecot).
+    // Without the client's address there is nobody to count (the launcher sets
+    // TCPREMOTEIP: tcpserver, Dovecot).
     let client_ip =
         env_var("TCPREMOTEIP").and_then(|v| v.to_str()?.parse::<std::net::IpAddr>().ok());
+    // A credentials lookup hands Dovecot the secret, and Dovecot checks the client's
+    // CRAM-MD5 or APOP answer itself and never tells us how it went: a blocked client
+    // gets no secret, but the lookup itself is not counted (Dovecot's own auth
+    // penalty counts those failures). A plain userdb lookup follows a login and
+    // reveals nothing: not limited.
+    let counts = match &mode {
+        Mode::DovecotLookup { credentials } => credentials.is_some(),
+        _ => true,
+    };
     let throttle = client_ip
-        .filter(|_| !matches!(mode, Mode::DovecotLookup { .. }))
+        .filter(|_| counts)
         .map(|ip| (ip, shared_throttle(&root, &config)));
     let waited = std::time::Instant::now();
     let admitted = throttle.as_ref().map(|(ip, t)| {
@@ -669,6 +678,7 @@ fn run(root: Option<PathBuf>, args: Vec<OsString>, fd3: Option<std::os::fd::Owne
     drop(engine);
     if let (Some((_, t)), Some(ticket)) = (&throttle, ticket) {
         let outcome = match &decision {
+            _ if matches!(mode, Mode::DovecotLookup { .. }) => Outcome::Undecided,
             Ok(_) => Outcome::Success,
             Err(r) if r.code == EXIT_BAD => Outcome::Failure,
             Err(_) => Outcome::Undecided,

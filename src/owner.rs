@@ -56,6 +56,24 @@ pub fn adopt(path: &Path) -> io::Result<()> {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid))
 }
 
+/// [`adopt`] for a file already open: judged and changed through the descriptor, and
+/// only a regular file with no other name (a hard link planted in the root could name
+/// a root-owned file outside it).
+pub fn adopt_file(file: &std::fs::File, path: &Path) -> io::Result<()> {
+    if !running_as_root() {
+        return Ok(());
+    }
+    let m = file.metadata()?;
+    if m.uid() != 0 || !m.is_file() || m.nlink() != 1 {
+        return Ok(());
+    }
+    let (uid, gid) = owner_of(parent_dir(path))?;
+    if uid == 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(uid), Some(gid))
+}
+
 /// `mkdir -p` with `mode` for each directory made; running as root, each one made is
 /// given the owner of its parent (so a tree made under the root belongs to its owner).
 pub fn create_dirs(path: &Path, mode: u32) -> io::Result<()> {

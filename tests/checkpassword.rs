@@ -1143,3 +1143,40 @@ fn failures_count_across_processes_in_a_shared_file() {
     assert_eq!(r.code(), Some(1), "{}", r.stderr());
     assert_eq!(std::fs::metadata(&state).unwrap().len() as usize, n);
 }
+
+/// Under Dovecot, CRAM-MD5 and APOP are checked by Dovecot with the secret a
+/// credentials lookup hands it: a client blocked after failed passwords gets no secret
+/// either, so it cannot go on guessing through a challenge-response mechanism.
+#[test]
+fn a_blocked_client_gets_no_credentials_from_a_dovecot_lookup() {
+    let d = demo_root();
+    common::config(
+        &d,
+        "[logins]\nmax_failures = 2\nmax_failures_per_login = 0\n",
+    );
+    write(&d.root.join("users/secrets"), "joe@example.com:tanstaaf\n");
+    let (reply, out) = fake_reply(&d);
+    let creds = [
+        ("AUTHORIZED", "1"),
+        ("CREDENTIALS_LOOKUP", "1"),
+        ("SCHEME", "CRAM-MD5"),
+    ];
+    // Lookups are not counted: many in a row still get the secret.
+    for _ in 0..4 {
+        let r = dovecot_run(&d, &reply, b"joe@example.com\0\0\0", &creds);
+        assert_eq!(r.code(), Some(2), "{}", r.stderr());
+    }
+    // Two wrong passwords through PLAIN block the client (TCPREMOTEIP 127.0.0.1).
+    for _ in 0..2 {
+        let r = dovecot_run(&d, &reply, &input("joe@example.com", "wrong", ""), &[]);
+        assert_eq!(r.code(), Some(1), "{}", r.stderr());
+    }
+    std::fs::remove_file(&out).ok();
+    let r = dovecot_run(&d, &reply, b"joe@example.com\0\0\0", &creds);
+    assert_eq!(r.code(), Some(1), "{}", r.stderr());
+    assert!(r.stderr().contains("refused unchecked"), "{}", r.stderr());
+    assert!(
+        !out.exists(),
+        "the reply program never ran: no secret handed out"
+    );
+}

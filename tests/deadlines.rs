@@ -207,3 +207,40 @@ fn pop3_a_reader_slower_than_the_minimum_rate_is_dropped() {
     assert!(f.exists());
     let _: SocketAddr = s.pop3;
 }
+
+#[test]
+fn smtp_the_session_deadline_counts_across_starttls() {
+    let (_d, s) = start("[limits]\nsession_deadline_secs = 3\n");
+    // Python's smtplib: STARTTLS after 2 s, then NOOPs until the server gives up.
+    let script = r#"
+import smtplib, ssl, sys, time
+t0 = time.time()
+c = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=20)
+c.ehlo()
+time.sleep(2)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+c.starttls(context=ctx)
+c.ehlo()
+try:
+    while time.time() - t0 < 15:
+        code, _ = c.noop()
+        if code != 250:
+            break
+        time.sleep(0.2)
+except smtplib.SMTPServerDisconnected:
+    pass
+print(round(time.time() - t0, 1))
+"#;
+    let o = std::process::Command::new("python3")
+        .args(["-c", script, "127.0.0.1", &s.addr.port().to_string()])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let secs: f64 = out
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{out} {}", String::from_utf8_lossy(&o.stderr)));
+    // 3 s from connecting, not 3 s from the handshake (that would be 5).
+    assert!((2.5..4.5).contains(&secs), "ended after {secs} s");
+    assert!(s.log_text().contains("the session lasted too long"));
+}

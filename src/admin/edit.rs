@@ -136,7 +136,7 @@ impl Edit {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(io_at(&path))?;
-        crate::owner::adopt(&path).map_err(io_at(&path))?;
+        crate::owner::adopt_file(&file, &path).map_err(io_at(&path))?;
         let lock = lock_within(file, FlockArg::LockExclusiveNonblock, &path, timeout)?;
         Ok(Edit {
             root: root.to_path_buf(),
@@ -334,8 +334,14 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
     if !nix::unistd::Uid::effective().is_root() {
         return Ok(());
     }
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io_at(path))?;
     let meta = std::fs::symlink_metadata(path).map_err(io_at(path))?;
+    // A file with another name elsewhere (a hard link someone planted) may be a
+    // root-owned file outside the root: never hand that over.
+    if meta.is_file() && meta.nlink() > 1 && meta.uid() != uid {
+        tracing::warn!(path = %path.display(), "not given to the mail user: it has other hard links");
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io_at(path))?;
     if meta.is_dir() {
         for e in std::fs::read_dir(path).map_err(io_at(path))? {
             let e = e.map_err(io_at(path))?;

@@ -94,6 +94,9 @@ pub struct Metrics {
     pub flush_seconds: Histogram,
     started: Instant,
     started_unix: u64,
+    /// Held from setting the gauges to encoding them: another render clearing the
+    /// site series in between would drop them from this one.
+    rendering: std::sync::Mutex<()>,
 }
 
 /// Seconds, from a millisecond to a minute: delivery is milliseconds, a flush of a
@@ -138,6 +141,7 @@ impl Metrics {
             registry: Registry::default(),
             started: Instant::now(),
             started_unix: crate::datetime::now_unix(),
+            rendering: std::sync::Mutex::new(()),
         };
         r.register("connections", "Connections accepted", m.connections.clone());
         r.register(
@@ -380,6 +384,7 @@ impl Metrics {
     /// Set the gauges that describe the disk and the daemon's state, then encode
     /// everything in Prometheus's text format (0.0.4).
     pub fn render(&self, state: &State) -> String {
+        let _one_at_a_time = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
         self.set_state(state);
         let mut out = String::new();
         if prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry).is_err() {

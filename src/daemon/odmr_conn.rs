@@ -60,7 +60,10 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
         login: None,
         turn_to: Vec::new(),
     };
-    match drive(&mut session, stream, &mut conn).await {
+    // One reader for the connection, across a TLS upgrade: the session's deadline
+    // counts from the connection, not from the handshake.
+    let mut reader = super::wire::ClientReader::new(8192, shared.policy.deadlines(Listener::Odmr));
+    match drive(&mut session, stream, &mut conn, &mut reader).await {
         Ended::Closed => {}
         Ended::Reversed(s) => conn.reverse(s, false).await,
         Ended::StartTls(plain) => {
@@ -74,7 +77,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
                 return;
             };
             session.tls_started();
-            if let Ended::Reversed(s) = drive(&mut session, tls, &mut conn).await {
+            if let Ended::Reversed(s) = drive(&mut session, tls, &mut conn, &mut reader).await {
                 conn.reverse(s, true).await;
             }
         }
@@ -86,9 +89,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     session: &mut Session,
     mut stream: S,
     conn: &mut Conn,
+    reader: &mut super::wire::ClientReader,
 ) -> Ended<S> {
-    let mut reader =
-        super::wire::ClientReader::new(8192, conn.shared.policy.deadlines(Listener::Odmr));
     loop {
         while let Some(action) = session.next_action() {
             match action {

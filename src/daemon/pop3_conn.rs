@@ -68,6 +68,10 @@ pub async fn handle(
         entries: Vec::new(),
         _lock: None,
     };
+    // One reader for the connection, across a TLS upgrade: the session's deadline
+    // counts from the connection, not from the handshake.
+    let mut reader =
+        super::wire::ClientReader::new(32 << 10, shared.policy.deadlines(Listener::Pop3));
     let connection = |tls| Connection {
         tls_active: tls,
         loopback: peer.ip().is_loopback(),
@@ -83,21 +87,21 @@ pub async fn handle(
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => {
                 let mut session = Session::new(pop3, connection(true));
-                let _ = drive(&mut session, tls, &mut conn).await;
+                let _ = drive(&mut session, tls, &mut conn, &mut reader).await;
             }
             _ => tracing::info!(target: "pop3", client = %peer, "TLS handshake failed"),
         }
         return;
     }
     let mut session = Session::new(pop3, connection(false));
-    if let Ended::StartTls(plain) = drive(&mut session, stream, &mut conn).await {
+    if let Ended::StartTls(plain) = drive(&mut session, stream, &mut conn, &mut reader).await {
         let Some(acceptor) = shared.tls.clone() else {
             return;
         };
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(plain)).await {
             Ok(Ok(tls)) => {
                 session.tls_started();
-                let _ = drive(&mut session, tls, &mut conn).await;
+                let _ = drive(&mut session, tls, &mut conn, &mut reader).await;
             }
             _ => tracing::info!(target: "pop3", client = %peer, "TLS handshake failed"),
         }
@@ -109,9 +113,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     session: &mut Session,
     mut stream: S,
     conn: &mut Conn,
+    reader: &mut super::wire::ClientReader,
 ) -> Ended<S> {
-    let mut reader =
-        super::wire::ClientReader::new(32 << 10, conn.shared.policy.deadlines(Listener::Pop3));
     // Replies and message bodies gather here and go out in large writes: pipelined
     // RETRs of small messages then cost one write for many, not three for each.
     let mut out = Vec::with_capacity(OUT_CHUNK + (64 << 10));

@@ -93,7 +93,11 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         login: None,
         rcpts: Vec::new(),
     };
-    if let Ended::StartTls(plain) = drive(&mut session, stream, &mut conn).await {
+    // One reader for the connection, across a TLS upgrade: the session's deadline
+    // counts from the connection, not from the handshake.
+    let mut reader =
+        super::wire::ClientReader::new(64 << 10, shared.policy.deadlines(Listener::Smtp));
+    if let Ended::StartTls(plain) = drive(&mut session, stream, &mut conn, &mut reader).await {
         let Some(acceptor) = shared.tls.clone() else {
             return;
         };
@@ -102,7 +106,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                 session.tls_started();
                 conn.rcpts.clear();
                 conn.login = None;
-                let _ = drive(&mut session, tls, &mut conn).await;
+                let _ = drive(&mut session, tls, &mut conn, &mut reader).await;
             }
             Ok(Err(e)) => {
                 tracing::info!(target: "smtp", client = %peer, "TLS handshake failed: {e}")
@@ -127,9 +131,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     session: &mut Session,
     mut stream: S,
     conn: &mut Conn,
+    reader: &mut super::wire::ClientReader,
 ) -> Ended<S> {
-    let mut reader =
-        super::wire::ClientReader::new(64 << 10, conn.shared.policy.deadlines(Listener::Smtp));
     loop {
         while let Some(action) = session.next_action() {
             match action {

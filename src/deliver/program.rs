@@ -87,10 +87,12 @@ fn env_vars(r: &Run) -> Vec<(&'static str, Vec<u8>)> {
 pub fn run(r: &Run) -> Result {
     let t = r.target;
     let me = nix::unistd::Uid::effective();
-    if me.as_raw() != t.uid && !me.is_root() {
+    let my_gid = nix::unistd::Gid::effective().as_raw();
+    if !me.is_root() && (me.as_raw() != t.uid || my_gid != t.gid) {
         return Result::Temporary(format!(
-            "cannot run a program as uid {} while running as uid {}; give the entry the mail user's uid or use `turnmail deliver` under qmail",
+            "cannot run a program as uid {} gid {} while running as uid {} gid {my_gid}; give the entry the mail user's uid and gid or use `turnmail deliver` under qmail",
             t.uid,
+            t.gid,
             me.as_raw()
         ));
     }

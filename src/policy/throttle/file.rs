@@ -296,15 +296,17 @@ impl Table {
     fn sweep(&mut self, rules: &Rules, now: u64, released: &mut Vec<ClientKey>) {
         for s in self.slots.iter_mut().filter(|s| s.key != 0) {
             let scope = if s.kind == KIND_CLIENT {
-                if rules.sweep(&mut s.record, now).is_some()
-                    && let Some(c) = s.client
-                {
-                    released.push(c);
-                }
                 Scope::Client
             } else {
                 Scope::Login
             };
+            // A login's release is not logged here: the file keeps no login names.
+            if rules.sweep(&mut s.record, scope, now).is_some()
+                && scope == Scope::Client
+                && let Some(c) = s.client
+            {
+                released.push(c);
+            }
             if rules.is_idle(&s.record, scope, now) {
                 *s = Slot::default();
             }
@@ -333,8 +335,14 @@ impl Store for FileStore {
         let r = f(&mut c, &mut l, now);
         t.slots[ci].record = c;
         t.slots[li].record = l;
-        file.write_all_at(&t.encode(), 0)?;
-        file.set_len(SIZE as u64)?;
+        // The decision stands even when it cannot be kept: a blocked client stays
+        // refused, only this attempt's charge is lost.
+        if let Err(e) = file
+            .write_all_at(&t.encode(), 0)
+            .and_then(|()| file.set_len(SIZE as u64))
+        {
+            tracing::error!(target: "auth", file = %self.path.display(), "login counts not saved: {e}");
+        }
         Ok(r)
     }
 }

@@ -51,12 +51,17 @@ impl MemoryStore {
         let mut s = self.lock();
         let mut released = Vec::new();
         s.clients.retain(|k, r| {
-            if rules.sweep(r, now).is_some() {
+            if rules.sweep(r, Scope::Client, now).is_some() {
                 released.push(*k);
             }
             !rules.is_idle(r, Scope::Client, now)
         });
-        s.logins.retain(|_, r| !rules.is_idle(r, Scope::Login, now));
+        s.logins.retain(|(client, login), r| {
+            if rules.sweep(r, Scope::Login, now).is_some() {
+                tracing::info!(target: "auth", client = %client, login = %super::shown(login), "login released from this client: its block is over");
+            }
+            !rules.is_idle(r, Scope::Login, now)
+        });
         released
     }
 
@@ -131,7 +136,7 @@ mod tests {
             rules: Rules {
                 max_failures: 3,
                 max_login_failures: 0,
-                window: Duration::from_secs(60),
+                window: Duration::from_millis(200),
                 block: Duration::from_millis(200),
             },
             ipv6_prefix: 64,
