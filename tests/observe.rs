@@ -6,21 +6,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use common::daemon::{Daemon, free_port, tool};
-use common::demo_root;
-
-fn turnmail(root: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_turnmail"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("TURNMAIL_ROOT")
-        .output()
-        .unwrap()
-}
+use common::{demo_root, turnmail};
 
 /// `GET path` on `addr`: (status line, body).
 fn get(addr: SocketAddr, path: &str) -> (String, String) {

@@ -120,6 +120,24 @@ pub const ROOT_ENTRIES: [&str; 8] = [
     "tls/",
 ];
 
+/// Make `root` and its directories (the spools' and run/ private); the root's
+/// canonical path.
+pub(super) fn make_root_dirs(root: &Path) -> Result<PathBuf, InitError> {
+    mkdir(root, 0o755)?;
+    let root = root.canonicalize().map_err(io_at(root))?;
+    for (d, mode) in [
+        ("control", 0o755),
+        ("users", 0o755),
+        ("domains", 0o755),
+        ("sites", 0o755),
+        ("queue", 0o700),
+        ("run", 0o700),
+    ] {
+        mkdir(&root.join(d), mode)?;
+    }
+    Ok(root)
+}
+
 /// Which of [`ROOT_ENTRIES`] are in `root` already (a symlink counts, even dangling).
 pub fn present(root: &Path) -> Vec<&'static str> {
     ROOT_ENTRIES
@@ -146,20 +164,9 @@ pub fn refuse_existing(root: &Path, force: bool) -> Result<(), InitError> {
 /// root's files, unless `force`).
 pub fn init(root: &Path, o: &InitOptions) -> Result<InitReport, InitError> {
     refuse_existing(root, o.force)?;
-    mkdir(root, 0o755)?;
-    let root = root.canonicalize().map_err(io_at(root))?;
+    let root = make_root_dirs(root)?;
     let r = |p: &str| root.join(p);
     let mu = &o.mail_user;
-    for (d, mode) in [
-        ("control", 0o755),
-        ("users", 0o755),
-        ("domains", 0o755),
-        ("sites", 0o755),
-        ("queue", 0o700),
-        ("run", 0o700),
-    ] {
-        mkdir(&r(d), mode)?;
-    }
     write(&r("control/me"), &format!("{}\n", o.hostname), 0o644)?;
     write(&r("control/locals"), &format!("{}\n", o.hostname), 0o644)?;
     write(

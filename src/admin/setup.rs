@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::init::{InitError, io_at, mkdir, refuse_existing, write};
+use super::init::{InitError, io_at, refuse_existing, write};
 use super::mailuser::MailUser;
 use crate::config::Config;
 
@@ -173,19 +173,8 @@ pub fn setup(root: &Path, o: &SetupOptions) -> Result<SetupReport, InitError> {
             source: std::io::Error::other(e),
         })?,
     };
-    mkdir(root, 0o755)?;
-    let root = root.canonicalize().map_err(io_at(root))?;
+    let root = super::init::make_root_dirs(root)?;
     let r = |p: &str| root.join(p);
-    for (d, mode) in [
-        ("control", 0o755),
-        ("users", 0o755),
-        ("domains", 0o755),
-        ("sites", 0o755),
-        ("queue", 0o700),
-        ("run", 0o700),
-    ] {
-        mkdir(&r(d), mode)?;
-    }
     write(&r("control/me"), &format!("{}\n", o.hostname), 0o644)?;
     // Nothing is accepted until a domain is added: an empty rcpthosts refuses all.
     for f in ["rcpthosts", "virtualdomains", "locals"] {

@@ -28,14 +28,6 @@ pub struct Attempt<'a> {
     pub login: &'a [u8],
 }
 
-fn shown(login: &[u8]) -> String {
-    String::from_utf8_lossy(login)
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(100)
-        .collect()
-}
-
 /// Check one login: `verify` runs on a blocking thread (crypt is slow) with the
 /// engine's accounts, the login and where the client connected to.
 pub async fn check<F>(shared: &Arc<Shared>, a: Attempt<'_>, verify: F) -> LoginResult
@@ -44,7 +36,7 @@ where
 {
     let policy = &shared.policy;
     let (service, mech, client) = (a.service, a.mechanism, a.peer);
-    let login = shown(a.login);
+    let login = throttle::shown(a.login);
     let waited = tokio::time::Instant::now();
     let ticket = loop {
         match policy.logins.admit(a.peer.ip(), a.login, service) {

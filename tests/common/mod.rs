@@ -195,3 +195,14 @@ pub fn root_or_skip(what: &str) -> bool {
     skip(&format!("{what} needs root"));
     false
 }
+
+/// `turnmail --root ROOT ARGS...` (TURNMAIL_ROOT unset), its output.
+pub fn turnmail(root: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("TURNMAIL_ROOT")
+        .output()
+        .unwrap()
+}

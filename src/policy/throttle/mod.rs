@@ -356,7 +356,8 @@ impl<S: Store> Throttle<S> {
     }
 }
 
-fn shown(login: &[u8]) -> String {
+/// A login as a log line shows it: no control characters, at most 100 characters.
+pub fn shown(login: &[u8]) -> String {
     String::from_utf8_lossy(login)
         .chars()
         .filter(|c| !c.is_control())
