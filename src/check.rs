@@ -2,6 +2,9 @@
 //! lose mail. Each finding names a file and, where there is one, a line.
 //!
 //! Exit status of the command: 0 nothing found, 1 findings, 2 the root is unusable.
+//! `--json` prints [`to_json`]: `{"root": DIR, "problems": [{"file", "line",
+//! "message"}]}`, `file` relative to the root (absolute outside it), `line` null when
+//! the finding is about a whole file.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -32,10 +35,25 @@ impl fmt::Display for Finding {
     }
 }
 
+/// The JSON form of a check's findings (stable field names, see the module docs).
+pub fn to_json(root: &Path, findings: &[Finding]) -> serde_json::Value {
+    serde_json::json!({
+        "root": root.display().to_string(),
+        "problems": findings
+            .iter()
+            .map(|f| serde_json::json!({
+                "file": f.file.display().to_string(),
+                "line": f.line,
+                "message": f.message,
+            }))
+            .collect::<Vec<_>>(),
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Unusable {
-    #[error("{0} is not a mail root (no control/ directory)")]
-    NotARoot(PathBuf),
+    #[error(transparent)]
+    NotARoot(#[from] crate::mailroot::NotARoot),
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
@@ -64,9 +82,7 @@ fn show(b: &[u8]) -> String {
 
 /// Lint the mail root; Err only when it cannot be examined at all.
 pub fn check(root: &Path) -> Result<Vec<Finding>, Unusable> {
-    if !root.join("control").is_dir() {
-        return Err(Unusable::NotARoot(root.to_path_buf()));
-    }
+    crate::mailroot::require(root)?;
     let config = Config::load(root)?;
     let paths = Paths::new(root);
     let control = ControlFiles::load(&paths.control)?;

@@ -742,10 +742,7 @@ fn shared_throttle(root: &Path, config: &Config) -> Throttle<FileStore> {
 /// Open the mail root's tables read-only, refusing a root that is not there (an
 /// unmounted or mistyped root must not look like "no such account").
 fn open_engine(root: &Path) -> Result<(Engine, Config), String> {
-    let meta = std::fs::metadata(root).map_err(|e| format!("mail root: {e}"))?;
-    if !meta.is_dir() {
-        return Err("mail root is not a directory".into());
-    }
+    crate::mailroot::require(root).map_err(|e| e.to_string())?;
     let config = Config::load(root).map_err(|e| e.to_string())?;
     let engine = Engine::open_readonly(root, config.clone()).map_err(|e| e.to_string())?;
     let paths = engine.paths();

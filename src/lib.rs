@@ -13,6 +13,7 @@ pub mod engine;
 pub mod flush;
 pub mod fsutil;
 pub mod maildir;
+pub mod mailroot;
 pub mod net;
 pub mod odmr;
 pub mod owner;

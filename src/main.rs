@@ -11,7 +11,7 @@ use turnmail::admin::{
     init::{self, InitOptions},
 };
 use turnmail::config::{Config, LogFormat};
-use turnmail::engine::{Engine, Resolution};
+use turnmail::engine::Engine;
 
 #[derive(Parser)]
 #[command(
@@ -112,7 +112,11 @@ enum Command {
     /// Compile users/assign to users/cdb and users/poppasswd to users/poppasswd.cdb.
     Newu,
     /// Report configuration pitfalls with file and line (exit 0 clean, 1 findings, 2 unusable).
-    Check,
+    Check {
+        /// Print {"root", "problems": [{"file", "line", "message"}]} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Deliver one message from stdin, behind qmail (`|turnmail deliver` in a .qmail
     /// file: recipient from $DEFAULT/$EXT/$HOST/$RECIPIENT, exit 0/100/111) or as
     /// Postfix's pipe(8) transport (`-f SENDER -- RECIPIENT...`, sysexits codes).
@@ -187,12 +191,18 @@ enum Command {
         #[command(subcommand)]
         cmd: admin::import::ImportCmd,
     },
-    /// Show where mail for ADDRESS would go.
+    /// Show where mail for ADDRESS would go and what SMTP answers for it (exit 0
+    /// deliverable, 100 refused, 111 temporary trouble).
     Resolve {
+        /// The address, as a client would give it in RCPT TO (`<...>`, a source route
+        /// and a bare `postmaster` are read as SMTP reads them).
         address: String,
-        /// Resolve as local injection does, without the rcpthosts check.
+        /// Resolve as `turnmail deliver` does: no rcpthosts check, no SMTP grammar.
         #[arg(long)]
         local: bool,
+        /// Print the explanation as one JSON object (fields in README).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -225,6 +235,14 @@ fn init_logging(format: LogFormat) {
 
 fn need_root(root: Option<PathBuf>) -> Result<PathBuf, String> {
     root.ok_or_else(|| "no mail root: pass --root DIR or set TURNMAIL_ROOT".to_string())
+}
+
+/// The root, which must be a mail root: every command says the same when it is not,
+/// before it looks for a user, a site or an account there.
+fn mail_root(root: Option<PathBuf>) -> Result<PathBuf, String> {
+    let root = need_root(root)?;
+    turnmail::mailroot::require(&root).map_err(|e| e.to_string())?;
+    Ok(root)
 }
 
 fn pick_mail_user(user: Option<&str>) -> Result<MailUser, String> {
@@ -375,86 +393,32 @@ fn cmd_newu(root: &Path) -> Result<ExitCode, String> {
     })
 }
 
-fn cmd_check(root: &Path) -> Result<ExitCode, String> {
-    match turnmail::check::check(root) {
-        Ok(findings) if findings.is_empty() => {
-            println!("{}: no problems found", root.display());
-            Ok(ExitCode::SUCCESS)
+fn cmd_check(root: &Path, json: bool) -> Result<ExitCode, String> {
+    let findings = turnmail::check::check(root).map_err(|e| e.to_string())?;
+    if json {
+        admin::table::print_json(&turnmail::check::to_json(root, &findings));
+    } else if findings.is_empty() {
+        println!("{}: no problems found", root.display());
+    } else {
+        for f in &findings {
+            println!("{f}");
         }
-        Ok(findings) => {
-            for f in &findings {
-                println!("{f}");
-            }
-            println!("{} problem(s) found", findings.len());
-            Ok(ExitCode::from(1))
-        }
-        Err(e) => {
-            eprintln!("turnmail check: {e}");
-            Ok(ExitCode::from(2))
-        }
+        println!("{} problem(s) found", findings.len());
     }
+    Ok(ExitCode::from(u8::from(!findings.is_empty())))
 }
 
-fn show(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn cmd_resolve(root: &Path, address: &str, local: bool) -> Result<ExitCode, String> {
+fn cmd_resolve(root: &Path, address: &str, local: bool, json: bool) -> Result<ExitCode, String> {
     let engine = open_engine(root)?;
-    match engine.resolve(address.as_bytes(), !local) {
-        Err(e) => {
-            println!("{address}: temporary failure: {e}");
-            Ok(ExitCode::from(111))
-        }
-        Ok(Resolution::NotOurs) => {
-            println!(
-                "{address}: not ours (domain not in control/rcpthosts): refused, never relayed"
-            );
-            Ok(ExitCode::from(100))
-        }
-        Ok(Resolution::BadAddress(why)) => {
-            println!("{address}: bad address: {why}");
-            Ok(ExitCode::from(100))
-        }
-        Ok(Resolution::Unknown { reason }) => {
-            println!("{address}: unknown mailbox: {reason}");
-            Ok(ExitCode::from(100))
-        }
-        Ok(Resolution::Trash) => {
-            println!("{address}: trash address (empty local part): accepted and discarded");
-            Ok(ExitCode::SUCCESS)
-        }
-        Ok(Resolution::Relay { address: a }) => {
-            println!(
-                "{address}: accepted by rcpthosts but not local: relayed to {}",
-                show(&a)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Ok(Resolution::Local(t)) => {
-            println!("{address}: local delivery");
-            println!("  delivered-to: {}", show(&t.address));
-            println!(
-                "  user:         {} (uid {}, gid {})",
-                show(&t.user),
-                t.uid,
-                t.gid
-            );
-            println!("  home:         {}", t.home.display());
-            println!("  dash, ext:    {:?}, {:?}", show(&t.dash), show(&t.ext));
-            match &t.dotqmail {
-                Some(p) => println!("  .qmail file:  {}", p.display()),
-                None => println!("  .qmail file:  none (default delivery)"),
-            }
-            if let Some(d) = &t.default_part {
-                println!("  DEFAULT:      {}", show(d));
-            }
-            for (line, i) in &t.instructions.instructions {
-                println!("  line {line}: {i:?}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+    let hostname = turnmail::daemon::hostname(engine.config(), &engine);
+    let domain = turnmail::daemon::postmaster_domain(engine.config(), &hostname);
+    let e = admin::resolve::explain(&engine, address, &domain, local);
+    if json {
+        admin::table::print_json(&serde_json::json!(e));
+    } else {
+        print!("{}", admin::resolve::render(&e));
     }
+    Ok(ExitCode::from(e.exit_code()))
 }
 
 fn deliver_stdin(
@@ -464,6 +428,11 @@ fn deliver_stdin(
 ) -> turnmail::deliver::inject::InjectResult {
     use std::io::Read;
     use turnmail::deliver::inject::{self, InjectResult};
+    // Behind qmail or Postfix a missing root is a temporary failure (the disk may come
+    // back), said in the words every other command uses.
+    if let Err(e) = turnmail::mailroot::require(root) {
+        return InjectResult::Temporary(e.to_string());
+    }
     if let Err(e) = become_mail_user(root) {
         return InjectResult::Temporary(e);
     }
@@ -708,7 +677,7 @@ fn cmd_serve(
             }
             dir
         }
-        None => need_root(root)?,
+        None => mail_root(root)?,
     };
     match turnmail::check::check(&root) {
         Ok(findings) => {
@@ -741,8 +710,12 @@ fn cmd_admin<F>(root: Option<PathBuf>, body: F) -> Result<ExitCode, String>
 where
     F: FnOnce(&Path) -> Result<(), admin::AdminError>,
 {
-    let root = need_root(root)?;
-    match body(&root) {
+    let root = mail_root(root)?;
+    admin_result(body(&root))
+}
+
+fn admin_result(r: Result<(), admin::AdminError>) -> Result<ExitCode, String> {
+    match r {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("turnmail: {e}");
@@ -772,7 +745,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init { dir, user, force } => dir
             .or(cli.root)
-            .ok_or_else(|| "init: name a directory".to_string())
+            .ok_or_else(|| "init needs a directory: turnmail init DIR".to_string())
             .and_then(|d| cmd_init(&d, user.as_deref(), force)),
         Command::Setup {
             dir,
@@ -787,7 +760,7 @@ fn main() -> ExitCode {
             force,
         } => dir
             .or(cli.root)
-            .ok_or_else(|| "setup: name a directory".to_string())
+            .ok_or_else(|| "setup needs a directory: turnmail setup DIR".to_string())
             .and_then(|d| {
                 let opts = admin::setup::SetupOptions {
                     hostname: hostname.unwrap_or_else(admin::setup::system_hostname),
@@ -805,7 +778,7 @@ fn main() -> ExitCode {
             }),
         Command::Tls {
             cmd: TlsCmd::Selfsigned { hostname, force },
-        } => need_root(cli.root).and_then(|r| cmd_selfsigned(&r, hostname, force)),
+        } => mail_root(cli.root).and_then(|r| cmd_selfsigned(&r, hostname, force)),
         Command::Serve {
             demo,
             smtp,
@@ -824,8 +797,8 @@ fn main() -> ExitCode {
                 metrics,
             },
         ),
-        Command::Newu => need_root(cli.root).and_then(|r| cmd_newu(&r)),
-        Command::Check => need_root(cli.root).and_then(|r| cmd_check(&r)),
+        Command::Newu => mail_root(cli.root).and_then(|r| cmd_newu(&r)),
+        Command::Check { json } => mail_root(cli.root).and_then(|r| cmd_check(&r, json)),
         Command::Deliver { sender, recipients } => {
             need_root(cli.root).and_then(|r| cmd_deliver(&r, sender, recipients))
         }
@@ -835,7 +808,7 @@ fn main() -> ExitCode {
             all,
             queue,
             json,
-        } => need_root(cli.root).and_then(|r| cmd_flush(&r, site, to, all, queue, json)),
+        } => mail_root(cli.root).and_then(|r| cmd_flush(&r, site, to, all, queue, json)),
         Command::Checkpassword { prog } => Ok(turnmail::checkpassword::main(cli.root, prog)),
         Command::Domain { cmd } => cmd_admin(cli.root, |r| admin::domain::run(r, cmd)),
         Command::User { cmd } => cmd_admin(cli.root, |r| admin::user::run(r, cmd)),
@@ -847,10 +820,15 @@ fn main() -> ExitCode {
             become_mail_user(r).map_err(admin::AdminError::Invalid)?;
             admin::queue::run(r, cmd)
         }),
-        Command::Import { cmd } => cmd_admin(cli.root, |r| admin::import::run(r, cmd).map(|_| ())),
-        Command::Resolve { address, local } => {
-            need_root(cli.root).and_then(|r| cmd_resolve(&r, &address, local))
+        // An import may make the root (or adopt a qmail tree): its own checks apply.
+        Command::Import { cmd } => {
+            need_root(cli.root).and_then(|r| admin_result(admin::import::run(&r, cmd).map(|_| ())))
         }
+        Command::Resolve {
+            address,
+            local,
+            json,
+        } => mail_root(cli.root).and_then(|r| cmd_resolve(&r, &address, local, json)),
     };
     match result {
         Ok(code) => code,

@@ -79,13 +79,7 @@ fn lock_path(root: &Path) -> PathBuf {
 }
 
 fn need_mail_root(root: &Path) -> Result<()> {
-    if root.join("control").is_dir() {
-        return Ok(());
-    }
-    Err(AdminError::NotFound(format!(
-        "{} is not a mail root (no control/); run `turnmail init` or an import first",
-        root.display()
-    )))
+    Ok(crate::mailroot::require(root)?)
 }
 
 /// flock(2) has no timeout: try without blocking and sleep in between.

@@ -118,6 +118,15 @@ pub fn hostname(config: &Config, engine: &Engine) -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// Whose postmaster a bare `RCPT TO:<Postmaster>` is: `default_domain`, else the
+/// name we greet with.
+pub fn postmaster_domain(config: &Config, hostname: &str) -> String {
+    config
+        .default_domain
+        .clone()
+        .unwrap_or_else(|| hostname.to_string())
+}
+
 /// Bind, drop privileges, and run until SIGTERM/SIGINT. Blocking.
 pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
     let config = Config::load(root).map_err(|e| e.to_string())?;
