@@ -352,11 +352,18 @@ fn open_engine(root: &Path) -> Result<Engine, String> {
 }
 
 fn cmd_newu(root: &Path) -> Result<ExitCode, String> {
-    become_mail_user(root)?;
     // A broken turnmail.toml is reported here too, as by every other command.
-    Config::load(root).map_err(|e| e.to_string())?;
+    let config = Config::load(root).map_err(|e| e.to_string())?;
+    // Before giving up root: users/ setgid to the reader group, so that what the mail
+    // user writes there from now on (here, and the daemon's recompiles) inherits it.
+    let readers = turnmail::engine::readers::reader_group(&config).map_err(|e| e.to_string())?;
+    let paths = turnmail::engine::Paths::new(root);
+    let users = paths.assign.parent().unwrap_or(root);
+    turnmail::engine::readers::apply(users, &paths.secrets, readers.as_ref())
+        .map_err(|e| e.to_string())?;
+    become_mail_user(root)?;
     let mut bar: Option<(PathBuf, turnmail::admin::progress::Progress, usize)> = None;
-    let report = Engine::compile_sources(root, &mut |src, done, total| {
+    let report = Engine::compile_sources(root, &config, &mut |src, done, total| {
         if bar.as_ref().is_none_or(|(p, _, _)| p != src) {
             if let Some((_, b, _)) = bar.take() {
                 b.finish();

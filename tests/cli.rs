@@ -212,7 +212,7 @@ fn check_reports_each_pitfall_with_file_and_line() {
         ".qmail-joe:1: ./joe/Maildir has no trailing '/'",
         "users/cdb: older than users/assign",
         ".qmail-postmaster: group- or world-writable",
-        "users/secrets: holds plaintext secrets but is mode 644",
+        "users/secrets: holds secrets but every user may read it (mode 644)",
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
@@ -419,6 +419,7 @@ fn every_command_says_the_same_about_a_missing_root() {
         &["queue", "list"],
         &["user", "list"],
         &["user", "add", "joe@example.com", "--generate"],
+        &["user", "secret", "joe@example.com", "--show"],
         &["domain", "add", "example.net"],
         &["alias", "list"],
         &["site", "list"],

@@ -332,6 +332,9 @@ pub fn del(root: &Path, domain: &str, purge: bool) -> Result<()> {
             Kind::Poppasswd,
         );
     }
+    super::secret::stage_removal(&mut edit, &|l| {
+        l.to_ascii_lowercase().ends_with(suffix.as_bytes())
+    })?;
     let root_c = edit
         .root()
         .canonicalize()

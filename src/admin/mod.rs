@@ -18,6 +18,7 @@ pub mod password;
 pub mod progress;
 pub mod queue;
 pub mod resolve;
+pub mod secret;
 pub mod setup;
 pub mod site;
 pub mod status;
