@@ -156,12 +156,12 @@ enum Command {
         prog: Vec<OsString>,
     },
     // Operator commands (bodies in turnmail::admin).
-    /// Virtual domains: add, del, list.
+    /// Virtual domains: add, del, policy (unknown addresses), list.
     Domain {
         #[command(subcommand)]
         cmd: admin::domain::DomainCmd,
     },
-    /// POP mailboxes: add, del, passwd, list.
+    /// POP mailboxes: add, del, passwd, secret (APOP/CRAM-MD5), list.
     User {
         #[command(subcommand)]
         cmd: admin::user::UserCmd,
@@ -178,6 +178,7 @@ enum Command {
     },
     /// Domains, mailboxes, sites and queues at a glance (from disk; no daemon needed).
     Status {
+        /// Print everything as one JSON object (field names in README).
         #[arg(long)]
         json: bool,
     },
@@ -843,5 +844,48 @@ fn main() -> ExitCode {
             eprintln!("turnmail: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument and flag of every command says what it is for; hidden ones aside.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.is_hide_set() {
+                    continue;
+                }
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "turnmail", &mut missing);
+        // src/admin/site.rs is being reworked on another branch (sites, ETRN, flush);
+        // its help texts come with that work, and this list goes then.
+        let pending = [
+            "turnmail site add site",
+            "turnmail site del site",
+            "turnmail site del purge",
+            "turnmail site list json",
+        ];
+        missing.retain(|m| !pending.contains(&m.as_str()));
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
     }
 }

@@ -30,25 +30,31 @@ pub struct PasswordArgs {
 pub enum UserCmd {
     /// Add a POP mailbox: poppasswd line, Maildir, .qmail-USER.
     Add {
+        /// The new mailbox and POP login, user@domain (the domain must exist).
         address: String,
         #[command(flatten)]
         password: PasswordArgs,
     },
     /// Remove a mailbox; its directory goes to ROOT/.deleted/DOMAIN/ unless --purge.
     Del {
+        /// The mailbox, user@domain.
         address: String,
+        /// Delete the mail too instead of keeping it in ROOT/.deleted/DOMAIN/.
         #[arg(long)]
         purge: bool,
     },
     /// Change a mailbox's password.
     Passwd {
+        /// The mailbox, user@domain.
         address: String,
         #[command(flatten)]
         password: PasswordArgs,
     },
     /// List mailboxes (all, or of one domain) with their size.
     List {
+        /// Only this domain's mailboxes.
         domain: Option<String>,
+        /// Print the list as JSON (field names in README).
         #[arg(long)]
         json: bool,
     },
