@@ -589,6 +589,20 @@ fn flush_via_daemon(root: &Path, sites: &[String], to: Option<&str>, json: bool)
     Some(worst)
 }
 
+/// A flush lists a spool without its messages of the current second (they may still
+/// be changing); mail that arrived a moment ago should go with this flush, so wait
+/// (a second at most; two should a clock step put files in the future).
+fn wait_until_listed(sites: &[turnmail::spool::site::Site]) {
+    let now = std::time::SystemTime::now();
+    let until = sites
+        .iter()
+        .filter_map(|s| s.maildir().settles_at(now).ok().flatten())
+        .max();
+    if let Some(wait) = until.and_then(|u| u.duration_since(now).ok()) {
+        std::thread::sleep(wait.min(std::time::Duration::from_secs(2)));
+    }
+}
+
 fn cmd_flush(
     root: &Path,
     site: Option<String>,
@@ -615,6 +629,7 @@ fn cmd_flush(
         (None, false) if queue => Vec::new(),
         _ => return Err("name one site, or use --all".into()),
     };
+    wait_until_listed(&sites);
     let names: Vec<String> = sites.iter().map(|s| s.name.clone()).collect();
     if !queue && let Some(code) = flush_via_daemon(root, &names, to.as_deref(), json) {
         return Ok(ExitCode::from(code));
@@ -678,14 +693,14 @@ fn cmd_serve(
     demo: Option<PathBuf>,
     opts: turnmail::daemon::ServeOptions,
 ) -> Result<ExitCode, String> {
-    let root = match demo {
+    let (root, demo) = match demo {
         Some(dir) => {
             if !init::is_mail_root(&dir) {
                 cmd_init(&dir, None, false)?;
             }
-            dir
+            (dir, true)
         }
-        None => mail_root(root)?,
+        None => (mail_root(root)?, false),
     };
     match turnmail::check::check(&root) {
         Ok(findings) => {
@@ -695,21 +710,17 @@ fn cmd_serve(
         }
         Err(e) => return Err(e.to_string()),
     }
-    println!("mail root: {}", root.display());
-    println!("try, in another terminal:");
-    println!("  swaks --server 127.0.0.1:2525 --to joe@example.com      # deliver to a POP user");
-    println!("  swaks --server 127.0.0.1:2525 --to anyone@acme.example  # spool for the acme site");
-    println!("  fetchmail -p POP3 -P 1110 -u joe@example.com --bsmtp - 127.0.0.1  # POP3 pickup");
-    println!(
-        "  ls {}/domains/example.com/joe/Maildir/new",
-        root.display()
-    );
-    println!(
-        "  turnmail --root {} resolve joe@example.com",
-        root.display()
-    );
-    println!("stop with Ctrl-C.");
-    turnmail::daemon::run(&root, opts)?;
+    if !demo {
+        turnmail::daemon::run(&root, opts)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // After binding, with the ports bound: the hints work as printed, or do not appear.
+    let shown = root.clone();
+    turnmail::daemon::run_with(
+        &root,
+        opts,
+        Box::new(move |listening| print!("{}", admin::demo::hints(&shown, listening))),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -589,3 +589,118 @@ fn deliver_behind_qmail_reads_the_environment() {
     assert_eq!(o.status.code(), Some(100));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no recipient"));
 }
+
+/// `serve --demo` as a new user runs it: the hints name the ports actually bound, each
+/// log event is one line on stderr with the protocol's usual name, and a port already
+/// taken stops it before any hint is printed.
+#[test]
+fn serve_demo_hints_use_the_ports_bound_and_log_each_event_once() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let dir = d.path().join("demo");
+    let port = common::daemon::free_port;
+    let (smtp, pop3, odmr) = (port(), port(), port());
+    let serve = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_turnmail"));
+        c.arg("serve")
+            .arg("--demo")
+            .arg(&dir)
+            .args(["--smtp", &format!("127.0.0.1:{smtp}")])
+            .args(["--pop3", &format!("127.0.0.1:{pop3}")])
+            .args(["--odmr", &format!("127.0.0.1:{odmr}")])
+            .args(extra)
+            .env_remove("TURNMAIL_ROOT")
+            .env_remove("TURNMAIL_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    let mut child = serve(&[]).spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("stop with Ctrl-C") {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("serve ended: {printed}{:?}", child.wait_with_output());
+        }
+        printed.push_str(&line);
+    }
+    // The hints work as printed: swaks' server is listening.
+    assert!(
+        printed.contains(&format!(
+            "swaks --server 127.0.0.1:{smtp} --to joe@example.com"
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("-P {pop3} -u joe@example.com")),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("2525") && !printed.contains("1110"),
+        "{printed}"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", smtp)).is_ok());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    for (name, p) in [("SMTP", smtp), ("POP3", pop3), ("ODMR", odmr)] {
+        let want = format!("{name} listening on 127.0.0.1:{p}");
+        assert_eq!(err.matches(&want).count(), 1, "{want}: {err}");
+    }
+    for l in err.lines() {
+        assert_eq!(
+            err.lines().filter(|x| *x == l).count(),
+            1,
+            "twice: {l}\n{err}"
+        );
+        for rust_name in ["Smtp ", "Pop3 ", "Odmr "] {
+            assert!(!l.contains(rust_name), "{l}");
+        }
+    }
+    // A port in use: the error, and no hints.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", smtp)).unwrap();
+    let o = serve(&[]).output().unwrap();
+    drop(taken);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let out = stdout(&o);
+    assert!(!out.contains("try, in another terminal"), "{out}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("binding SMTP on 127.0.0.1:{smtp}")),
+        "{o:?}"
+    );
+}
+
+/// The README's tour: mail for the site, then at once `turnmail flush acme --to ...`.
+/// A listing leaves the current second alone, so flush waits for it instead of saying
+/// "nothing queued" about a message delivered a moment ago.
+#[test]
+fn flush_right_after_delivery_takes_the_new_message() {
+    let d = demo_root();
+    let sink = common::sink::Sink::start(common::sink::Script::default());
+    let to = sink.addr.to_string();
+    for i in 1..=3 {
+        let o = deliver(
+            &d.root,
+            &["-f", "a@b.example", "--", "anyone@acme.example"],
+            &[],
+            format!("Subject: {i}\n\nhello\n").as_bytes(),
+        );
+        assert!(o.status.success(), "{o:?}");
+        let o = turnmail(&d.root, &["flush", "acme", "--to", &to]);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}{o:?}");
+        assert!(
+            out.contains("acme: 1 delivered, 0 bounced, 0 kept"),
+            "{out}"
+        );
+        assert_eq!(sink.messages().len(), i);
+    }
+}

@@ -4,6 +4,7 @@
 //! them up by itself.
 
 pub mod alias;
+pub mod demo;
 pub mod domain;
 pub mod dotfiles;
 pub mod edit;
