@@ -257,7 +257,8 @@ pub struct UserRow {
     pub messages: u64,
     pub bytes: u64,
     pub home: String,
-    /// `apop`, `cram-md5` or null: what `user secret` set.
+    /// `apop`, `cram-md5` or null: what `user secret` set (`unknown` when the
+    /// secrets file cannot be read by whoever lists).
     pub secret: Option<&'static str>,
 }
 
@@ -265,7 +266,13 @@ pub fn rows(root: &Path, domain: Option<&str>) -> Result<Vec<UserRow>> {
     let domain = domain.map(names::domain).transpose()?;
     let edit = super::domain::ReadOnly::new(root)?;
     let (_, accounts) = layout::read_poppasswd(&edit.0)?;
-    let secrets = parse_secrets(&edit.0.read_or_empty(&edit.0.paths().secrets)?);
+    // Only the mail user (and a reader group) may read the secrets; a listing run by
+    // someone else still lists, saying it could not tell.
+    let secrets = edit
+        .0
+        .read(&edit.0.paths().secrets)
+        .ok()
+        .map(|text| parse_secrets(&text.unwrap_or_default()));
     drop(edit);
     let suffix = domain.map(|d| format!("@{d}"));
     let mut out: Vec<UserRow> = accounts
@@ -283,7 +290,10 @@ pub fn rows(root: &Path, domain: Option<&str>) -> Result<Vec<UserRow>> {
                 messages,
                 bytes,
                 home: home.display().to_string(),
-                secret: secrets.get(&a.login.to_ascii_lowercase()).map(|s| s.kind()),
+                secret: match &secrets {
+                    Some(m) => m.get(&a.login.to_ascii_lowercase()).map(|s| s.kind()),
+                    None => Some("unknown"),
+                },
             }
         })
         .collect();
