@@ -2,6 +2,9 @@
 //! lose mail. Each finding names a file and, where there is one, a line.
 //!
 //! Exit status of the command: 0 nothing found, 1 findings, 2 the root is unusable.
+//! `--json` prints [`to_json`]: `{"root": DIR, "problems": [{"file", "line",
+//! "message"}]}`, `file` relative to the root (absolute outside it), `line` null when
+//! the finding is about a whole file.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -10,7 +13,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::engine::{Paths, accounts};
+use crate::engine::{Paths, accounts, readers};
 use crate::fsutil::is_newer;
 use crate::qmail::assign;
 use crate::qmail::control::{ControlFiles, read_lines};
@@ -32,10 +35,25 @@ impl fmt::Display for Finding {
     }
 }
 
+/// The JSON form of a check's findings (stable field names, see the module docs).
+pub fn to_json(root: &Path, findings: &[Finding]) -> serde_json::Value {
+    serde_json::json!({
+        "root": root.display().to_string(),
+        "problems": findings
+            .iter()
+            .map(|f| serde_json::json!({
+                "file": f.file.display().to_string(),
+                "line": f.line,
+                "message": f.message,
+            }))
+            .collect::<Vec<_>>(),
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Unusable {
-    #[error("{0} is not a mail root (no control/ directory)")]
-    NotARoot(PathBuf),
+    #[error(transparent)]
+    NotARoot(#[from] crate::mailroot::NotARoot),
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
@@ -64,9 +82,7 @@ fn show(b: &[u8]) -> String {
 
 /// Lint the mail root; Err only when it cannot be examined at all.
 pub fn check(root: &Path) -> Result<Vec<Finding>, Unusable> {
-    if !root.join("control").is_dir() {
-        return Err(Unusable::NotARoot(root.to_path_buf()));
-    }
+    crate::mailroot::require(root)?;
     let config = Config::load(root)?;
     let paths = Paths::new(root);
     let control = ControlFiles::load(&paths.control)?;
@@ -77,7 +93,8 @@ pub fn check(root: &Path) -> Result<Vec<Finding>, Unusable> {
     check_control(&paths, &control, &mut out);
     check_assign(&paths, &config, &mut out);
     check_poppasswd(&paths, &mut out);
-    check_secrets(&paths, &mut out);
+    check_readers(root, &paths, &config, &mut out);
+    check_secret_lines(&paths, &mut out);
     check_sites(root, &mut out);
     Ok(out.findings)
 }
@@ -283,17 +300,114 @@ fn check_home(home: &Path, line: usize, paths: &Paths, config: &Config, out: &mu
     }
 }
 
-fn check_secrets(paths: &Paths, out: &mut Out) {
-    let Ok(m) = std::fs::metadata(&paths.secrets) else {
+/// The account files against `[accounts] reader_group` (`engine::readers`): the
+/// secrets readable by the mail user and that group only, poppasswd.cdb readable by
+/// the group, users/ set up so that the daemon's recompiles keep it.
+fn check_readers(root: &Path, paths: &Paths, config: &Config, out: &mut Out) {
+    let group = match readers::reader_group(config) {
+        Ok(g) => g,
+        Err(e) => {
+            out.add(&root.join("turnmail.toml"), None, e.to_string());
+            return;
+        }
+    };
+    if let Ok(m) = std::fs::metadata(&paths.secrets) {
+        let mode = m.permissions().mode() & 0o777;
+        let fix = "`turnmail newu` (as root) gives it the group and mode 0640";
+        match &group {
+            _ if mode & 0o007 != 0 => out.add(
+                &paths.secrets,
+                None,
+                format!("holds secrets but every user may read it (mode {mode:o}): chmod o-rwx"),
+            ),
+            None if mode & 0o070 != 0 => out.add(
+                &paths.secrets,
+                None,
+                format!(
+                    "holds secrets but is mode {mode:o}: make it 0600 (chmod 600), or name the \
+                     group that must read it as [accounts] reader_group in turnmail.toml"
+                ),
+            ),
+            Some(g) if m.gid() != g.gid && mode & 0o070 != 0 => out.add(
+                &paths.secrets,
+                None,
+                format!(
+                    "readable by group {}, not by [accounts] reader_group {}: {fix}",
+                    group_name(m.gid()),
+                    g.name
+                ),
+            ),
+            Some(g) if m.gid() != g.gid || mode & 0o040 == 0 => out.add(
+                &paths.secrets,
+                None,
+                format!(
+                    "not readable by [accounts] reader_group {} (group {}, mode {mode:o}): {fix}",
+                    g.name,
+                    group_name(m.gid())
+                ),
+            ),
+            _ => {}
+        }
+    }
+    let Some(g) = group else {
         return;
     };
-    let mode = m.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if let Ok(m) = std::fs::metadata(&paths.poppasswd_cdb)
+        && (m.gid() != g.gid || m.permissions().mode() & 0o040 == 0)
+    {
         out.add(
-            &paths.secrets,
+            &paths.poppasswd_cdb,
             None,
-            format!("holds plaintext secrets but is mode {mode:o}: make it 0600 (chmod 600)"),
+            format!(
+                "not readable by [accounts] reader_group {} (group {}): run `turnmail newu` (as root)",
+                g.name,
+                group_name(m.gid())
+            ),
         );
+    }
+    let users = crate::fsutil::parent_dir(&paths.poppasswd);
+    if let Ok(m) = std::fs::metadata(users) {
+        let inherits = m.gid() == g.gid && m.permissions().mode() & 0o2000 != 0;
+        if !inherits && !is_member(&config.user, &g) {
+            out.add(
+                users,
+                None,
+                format!(
+                    "not setgid {0}, and the mail user {1} is not in group {0}: the daemon's own \
+                     recompiles of poppasswd.cdb would fail; run `turnmail newu` once as root",
+                    g.name, config.user
+                ),
+            );
+        }
+    }
+}
+
+fn group_name(gid: u32) -> String {
+    nix::unistd::Group::from_gid(gid.into())
+        .ok()
+        .flatten()
+        .map_or_else(|| gid.to_string(), |g| g.name)
+}
+
+/// Whether `user` may give files group `g` (its primary group, or a member).
+fn is_member(user: &str, g: &readers::ReaderGroup) -> bool {
+    let primary = nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .is_some_and(|u| u.gid.as_raw() == g.gid);
+    primary
+        || nix::unistd::Group::from_gid(g.gid.into())
+            .ok()
+            .flatten()
+            .is_some_and(|gr| gr.mem.iter().any(|m| m == user))
+}
+
+fn check_secret_lines(paths: &Paths, out: &mut Out) {
+    let Ok(text) = std::fs::read(&paths.secrets) else {
+        return;
+    };
+    for e in accounts::check_secrets(&text) {
+        out.add(&paths.secrets, Some(e.line), e.reason);
     }
 }
 

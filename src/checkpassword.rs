@@ -34,11 +34,12 @@
 //! `AUTHORIZED=1` is a lookup without password (userdb, or passdb with
 //! `CREDENTIALS_LOOKUP=1`): found → the same fields plus `AUTHORIZED=2`, exec the reply
 //! program (which then exits 2, Dovecot's "found"); unknown user or a root-owned
-//! account → 3. A credentials lookup also returns `password={PLAIN}secret` when the
-//! account has a `users/secrets` entry (Dovecot derives CRAM-MD5, APOP, ... from it);
-//! without one no password field is returned and Dovecot fails the login cleanly with
-//! "scheme not available" (a crypt hash can serve no challenge-response mechanism, so it
-//! is never handed out). A password-less lookup only ever execs a program named
+//! account → 3. A credentials lookup also returns the account's `users/secrets` entry
+//! in Dovecot's form: `password={PLAIN}secret` (Dovecot derives CRAM-MD5, APOP, ...
+//! from it) or `password={CRAM-MD5}hex` for a secret stored as its HMAC-MD5 states
+//! (Dovecot's own scheme, which serves CRAM-MD5 alone); without one no password field
+//! is returned and Dovecot fails the login cleanly with "scheme not available" (a crypt
+//! hash can serve no challenge-response mechanism, so it is never handed out). A password-less lookup only ever execs a program named
 //! `checkpassword-reply`: `AUTHORIZED` with any other PROG is misuse (2), so a stray
 //! variable in a qmail-popup environment cannot turn into a login without a password.
 //! Dovecot applies its own `auth_failure_delay`, so no delay is added in Dovecot mode.
@@ -319,7 +320,7 @@ fn verify(accounts: &Accounts, req: &Request, ctx: LoginContext) -> Result<Authe
     if looks_like_apop(&req.timestamp, &req.password) {
         let account = accounts.find(&req.login, ctx).map_err(map)?;
         if let Some(account) = account
-            && accounts.has_secret(&account)
+            && accounts.has_apop_secret(&account)
         {
             match accounts.authenticate_apop(&req.login, &req.timestamp, &req.password, ctx) {
                 Ok(a) => return Ok(a),
@@ -339,7 +340,7 @@ fn dovecot_env(
     login: &[u8],
     home: &Path,
     owner: Owner,
-    password: Option<&[u8]>,
+    credential: Option<Vec<u8>>,
 ) -> Result<Vec<(OsString, OsString)>, Refusal> {
     // checkpassword-reply refuses a TAB in USER or HOME; Dovecot refuses an LF.
     let bad = |b: &[u8]| b.iter().any(|&c| c == b'\t' || c == b'\n' || c == 0);
@@ -356,16 +357,14 @@ fn dovecot_env(
         kv("userdb_uid", owner.uid.to_string()),
         kv("userdb_gid", owner.gid.to_string()),
     ];
-    if let Some(secret) = password {
-        if bad(secret) {
+    if let Some(credential) = credential {
+        if bad(&credential) {
             return Err(refuse(
                 EXIT_TEMPORARY,
                 "the account's secret contains a TAB, LF or NUL, which Dovecot's reply cannot carry",
             ));
         }
-        let mut v = b"{PLAIN}".to_vec();
-        v.extend_from_slice(secret);
-        env.push(kv("password", OsString::from_vec(v)));
+        env.push(kv("password", OsString::from_vec(credential)));
         extra.push_str(" password");
     }
     env.push(kv("EXTRA", extra));
@@ -440,11 +439,13 @@ pub fn decide(
             if owner.uid == 0 {
                 return Err(warn(EXIT_UNKNOWN_USER, "the account is owned by root"));
             }
-            let secret = match credentials {
-                Some(scheme) if !scheme.is_empty() => accounts.stored_secret(&account),
+            let credential = match credentials {
+                Some(scheme) if !scheme.is_empty() => accounts
+                    .stored_secret(&account)
+                    .map(|s| s.dovecot_credential()),
                 _ => None,
             };
-            let mut env = dovecot_env(&account.login, &account.home, owner, secret)?;
+            let mut env = dovecot_env(&account.login, &account.home, owner, credential)?;
             env.push(kv("AUTHORIZED", "2"));
             Ok(Plan {
                 login: account.login.clone(),
@@ -706,12 +707,6 @@ fn run(root: Option<PathBuf>, args: Vec<OsString>, fd3: Option<std::os::fd::Owne
         }
     };
     let who = printable(&plan.login);
-    match &mode {
-        Mode::DovecotLookup { .. } => {
-            tracing::debug!(target: "checkpassword", login = %who, "lookup answered")
-        }
-        _ => tracing::info!(target: "checkpassword", client = %client, login = %who, "login"),
-    }
     if let Some(o) = plan.become_owner
         && let Err(e) = crate::privilege::become_user(o.uid, o.gid)
     {
@@ -730,6 +725,18 @@ fn run(root: Option<PathBuf>, args: Vec<OsString>, fd3: Option<std::os::fd::Owne
         tracing::error!(target: "checkpassword", "cannot run {:?}: not found", prog.to_string_lossy());
         return EXIT_TEMPORARY;
     };
+    // A name with a slash is taken as given: it must be there too before "login".
+    if !is_executable(&path) {
+        tracing::error!(target: "checkpassword", "cannot run {}: not an executable file", path.display());
+        return EXIT_TEMPORARY;
+    }
+    // Only now is the login a success: the owner, the home and PROG are all there.
+    match &mode {
+        Mode::DovecotLookup { .. } => {
+            tracing::debug!(target: "checkpassword", login = %who, "lookup answered")
+        }
+        _ => tracing::info!(target: "checkpassword", client = %client, login = %who, "login"),
+    }
     let err = std::process::Command::new(&path)
         .arg0(prog)
         .args(prog_args)
@@ -752,10 +759,7 @@ fn shared_throttle(root: &Path, config: &Config) -> Throttle<FileStore> {
 /// Open the mail root's tables read-only, refusing a root that is not there (an
 /// unmounted or mistyped root must not look like "no such account").
 fn open_engine(root: &Path) -> Result<(Engine, Config), String> {
-    let meta = std::fs::metadata(root).map_err(|e| format!("mail root: {e}"))?;
-    if !meta.is_dir() {
-        return Err("mail root is not a directory".into());
-    }
+    crate::mailroot::require(root).map_err(|e| e.to_string())?;
     let config = Config::load(root).map_err(|e| e.to_string())?;
     let engine = Engine::open_readonly(root, config.clone()).map_err(|e| e.to_string())?;
     let paths = engine.paths();
@@ -970,9 +974,12 @@ mod tests {
         let h = crypt::hash_with_prefix(b"pw", "$1$").unwrap();
         let (_d, a) = tables(
             &format!(
-                "joe@x.example:{h}:{name}:/m/joe\nann@x.example:*:{name}:/m/ann\nboss@x.example:{h}:root:/m/boss\n"
+                "joe@x.example:{h}:{name}:/m/joe\nann@x.example:*:{name}:/m/ann\nboss@x.example:{h}:root:/m/boss\nsam@x.example:{h}:{name}:/m/sam\n"
             ),
-            "ann@x.example:tanstaaf\n",
+            &format!(
+                "ann@x.example:tanstaaf\njoe@x.example:{}\n",
+                crate::engine::cram::Context::from_secret(b"joe's").stored()
+            ),
         );
         let ctx = LoginContext::default();
         let root = Process { uid: 0, euid: 0 };
@@ -1057,9 +1064,15 @@ mod tests {
         let e = env_map(&decide(&a, &req("ann", "", ""), &creds, other, ctx).unwrap());
         assert_eq!(e["password"], "{PLAIN}tanstaaf");
         assert_eq!(e["EXTRA"], "userdb_uid userdb_gid password");
+        // A secret kept as its HMAC-MD5 states goes out in Dovecot's CRAM-MD5 scheme.
+        let e = env_map(&decide(&a, &req("joe", "", ""), &creds, other, ctx).unwrap());
+        assert_eq!(
+            e["password"],
+            crate::engine::cram::Context::from_secret(b"joe's").stored()
+        );
         // No secret: no password field (Dovecot says "scheme not available"); the
         // crypt hash is never handed out.
-        let e = env_map(&decide(&a, &req("joe", "", ""), &creds, other, ctx).unwrap());
+        let e = env_map(&decide(&a, &req("sam", "", ""), &creds, other, ctx).unwrap());
         assert!(!e.contains_key("password"));
         assert_eq!(e["EXTRA"], "userdb_uid userdb_gid");
     }

@@ -33,6 +33,7 @@ pub struct Config {
     pub pop3: Pop3Settings,
     pub odmr: OdmrSettings,
     pub logins: LoginSettings,
+    pub accounts: AccountsSettings,
     pub sites: SitesConfig,
     pub flush: FlushSettings,
     pub relay: crate::relay::RelayConfig,
@@ -56,6 +57,7 @@ impl Default for Config {
             pop3: Pop3Settings::default(),
             odmr: OdmrSettings::default(),
             logins: LoginSettings::default(),
+            accounts: AccountsSettings::default(),
             sites: SitesConfig::default(),
             flush: FlushSettings::default(),
             relay: crate::relay::RelayConfig::default(),
@@ -215,6 +217,17 @@ impl Default for LoginSettings {
             block_secs: 900,
         }
     }
+}
+
+/// `[accounts]`: who besides the mail user reads the account files.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountsSettings {
+    /// A group that may read `users/poppasswd.cdb` and `users/secrets` (Dovecot's
+    /// checkpassword runs as user `dovecot`): every edit and `turnmail newu` give
+    /// them this group and mode 0640, and `turnmail check` accepts that. Unset: the
+    /// cdb is 0640 with the mail user's group and the secrets 0600.
+    pub reader_group: Option<String>,
 }
 
 /// `[flush]`: when and how much the daemon flushes.

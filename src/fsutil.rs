@@ -35,6 +35,20 @@ pub fn replace_with<F>(path: &Path, mode: u32, fill: F) -> io::Result<()>
 where
     F: FnOnce(&mut File) -> io::Result<()>,
 {
+    replace_with_group(path, mode, None, fill)
+}
+
+/// [`replace_with`], the new file given the reader group of the account files
+/// (`engine::readers`) when one is set.
+pub fn replace_with_group<F>(
+    path: &Path,
+    mode: u32,
+    group: Option<&crate::engine::readers::ReaderGroup>,
+    fill: F,
+) -> io::Result<()>
+where
+    F: FnOnce(&mut File) -> io::Result<()>,
+{
     let dir = parent_dir(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
@@ -44,6 +58,9 @@ where
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))?;
     give_owner(tmp.as_file(), path)?;
+    if let Some(g) = group {
+        crate::engine::readers::give_group(tmp.as_file(), g)?;
+    }
     fill(tmp.as_file_mut())?;
     tmp.as_file_mut().flush()?;
     tmp.as_file().sync_all()?;

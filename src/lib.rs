@@ -14,6 +14,7 @@ pub mod flush;
 pub mod fsutil;
 pub mod generate;
 pub mod maildir;
+pub mod mailroot;
 pub mod net;
 pub mod odmr;
 pub mod owner;

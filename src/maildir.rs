@@ -883,6 +883,23 @@ mod tests {
     }
 
     #[test]
+    fn settles_at_the_second_after_the_newest_message() {
+        let (_dir, md) = maildir();
+        let now = UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
+        assert_eq!(md.settles_at(now).unwrap(), None);
+        let old = md.deliver(&[b"x\n"]).unwrap();
+        set_mtime(&old.path, now - Duration::from_secs(5));
+        assert_eq!(md.settles_at(now).unwrap(), None);
+        let fresh = md.deliver(&[b"y\n"]).unwrap();
+        set_mtime(&fresh.path, now - Duration::from_millis(200));
+        let at = md.settles_at(now).unwrap().unwrap();
+        assert_eq!(at, UNIX_EPOCH + Duration::from_secs(1_700_000_001));
+        // From then on the listing has it.
+        assert_eq!(md.list(now).unwrap().entries().count(), 1);
+        assert_eq!(md.list(at).unwrap().entries().count(), 2);
+    }
+
+    #[test]
     fn a_message_caught_moving_from_new_to_cur_is_listed_once() {
         // Another session's QUIT renames new/X to cur/X:2, between our reads of the
         // two directories; a hard link shows the file in both, as that reader saw it.

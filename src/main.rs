@@ -11,7 +11,7 @@ use turnmail::admin::{
     init::{self, InitOptions},
 };
 use turnmail::config::{Config, LogFormat};
-use turnmail::engine::{Engine, Resolution};
+use turnmail::engine::Engine;
 
 #[derive(Parser)]
 #[command(
@@ -116,7 +116,11 @@ enum Command {
     /// Compile users/assign to users/cdb and users/poppasswd to users/poppasswd.cdb.
     Newu,
     /// Report configuration pitfalls with file and line (exit 0 clean, 1 findings, 2 unusable).
-    Check,
+    Check {
+        /// Print {"root", "problems": [{"file", "line", "message"}]} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Deliver one message from stdin, behind qmail (`|turnmail deliver` in a .qmail
     /// file: recipient from $DEFAULT/$EXT/$HOST/$RECIPIENT, exit 0/100/111) or as
     /// Postfix's pipe(8) transport (`-f SENDER -- RECIPIENT...`, sysexits codes).
@@ -156,12 +160,12 @@ enum Command {
         prog: Vec<OsString>,
     },
     // Operator commands (bodies in turnmail::admin).
-    /// Virtual domains: add, del, list.
+    /// Virtual domains: add, del, policy (unknown addresses), list.
     Domain {
         #[command(subcommand)]
         cmd: admin::domain::DomainCmd,
     },
-    /// POP mailboxes: add, del, passwd, list.
+    /// POP mailboxes: add, del, passwd, secret (APOP/CRAM-MD5), list.
     User {
         #[command(subcommand)]
         cmd: admin::user::UserCmd,
@@ -178,6 +182,7 @@ enum Command {
     },
     /// Domains, mailboxes, sites and queues at a glance (from disk; no daemon needed).
     Status {
+        /// Print everything as one JSON object (field names in README).
         #[arg(long)]
         json: bool,
     },
@@ -191,12 +196,18 @@ enum Command {
         #[command(subcommand)]
         cmd: admin::import::ImportCmd,
     },
-    /// Show where mail for ADDRESS would go.
+    /// Show where mail for ADDRESS would go and what SMTP answers for it (exit 0
+    /// deliverable, 100 refused, 111 temporary trouble).
     Resolve {
+        /// The address, as a client would give it in RCPT TO (`<...>`, a source route
+        /// and a bare `postmaster` are read as SMTP reads them).
         address: String,
-        /// Resolve as local injection does, without the rcpthosts check.
+        /// Resolve as `turnmail deliver` does: no rcpthosts check, no SMTP grammar.
         #[arg(long)]
         local: bool,
+        /// Print the explanation as one JSON object (fields in README).
+        #[arg(long)]
+        json: bool,
     },
     /// Files generated from this program's own definitions, for packages
     /// (deploy/package.sh): man pages, shell completions, turnmail.toml.
@@ -254,6 +265,14 @@ fn init_logging(format: LogFormat) {
 
 fn need_root(root: Option<PathBuf>) -> Result<PathBuf, String> {
     root.ok_or_else(|| "no mail root: pass --root DIR or set TURNMAIL_ROOT".to_string())
+}
+
+/// The root, which must be a mail root: every command says the same when it is not,
+/// before it looks for a user, a site or an account there.
+fn mail_root(root: Option<PathBuf>) -> Result<PathBuf, String> {
+    let root = need_root(root)?;
+    turnmail::mailroot::require(&root).map_err(|e| e.to_string())?;
+    Ok(root)
 }
 
 fn pick_mail_user(user: Option<&str>) -> Result<MailUser, String> {
@@ -394,11 +413,18 @@ fn open_engine(root: &Path) -> Result<Engine, String> {
 }
 
 fn cmd_newu(root: &Path) -> Result<ExitCode, String> {
-    become_mail_user(root)?;
     // A broken turnmail.toml is reported here too, as by every other command.
-    Config::load(root).map_err(|e| e.to_string())?;
+    let config = Config::load(root).map_err(|e| e.to_string())?;
+    // Before giving up root: users/ setgid to the reader group, so that what the mail
+    // user writes there from now on (here, and the daemon's recompiles) inherits it.
+    let readers = turnmail::engine::readers::reader_group(&config).map_err(|e| e.to_string())?;
+    let paths = turnmail::engine::Paths::new(root);
+    let users = paths.assign.parent().unwrap_or(root);
+    turnmail::engine::readers::apply(users, &paths.secrets, readers.as_ref())
+        .map_err(|e| e.to_string())?;
+    become_mail_user(root)?;
     let mut bar: Option<(PathBuf, turnmail::admin::progress::Progress, usize)> = None;
-    let report = Engine::compile_sources(root, &mut |src, done, total| {
+    let report = Engine::compile_sources(root, &config, &mut |src, done, total| {
         if bar.as_ref().is_none_or(|(p, _, _)| p != src) {
             if let Some((_, b, _)) = bar.take() {
                 b.finish();
@@ -435,86 +461,32 @@ fn cmd_newu(root: &Path) -> Result<ExitCode, String> {
     })
 }
 
-fn cmd_check(root: &Path) -> Result<ExitCode, String> {
-    match turnmail::check::check(root) {
-        Ok(findings) if findings.is_empty() => {
-            println!("{}: no problems found", root.display());
-            Ok(ExitCode::SUCCESS)
+fn cmd_check(root: &Path, json: bool) -> Result<ExitCode, String> {
+    let findings = turnmail::check::check(root).map_err(|e| e.to_string())?;
+    if json {
+        admin::table::print_json(&turnmail::check::to_json(root, &findings));
+    } else if findings.is_empty() {
+        println!("{}: no problems found", root.display());
+    } else {
+        for f in &findings {
+            println!("{f}");
         }
-        Ok(findings) => {
-            for f in &findings {
-                println!("{f}");
-            }
-            println!("{} problem(s) found", findings.len());
-            Ok(ExitCode::from(1))
-        }
-        Err(e) => {
-            eprintln!("turnmail check: {e}");
-            Ok(ExitCode::from(2))
-        }
+        println!("{} problem(s) found", findings.len());
     }
+    Ok(ExitCode::from(u8::from(!findings.is_empty())))
 }
 
-fn show(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn cmd_resolve(root: &Path, address: &str, local: bool) -> Result<ExitCode, String> {
+fn cmd_resolve(root: &Path, address: &str, local: bool, json: bool) -> Result<ExitCode, String> {
     let engine = open_engine(root)?;
-    match engine.resolve(address.as_bytes(), !local) {
-        Err(e) => {
-            println!("{address}: temporary failure: {e}");
-            Ok(ExitCode::from(111))
-        }
-        Ok(Resolution::NotOurs) => {
-            println!(
-                "{address}: not ours (domain not in control/rcpthosts): refused, never relayed"
-            );
-            Ok(ExitCode::from(100))
-        }
-        Ok(Resolution::BadAddress(why)) => {
-            println!("{address}: bad address: {why}");
-            Ok(ExitCode::from(100))
-        }
-        Ok(Resolution::Unknown { reason }) => {
-            println!("{address}: unknown mailbox: {reason}");
-            Ok(ExitCode::from(100))
-        }
-        Ok(Resolution::Trash) => {
-            println!("{address}: trash address (empty local part): accepted and discarded");
-            Ok(ExitCode::SUCCESS)
-        }
-        Ok(Resolution::Relay { address: a }) => {
-            println!(
-                "{address}: accepted by rcpthosts but not local: relayed to {}",
-                show(&a)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Ok(Resolution::Local(t)) => {
-            println!("{address}: local delivery");
-            println!("  delivered-to: {}", show(&t.address));
-            println!(
-                "  user:         {} (uid {}, gid {})",
-                show(&t.user),
-                t.uid,
-                t.gid
-            );
-            println!("  home:         {}", t.home.display());
-            println!("  dash, ext:    {:?}, {:?}", show(&t.dash), show(&t.ext));
-            match &t.dotqmail {
-                Some(p) => println!("  .qmail file:  {}", p.display()),
-                None => println!("  .qmail file:  none (default delivery)"),
-            }
-            if let Some(d) = &t.default_part {
-                println!("  DEFAULT:      {}", show(d));
-            }
-            for (line, i) in &t.instructions.instructions {
-                println!("  line {line}: {i:?}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+    let hostname = turnmail::daemon::hostname(engine.config(), &engine);
+    let domain = turnmail::daemon::postmaster_domain(engine.config(), &hostname);
+    let e = admin::resolve::explain(&engine, address, &domain, local);
+    if json {
+        admin::table::print_json(&serde_json::json!(e));
+    } else {
+        print!("{}", admin::resolve::render(&e));
     }
+    Ok(ExitCode::from(e.exit_code()))
 }
 
 fn deliver_stdin(
@@ -524,6 +496,11 @@ fn deliver_stdin(
 ) -> turnmail::deliver::inject::InjectResult {
     use std::io::Read;
     use turnmail::deliver::inject::{self, InjectResult};
+    // Behind qmail or Postfix a missing root is a temporary failure (the disk may come
+    // back), said in the words every other command uses.
+    if let Err(e) = turnmail::mailroot::require(root) {
+        return InjectResult::Temporary(e.to_string());
+    }
     if let Err(e) = become_mail_user(root) {
         return InjectResult::Temporary(e);
     }
@@ -672,6 +649,20 @@ fn flush_via_daemon(root: &Path, sites: &[String], to: Option<&str>, json: bool)
     Some(worst)
 }
 
+/// A flush lists a spool without its messages of the current second (they may still
+/// be changing); mail that arrived a moment ago should go with this flush, so wait
+/// (a second at most; two should a clock step put files in the future).
+fn wait_until_listed(sites: &[turnmail::spool::site::Site]) {
+    let now = std::time::SystemTime::now();
+    let until = sites
+        .iter()
+        .filter_map(|s| s.maildir().settles_at(now).ok().flatten())
+        .max();
+    if let Some(wait) = until.and_then(|u| u.duration_since(now).ok()) {
+        std::thread::sleep(wait.min(std::time::Duration::from_secs(2)));
+    }
+}
+
 fn cmd_flush(
     root: &Path,
     site: Option<String>,
@@ -698,6 +689,7 @@ fn cmd_flush(
         (None, false) if queue => Vec::new(),
         _ => return Err("name one site, or use --all".into()),
     };
+    wait_until_listed(&sites);
     let names: Vec<String> = sites.iter().map(|s| s.name.clone()).collect();
     if !queue && let Some(code) = flush_via_daemon(root, &names, to.as_deref(), json) {
         return Ok(ExitCode::from(code));
@@ -761,14 +753,14 @@ fn cmd_serve(
     demo: Option<PathBuf>,
     opts: turnmail::daemon::ServeOptions,
 ) -> Result<ExitCode, String> {
-    let root = match demo {
+    let (root, demo) = match demo {
         Some(dir) => {
             if !init::is_mail_root(&dir) {
                 cmd_init(&dir, None, false)?;
             }
-            dir
+            (dir, true)
         }
-        None => need_root(root)?,
+        None => (mail_root(root)?, false),
     };
     match turnmail::check::check(&root) {
         Ok(findings) => {
@@ -778,21 +770,17 @@ fn cmd_serve(
         }
         Err(e) => return Err(e.to_string()),
     }
-    println!("mail root: {}", root.display());
-    println!("try, in another terminal:");
-    println!("  swaks --server 127.0.0.1:2525 --to joe@example.com      # deliver to a POP user");
-    println!("  swaks --server 127.0.0.1:2525 --to anyone@acme.example  # spool for the acme site");
-    println!("  fetchmail -p POP3 -P 1110 -u joe@example.com --bsmtp - 127.0.0.1  # POP3 pickup");
-    println!(
-        "  ls {}/domains/example.com/joe/Maildir/new",
-        root.display()
-    );
-    println!(
-        "  turnmail --root {} resolve joe@example.com",
-        root.display()
-    );
-    println!("stop with Ctrl-C.");
-    turnmail::daemon::run(&root, opts)?;
+    if !demo {
+        turnmail::daemon::run(&root, opts)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // After binding, with the ports bound: the hints work as printed, or do not appear.
+    let shown = root.clone();
+    turnmail::daemon::run_with(
+        &root,
+        opts,
+        Box::new(move |listening| print!("{}", admin::demo::hints(&shown, listening))),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -801,8 +789,12 @@ fn cmd_admin<F>(root: Option<PathBuf>, body: F) -> Result<ExitCode, String>
 where
     F: FnOnce(&Path) -> Result<(), admin::AdminError>,
 {
-    let root = need_root(root)?;
-    match body(&root) {
+    let root = mail_root(root)?;
+    admin_result(body(&root))
+}
+
+fn admin_result(r: Result<(), admin::AdminError>) -> Result<ExitCode, String> {
+    match r {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("turnmail: {e}");
@@ -832,7 +824,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init { dir, user, force } => dir
             .or(cli.root)
-            .ok_or_else(|| "init: name a directory".to_string())
+            .ok_or_else(|| "init needs a directory: turnmail init DIR".to_string())
             .and_then(|d| cmd_init(&d, user.as_deref(), force)),
         Command::Setup {
             dir,
@@ -848,7 +840,7 @@ fn main() -> ExitCode {
             force,
         } => dir
             .or(cli.root)
-            .ok_or_else(|| "setup: name a directory".to_string())
+            .ok_or_else(|| "setup needs a directory: turnmail setup DIR".to_string())
             .and_then(|d| {
                 let opts = admin::setup::SetupOptions {
                     hostname: hostname.unwrap_or_else(admin::setup::system_hostname),
@@ -867,7 +859,7 @@ fn main() -> ExitCode {
             }),
         Command::Tls {
             cmd: TlsCmd::Selfsigned { hostname, force },
-        } => need_root(cli.root).and_then(|r| cmd_selfsigned(&r, hostname, force)),
+        } => mail_root(cli.root).and_then(|r| cmd_selfsigned(&r, hostname, force)),
         Command::Serve {
             demo,
             smtp,
@@ -886,8 +878,8 @@ fn main() -> ExitCode {
                 metrics,
             },
         ),
-        Command::Newu => need_root(cli.root).and_then(|r| cmd_newu(&r)),
-        Command::Check => need_root(cli.root).and_then(|r| cmd_check(&r)),
+        Command::Newu => mail_root(cli.root).and_then(|r| cmd_newu(&r)),
+        Command::Check { json } => mail_root(cli.root).and_then(|r| cmd_check(&r, json)),
         Command::Deliver { sender, recipients } => {
             need_root(cli.root).and_then(|r| cmd_deliver(&r, sender, recipients))
         }
@@ -897,7 +889,7 @@ fn main() -> ExitCode {
             all,
             queue,
             json,
-        } => need_root(cli.root).and_then(|r| cmd_flush(&r, site, to, all, queue, json)),
+        } => mail_root(cli.root).and_then(|r| cmd_flush(&r, site, to, all, queue, json)),
         Command::Checkpassword { prog } => Ok(turnmail::checkpassword::main(cli.root, prog)),
         Command::Domain { cmd } => cmd_admin(cli.root, |r| admin::domain::run(r, cmd)),
         Command::User { cmd } => cmd_admin(cli.root, |r| admin::user::run(r, cmd)),
@@ -909,11 +901,16 @@ fn main() -> ExitCode {
             become_mail_user(r).map_err(admin::AdminError::Invalid)?;
             admin::queue::run(r, cmd)
         }),
-        Command::Import { cmd } => cmd_admin(cli.root, |r| admin::import::run(r, cmd).map(|_| ())),
-        Command::Resolve { address, local } => {
-            need_root(cli.root).and_then(|r| cmd_resolve(&r, &address, local))
+        // An import may make the root (or adopt a qmail tree): its own checks apply.
+        Command::Import { cmd } => {
+            need_root(cli.root).and_then(|r| admin_result(admin::import::run(&r, cmd).map(|_| ())))
         }
         Command::Generate { what } => cmd_generate(what),
+        Command::Resolve {
+            address,
+            local,
+            json,
+        } => mail_root(cli.root).and_then(|r| cmd_resolve(&r, &address, local, json)),
     };
     match result {
         Ok(code) => code,
@@ -921,5 +918,48 @@ fn main() -> ExitCode {
             eprintln!("turnmail: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument and flag of every command says what it is for; hidden ones aside.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.is_hide_set() {
+                    continue;
+                }
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "turnmail", &mut missing);
+        // src/admin/site.rs is being reworked on another branch (sites, ETRN, flush);
+        // its help texts come with that work, and this list goes then.
+        let pending = [
+            "turnmail site add site",
+            "turnmail site del site",
+            "turnmail site del purge",
+            "turnmail site list json",
+        ];
+        missing.retain(|m| !pending.contains(&m.as_str()));
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
     }
 }

@@ -89,12 +89,25 @@ fn mode(p: &Path) -> u32 {
 fn domain_user_alias_lifecycle() {
     let d = demo_root();
     let r = &d.root;
-    ok(
+    // A catch-all policy comes with its mailbox (password printed): the new root
+    // checks clean, and mail for unknown addresses lands there.
+    let out = ok(
         r,
         &["domain", "add", "Shop.Example", "--policy", "catchall:info"],
         None,
     );
+    let info_pw = out
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap()
+        .to_string();
+    assert!(authenticates(r, "info@shop.example", &info_pw), "{out}");
+    let o = run(r, &["check"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = deliver(r, "nobody-here@shop.example");
+    assert!(o.status.success(), "{}", text(&o));
     let home = r.join("domains/shop.example");
+    assert_eq!(files_in(&home.join("info/Maildir/new")).len(), 1);
     assert_eq!(mode(&home), 0o700);
     assert_eq!(
         std::fs::read_to_string(home.join(".qmail-default")).unwrap(),
@@ -149,13 +162,13 @@ fn domain_user_alias_lifecycle() {
     assert_eq!(files_in(&home.join("ann/Maildir/new")).len(), 1);
 
     // Generated password, printed once.
-    let out = ok(r, &["user", "add", "info@shop.example", "--generate"], None);
+    let out = ok(r, &["user", "add", "carl@shop.example", "--generate"], None);
     let generated = out
         .lines()
         .find_map(|l| l.strip_prefix("password: "))
         .unwrap()
         .to_string();
-    assert!(authenticates(r, "info@shop.example", &generated));
+    assert!(authenticates(r, "carl@shop.example", &generated));
     // No password source and no terminal: refused, nothing written.
     let o = run(r, &["user", "add", "bob@shop.example"], None);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -186,7 +199,7 @@ fn domain_user_alias_lifecycle() {
     // list --json: login, size, messages.
     let v = json(r, &["user", "list", "shop.example", "--json"]);
     let rows = v.as_array().unwrap();
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["login"], "ann@shop.example");
     assert_eq!(rows[0]["messages"], 1);
     assert!(rows[0]["bytes"].as_u64().unwrap() > 0);
@@ -210,7 +223,7 @@ fn domain_user_alias_lifecycle() {
         "&a@x.example\n&b@y.example\n"
     );
     let out = ok(r, &["resolve", "sales@shop.example"], None);
-    assert!(out.contains("Forward"), "{out}");
+    assert!(out.contains("line 1: forward to a@x.example"), "{out}");
     let v = json(r, &["alias", "list", "--json"]);
     assert_eq!(v[0]["address"], "sales@shop.example");
     for bad in [
@@ -255,6 +268,27 @@ fn domain_user_alias_lifecycle() {
     assert!(out.contains(".qmail-default"), "catch-all: {out}");
     let out = ok(r, &["user", "del", "info@shop.example", "--purge"], None);
     assert!(out.contains("catch-all"), "{out}");
+    // A catch-all may only point at a mailbox that is there.
+    let o = run(
+        r,
+        &["domain", "policy", "shop.example", "catchall:info"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("turnmail user add info@shop.example"),
+        "{}",
+        text(&o)
+    );
+    ok(
+        r,
+        &["domain", "policy", "shop.example", "catchall:carl"],
+        None,
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join(".qmail-default")).unwrap(),
+        "./carl/Maildir/\n"
+    );
     ok(r, &["domain", "policy", "shop.example", "bounce"], None);
     assert!(!home.join(".qmail-default").exists());
     assert!(!r.join(".deleted/shop.example").join("info").exists());
@@ -838,9 +872,9 @@ fn import_vpopmail_keeps_maildirs_and_uidls() {
         vec!["1111111111.22.vpop:2,S"]
     );
     let out = ok(r, &["resolve", "sales@stilen.com"], None);
-    assert!(out.contains("Forward"), "{out}");
+    assert!(out.contains("forward to "), "{out}");
     let out = ok(r, &["resolve", "info@stilen.com"], None);
-    assert!(out.contains("Forward("), "valias: {out}");
+    assert!(out.contains("forward to "), "valias: {out}");
     assert_eq!(
         std::fs::read_to_string(r.join("domains/stilen.com/.qmail-info")).unwrap(),
         "&ann@stilen.com\n"

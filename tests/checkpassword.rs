@@ -369,6 +369,34 @@ fn temporary_failures_are_111() {
     }
 }
 
+/// The log says "login" only when PROG is about to run: a good password whose home is
+/// gone, or whose PROG cannot be found, is logged as the trouble it is, never as a
+/// login.
+#[test]
+fn the_login_is_logged_only_when_prog_runs() {
+    let d = demo_root();
+    let p = probe(&d);
+    let data = input("joe@example.com", &d.report.password, "");
+    let env = [("TCPREMOTEIP", "192.0.2.1"), ("TURNMAIL_LOG", "info")];
+    let logged_in = |r: &Run| {
+        r.stderr()
+            .lines()
+            .any(|l| l.contains("INFO") && l.contains(" login"))
+    };
+    let r = cpw(&d.root, &data, &[s(&p)], &env);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr());
+    assert!(logged_in(&r), "{}", r.stderr());
+    let r = cpw(&d.root, &data, &["/nonexistent/prog"], &env);
+    assert_eq!(r.code(), Some(111), "{}", r.stderr());
+    assert!(!logged_in(&r), "{}", r.stderr());
+    let gone = d.dir.path().join("moved-away");
+    std::fs::rename(home(&d), &gone).unwrap();
+    let r = cpw(&d.root, &data, &[s(&p)], &env);
+    assert_eq!(r.code(), Some(111), "{}", r.stderr());
+    assert!(r.stderr().contains("chdir"), "{}", r.stderr());
+    assert!(!logged_in(&r), "{}", r.stderr());
+}
+
 #[test]
 fn failures_wait_the_delay_from_env_or_config() {
     let d = demo_root();
@@ -836,6 +864,11 @@ print("greeting", p.getwelcome().decode())
 try:
     if how == "apop":
         p.apop(user, secret)
+    elif how == "cram":
+        import base64, hmac
+        challenge = base64.b64decode(p._shortcmd("AUTH CRAM-MD5")[2:])
+        digest = hmac.new(secret.encode(), challenge, "md5").hexdigest()
+        p._shortcmd(base64.b64encode(f"{user} {digest}".encode()).decode())
     else:
         p.user(user)
         p.pass_(secret)
@@ -886,18 +919,47 @@ fn dovecot_pop3_through_turnmail_checkpassword() {
         .unwrap()
         .expect("group dovecot (made by the dovecot-core package)")
         .gid;
-    // The arrangement contrib/dovecot-checkpassword.conf documents: users/ setgid to
-    // group dovecot, so the account tables (0640) are readable by Dovecot's auth process
-    // and stay so when they are recompiled.
+    // The arrangement contrib/dovecot-checkpassword.conf documents: `[accounts]
+    // reader_group = "dovecot"`, applied by the edits that set the secrets (run as root
+    // here: they make users/ setgid dovecot and give the account files that group).
+    common::config(&d, "[accounts]\nreader_group = \"dovecot\"\n");
+    let turnmail = |args: &[&str], stdin: &str| {
+        let mut c = Command::new(BIN)
+            .arg("--root")
+            .arg(&d.root)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    };
+    // joe: a plaintext secret (APOP and CRAM-MD5); ann: CRAM-MD5 only, stored as the
+    // HMAC-MD5 states Dovecot's own CRAM-MD5 scheme uses.
+    turnmail(
+        &["user", "secret", "joe@example.com", "--stdin", "--apop"],
+        "tanstaaf\n",
+    );
+    turnmail(
+        &["user", "add", "ann@example.com", "--password-stdin"],
+        "ann-pw\n",
+    );
+    turnmail(
+        &["user", "secret", "ann@example.com", "--stdin"],
+        "ann's secret\n",
+    );
     let users = d.root.join("users");
-    nix::unistd::chown(&users, None, Some(dovecot_gid)).unwrap();
-    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o2755)).unwrap();
-    let secrets = users.join("secrets");
-    write(&secrets, "joe@example.com:tanstaaf\n");
-    for f in ["poppasswd", "secrets"] {
-        let f = users.join(f);
-        nix::unistd::chown(&f, Some(mu.uid.into()), Some(dovecot_gid)).unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    for f in ["poppasswd.cdb", "secrets"] {
+        let m = std::fs::metadata(users.join(f)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o7777),
+            (mu.uid, dovecot_gid.as_raw(), 0o640),
+            "{f}"
+        );
     }
     // The mail user recompiles the tables: the new poppasswd.cdb inherits group dovecot.
     let o = Command::new("setpriv")
@@ -912,11 +974,18 @@ fn dovecot_pop3_through_turnmail_checkpassword() {
         .unwrap();
     assert!(o.status.success(), "newu: {o:?}");
     let meta = std::fs::metadata(users.join("poppasswd.cdb")).unwrap();
-    use std::os::unix::fs::MetadataExt;
     assert_eq!(
         (meta.uid(), meta.gid(), meta.mode() & 0o7777),
         (mu.uid, dovecot_gid.as_raw(), 0o640)
     );
+    // And check accepts exactly this.
+    let o = Command::new(BIN)
+        .arg("--root")
+        .arg(&d.root)
+        .arg("check")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
     // One message waiting in joe's Maildir.
     let msg = home(&d).join("Maildir/new/1700000000.M1P1.test");
     write(
@@ -957,7 +1026,7 @@ protocols = pop3
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain apop
+auth_mechanisms = plain apop cram-md5
 auth_verbose = yes
 auth_failure_delay = 0
 first_valid_uid = {uid}
@@ -1022,8 +1091,27 @@ service pop3-login {{
     assert_eq!(code, 0, "{out}\n--- dovecot log:\n{}", dovecot.log_text());
     assert!(out.contains("count 1"), "{out}");
 
+    // CRAM-MD5: Dovecot asks for the credential with SCHEME=CRAM-MD5 and gets
+    // {PLAIN}secret for joe, {CRAM-MD5}states for ann; both serve it.
+    let (code, out) = poplib(port, "joe@example.com", "tanstaaf", "cram");
+    assert_eq!(code, 0, "{out}\n--- dovecot log:\n{}", dovecot.log_text());
+    assert!(out.contains("count 1"), "{out}");
+    let (code, out) = poplib(port, "ann@example.com", "ann's secret", "cram");
+    assert_eq!(code, 0, "{out}\n--- dovecot log:\n{}", dovecot.log_text());
+    assert!(out.contains("count 0"), "{out}");
+    // ann has no plaintext: no APOP, and a wrong secret is refused.
+    for (how, secret) in [("apop", "ann's secret"), ("cram", "wrong")] {
+        let (code, out) = poplib(port, "ann@example.com", secret, how);
+        assert_eq!(
+            code,
+            3,
+            "{how}: {out}\n--- dovecot log:\n{}",
+            dovecot.log_text()
+        );
+    }
+
     // A wrong password and an unknown user: Dovecot's [AUTH] failure.
-    for (user, pw) in [("joe@example.com", "wrong"), ("ann@example.com", "x")] {
+    for (user, pw) in [("joe@example.com", "wrong"), ("nobody@example.com", "x")] {
         let (code, out) = poplib(port, user, pw, "pass");
         assert_eq!(code, 3, "{out}\n--- dovecot log:\n{}", dovecot.log_text());
         assert!(out.contains("[AUTH]"), "{out}");

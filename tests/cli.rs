@@ -212,7 +212,7 @@ fn check_reports_each_pitfall_with_file_and_line() {
         ".qmail-joe:1: ./joe/Maildir has no trailing '/'",
         "users/cdb: older than users/assign",
         ".qmail-postmaster: group- or world-writable",
-        "users/secrets: holds plaintext secrets but is mode 644",
+        "users/secrets: holds secrets but every user may read it (mode 644)",
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
@@ -252,6 +252,98 @@ fn resolve_explains_and_sets_exit_codes() {
     .unwrap();
     let o = turnmail(&d.root, &["resolve", "joe@example.com"]);
     assert_eq!(o.status.code(), Some(111));
+}
+
+/// `resolve` says what a real RCPT TO gets, address by address, over a socket: the
+/// same reply line, source routes and a bare postmaster included.
+#[test]
+fn resolve_agrees_with_smtp() {
+    let d = demo_root();
+    let daemon = common::daemon::Daemon::start(&d.root);
+    for a in [
+        "joe@example.com",
+        "JOE@Example.COM",
+        "@ext.test:joe@example.com",
+        "@a.example,@b.example:joe@example.com",
+        "postmaster",
+        "Postmaster",
+        "anyone@acme.example",
+        "ghost@example.com",
+        "victim@gmail.example",
+        "joe",
+        "joe@",
+    ] {
+        let mut c = daemon.connect();
+        c.reply();
+        c.cmd("EHLO test.example");
+        assert!(c.cmd("MAIL FROM:<>").starts_with("250"));
+        let smtp = c.cmd(&format!("RCPT TO:<{a}>"));
+        let o = turnmail(&d.root, &["resolve", "--json", a]);
+        let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(e["smtp_reply"], smtp.as_str(), "{a}: {e}");
+        let want = if smtp.starts_with('2') { 0 } else { 100 };
+        assert_eq!(o.status.code(), Some(want), "{a}: {e}");
+        // The text form says the same.
+        let text = stdout(&turnmail(&d.root, &["resolve", a]));
+        assert!(text.contains(&format!("SMTP answers: {smtp}")), "{text}");
+    }
+}
+
+#[test]
+fn resolve_prints_paths_and_addresses_as_text() {
+    let d = demo_root();
+    let dhome = d.root.join("domains/example.com");
+    write(
+        &dhome.join(".qmail-team"),
+        "./joe/Maildir/\n&ann@example.net\n./team.mbox\n",
+    );
+    let o = turnmail(&d.root, &["resolve", "team@example.com"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    for want in [
+        "line 1: Maildir ./joe/Maildir/",
+        "line 2: forward to ann@example.net",
+        "line 3: mbox ./team.mbox",
+        &format!("home:         {}", dhome.display()),
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert!(!out.contains("(["), "byte arrays in:\n{out}");
+    let j: serde_json::Value = serde_json::from_slice(
+        &turnmail(&d.root, &["resolve", "--json", "team@example.com"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(j["outcome"], "local");
+    assert_eq!(j["local"]["instructions"][1]["kind"], "forward");
+    assert_eq!(j["local"]["instructions"][1]["target"], "ann@example.net");
+}
+
+#[test]
+fn check_json_lists_the_problems_with_stable_fields() {
+    let d = demo_root();
+    let o = turnmail(&d.root, &["check", "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["problems"], serde_json::json!([]));
+    std::fs::remove_file(d.root.join("sites/acme/RELAYHOST")).unwrap();
+    write(&d.root.join("control/locals"), "x\nexample.com\n");
+    let o = turnmail(&d.root, &["check", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let problems = j["problems"].as_array().unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["file"] == "control/locals" && p["line"] == 2),
+        "{j}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["file"] == "sites/acme" && p["line"].is_null()),
+        "{j}"
+    );
+    assert!(problems.iter().all(|p| p["message"].is_string()));
 }
 
 #[test]
@@ -306,6 +398,97 @@ fn commands_need_a_root() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
 }
 
+/// A mistyped --root gets one message and one exit code from every command, before
+/// any of them looks for a mail user, a site or an account there.
+#[test]
+fn every_command_says_the_same_about_a_missing_root() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("no-such-root");
+    let want = format!(
+        "turnmail: {}: no mail root here (no control/ directory)",
+        missing.display()
+    );
+    for args in [
+        &["check"][..],
+        &["check", "--json"],
+        &["resolve", "joe@example.com"],
+        &["newu"],
+        &["flush", "acme"],
+        &["flush", "--all"],
+        &["status"],
+        &["queue", "list"],
+        &["user", "list"],
+        &["user", "add", "joe@example.com", "--generate"],
+        &["user", "secret", "joe@example.com", "--show"],
+        &["domain", "add", "example.net"],
+        &["alias", "list"],
+        &["site", "list"],
+        &["import", "poppasswd", "/dev/null"],
+        &["tls", "selfsigned"],
+        &["serve"],
+    ] {
+        let o = turnmail(&missing, args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with(&want), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?}: {}", stdout(&o));
+    }
+    assert!(!missing.exists(), "a command created the missing root");
+    // Behind qmail or Postfix the same words, with the caller's temporary code.
+    let o = deliver(
+        &missing,
+        &["-f", "a@b.example", "--", "joe@example.com"],
+        &[],
+        b"x\n",
+    );
+    assert_eq!(o.status.code(), Some(75));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no mail root here"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn init_and_setup_without_a_directory_say_so_once() {
+    for cmd in ["init", "setup"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+            .arg(cmd)
+            .env_remove("TURNMAIL_ROOT")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr),
+            format!("turnmail: {cmd} needs a directory: turnmail {cmd} DIR\n")
+        );
+    }
+}
+
+/// As root, on a root owned by root whose turnmail.toml names a user that does not
+/// exist: the message points at turnmail.toml, not at a --user flag flush lacks.
+#[test]
+fn a_missing_mail_user_is_blamed_on_turnmail_toml() {
+    if !common::root_or_skip("running as root") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("r");
+    std::fs::create_dir_all(root.join("control")).unwrap();
+    write(
+        &root.join("turnmail.toml"),
+        "user = \"no-such-user-here\"\n",
+    );
+    let o = turnmail(&root, &["flush", "--all"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("no-such-user-here"), "{err}");
+    assert!(
+        err.contains("turnmail.toml") && !err.contains("--user"),
+        "{err}"
+    );
+}
+
 fn deliver(root: &std::path::Path, args: &[&str], env: &[(&str, &str)], input: &[u8]) -> Output {
     use std::io::Write;
     let mut c = Command::new(env!("CARGO_BIN_EXE_turnmail"));
@@ -322,7 +505,8 @@ fn deliver(root: &std::path::Path, args: &[&str], env: &[(&str, &str)], input: &
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
+    // A deliver that refuses before reading (no root) closes the pipe: not an error here.
+    let _ = child.stdin.take().unwrap().write_all(input);
     child.wait_with_output().unwrap()
 }
 
@@ -404,4 +588,119 @@ fn deliver_behind_qmail_reads_the_environment() {
     let o = deliver(&d.root, &[], &[], b"x\n");
     assert_eq!(o.status.code(), Some(100));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no recipient"));
+}
+
+/// `serve --demo` as a new user runs it: the hints name the ports actually bound, each
+/// log event is one line on stderr with the protocol's usual name, and a port already
+/// taken stops it before any hint is printed.
+#[test]
+fn serve_demo_hints_use_the_ports_bound_and_log_each_event_once() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let dir = d.path().join("demo");
+    let port = common::daemon::free_port;
+    let (smtp, pop3, odmr) = (port(), port(), port());
+    let serve = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_turnmail"));
+        c.arg("serve")
+            .arg("--demo")
+            .arg(&dir)
+            .args(["--smtp", &format!("127.0.0.1:{smtp}")])
+            .args(["--pop3", &format!("127.0.0.1:{pop3}")])
+            .args(["--odmr", &format!("127.0.0.1:{odmr}")])
+            .args(extra)
+            .env_remove("TURNMAIL_ROOT")
+            .env_remove("TURNMAIL_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    let mut child = serve(&[]).spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("stop with Ctrl-C") {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("serve ended: {printed}{:?}", child.wait_with_output());
+        }
+        printed.push_str(&line);
+    }
+    // The hints work as printed: swaks' server is listening.
+    assert!(
+        printed.contains(&format!(
+            "swaks --server 127.0.0.1:{smtp} --to joe@example.com"
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("-P {pop3} -u joe@example.com")),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("2525") && !printed.contains("1110"),
+        "{printed}"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", smtp)).is_ok());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    for (name, p) in [("SMTP", smtp), ("POP3", pop3), ("ODMR", odmr)] {
+        let want = format!("{name} listening on 127.0.0.1:{p}");
+        assert_eq!(err.matches(&want).count(), 1, "{want}: {err}");
+    }
+    for l in err.lines() {
+        assert_eq!(
+            err.lines().filter(|x| *x == l).count(),
+            1,
+            "twice: {l}\n{err}"
+        );
+        for rust_name in ["Smtp ", "Pop3 ", "Odmr "] {
+            assert!(!l.contains(rust_name), "{l}");
+        }
+    }
+    // A port in use: the error, and no hints.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", smtp)).unwrap();
+    let o = serve(&[]).output().unwrap();
+    drop(taken);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let out = stdout(&o);
+    assert!(!out.contains("try, in another terminal"), "{out}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("binding SMTP on 127.0.0.1:{smtp}")),
+        "{o:?}"
+    );
+}
+
+/// The README's tour: mail for the site, then at once `turnmail flush acme --to ...`.
+/// A listing leaves the current second alone, so flush waits for it instead of saying
+/// "nothing queued" about a message delivered a moment ago.
+#[test]
+fn flush_right_after_delivery_takes_the_new_message() {
+    let d = demo_root();
+    let sink = common::sink::Sink::start(common::sink::Script::default());
+    let to = sink.addr.to_string();
+    for i in 1..=3 {
+        let o = deliver(
+            &d.root,
+            &["-f", "a@b.example", "--", "anyone@acme.example"],
+            &[],
+            format!("Subject: {i}\n\nhello\n").as_bytes(),
+        );
+        assert!(o.status.success(), "{o:?}");
+        let o = turnmail(&d.root, &["flush", "acme", "--to", &to]);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}{o:?}");
+        assert!(
+            out.contains("acme: 1 delivered, 0 bounced, 0 kept"),
+            "{out}"
+        );
+        assert_eq!(sink.messages().len(), i);
+    }
 }

@@ -7,7 +7,9 @@
 //!   1..=n), and writing that again is a fixed point;
 //! - a refused poppasswd names a line that exists;
 //! - parse_secrets equals a model: lowercased text before the first colon of each
-//!   meaningful line, first line wins, value is everything after that colon;
+//!   meaningful line, first line wins among those whose value (everything after that
+//!   colon) reads as a secret (`Secret::parse`); check_secrets names a line for each
+//!   meaningful line that is skipped;
 //! - login_is_sane equals its specification (1..=255 bytes, no control/space/DEL,
 //!   `/`, `:`, or `..`) and is stable under ASCII lowercasing.
 #![no_main]
@@ -16,7 +18,7 @@ use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
 use turnmail::engine::accounts::{
-    self, AccountLine, MAX_LOGIN, login_is_sane, parse_poppasswd, parse_secrets,
+    self, AccountLine, MAX_LOGIN, Secret, login_is_sane, parse_poppasswd, parse_secrets,
 };
 use turnmail::qmail::control::read_lines;
 
@@ -63,15 +65,22 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let secrets = parse_secrets(data);
-    let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut model: HashMap<Vec<u8>, Secret> = HashMap::new();
+    let mut skipped = Vec::new();
     for l in read_lines(data) {
-        if let Some(c) = l.text.iter().position(|&b| b == b':') {
-            model
-                .entry(l.text[..c].to_ascii_lowercase())
-                .or_insert_with(|| l.text[c + 1..].to_vec());
+        match l.text.iter().position(|&b| b == b':') {
+            Some(c) => match Secret::parse(&l.text[c + 1..]) {
+                Some(s) => {
+                    model.entry(l.text[..c].to_ascii_lowercase()).or_insert(s);
+                }
+                None => skipped.push(l.line),
+            },
+            None => skipped.push(l.line),
         }
     }
     assert_eq!(secrets, model);
+    let named: Vec<usize> = accounts::check_secrets(data).iter().map(|e| e.line).collect();
+    assert!(skipped.iter().all(|l| named.contains(l)), "{skipped:?} {named:?}");
 
     for login in [data, data.split(|&b| b == b'\n').next().unwrap_or_default()] {
         let sane = login_is_sane(login);

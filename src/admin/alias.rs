@@ -15,18 +15,24 @@ use super::{dotfiles, layout, names, table};
 pub enum AliasCmd {
     /// Forward ADDRESS to each TARGET (added to an existing alias).
     Add {
+        /// The alias, user@domain of a virtual domain.
         address: String,
+        /// Addresses to forward to (anywhere; a local one is delivered locally).
         #[arg(required = true)]
         targets: Vec<String>,
     },
     /// Remove TARGETs from an alias, or the whole alias when none are given.
     Del {
+        /// The alias, user@domain.
         address: String,
+        /// Targets to stop forwarding to; none removes the alias.
         targets: Vec<String>,
     },
     /// List aliases (all, or of one domain).
     List {
+        /// Only this domain's aliases.
         domain: Option<String>,
+        /// Print the list as JSON (field names in README).
         #[arg(long)]
         json: bool,
     },

@@ -20,13 +20,16 @@ use crate::qmail::control::read_lines;
 pub enum DomainCmd {
     /// Add a virtual domain: rcpthosts, virtualdomains, assign, its directory.
     Add {
+        /// The domain, e.g. example.net.
         domain: String,
-        /// Unknown addresses: bounce (no .qmail-default), catchall:USER or forward:ADDR.
+        /// Unknown addresses: bounce (no .qmail-default), catchall:USER (the mailbox
+        /// USER@DOMAIN is added with it, password printed) or forward:ADDR.
         #[arg(long, default_value = "bounce")]
         policy: String,
     },
     /// Remove a domain; its mailboxes go to ROOT/.deleted/ unless --purge.
     Del {
+        /// The domain to remove.
         domain: String,
         /// Delete the mailboxes instead of keeping them in .deleted/.
         #[arg(long)]
@@ -34,12 +37,14 @@ pub enum DomainCmd {
     },
     /// Change what happens to mail for unknown addresses of a domain.
     Policy {
+        /// The domain.
         domain: String,
-        /// bounce, catchall:USER or forward:ADDR.
+        /// bounce, catchall:USER (an existing mailbox) or forward:ADDR.
         policy: String,
     },
     /// List the virtual domains.
     List {
+        /// Print the list as JSON (field names in README).
         #[arg(long)]
         json: bool,
     },
@@ -90,8 +95,29 @@ impl Policy {
 pub fn run(root: &Path, cmd: DomainCmd) -> Result<()> {
     match cmd {
         DomainCmd::Add { domain, policy } => {
-            let d = add(root, &domain, &Policy::parse(&policy)?)?;
+            let policy = Policy::parse(&policy)?;
+            // A catch-all needs its mailbox, which a new domain cannot have yet: the
+            // domain comes first (unknown addresses bounced meanwhile), then the
+            // mailbox, then the policy, so no moment routes mail to a missing Maildir.
+            let first = match &policy {
+                Policy::CatchAll(_) => Policy::Bounce,
+                p => p.clone(),
+            };
+            let d = add(root, &domain, &first)?;
             println!("added domain {} (home {})", d.domain, d.home.display());
+            if let Policy::CatchAll(user) = &policy {
+                let pw = super::password::get(super::password::Source::Generate, user)?;
+                let made = super::user::add(root, user, &d.domain, &pw)
+                    .and_then(|_| set_policy(root, &d.domain, &policy));
+                if let Err(e) = made {
+                    return Err(invalid(format!(
+                        "{e}; {} was added with unknown addresses bounced",
+                        d.domain
+                    )));
+                }
+                println!("added the catch-all mailbox {user}@{}", d.domain);
+                println!("password: {}", pw.text);
+            }
             Ok(())
         }
         DomainCmd::Del { domain, purge } => del(root, &domain, purge),
@@ -105,6 +131,14 @@ pub fn set_policy(root: &Path, domain: &str, policy: &Policy) -> Result<()> {
     let domain = names::domain(domain)?;
     let edit = Edit::begin(root)?;
     let dh = layout::need_domain(&edit, &domain)?;
+    if let Policy::CatchAll(user) = policy
+        && !dh.home.join(user).join("Maildir").join("new").is_dir()
+    {
+        return Err(AdminError::NotFound(format!(
+            "no mailbox {user}@{domain} to catch unknown addresses: add it first \
+             (turnmail user add {user}@{domain})"
+        )));
+    }
     let path = dh.home.join(".qmail-default");
     match policy.dotqmail() {
         Some(text) => edit::write_owned(&path, text.as_bytes(), 0o600, (dh.uid, dh.gid))?,
@@ -332,6 +366,9 @@ pub fn del(root: &Path, domain: &str, purge: bool) -> Result<()> {
             Kind::Poppasswd,
         );
     }
+    super::secret::stage_removal(&mut edit, &|l| {
+        l.to_ascii_lowercase().ends_with(suffix.as_bytes())
+    })?;
     let root_c = edit
         .root()
         .canonicalize()

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{Flock, FlockArg};
 
 use super::error::{AdminError, Result, io_at};
+use crate::engine::readers::{self, ReaderGroup};
 use crate::engine::{Paths, accounts};
 use crate::fsutil::{self, write_atomic};
 use crate::qmail::{assign, dotqmail, users_cdb};
@@ -36,6 +37,8 @@ pub enum Kind {
     Assign,
     /// users/poppasswd: users/poppasswd.cdb is recompiled.
     Poppasswd,
+    /// users/secrets: its mode and group follow `[accounts] reader_group`.
+    Secrets,
     /// A control file (rcpthosts, virtualdomains, ...): no NUL bytes.
     Control,
     /// A `.qmail` file.
@@ -79,13 +82,7 @@ fn lock_path(root: &Path) -> PathBuf {
 }
 
 fn need_mail_root(root: &Path) -> Result<()> {
-    if root.join("control").is_dir() {
-        return Ok(());
-    }
-    Err(AdminError::NotFound(format!(
-        "{} is not a mail root (no control/); run `turnmail init` or an import first",
-        root.display()
-    )))
+    Ok(crate::mailroot::require(root)?)
 }
 
 /// flock(2) has no timeout: try without blocking and sleep in between.
@@ -252,12 +249,18 @@ impl Edit {
             ));
         }
         self.validate()?;
+        let readers = self.readers()?;
         let mut done = Committed::default();
         for s in &self.staged {
             let old = std::fs::metadata(&s.path).ok();
-            let mode = old
+            let mut mode = old
                 .as_ref()
                 .map_or(s.mode, |m| m.permissions().mode() & 0o7777);
+            let mut group = None;
+            if s.kind == Kind::Secrets && readers.is_some() {
+                mode = readers::secrets_mode(readers.as_ref());
+                group = readers.as_ref();
+            }
             if let Some(dir) = s.path.parent()
                 && !dir.exists()
             {
@@ -265,7 +268,10 @@ impl Edit {
             }
             // Run as root, the new file gets the owner of the one it replaces (or of
             // its directory) before it takes the name.
-            write_atomic(&s.path, &s.bytes, mode).map_err(io_at(&s.path))?;
+            fsutil::replace_with_group(&s.path, mode, group, |f| {
+                std::io::Write::write_all(f, &s.bytes)
+            })
+            .map_err(io_at(&s.path))?;
             done.written.push(s.path.clone());
             let compiled = match s.kind {
                 Kind::Assign => {
@@ -279,10 +285,11 @@ impl Edit {
                 }
                 Kind::Poppasswd => {
                     let cdb = sibling(&s.path, "poppasswd.cdb");
-                    let n = accounts::compile(&s.bytes, &cdb).map_err(|e| AdminError::BadFile {
-                        path: cdb.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    let n = accounts::compile_for(&s.bytes, &cdb, readers.as_ref(), &mut |_, _| {})
+                        .map_err(|e| AdminError::BadFile {
+                            path: cdb.clone(),
+                            reason: e.to_string(),
+                        })?;
                     Some((cdb, n))
                 }
                 _ => None,
@@ -292,6 +299,32 @@ impl Edit {
             }
         }
         Ok(done)
+    }
+}
+
+impl Edit {
+    /// The reader group of the account files, when this edit writes one of them (run
+    /// as root, `users/` is made setgid to it first, and the account files given it:
+    /// see `engine::readers`).
+    fn readers(&self) -> Result<Option<ReaderGroup>> {
+        let touches = |k| self.staged.iter().any(|s| s.kind == k);
+        if !touches(Kind::Poppasswd) && !touches(Kind::Secrets) {
+            return Ok(None);
+        }
+        let config = crate::config::Config::load(&self.root)?;
+        let group =
+            readers::reader_group(&config).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        if let Some(g) = &group {
+            let users = fsutil::parent_dir(&self.paths.poppasswd);
+            readers::prepare_users_dir(users, g).map_err(io_at(users))?;
+            // The account files this edit does not rewrite follow the rule too.
+            let cdb = &self.paths.poppasswd_cdb;
+            readers::conform(cdb, readers::CDB_MODE, Some(g)).map_err(io_at(cdb))?;
+            let secrets = &self.paths.secrets;
+            let mode = readers::secrets_mode(Some(g));
+            readers::conform(secrets, mode, Some(g)).map_err(io_at(secrets))?;
+        }
+        Ok(group)
     }
 }
 
@@ -306,6 +339,10 @@ pub fn validate(kind: Kind, bytes: &[u8]) -> std::result::Result<(), String> {
         Kind::Poppasswd => accounts::parse_poppasswd(bytes)
             .map(|_| ())
             .map_err(|e| e.to_string()),
+        Kind::Secrets => match accounts::check_secrets(bytes).first() {
+            Some(e) => Err(e.to_string()),
+            None => Ok(()),
+        },
         Kind::Control | Kind::Plain => {
             if bytes.contains(&0) {
                 Err("contains a NUL byte".into())

@@ -17,6 +17,9 @@ pub enum AdminError {
     /// The thing to change or remove is not there.
     #[error("{0}")]
     NotFound(String),
+    /// The mail root itself is not there.
+    #[error(transparent)]
+    NoRoot(#[from] crate::mailroot::NotARoot),
     /// Another edit held ROOT/run/edit.lock for longer than the timeout.
     #[error("another edit holds {} (waited {secs} s); try again", path.display())]
     LockTimeout { path: PathBuf, secs: u64 },

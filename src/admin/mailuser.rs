@@ -21,6 +21,17 @@ pub enum MailUserError {
     Missing(String),
     #[error("user {0} has uid 0; mail is never stored or served as root")]
     Root(String),
+    /// For a command on an existing root, where only turnmail.toml names the user.
+    #[error(
+        "running as root, but the mail user {user} (`user` in {}/turnmail.toml, default turnmail) \
+         does not exist and root owns the root directory; create the user \
+         (`useradd --system {user}`) or set `user` in turnmail.toml",
+        root.display()
+    )]
+    MissingForRoot {
+        user: String,
+        root: std::path::PathBuf,
+    },
 }
 
 fn from_user(u: User) -> MailUser {
@@ -80,13 +91,17 @@ impl MailUser {
         }
         match Self::pick(&[configured]) {
             Ok(u) => Ok(u),
-            Err(MailUserError::Missing(names)) => {
+            Err(MailUserError::Missing(_)) => {
                 use std::os::unix::fs::MetadataExt;
+                let missing = || MailUserError::MissingForRoot {
+                    user: configured.to_string(),
+                    root: root.to_path_buf(),
+                };
                 let Ok(m) = std::fs::metadata(root) else {
-                    return Err(MailUserError::Missing(names));
+                    return Err(missing());
                 };
                 if m.uid() == 0 {
-                    return Err(MailUserError::Missing(names));
+                    return Err(missing());
                 }
                 let name = User::from_uid(Uid::from_raw(m.uid()))
                     .ok()

@@ -4,6 +4,7 @@
 //! them up by itself.
 
 pub mod alias;
+pub mod demo;
 pub mod domain;
 pub mod dotfiles;
 pub mod edit;
@@ -17,6 +18,8 @@ pub mod names;
 pub mod password;
 pub mod progress;
 pub mod queue;
+pub mod resolve;
+pub mod secret;
 pub mod setup;
 pub mod site;
 pub mod status;
@@ -26,10 +29,12 @@ pub mod user;
 pub use error::AdminError;
 
 /// The exit status for a failed command: 111 for trouble worth retrying (another edit
-/// held the lock, I/O), 1 for everything the operator must change first.
+/// held the lock, I/O), 2 for no mail root (as every command), 1 for everything the
+/// operator must change first.
 pub fn exit_code(e: &AdminError) -> u8 {
     match e {
         AdminError::LockTimeout { .. } | AdminError::Io { .. } => 111,
+        AdminError::NoRoot(_) => crate::mailroot::EXIT_NO_ROOT,
         _ => 1,
     }
 }

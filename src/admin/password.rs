@@ -1,6 +1,6 @@
-//! Where a new password comes from: a prompt on the terminal with echo off (asked
-//! twice), the first line of stdin (`--password-stdin`, for scripts), or generated and
-//! printed once (`--generate`). Never from argv, where every user of the machine could
+//! Where a new password (or APOP/CRAM-MD5 secret) comes from: a prompt on the terminal
+//! with echo off (asked twice), the first line of stdin (`--password-stdin`, for
+//! scripts), or generated and printed once (`--generate`). Never from argv, where every user of the machine could
 //! read it in the process list.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -38,18 +38,28 @@ impl Drop for NewPassword {
 /// Pick the source from the flags: `--password-stdin`, `--generate`, else a prompt,
 /// which needs a terminal.
 pub fn source(stdin: bool, generate: bool) -> Result<Source> {
+    source_for(stdin, generate, "--password-stdin", "password")
+}
+
+/// [`source`] for a command whose stdin flag is `flag` and that asks for a `noun`.
+pub fn source_for(stdin: bool, generate: bool, flag: &str, noun: &str) -> Result<Source> {
     match (stdin, generate) {
-        (true, true) => Err(invalid("use either --password-stdin or --generate")),
+        (true, true) => Err(invalid(format!("use either {flag} or --generate"))),
         (true, false) => Ok(Source::Stdin),
         (false, true) => Ok(Source::Generate),
         (false, false) if std::io::stdin().is_terminal() => Ok(Source::Prompt),
-        (false, false) => Err(invalid(
-            "no terminal to ask for the password: use --password-stdin or --generate",
-        )),
+        (false, false) => Err(invalid(format!(
+            "no terminal to ask for the {noun}: use {flag} or --generate"
+        ))),
     }
 }
 
 pub fn get(source: Source, what: &str) -> Result<NewPassword> {
+    get_named(source, "password", what)
+}
+
+/// [`get`] for something else than a password: the prompt says `New NOUN for WHOSE`.
+pub fn get_named(source: Source, noun: &str, whose: &str) -> Result<NewPassword> {
     let text = match source {
         Source::Generate => {
             let p = super::init::generate_password().map_err(|e| AdminError::Io {
@@ -73,10 +83,10 @@ pub fn get(source: Source, what: &str) -> Result<NewPassword> {
             strip_eol(line)
         }
         Source::Prompt => {
-            let first = prompt(&format!("New password for {what}: "))?;
+            let first = prompt(&format!("New {noun} for {whose}: "))?;
             let second = prompt("Again: ")?;
             if first != second {
-                return Err(invalid("the two passwords differ; nothing changed"));
+                return Err(invalid(format!("the two {noun}s differ; nothing changed")));
             }
             first
         }

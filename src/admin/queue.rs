@@ -34,30 +34,38 @@ pub enum QueueCmd {
         /// A site's spool instead of the outbound queue.
         #[arg(long)]
         site: Option<String>,
+        /// Print the list as JSON (field names in README).
         #[arg(long)]
         json: bool,
     },
     /// Print a message's envelope and header (the body too with --body).
     Show {
+        /// The message's id, as `queue list` shows it.
         id: String,
+        /// Look in a site's spool instead of the outbound queue.
         #[arg(long)]
         site: Option<String>,
         /// Print the whole message.
         #[arg(long)]
         body: bool,
+        /// Print envelope and header as JSON (field names in README).
         #[arg(long)]
         json: bool,
     },
     /// Return a message to its sender now (a DSN goes into the outbound queue), then
     /// remove it.
     Bounce {
+        /// The message's id, as `queue list` shows it.
         id: String,
+        /// Look in a site's spool instead of the outbound queue.
         #[arg(long)]
         site: Option<String>,
     },
     /// Remove a message without telling anybody.
     Delete {
+        /// The message's id, as `queue list` shows it.
         id: String,
+        /// Look in a site's spool instead of the outbound queue.
         #[arg(long)]
         site: Option<String>,
     },

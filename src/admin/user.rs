@@ -12,6 +12,7 @@ use super::edit::{self, Edit, Kind};
 use super::error::{AdminError, Result, io_at};
 use super::password::{self, NewPassword};
 use super::{dotfiles, layout, lines, names, table};
+use crate::engine::accounts::parse_secrets;
 use crate::engine::crypt;
 use crate::maildir::Maildir;
 
@@ -29,28 +30,36 @@ pub struct PasswordArgs {
 pub enum UserCmd {
     /// Add a POP mailbox: poppasswd line, Maildir, .qmail-USER.
     Add {
+        /// The new mailbox and POP login, user@domain (the domain must exist).
         address: String,
         #[command(flatten)]
         password: PasswordArgs,
     },
     /// Remove a mailbox; its directory goes to ROOT/.deleted/DOMAIN/ unless --purge.
     Del {
+        /// The mailbox, user@domain.
         address: String,
+        /// Delete the mail too instead of keeping it in ROOT/.deleted/DOMAIN/.
         #[arg(long)]
         purge: bool,
     },
     /// Change a mailbox's password.
     Passwd {
+        /// The mailbox, user@domain.
         address: String,
         #[command(flatten)]
         password: PasswordArgs,
     },
     /// List mailboxes (all, or of one domain) with their size.
     List {
+        /// Only this domain's mailboxes.
         domain: Option<String>,
+        /// Print the list as JSON (field names in README).
         #[arg(long)]
         json: bool,
     },
+    /// Set, show or clear a mailbox's APOP/CRAM-MD5 secret (users/secrets).
+    Secret(super::secret::SecretArgs),
 }
 
 pub fn run(root: &Path, cmd: UserCmd) -> Result<()> {
@@ -79,6 +88,7 @@ pub fn run(root: &Path, cmd: UserCmd) -> Result<()> {
             Ok(())
         }
         UserCmd::List { domain, json } => list(root, domain.as_deref(), json),
+        UserCmd::Secret(args) => super::secret::run(root, args),
     }
 }
 
@@ -207,6 +217,8 @@ pub fn del(root: &Path, address: &str, purge: bool) -> Result<()> {
             Kind::Poppasswd,
         );
     }
+    // A secret left behind would serve whoever gets the login next.
+    super::secret::stage_removal(&mut edit, &|l| l.eq_ignore_ascii_case(login.as_bytes()))?;
     let root_c = edit.root().canonicalize().map_err(io_at(root))?;
     // The .qmail file goes first, so new mail is refused rather than delivered into
     // a mailbox that is about to move.
@@ -245,12 +257,22 @@ pub struct UserRow {
     pub messages: u64,
     pub bytes: u64,
     pub home: String,
+    /// `apop`, `cram-md5` or null: what `user secret` set (`unknown` when the
+    /// secrets file cannot be read by whoever lists).
+    pub secret: Option<&'static str>,
 }
 
 pub fn rows(root: &Path, domain: Option<&str>) -> Result<Vec<UserRow>> {
     let domain = domain.map(names::domain).transpose()?;
     let edit = super::domain::ReadOnly::new(root)?;
     let (_, accounts) = layout::read_poppasswd(&edit.0)?;
+    // Only the mail user (and a reader group) may read the secrets; a listing run by
+    // someone else still lists, saying it could not tell.
+    let secrets = edit
+        .0
+        .read(&edit.0.paths().secrets)
+        .ok()
+        .map(|text| parse_secrets(&text.unwrap_or_default()));
     drop(edit);
     let suffix = domain.map(|d| format!("@{d}"));
     let mut out: Vec<UserRow> = accounts
@@ -268,6 +290,10 @@ pub fn rows(root: &Path, domain: Option<&str>) -> Result<Vec<UserRow>> {
                 messages,
                 bytes,
                 home: home.display().to_string(),
+                secret: match &secrets {
+                    Some(m) => m.get(&a.login.to_ascii_lowercase()).map(|s| s.kind()),
+                    None => Some("unknown"),
+                },
             }
         })
         .collect();
@@ -281,12 +307,13 @@ fn list(root: &Path, domain: Option<&str>, json: bool) -> Result<()> {
         table::print_json(&json!(rows));
         return Ok(());
     }
-    let mut t = table::Table::new(&["LOGIN", "MESSAGES#", "SIZE#", "HOME"]);
+    let mut t = table::Table::new(&["LOGIN", "MESSAGES#", "SIZE#", "SECRET", "HOME"]);
     for r in &rows {
         t.row(vec![
             r.login.clone(),
             r.messages.to_string(),
             table::human_bytes(r.bytes),
+            r.secret.unwrap_or("-").to_string(),
             r.home.clone(),
         ]);
     }

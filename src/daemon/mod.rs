@@ -118,8 +118,26 @@ pub fn hostname(config: &Config, engine: &Engine) -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// Whose postmaster a bare `RCPT TO:<Postmaster>` is: `default_domain`, else the
+/// name we greet with.
+pub fn postmaster_domain(config: &Config, hostname: &str) -> String {
+    config
+        .default_domain
+        .clone()
+        .unwrap_or_else(|| hostname.to_string())
+}
+
+/// Called once every listener is bound and serving, with the addresses listened on.
+pub type OnListening = Box<dyn FnOnce(&[(Service, SocketAddr)]) + Send>;
+
 /// Bind, drop privileges, and run until SIGTERM/SIGINT. Blocking.
 pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
+    run_with(root, opts, Box::new(|_| {}))
+}
+
+/// [`run`], calling `on_listening` once the daemon listens (the demo prints its hints
+/// there, with the real ports; nothing is printed when binding or setup fails).
+pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> Result<(), String> {
     let config = Config::load(root).map_err(|e| e.to_string())?;
     let pick = |cli: &Vec<SocketAddr>, file: &Vec<SocketAddr>| {
         if cli.is_empty() {
@@ -259,12 +277,13 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
-    rt.block_on(serve(shared, listeners))
+    rt.block_on(serve(shared, listeners, on_listening))
 }
 
 async fn serve(
     shared: Arc<Shared>,
     listeners: Vec<(std::net::TcpListener, Service)>,
+    on_listening: OnListening,
 ) -> Result<(), String> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut accepts = Vec::new();
@@ -287,6 +306,7 @@ async fn serve(
             stop_rx.clone(),
         )));
     }
+    on_listening(&shared.listening);
     tokio::spawn(reload_loop(shared.engine.clone(), stop_rx.clone()));
     tokio::spawn(scheduler::run(
         shared.flusher.clone(),

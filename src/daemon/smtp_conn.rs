@@ -325,17 +325,9 @@ impl Conn {
     fn resolve_recipient(&mut self, address: Vec<u8>) -> RcptVerdict {
         let engine = &self.shared.engine;
         // RFC 5321 §4.5.1: `<Postmaster>` without a domain must always be accepted.
-        let a = if address.eq_ignore_ascii_case(b"postmaster") {
-            let domain = self
-                .shared
-                .config
-                .default_domain
-                .clone()
-                .unwrap_or_else(|| self.shared.hostname.clone());
-            format!("postmaster@{domain}").into_bytes()
-        } else {
-            address.clone()
-        };
+        let domain = super::postmaster_domain(&self.shared.config, &self.shared.hostname);
+        let a = crate::smtp::address::qualify_postmaster(&address, &domain)
+            .unwrap_or_else(|| address.clone());
         // Inline, not on a blocking thread: a lookup is a few microseconds of cdb
         // probes and stats of the home and its .qmail files, less than the handoff.
         match engine.resolve(&a, true) {

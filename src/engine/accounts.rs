@@ -1,6 +1,12 @@
 //! POP accounts: `users/poppasswd` (checkpoppasswd's `login:hash:owner:home`), its
-//! compiled `users/poppasswd.cdb`, the optional mode-0600 `users/secrets` for APOP and
-//! CRAM-MD5, and the login forms every face of turnmail accepts.
+//! compiled `users/poppasswd.cdb`, the optional `users/secrets` for APOP and CRAM-MD5
+//! (mode 0600, or 0640 for `[accounts] reader_group`), and the login forms every face
+//! of turnmail accepts.
+//!
+//! `users/secrets` holds `login:secret` lines. A secret is plaintext (APOP and
+//! CRAM-MD5; the secret may contain colons), or `{CRAM-MD5}` and 64 hex digits: the
+//! HMAC-MD5 states of a secret in Dovecot's scheme (`cram.rs`), which serve CRAM-MD5
+//! alone and do not give the secret back. `turnmail user secret` writes both forms.
 //!
 //! One table and one verification path serve POP3, ODMR, SMTP AUTH and the
 //! checkpassword program, so a login behaves the same everywhere. Lookups go through
@@ -11,10 +17,10 @@ use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use subtle::ConstantTimeEq;
 
+use super::cram;
 use super::crypt;
 use crate::qmail::control::read_lines;
 
@@ -116,8 +122,19 @@ pub fn compile_with(
     cdb_path: &Path,
     tick: &mut dyn FnMut(usize, usize),
 ) -> Result<usize, CompileError> {
+    compile_for(text, cdb_path, None, tick)
+}
+
+/// [`compile_with`], the cdb given the `[accounts] reader_group` (`readers.rs`).
+pub fn compile_for(
+    text: &[u8],
+    cdb_path: &Path,
+    group: Option<&super::readers::ReaderGroup>,
+    tick: &mut dyn FnMut(usize, usize),
+) -> Result<usize, CompileError> {
     let lines = parse_poppasswd(text)?;
-    crate::fsutil::replace_with(cdb_path, 0o640, |f| {
+    let mode = super::readers::CDB_MODE;
+    crate::fsutil::replace_with_group(cdb_path, mode, group, |f| {
         let mut m = cdb2::CDBMake::new(f.try_clone()?)?;
         for (i, a) in lines.iter().enumerate() {
             if i % crate::qmail::users_cdb::TICK_EVERY == 0 {
@@ -236,14 +253,67 @@ pub struct Authenticated {
 #[derive(Default)]
 pub struct Accounts {
     cdb: Option<cdb2::CDB>,
-    secrets: HashMap<Vec<u8>, Vec<u8>>,
+    secrets: HashMap<Vec<u8>, Secret>,
     policy: LoginPolicy,
 }
 
-impl Drop for Accounts {
+/// One account's APOP/CRAM-MD5 secret, as stored in `users/secrets`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// The secret itself: APOP and CRAM-MD5.
+    Plain(Vec<u8>),
+    /// Its HMAC-MD5 states: CRAM-MD5 only.
+    CramMd5(cram::Context),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({})", self.kind())
+    }
+}
+
+impl Drop for Secret {
     fn drop(&mut self) {
-        for v in self.secrets.values_mut() {
+        if let Secret::Plain(v) = self {
             v.iter_mut().for_each(|b| *b = 0);
+            std::hint::black_box(v);
+        }
+    }
+}
+
+impl Secret {
+    /// Read a stored value. None for a `{CRAM-MD5}` value without its 64 hex digits,
+    /// which can serve nothing (and is not a plaintext secret either).
+    pub fn parse(value: &[u8]) -> Option<Secret> {
+        if cram::has_prefix(value) {
+            return cram::Context::parse_stored(value).map(Secret::CramMd5);
+        }
+        Some(Secret::Plain(value.to_vec()))
+    }
+
+    /// What it serves: `apop` (plaintext: APOP and CRAM-MD5) or `cram-md5` (only that).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Secret::Plain(_) => "apop",
+            Secret::CramMd5(_) => "cram-md5",
+        }
+    }
+
+    /// The HMAC-MD5 states, made from the plaintext when that is what is stored.
+    pub fn cram_context(&self) -> cram::Context {
+        match self {
+            Secret::Plain(p) => cram::Context::from_secret(p),
+            Secret::CramMd5(c) => c.clone(),
+        }
+    }
+
+    /// The credential in Dovecot's `{SCHEME}value` form, for its checkpassword
+    /// credentials lookup: `{PLAIN}secret` (Dovecot derives every scheme from it) or
+    /// `{CRAM-MD5}hex` (which serves only CRAM-MD5).
+    pub fn dovecot_credential(&self) -> Vec<u8> {
+        match self {
+            Secret::Plain(p) => [b"{PLAIN}".as_slice(), p].concat(),
+            Secret::CramMd5(c) => c.stored().into_bytes(),
         }
     }
 }
@@ -374,7 +444,9 @@ impl Accounts {
         ctx: LoginContext,
     ) -> Result<Authenticated, AuthError> {
         let account = self.find(login, ctx)?.ok_or(AuthError::Bad)?;
-        let secret = self.secret(&account.login).ok_or(AuthError::Bad)?;
+        let Some(Secret::Plain(secret)) = self.secret(&account.login) else {
+            return Err(AuthError::Bad);
+        };
         let mut h = Md5::new();
         h.update(timestamp);
         h.update(secret);
@@ -386,7 +458,8 @@ impl Accounts {
     }
 
     /// CRAM-MD5 (RFC 2195): `digest` is hex HMAC-MD5 of the challenge keyed by the
-    /// account's stored secret.
+    /// account's stored secret (computed from the plaintext or resumed from the stored
+    /// HMAC-MD5 states).
     pub fn authenticate_cram_md5(
         &self,
         login: &[u8],
@@ -396,30 +469,27 @@ impl Accounts {
     ) -> Result<Authenticated, AuthError> {
         let account = self.find(login, ctx)?.ok_or(AuthError::Bad)?;
         let secret = self.secret(&account.login).ok_or(AuthError::Bad)?;
-        let mut mac = <Hmac<Md5> as Mac>::new_from_slice(secret)
-            .map_err(|_| AuthError::Temporary("bad HMAC key".into()))?;
-        mac.update(challenge);
-        let want = hex(&mac.finalize().into_bytes());
+        let want = hex(&secret.cram_context().hmac(challenge));
         if !bool::from(want.as_bytes().ct_eq(&digest.to_ascii_lowercase())) {
             return Err(AuthError::Bad);
         }
         self.finish(account)
     }
 
-    /// Whether a stored secret exists for the account (APOP/CRAM-MD5 possible).
-    pub fn has_secret(&self, account: &Account) -> bool {
-        self.secret(&account.login).is_some()
+    /// Whether the account has a plaintext secret (APOP possible).
+    pub fn has_apop_secret(&self, account: &Account) -> bool {
+        matches!(self.secret(&account.login), Some(Secret::Plain(_)))
     }
 
-    /// The account's stored APOP/CRAM-MD5 secret (plaintext-equivalent). Only for
-    /// handing to a trusted authentication server that derives its own digests from it
-    /// (Dovecot's checkpassword credentials lookup); never log it.
-    pub fn stored_secret(&self, account: &Account) -> Option<&[u8]> {
+    /// The account's stored secret (a credential either way). Only for handing to a
+    /// trusted authentication server that derives its own digests from it (Dovecot's
+    /// checkpassword credentials lookup); never log it.
+    pub fn stored_secret(&self, account: &Account) -> Option<&Secret> {
         self.secret(&account.login)
     }
 
-    fn secret(&self, login: &[u8]) -> Option<&[u8]> {
-        self.secrets.get(&cdb_key(login)).map(|v| v.as_slice())
+    fn secret(&self, login: &[u8]) -> Option<&Secret> {
+        self.secrets.get(&cdb_key(login))
     }
 
     fn finish(&self, account: Account) -> Result<Authenticated, AuthError> {
@@ -443,16 +513,49 @@ impl Accounts {
     }
 }
 
-/// `users/secrets`: `login:secret` lines (the secret may contain colons).
-pub fn parse_secrets(text: &[u8]) -> HashMap<Vec<u8>, Vec<u8>> {
+/// `users/secrets`: `login:secret` lines (the secret may contain colons); the first
+/// line of a login wins. What cannot serve (no colon, a `{CRAM-MD5}` value without its
+/// digits) is skipped here; [`check_secrets`] names it.
+pub fn parse_secrets(text: &[u8]) -> HashMap<Vec<u8>, Secret> {
     let mut m = HashMap::new();
     for l in read_lines(text) {
-        if let Some(c) = l.text.iter().position(|&b| b == b':') {
-            m.entry(cdb_key(&l.text[..c]))
-                .or_insert_with(|| l.text[c + 1..].to_vec());
+        if let Some(c) = l.text.iter().position(|&b| b == b':')
+            && let Some(secret) = Secret::parse(&l.text[c + 1..])
+        {
+            m.entry(cdb_key(&l.text[..c])).or_insert(secret);
         }
     }
     m
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("users/secrets line {line}: {reason}")]
+pub struct SecretsError {
+    pub line: usize,
+    pub reason: &'static str,
+}
+
+/// Every line of `users/secrets` that cannot serve, for edits (which refuse to write
+/// one) and `turnmail check`.
+pub fn check_secrets(text: &[u8]) -> Vec<SecretsError> {
+    let mut out = Vec::new();
+    for l in read_lines(text) {
+        let err = |reason| SecretsError {
+            line: l.line,
+            reason,
+        };
+        match l.text.iter().position(|&b| b == b':') {
+            None => out.push(err("expected login:secret")),
+            Some(0) => out.push(err("empty login")),
+            Some(_) if l.text.contains(&0) => out.push(err("NUL byte")),
+            Some(c) if l.text.len() == c + 1 => out.push(err("empty secret")),
+            Some(c) if Secret::parse(&l.text[c + 1..]).is_none() => {
+                out.push(err("{CRAM-MD5} must be followed by 64 hex digits"))
+            }
+            Some(_) => {}
+        }
+    }
+    out
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -610,6 +713,50 @@ mod tests {
         );
         // Password login against a `*` hash never succeeds.
         assert_eq!(a.authenticate(b"joe@x", b"*", c), Err(AuthError::Bad));
+    }
+
+    #[test]
+    fn a_stored_cram_md5_context_serves_cram_md5_alone() {
+        let owner = me();
+        let ctx = cram::Context::from_secret(b"tanstaaftanstaaf").stored();
+        let (_d, a) = setup(
+            &format!("tim:*:{owner}:/m/tim\nann:*:{owner}:/m/ann\n"),
+            &format!("tim:{ctx}\nann:{{CRAM-MD5}}0123\n"),
+            LoginPolicy::default(),
+        );
+        let c = LoginContext::default();
+        let challenge = b"<1896.697170952@postoffice.reston.mci.net>";
+        let good = b"b913a602c7eda7a495b4e6e7334d3890";
+        assert!(a.authenticate_cram_md5(b"tim", challenge, good, c).is_ok());
+        assert_eq!(
+            a.authenticate_cram_md5(b"tim", challenge, b"b913a602c7eda7a495b4e6e7334d3891", c),
+            Err(AuthError::Bad)
+        );
+        // No plaintext, no APOP: not even with the context's own text.
+        let tim = a.find(b"tim", c).unwrap().unwrap();
+        assert!(!a.has_apop_secret(&tim));
+        assert_eq!(a.stored_secret(&tim).unwrap().kind(), "cram-md5");
+        assert_eq!(
+            a.stored_secret(&tim).unwrap().dovecot_credential(),
+            ctx.as_bytes()
+        );
+        // A prefix without its digits serves nothing, and is named.
+        assert_eq!(
+            a.authenticate_cram_md5(b"ann", challenge, good, c),
+            Err(AuthError::Bad)
+        );
+        let errs =
+            check_secrets(format!("tim:{ctx}\nann:{{CRAM-MD5}}0123\nbad\nx:\n:y\n").as_bytes());
+        let lines: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.reason)).collect();
+        assert_eq!(
+            lines,
+            vec![
+                (2, "{CRAM-MD5} must be followed by 64 hex digits"),
+                (3, "expected login:secret"),
+                (4, "empty secret"),
+                (5, "empty login")
+            ]
+        );
     }
 
     #[test]

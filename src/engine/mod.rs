@@ -8,8 +8,10 @@
 //! its cdb here, and an invalid text keeps the old cdb and reports the line.
 
 pub mod accounts;
+pub mod cram;
 pub mod crypt;
 pub mod getpw;
+pub mod readers;
 pub mod resolve;
 
 use std::collections::HashMap;
@@ -153,6 +155,17 @@ where
     }
 }
 
+/// Compile poppasswd for `config`'s readers (`readers.rs`).
+fn compile_accounts(
+    text: &[u8],
+    cdb: &Path,
+    config: &Config,
+    tick: &mut dyn FnMut(usize, usize),
+) -> Result<usize, String> {
+    let group = readers::reader_group(config).map_err(|e| e.to_string())?;
+    accounts::compile_for(text, cdb, group.as_ref(), tick).map_err(|e| e.to_string())
+}
+
 impl Engine {
     /// Open the engine on a mail root: compile stale cdbs, then load a snapshot.
     pub fn open(root: &Path, config: Config) -> Result<(Engine, LoadReport), EngineError> {
@@ -176,7 +189,7 @@ impl Engine {
         let config = Arc::new(config);
         let mut report = LoadReport::default();
         if compile {
-            Self::sync_compiled(&paths, false, &mut report);
+            Self::sync_compiled(&paths, &config, false, &mut report);
         }
         let snapshot = Self::load_snapshot(&paths, &config)?;
         let stamps = paths
@@ -215,7 +228,7 @@ impl Engine {
         }
     }
 
-    fn sync_compiled(paths: &Paths, force: bool, report: &mut LoadReport) {
+    fn sync_compiled(paths: &Paths, config: &Config, force: bool, report: &mut LoadReport) {
         sync_one(&paths.assign, &paths.users_cdb, force, report, |t, c| {
             users_cdb::compile(t, c).map_err(|e| e.to_string())
         });
@@ -224,7 +237,7 @@ impl Engine {
             &paths.poppasswd_cdb,
             force,
             report,
-            |t, c| accounts::compile(t, c).map_err(|e| e.to_string()),
+            |t, c| compile_accounts(t, c, config, &mut |_, _| {}),
         );
     }
 
@@ -247,7 +260,11 @@ impl Engine {
 
     /// Compile users/assign and users/poppasswd now, as `turnmail newu` does, without
     /// loading anything; `tick(source, done, total)` reports progress.
-    pub fn compile_sources(root: &Path, tick: &mut dyn FnMut(&Path, usize, usize)) -> LoadReport {
+    pub fn compile_sources(
+        root: &Path,
+        config: &Config,
+        tick: &mut dyn FnMut(&Path, usize, usize),
+    ) -> LoadReport {
         let paths = Paths::new(root);
         let mut report = LoadReport::default();
         sync_one(
@@ -265,10 +282,7 @@ impl Engine {
             &paths.poppasswd_cdb,
             true,
             &mut report,
-            |t, c| {
-                accounts::compile_with(t, c, &mut |d, n| tick(&paths.poppasswd, d, n))
-                    .map_err(|e| e.to_string())
-            },
+            |t, c| compile_accounts(t, c, config, &mut |d, n| tick(&paths.poppasswd, d, n)),
         );
         report
     }
@@ -320,7 +334,7 @@ impl Engine {
                 &self.paths.poppasswd_cdb,
                 force,
                 &mut report,
-                |t, c| accounts::compile(t, c).map_err(|e| e.to_string()),
+                |t, c| compile_accounts(t, c, &self.config, &mut |_, _| {}),
             );
         }
         match Self::load_snapshot(&self.paths, &self.config) {

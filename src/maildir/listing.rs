@@ -52,6 +52,28 @@ pub struct Listing {
 }
 
 impl Maildir {
+    /// When every message now in `new/` and `cur/` will be old enough to be listed
+    /// (listings leave the current second alone); None when all of them already are.
+    /// `turnmail flush` waits for this, so mail delivered a moment ago goes too.
+    pub fn settles_at(&self, now: SystemTime) -> io::Result<Option<SystemTime>> {
+        let cutoff = start_of_second(now);
+        let mut newest: Option<SystemTime> = None;
+        for sub in ["new", "cur"] {
+            for dirent in fs::read_dir(self.path.join(sub))? {
+                let Ok(meta) = dirent?.metadata() else {
+                    continue;
+                };
+                if let Ok(m) = meta.modified()
+                    && meta.is_file()
+                    && m >= cutoff
+                {
+                    newest = newest.max(Some(m));
+                }
+            }
+        }
+        Ok(newest.map(|m| start_of_second(m) + std::time::Duration::from_secs(1)))
+    }
+
     /// Lists `new/` and `cur/` with the same rules and order as [`Maildir::scan`],
     /// compactly.
     pub fn list(&self, now: SystemTime) -> io::Result<Listing> {

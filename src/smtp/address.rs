@@ -81,6 +81,32 @@ pub fn parse_path<'a>(
     })
 }
 
+/// The mailbox SMTP takes from `RCPT TO:<inner>`, by [`parse_path`] itself (source
+/// route dropped, the same grammar), for tools that explain what SMTP does.
+pub fn forward_mailbox(inner: &[u8]) -> Result<Vec<u8>, PathError> {
+    let arg = [b" TO:<", inner, b">"].concat();
+    parse_path(&arg, b"TO", PathKind::Forward).map(|p| p.address)
+}
+
+/// RFC 5321 §4.5.1: `<Postmaster>` without a domain must be accepted; it is the
+/// postmaster of `domain` (see `daemon::postmaster_domain`). None for any other mailbox.
+pub fn qualify_postmaster(mailbox: &[u8], domain: &str) -> Option<Vec<u8>> {
+    mailbox
+        .eq_ignore_ascii_case(b"postmaster")
+        .then(|| format!("postmaster@{domain}").into_bytes())
+}
+
+impl PathError {
+    /// What is wrong, in words (the SMTP reply says it with a code).
+    pub fn describe(self) -> &'static str {
+        match self {
+            PathError::Syntax => "not an address SMTP can carry (unbalanced <>, text after it)",
+            PathError::BadAddress => "not a mailbox (RFC 5321: local-part@domain)",
+            PathError::NonAscii => "8-bit bytes need SMTPUTF8, which turnmail does not offer",
+        }
+    }
+}
+
 fn skip_spaces(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
     &bytes[start..]
@@ -240,6 +266,22 @@ mod tests {
     fn null_sender_only_for_mail() {
         assert_eq!(mail(" FROM:<>"), Ok(String::new()));
         assert_eq!(rcpt(" TO:<>"), Err(PathError::BadAddress));
+    }
+
+    #[test]
+    fn forward_mailbox_is_what_rcpt_takes() {
+        assert_eq!(
+            forward_mailbox(b"@ext.test:joe@example.com"),
+            Ok(b"joe@example.com".to_vec())
+        );
+        assert_eq!(forward_mailbox(b"Postmaster"), Ok(b"Postmaster".to_vec()));
+        assert_eq!(forward_mailbox(b"joe"), Err(PathError::BadAddress));
+        assert_eq!(forward_mailbox(b"a@b>c"), Err(PathError::Syntax));
+        assert_eq!(
+            qualify_postmaster(b"POSTMASTER", "example.com"),
+            Some(b"postmaster@example.com".to_vec())
+        );
+        assert_eq!(qualify_postmaster(b"postmaster@x", "example.com"), None);
     }
 
     #[test]

@@ -68,7 +68,7 @@
 //! strips CR, LF and other control characters from any text.
 
 mod action;
-mod address;
+pub mod address;
 mod auth;
 mod chunk;
 mod command;

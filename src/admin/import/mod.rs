@@ -19,28 +19,34 @@ pub enum ImportCmd {
     /// Merge a checkpoppasswd (login:hash:owner:home) or vqpop (user:hash, with
     /// --domain) password file into users/poppasswd; hashes are kept as they are.
     Poppasswd {
+        /// The old password file, e.g. /var/qmail/users/poppasswd.
         file: PathBuf,
         /// Domain of vqpop-style lines that hold only user:hash.
         #[arg(long)]
         domain: Option<String>,
+        /// Read and report everything, write nothing.
         #[arg(long)]
         dry_run: bool,
     },
     /// Import vpopmail domains (DIR/domains/DOMAIN/vpasswd, .qmail-* aliases, a
     /// valias text export), keeping the Maildirs where they are.
     Vpopmail {
+        /// vpopmail's home, e.g. /home/vpopmail.
         #[arg(long, value_name = "DIR")]
         from: PathBuf,
         /// valias export as text (`alias@domain -> target` lines); default
         /// DIR/valias.txt when present.
         #[arg(long, value_name = "FILE")]
         valias: Option<PathBuf>,
+        /// Read and report everything, write nothing.
         #[arg(long)]
         dry_run: bool,
     },
     /// Adopt a qmail tree (control files, users/assign, .qmail files, users/poppasswd,
     /// serialmail site directories) in place or into a fresh root.
     Qmail {
+        /// The qmail tree, e.g. /var/qmail (with --root the same directory: adopt it in
+        /// place).
         #[arg(long, value_name = "QMAILROOT")]
         from: PathBuf,
         /// Glob of serialmail site directories, e.g. "/home/serialmail/*".
@@ -49,6 +55,7 @@ pub enum ImportCmd {
         /// crontab(5) schedule for the sites (the old cron line's time fields).
         #[arg(long)]
         schedule: Option<String>,
+        /// Read and report everything, write nothing.
         #[arg(long)]
         dry_run: bool,
     },
