@@ -1053,3 +1053,92 @@ fn import_qmail_in_place_with_serialmail_sites() {
     let cfg2 = std::fs::read_to_string(q.join("turnmail.toml")).unwrap();
     assert_eq!(cfg, cfg2);
 }
+
+/// The way MIGRATING.md goes with the package: an empty root (turnmail setup, whose
+/// turnmail.toml links to the operator's settings file), then `import qmail` into it.
+/// A root that already holds domains is refused; the settings file keeps its comments
+/// and stays the one the link points to.
+#[test]
+fn import_qmail_into_the_empty_root_setup_made() {
+    let t = tempdir();
+    let q = t.path().join("var/qmail");
+    let mu = mail_user();
+    let site = t.path().join("serialmail/acme");
+    put(&site.join("RELAYHOST"), "mail.acme.example:25\n");
+    put(&site.join(".qmail-default"), "./Maildir/\n");
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(site.join("Maildir").join(sub)).unwrap();
+    }
+    put(&q.join("control/me"), "mail.isp.example\n");
+    put(&q.join("control/rcpthosts"), "acme.example\n");
+    put(&q.join("control/virtualdomains"), "acme.example:acme\n");
+    put(
+        &q.join("users/assign"),
+        &format!(
+            "+acme-:{n}:{u}:{g}:{h}:-::\n.\n",
+            n = mu.name,
+            u = mu.uid,
+            g = mu.gid,
+            h = site.display()
+        ),
+    );
+    own(t.path());
+    let etc = t.path().join("etc-turnmail.toml");
+    let mine = format!(
+        "# the operator's settings\nuser = \"{}\"\n\n[log]\n# json for the collector\nformat = \"json\"\n",
+        mu.name
+    );
+    put(&etc, &mine);
+    let root = t.path().join("lib/turnmail");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .args([
+            "setup",
+            "--hostname",
+            "mx.isp.example",
+            "--user",
+            &mu.name,
+            "--config",
+        ])
+        .arg(&etc)
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let glob = format!("{}/*", site.parent().unwrap().display());
+    let out = ok(
+        &root,
+        &[
+            "import",
+            "qmail",
+            "--from",
+            q.to_str().unwrap(),
+            "--sites",
+            &glob,
+        ],
+        None,
+    );
+    assert!(out.contains("site acme"), "{out}");
+    assert_eq!(std::fs::read_link(root.join("turnmail.toml")).unwrap(), etc);
+    let now = std::fs::read_to_string(&etc).unwrap();
+    assert!(now.starts_with("# the operator's settings\n"), "{now}");
+    assert!(now.contains("# json for the collector"), "{now}");
+    let c = turnmail::config::Config::load(&root).unwrap();
+    assert!(c.sites.roots.contains(&glob), "{:?}", c.sites.roots);
+    let list = ok(&root, &["site", "list"], None);
+    assert!(
+        list.contains("acme") && list.contains("acme.example"),
+        "{list}"
+    );
+    // Now that it holds a domain, a second import into it is refused.
+    let o = run(
+        &root,
+        &["import", "qmail", "--from", q.to_str().unwrap()],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("already holds a mail root with domains"),
+        "{}",
+        text(&o)
+    );
+}

@@ -108,6 +108,27 @@ pub fn is_mail_root(root: &Path) -> bool {
     root.join("control").is_dir() || root.join("users").join("assign").is_file()
 }
 
+/// Whether the mail root at `root` holds nothing yet: no domain accepted, no assign
+/// entry, no account, no site (what `turnmail setup` and the package make).
+pub fn is_empty_root(root: &Path) -> bool {
+    let blank = |p: &str, ignore: &[&str]| {
+        std::fs::read_to_string(root.join(p)).is_ok_and(|t| {
+            t.lines()
+                .map(str::trim)
+                .all(|l| l.is_empty() || l.starts_with('#') || ignore.contains(&l))
+        })
+    };
+    let no_entries =
+        |p: &str| std::fs::read_dir(root.join(p)).map_or(true, |mut d| d.next().is_none());
+    blank("control/rcpthosts", &[])
+        && blank("control/virtualdomains", &[])
+        && blank("users/assign", &["."])
+        && std::fs::read_to_string(root.join("users/poppasswd"))
+            .map_or(true, |t| t.trim().is_empty())
+        && no_entries("domains")
+        && no_entries("sites")
+}
+
 /// What `init` and `setup` create at the top of a root.
 pub const ROOT_ENTRIES: [&str; 8] = [
     "turnmail.toml",

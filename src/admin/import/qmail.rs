@@ -332,10 +332,11 @@ pub fn run(
 
     // Write: a fresh root gets the skeleton and copies; in place only what changed.
     if !in_place {
-        if crate::admin::init::is_mail_root(root) {
+        // An empty root (turnmail setup, the package) is there to be filled.
+        if crate::admin::init::is_mail_root(root) && !crate::admin::init::is_empty_root(root) {
             return Err(invalid(format!(
-                "{} already holds a mail root: import into a fresh directory, or pass \
-                 --root {} to adopt the tree in place",
+                "{} already holds a mail root with domains, users or sites: import into a \
+                 fresh or empty one, or pass --root {} to adopt the tree in place",
                 root.display(),
                 from.display()
             )));
@@ -411,7 +412,14 @@ pub fn run(
         } else {
             from.join(glob).display().to_string()
         };
+        // A root whose turnmail.toml links to the operator's (the package's conffile in
+        // /etc/turnmail) has that file edited, not the link replaced.
         let cfg_path = root_c.join("turnmail.toml");
+        let cfg_path = if cfg_path.is_symlink() {
+            cfg_path.canonicalize().map_err(io_at(&cfg_path))?
+        } else {
+            cfg_path
+        };
         let cfg = edit.read_or_empty(&cfg_path)?;
         let new = config_with_sites(
             &cfg,
@@ -511,33 +519,35 @@ fn tree_owner(from: &Path) -> (u32, u32) {
 }
 
 /// turnmail.toml with `glob` added to `[sites] roots` (keeping the default `sites/*`),
-/// and a `user` when none is set.
+/// and a `user` when none is set. An edit of the text, not a rewrite: the operator's
+/// comments and layout stay.
 fn config_with_sites(text: &[u8], glob: &str, user: &str) -> Result<Vec<u8>> {
     let s = std::str::from_utf8(text).map_err(|e| invalid(format!("turnmail.toml: {e}")))?;
-    let mut t: toml::Table = s
+    let mut doc: toml_edit::DocumentMut = s
         .parse()
         .map_err(|e| invalid(format!("turnmail.toml: {e}")))?;
-    if !t.contains_key("user") && user != "root" {
-        t.insert("user".into(), toml::Value::String(user.into()));
+    if !doc.contains_key("user") && user != "root" {
+        // Before any table, where a top-level key must go.
+        doc.insert("user", toml_edit::value(user));
     }
-    let sites = t
+    let sites = doc
         .entry("sites")
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    let Some(sites) = sites.as_table_mut() else {
+        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
+    let Some(sites) = sites.as_table_like_mut() else {
         return Err(invalid("turnmail.toml: [sites] is not a table"));
     };
-    let roots = sites
-        .entry("roots")
-        .or_insert_with(|| toml::Value::Array(vec![toml::Value::String("sites/*".into())]));
+    let roots = sites.entry("roots").or_insert_with(|| {
+        let mut a = toml_edit::Array::new();
+        a.push("sites/*");
+        toml_edit::value(a)
+    });
     let Some(roots) = roots.as_array_mut() else {
         return Err(invalid("turnmail.toml: sites.roots is not a list"));
     };
     if !roots.iter().any(|v| v.as_str() == Some(glob)) {
-        roots.push(toml::Value::String(glob.into()));
+        roots.push(glob);
     }
-    Ok(toml::to_string(&t)
-        .map_err(|e| invalid(e.to_string()))?
-        .into_bytes())
+    Ok(doc.to_string().into_bytes())
 }
 
 #[cfg(test)]
@@ -569,5 +579,22 @@ mod tests {
             vec!["sites/*".to_string(), "/s/*".to_string()]
         );
         assert_eq!(c.user, "mail");
+        // The operator's comments and other settings stay as they were.
+        let mine = "# my host\nuser = \"turnmail\"\n\n[sites]\n# customers\nroots = [\"sites/*\"]  # keep\n\n[log]\nformat = \"json\"\n";
+        let t = String::from_utf8(
+            config_with_sites(mine.as_bytes(), "/home/serialmail/*", "mail").unwrap(),
+        )
+        .unwrap();
+        assert!(t.starts_with("# my host\nuser = \"turnmail\"\n"), "{t}");
+        assert!(
+            t.contains("# customers\n") && t.contains("# keep") && t.contains("format = \"json\""),
+            "{t}"
+        );
+        let c = crate::config::Config::parse(&t).unwrap();
+        assert_eq!(
+            c.sites.roots,
+            vec!["sites/*".to_string(), "/home/serialmail/*".to_string()]
+        );
+        assert_eq!(c.user, "turnmail");
     }
 }
