@@ -130,7 +130,7 @@ impl Walker {
             };
             let spooled = match scan::classify(
                 &md,
-                Format::Site(&site.prefix),
+                Format::Site(&site.prefixes),
                 &site.name,
                 entry,
                 &head,

@@ -7,6 +7,7 @@ pub mod bounce;
 pub mod envelope;
 pub mod queue;
 pub mod resume;
+pub mod routes;
 pub mod scan;
 pub mod settle;
 pub mod site;
