@@ -501,3 +501,65 @@ fn large_messages_stream_through_and_results_keep_only_the_first_lines() {
     assert_eq!(done["lines"].as_array().unwrap().len(), 100);
     assert_eq!(done["lines_omitted"], n + 1 - 100);
 }
+
+/// Write a spool file under a name of qmail-local's kind (no `,S=`/`,W=` sizes).
+fn spooled_unnamed(d: &DemoRoot, rcpt: &str, body: &[u8], n: usize) {
+    let mut bytes =
+        format!("Return-Path: <bob@example.org>\nDelivered-To: site-acme-{rcpt}\n").into_bytes();
+    bytes.extend_from_slice(body);
+    let path = spool(d)
+        .path()
+        .join(format!("new/1700000000.M{n}P4242.qmail.example"));
+    std::fs::write(&path, bytes).unwrap();
+    own(&path);
+    common::set_mtime(&path, SystemTime::now() - Duration::from_secs(5));
+}
+
+#[test]
+fn size_is_declared_as_the_octets_sent_with_crlf() {
+    let d = demo_root();
+    // Named by our delivery (with ,W=), named by qmail-local (counted), and one over
+    // the read-ahead named by qmail-local (its tail counted from the file).
+    let mut long = String::from("Subject: long\n\n");
+    for i in 0..3000 {
+        long.push_str(&format!(
+            ".{i} a line of a message longer than the read-ahead\n"
+        ));
+    }
+    for (pipelining, chunking) in [(true, false), (true, true)] {
+        spooled(
+            &d,
+            "bob@example.org",
+            "named@acme.example",
+            "Subject: w\n\n.dot\nline\n",
+            Duration::ZERO,
+        );
+        spooled_unnamed(
+            &d,
+            "crlf@acme.example",
+            b"Subject: c\r\n\r\nkept\r\nno end",
+            1,
+        );
+        spooled_unnamed(&d, "long@acme.example", long.as_bytes(), 2);
+        let sink = Sink::start(Script {
+            pipelining,
+            chunking,
+            ..Script::default()
+        });
+        let o = flush(&d, &["acme", "--to", &sink.addr.to_string()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+        let got = sink.messages();
+        assert_eq!(got.len(), 3);
+        for m in &got {
+            // The sink's data is what came after 354 (or in BDAT), unstuffed.
+            assert_eq!(
+                m.size,
+                Some(m.data.len() as u64),
+                "{} (chunking={chunking})",
+                m.to
+            );
+        }
+        let long_got = got.iter().find(|m| m.to == "long@acme.example").unwrap();
+        assert!(long_got.data.len() > 128 * 1024);
+    }
+}

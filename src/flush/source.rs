@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -19,7 +20,7 @@ use std::time::SystemTime;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::{FlushContext, log_line};
-use crate::client::{Message, MessageSource};
+use crate::client::{LengthCounter, Message, MessageSource};
 use crate::maildir::{Listing, OpenError, open_message};
 use crate::qmail::quote::quote2;
 use crate::spool::envelope::Format;
@@ -181,6 +182,41 @@ fn read_ahead(path: &std::path::Path) -> Result<(Vec<u8>, Option<File>), OpenErr
     Ok((buf, more.then_some(f)))
 }
 
+/// RFC 1870's SIZE: the octets sent after 354, with CRLF line ends and without
+/// dot-stuffing (exactly the BDAT octets). A `,W=` name gives the whole file's CRLF
+/// size, of which the two envelope lines take their length plus one each; a `W=`
+/// that cannot be this file's is ignored. Otherwise the body is counted: the part
+/// read ahead in memory, and the rest of a longer file read once more by position
+/// (the send goes on from where the read-ahead stopped). None (no SIZE=) when that
+/// read fails; the send reports the trouble.
+fn wire_size(s: &Spooled, body: &SpoolBody) -> Option<u64> {
+    let on_disk = s.entry.size.saturating_sub(s.envelope.body_offset as u64);
+    if let Some(w) = s.entry.crlf_size_hint()
+        && let Some(body_w) = w.checked_sub(s.envelope.body_offset as u64 + 2)
+        && (on_disk..=on_disk.saturating_mul(2).saturating_add(2)).contains(&body_w)
+    {
+        return Some(body_w);
+    }
+    let mut count = LengthCounter::default();
+    count.feed(&body.head[body.pos.min(body.head.len())..]);
+    if let Some(f) = &body.rest {
+        let mut buf = vec![0u8; PREFETCH];
+        let mut at = body.head.len() as u64;
+        loop {
+            match f.read_at(&mut buf, at) {
+                Ok(0) => break,
+                Ok(n) => {
+                    count.feed(&buf[..n]);
+                    at += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+    }
+    Some(count.finish())
+}
+
 /// A message body: the bytes read ahead from `pos` on, then the rest of the file.
 pub struct SpoolBody {
     head: Vec<u8>,
@@ -293,7 +329,7 @@ impl MessageSource for SpoolSource {
         let msg = Message {
             sender: quote2(&s.envelope.sender),
             recipient: quote2(&s.envelope.recipient),
-            size_hint: Some(s.entry.size.saturating_sub(s.envelope.body_offset as u64)),
+            size_hint: wire_size(&s, &p.body),
             body: p.body,
         };
         let mut t = lock(&self.taken);

@@ -16,6 +16,8 @@ pub struct Received {
     pub to: String,
     /// The message as the client sent it (CRLF), dot-unstuffed for DATA.
     pub data: Vec<u8>,
+    /// The `SIZE=` of its MAIL command, if any.
+    pub size: Option<u64>,
 }
 
 #[derive(Clone, Default)]
@@ -115,6 +117,7 @@ fn session(
     };
     reply(&mut w, "220 sink.example ESMTP")?;
     let (mut from, mut to, mut rcpt_ok) = (String::new(), String::new(), false);
+    let mut size = None;
     let mut chunks = Vec::new();
     loop {
         let mut line = String::new();
@@ -141,6 +144,9 @@ fn session(
             reply(&mut w, "250 ok")?;
         } else if upper.starts_with("MAIL FROM:") {
             from = between(&l);
+            size = l
+                .split_whitespace()
+                .find_map(|p| p.to_ascii_uppercase().strip_prefix("SIZE=")?.parse().ok());
             reply(&mut w, "250 2.1.0 ok")?;
         } else if upper.starts_with("RCPT TO:") {
             to = between(&l);
@@ -174,7 +180,7 @@ fn session(
                 }
                 data.extend_from_slice(&l);
             }
-            finish(&mut w, script, out, &from, &to, data, &reply)?;
+            finish(&mut w, script, out, (&from, &to, size), data, &reply)?;
         } else if upper.starts_with("BDAT ") {
             let mut parts = l.split_whitespace().skip(1);
             let n: usize = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
@@ -187,7 +193,7 @@ fn session(
                 chunks.clear();
             } else if last {
                 let data = std::mem::take(&mut chunks);
-                finish(&mut w, script, out, &from, &to, data, &reply)?;
+                finish(&mut w, script, out, (&from, &to, size), data, &reply)?;
             } else {
                 reply(&mut w, &format!("250 2.0.0 {n} octets"))?;
             }
@@ -204,8 +210,7 @@ fn finish(
     w: &mut TcpStream,
     script: &Script,
     out: &Mutex<Vec<Received>>,
-    from: &str,
-    to: &str,
+    (from, to, size): (&str, &str, Option<u64>),
     data: Vec<u8>,
     reply: &dyn Fn(&mut TcpStream, &str) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
@@ -216,6 +221,7 @@ fn finish(
                 from: from.into(),
                 to: to.into(),
                 data,
+                size,
             });
             reply(w, "250 2.0.0 queued")
         }
