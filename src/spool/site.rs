@@ -70,7 +70,15 @@ pub struct SiteSettings {
     /// Addresses or networks whose SMTP sessions trigger a flush back to them when the
     /// session ends; the word `relayhost` stands for RELAYHOST's addresses.
     pub autoturn: Vec<String>,
+    /// TCP connections a flush opens at once (default 1, at most
+    /// [`MAX_CONNECTIONS`]), fed from one walk of the spool: for a site whose server
+    /// answers each command before it reads the next (no PIPELINING), as Postfix's
+    /// per-destination concurrency does. ODMR's turned connection is always one.
+    pub connections: Option<usize>,
 }
+
+/// The most connections a site may ask one flush for.
+pub const MAX_CONNECTIONS: usize = 32;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -185,6 +193,14 @@ impl Site {
             .or(self.settings.port)
             .unwrap_or(25);
         std::net::SocketAddr::new(ip, port).to_string()
+    }
+
+    /// TCP connections a flush opens at most (site.toml `connections`, default 1).
+    pub fn connections(&self) -> usize {
+        self.settings
+            .connections
+            .unwrap_or(1)
+            .clamp(1, MAX_CONNECTIONS)
     }
 
     /// The account (a poppasswd login) may ask for this site's mail: it is listed in
@@ -363,6 +379,13 @@ fn load_site(dir: &Path, routes: &Routes) -> Result<Site, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(format!("RELAYHOST: {e}")),
     };
+    if let Some(n) = settings.connections
+        && !(1..=MAX_CONNECTIONS).contains(&n)
+    {
+        return Err(format!(
+            "site.toml: connections = {n}: between 1 and {MAX_CONNECTIONS}"
+        ));
+    }
     let prefixes = match &settings.prefix {
         Some(p) => vec![p.as_bytes().to_vec()],
         None => routes.prefixes(dir),
