@@ -73,7 +73,6 @@ TM_VERSION=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo "?")
 if [ -n "$(cd "$REPO" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
     TM_VERSION="$TM_VERSION+dirty"
 fi
-MAIL_IDS="$(id -u mail):$(id -g mail)"
 
 # --- cleanup: sinks, the forwarder and our namespaces go, even on failure -----------------
 NSA=tmflush$$a
@@ -251,7 +250,9 @@ measure() {
     mkdir -p "$(dirname "$dir")"
     "$TURNMAIL" init "$dir" >>"$LOG" 2>&1 || die "turnmail init failed"
     local md=$dir/sites/acme/Maildir
-    python3 "$TOOLS" spool "$md" "$n" --size "$SIZE" --owner "$MAIL_IDS" || die "filling the spool failed"
+    # The spool belongs to the mail user init chose (turnmail, else mail).
+    python3 "$TOOLS" spool "$md" "$n" --size "$SIZE" --owner "$(stat -c %u:%g "$md")" ||
+        die "filling the spool failed"
     local conns=1 sinkcase=$case
     if [[ "$case" =~ ^(pipelining|neither)-c([0-9]+)$ ]]; then
         sinkcase=${BASH_REMATCH[1]}
