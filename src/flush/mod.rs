@@ -5,6 +5,11 @@
 //! settled the moment its reply arrives (unlinked on 2xx, bounced on 5xx, kept
 //! otherwise), so a crash mid-flush can only repeat the message in flight.
 //!
+//! A site with `connections = N` in site.toml is flushed over up to N TCP connections
+//! at once under the one lock, all fed from one walk of the spool (`cursor`), each
+//! connection's replies settling its own messages (`conn`): a site without PIPELINING
+//! otherwise waits a round trip per command.
+//!
 //! ODMR's turned connection carries several sites in one session
 //! ([`flush_sites_with`]): each stays locked until the session ends, and each message
 //! is settled in its own site's spool under its site's rules.

@@ -6,6 +6,7 @@
 pub mod bounce;
 pub mod envelope;
 pub mod queue;
+pub mod relayhost;
 pub mod resume;
 pub mod routes;
 pub mod scan;
