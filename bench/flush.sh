@@ -2,6 +2,9 @@
 # Site flush: `turnmail flush` of a site spool against sinks offering CHUNKING+PIPELINING,
 # PIPELINING only, or neither, and a plain one-transaction-at-a-time client (Python's
 # smtplib), on loopback and across emulated links of 50 ms and 300 ms round-trip time.
+# Against the PIPELINING-only and the neither sink the same spool size is also flushed
+# over FLUSH_CONNS parallel connections (site.toml `connections`), right after the
+# single-connection flush of the same run (cases pipelining-cN, neither-cN).
 #
 # Called by bench/run, which sets (all have defaults for running this file alone as root):
 #   BENCH_WORK     scratch directory (fresh dirs per run; nothing deleted until the end)
@@ -13,7 +16,9 @@
 #   FLUSH_BUDGET   seconds a link-bound case may take (30): on a link, cases that need
 #                  round trips per message flush fewer messages (see n_for below)
 #   FLUSH_NMIN     the fewest messages a case flushes (30)
-#   FLUSH_MEM_NS   spool sizes for the memory-flatness check ("500 2000 10000")
+#   FLUSH_MEM_NS   spool sizes for the memory-flatness check ("500 2000 10000"), flushed
+#                  with CHUNKING over one connection and without PIPELINING over FLUSH_CONNS
+#   FLUSH_CONNS    connections of the parallel cases (4; 1 leaves them out)
 #   FLUSH_SINK_CHECK=1  also flush to our own sink with PIPELINING only and with neither on
 #                  loopback, to show that the sink (smtp-sink or ours) does not set the pace
 #   FLUSH_QUIET_EACH=1  wait for a quiet machine before every measurement (else once per link)
@@ -37,6 +42,7 @@ FLUSH_RTTS=${FLUSH_RTTS:-"0 50 300"}
 FLUSH_BUDGET=${FLUSH_BUDGET:-30}
 FLUSH_NMIN=${FLUSH_NMIN:-30}
 FLUSH_MEM_NS=${FLUSH_MEM_NS-"500 2000 10000"}
+FLUSH_CONNS=${FLUSH_CONNS:-4}
 FLUSH_SINK_CHECK=${FLUSH_SINK_CHECK:-1}
 FLUSH_QUIET_EACH=${FLUSH_QUIET_EACH:-1}
 QUIET_STEP=${QUIET_STEP:-60}
@@ -67,7 +73,6 @@ TM_VERSION=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo "?")
 if [ -n "$(cd "$REPO" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
     TM_VERSION="$TM_VERSION+dirty"
 fi
-MAIL_IDS="$(id -u mail):$(id -g mail)"
 
 # --- cleanup: sinks, the forwarder and our namespaces go, even on failure -----------------
 NSA=tmflush$$a
@@ -232,7 +237,7 @@ n_for() { # RTT_MS ROUND_TRIPS_PER_MESSAGE
 # --- one measurement ----------------------------------------------------------------------
 PORT=25300
 # measure RTT RUN CASE N ROLE: CASE is chunking, pipelining, neither, plain,
-# own-pipelining or own-neither
+# own-pipelining or own-neither; pipelining-cK and neither-cK flush over K connections
 measure() {
     local rtt=$1 run=$2 case=$3 n=$4 role=$5
     local where=local host=127.0.0.1 ns=()
@@ -245,11 +250,19 @@ measure() {
     mkdir -p "$(dirname "$dir")"
     "$TURNMAIL" init "$dir" >>"$LOG" 2>&1 || die "turnmail init failed"
     local md=$dir/sites/acme/Maildir
-    python3 "$TOOLS" spool "$md" "$n" --size "$SIZE" --owner "$MAIL_IDS" || die "filling the spool failed"
+    # The spool belongs to the mail user init chose (turnmail, else mail).
+    python3 "$TOOLS" spool "$md" "$n" --size "$SIZE" --owner "$(stat -c %u:%g "$md")" ||
+        die "filling the spool failed"
+    local conns=1 sinkcase=$case
+    if [[ "$case" =~ ^(pipelining|neither)-c([0-9]+)$ ]]; then
+        sinkcase=${BASH_REMATCH[1]}
+        conns=${BASH_REMATCH[2]}
+        echo "connections = $conns" >>"$dir/sites/acme/site.toml"
+    fi
     PORT=$((PORT + 1))
     while ss -Htln "sport = :$PORT" | grep -q .; do PORT=$((PORT + 1)); done # taken by others
     local sink
-    case $case in
+    case $sinkcase in
     chunking)
         start_sink "$where" "$PORT" own --pipelining --chunking
         sink="own sink (CHUNKING+PIPELINING)"
@@ -294,6 +307,7 @@ measure() {
         secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$out")
         out="$out msg_per_s=$(awk -v n="$n" -v s="$secs" 'BEGIN {printf "%.1f", n / s}')"
         system="turnmail $TM_VERSION"
+        [ "$conns" = 1 ] || system="$system; $conns connections"
     fi
     local left
     left=$(find "$md/new" "$md/cur" -type f | wc -l)
@@ -317,7 +331,13 @@ for rtt in $FLUSH_RTTS; do
         say "${rtt} ms, run $r"
         measure "$rtt" "$r" chunking "$(n_for "$rtt" 0)" turnmail
         measure "$rtt" "$r" pipelining "$(n_for "$rtt" 1)" turnmail
+        if [ "$FLUSH_CONNS" -gt 1 ]; then
+            measure "$rtt" "$r" "pipelining-c$FLUSH_CONNS" "$(n_for "$rtt" 1)" turnmail
+        fi
         measure "$rtt" "$r" neither "$(n_for "$rtt" 4)" turnmail
+        if [ "$FLUSH_CONNS" -gt 1 ]; then
+            measure "$rtt" "$r" "neither-c$FLUSH_CONNS" "$(n_for "$rtt" 4)" turnmail
+        fi
         measure "$rtt" "$r" plain "$(n_for "$rtt" 4)" peer
         if [ "$rtt" = 0 ] && [ "$FLUSH_SINK_CHECK" = 1 ]; then
             measure 0 "$r" own-pipelining "$N" sink-check
@@ -331,4 +351,5 @@ if [ -n "$FLUSH_MEM_NS" ]; then say "memory flatness (turnmail flush, n in $FLUS
 for n in $FLUSH_MEM_NS; do
     if [ "$n" = "$N" ] && [[ " $FLUSH_RTTS " == *" 0 "* ]]; then continue; fi # measured already
     measure 0 mem chunking "$n" turnmail-mem
+    if [ "$FLUSH_CONNS" -gt 1 ]; then measure 0 mem "neither-c$FLUSH_CONNS" "$n" turnmail-mem; fi
 done

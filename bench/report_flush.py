@@ -4,11 +4,13 @@ The flush workload has two dimensions, the link (loopback, 50 ms, 300 ms round t
 the sink offers (CHUNKING+PIPELINING, PIPELINING only, neither), plus a plain
 one-transaction-at-a-time client per link, so its rows are named
 `site-flush:LINK:CASE` (LINK = loopback or <RTT>ms; CASE = chunking, pipelining, neither,
-plain, own-pipelining, own-neither, or link for the link's measured round trip) and get the
-tables here instead of report.py's one-row-per-workload ones. Also writes the plot
+plain, own-pipelining, own-neither, pipelining-cK and neither-cK for the same flushes over K
+parallel connections, or link for the link's measured round trip) and get the tables here
+instead of report.py's one-row-per-workload ones. Also writes the plot
 results/flush-rtt.svg (throughput against round-trip time), in plain SVG.
 """
 import os
+import re
 from report_numbers import median, num
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -27,6 +29,10 @@ ROUND_TRIPS = {"pipelining": 1, "neither": 4}
 # Targets of the site flush, by link: absolute msg/s where set.
 LOOPBACK_MIN = 5000
 AT_50MS_MIN = {"chunking": 500, "pipelining": 18}
+# Parallel connections against a sink without PIPELINING: at least this many times the
+# single connection's rate of the same run, by link (RTT in ms).
+PARALLEL_MIN = {0: 1.8, 50: 3.5}
+PARALLEL = re.compile(r"^(pipelining|neither)-c(\d+)$")
 
 
 def fmt(x, digits=0):
@@ -77,11 +83,29 @@ class Data:
         v = median(num(r["value"]) for r in self.pick(link, "link"))
         return (v if v else rtt_ms(link)) / 1000
 
-    def paired_ratio(self, link, case):
+    def paired_ratio(self, link, case, base="plain"):
         tm = {r["run"]: num(r["value"]) for r in self.main_rows(link, case)}
-        pl = {r["run"]: num(r["value"]) for r in self.main_rows(link, "plain")}
+        pl = {r["run"]: num(r["value"]) for r in self.main_rows(link, base)}
         rs = [tm[k] / pl[k] for k in tm if tm.get(k) and pl.get(k)]
         return rs
+
+    def parallel_cases(self):
+        """(case, single-connection case, connections) of the parallel flushes measured."""
+        cases = {split(r["workload"])[1] for r in self.rows if r["role"] == "turnmail"}
+        found = [(c, PARALLEL.match(c)) for c in cases if c and PARALLEL.match(c)]
+        return sorted((c, m.group(1), int(m.group(2))) for c, m in found)
+
+
+def parallel_verdict(d, link, case, single):
+    """The parallel flush against the single connection of the same runs."""
+    pr = d.paired_ratio(link, case, single)
+    if not pr:
+        return None, "–"
+    r = median(pr)
+    want = PARALLEL_MIN.get(rtt_ms(link)) if single == "neither" else None
+    if want is None:
+        return r, "–"
+    return r, f"≥{want}x one connection: {'met' if r >= want else '**not met**'}"
 
 
 def verdicts(d, link, case):
@@ -135,6 +159,20 @@ def summary_rows(rows):
                 f"| Site flush, {link_name(link)}, sink offering {cname}: 4 KiB, one connection "
                 f"| {n} | {fmt(v)} msg/s | {peer} | {ratio} | {ceil} | {pct} | {fmt_rss(rss)} "
                 f"| {verdicts(d, link, case)} |"
+            )
+        for case, single, k in d.parallel_cases():
+            g = d.main_rows(link, case)
+            if not g:
+                continue
+            v = d.value(link, case)
+            r, verdict = parallel_verdict(d, link, case, single)
+            ns = "/".join(sorted({x["n"] for x in g}, key=num))
+            rss = max((num(x["peak_rss_kb"]) or 0 for x in g), default=0) or None
+            cname = dict(CAPS)[single]
+            out.append(
+                f"| Site flush, {link_name(link)}, sink offering {cname}: 4 KiB, {k} connections "
+                f"| {ns} | {fmt(v)} msg/s | one connection, same runs: {fmt(d.value(link, single))} msg/s "
+                f"| {f'{r:.2f}x' if r else '–'} (paired by run) | – | – | {fmt_rss(rss)} | {verdict} |"
             )
     return out
 
@@ -210,11 +248,31 @@ def details(rows, results):
             cells.append(c)
         out.append(f"| {cname} | " + " | ".join(cells) + " |")
     out.append("")
+    par = d.parallel_cases()
+    if par:
+        out += ["Parallel connections (site.toml `connections`): the same spool size flushed over "
+                "one connection and over K, in the same run, one after the other (msg/s, medians; "
+                "ratio paired by run):", "", head, "|" + " --- |" * (len(d.links) + 1)]
+        for case, single, k in par:
+            cname = dict(CAPS)[single]
+            out.append(f"| {cname}, 1 connection | " + " | ".join(cell(d, l, single) for l in d.links) + " |")
+            out.append(f"| {cname}, {k} connections | " + " | ".join(cell(d, l, case) for l in d.links) + " |")
+            cells = []
+            for l in d.links:
+                r, _ = parallel_verdict(d, l, case, single)
+                cells.append(f"{r:.2f}x" if r else "–")
+            out.append(f"| {cname}, {k} / 1 | " + " | ".join(cells) + " |")
+        out.append("")
     out += ["Targets:", ""]
     for l in d.links:
         for case, cname in CAPS:
             if d.main_rows(l, case):
                 out.append(f"- {link_name(l)}, {cname}: {verdicts(d, l, case)}")
+        for case, single, k in par:
+            if d.main_rows(l, case):
+                r, verdict = parallel_verdict(d, l, case, single)
+                if verdict != "–":
+                    out.append(f"- {link_name(l)}, {dict(CAPS)[single]}, {k} connections: {verdict} ({r:.2f}x)")
     out.append("")
 
     svg = plot(d, results)
@@ -268,10 +326,14 @@ def details(rows, results):
             )
     out.append("")
 
-    mem = [r for r in rows if r["role"] in ("turnmail", "turnmail-mem")
-           and split(r["workload"]) == ("loopback", "chunking") and num(r["peak_rss_kb"])]
-    if mem:
-        out += ["Peak RSS of the turnmail flush process by spool size (loopback, CHUNKING sink; "
+    mem_cases = [("chunking", "CHUNKING sink, one connection")] + [
+        (c, f"sink without PIPELINING, {k} connections") for c, single, k in par if single == "neither"]
+    for case, what in mem_cases:
+        mem = [r for r in rows if r["role"] in ("turnmail", "turnmail-mem")
+               and split(r["workload"]) == ("loopback", case) and num(r["peak_rss_kb"])]
+        if not mem:
+            continue
+        out += [f"Peak RSS of the turnmail flush process by spool size (loopback, {what}; "
                 "GNU time's maximum resident set size):", "",
                 "| messages in the spool | runs | peak RSS (max over runs) | min over runs |",
                 "| --- | --- | --- | --- |"]

@@ -95,7 +95,7 @@ pub fn check(root: &Path) -> Result<Vec<Finding>, Unusable> {
     check_poppasswd(&paths, &mut out);
     check_readers(root, &paths, &config, &mut out);
     check_secret_lines(&paths, &mut out);
-    check_sites(root, &mut out);
+    check_sites(root, &config, &mut out);
     Ok(out.findings)
 }
 
@@ -476,17 +476,31 @@ fn check_poppasswd(paths: &Paths, out: &mut Out) {
     }
 }
 
-fn check_sites(root: &Path, out: &mut Out) {
-    let Ok(dir) = std::fs::read_dir(root.join("sites")) else {
-        return;
-    };
-    let mut sites: Vec<PathBuf> = dir
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    sites.sort();
-    for s in sites {
+/// Site directories: those under `ROOT/sites/` and every site `[sites] roots` finds.
+fn check_sites(root: &Path, config: &Config, out: &mut Out) {
+    let found = crate::spool::site::discover(root, &config.sites.roots);
+    for p in &found.problems {
+        out.add(
+            &root.join("turnmail.toml"),
+            None,
+            format!("[sites] roots: {p}"),
+        );
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("sites"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    for s in &found.sites {
+        if !dirs.contains(&s.dir) {
+            dirs.push(s.dir.clone());
+        }
+    }
+    dirs.sort();
+    for s in dirs {
         if !s.join("RELAYHOST").is_file() {
             out.add(
                 &s,
@@ -499,6 +513,20 @@ fn check_sites(root: &Path, out: &mut Out) {
                 &s,
                 None,
                 "site directory without Maildir/: mail for it is deferred",
+            );
+        }
+        if let Some(site) = found.sites.iter().find(|x| x.dir == s)
+            && site.domains.is_empty()
+        {
+            out.add(
+                &s,
+                None,
+                format!(
+                    "no domain reaches site {}: no control/virtualdomains line leads here \
+                     through users/assign and site.toml lists none, so it receives no mail \
+                     and ETRN and ODMR cannot name it by domain",
+                    site.name
+                ),
             );
         }
     }

@@ -450,6 +450,18 @@ fn sites_add_list_del_and_status() {
         "{human}"
     );
 
+    // A site no domain reaches: said when it is added, and by check.
+    let out = ok(r, &["site", "add", "gamma", "--relayhost", "h"], None);
+    assert!(out.contains("no domain reaches site gamma"), "{out}");
+    let o = run(r, &["check"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("no domain reaches site gamma"),
+        "{}",
+        text(&o)
+    );
+    ok(r, &["site", "del", "gamma", "--purge"], None);
+
     ok(r, &["site", "del", "beta"], None);
     assert!(!dir.exists());
     let kept = files_in(&r.join(".deleted/sites"));

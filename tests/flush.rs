@@ -5,66 +5,12 @@
 mod common;
 
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Output};
-use std::time::{Duration, SystemTime};
+use std::process::Command;
+use std::time::Duration;
 
+use common::demo_root;
 use common::sink::{Script, Sink};
-use common::{DemoRoot, demo_root};
-use turnmail::maildir::Maildir;
-
-fn flush(d: &DemoRoot, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_turnmail"))
-        .arg("--root")
-        .arg(&d.root)
-        .arg("flush")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn spool(d: &DemoRoot) -> Maildir {
-    Maildir::new(d.root.join("sites/acme/Maildir"))
-}
-
-/// Files in a mail root belong to its mail user (the flush runs as that user).
-fn own(path: &std::path::Path) {
-    if nix::unistd::Uid::effective().is_root() {
-        let mu = common::mail_user();
-        std::os::unix::fs::chown(path, Some(mu.uid), Some(mu.gid)).unwrap();
-    }
-}
-
-/// Put a message into the site's spool exactly as qmail-local would, dated `age` ago.
-fn spooled(d: &DemoRoot, sender: &str, rcpt: &str, body: &str, age: Duration) {
-    let head = format!("Return-Path: <{sender}>\nDelivered-To: site-acme-{rcpt}\n");
-    let got = spool(d)
-        .deliver(&[head.as_bytes(), body.as_bytes()])
-        .unwrap();
-    own(&got.path);
-    let t = SystemTime::now() - age - Duration::from_secs(2);
-    common::set_mtime(&got.path, t);
-}
-
-fn left(d: &DemoRoot) -> usize {
-    spool(d)
-        .scan(SystemTime::now() + Duration::from_secs(5))
-        .unwrap()
-        .len()
-}
-
-fn queue_files(d: &DemoRoot) -> Vec<String> {
-    std::fs::read_dir(d.root.join("queue/new"))
-        .map(|r| {
-            r.flatten()
-                .map(|e| String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
-}
+use common::spool::*;
 
 #[test]
 fn every_capability_mix_delivers_every_message() {
@@ -323,117 +269,11 @@ x
     );
 }
 
-/// One crash round: a flush of `n` messages killed with SIGKILL after the site has
-/// taken a random number of them (and a random moment more); then an audit of the
-/// spool, and a second flush that must deliver the rest.
-fn flush_crash_round(rng: &mut common::Rng, round: usize) {
-    let d = demo_root();
-    let sink = Sink::start(Script {
-        pipelining: true,
-        chunking: false,
-        delay: Duration::from_millis(5),
-        ..Script::default()
-    });
-    let n = 60;
-    let body = |i: usize| format!("Subject: {i}\n\n{}\nEND {i}\n", "x".repeat(2000));
-    for i in 0..n {
-        spooled(
-            &d,
-            "bob@example.org",
-            &format!("m{i}@acme.example"),
-            &body(i),
-            Duration::ZERO,
-        );
-    }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_turnmail"))
-        .arg("--root")
-        .arg(&d.root)
-        .args(["flush", "acme", "--to", &sink.addr.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let kill_at = rng.range(0, n as u64 * 9 / 10) as usize;
-    let start = std::time::Instant::now();
-    while sink.messages().len() < kill_at && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    std::thread::sleep(Duration::from_micros(rng.range(0, 20_000)));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let first = sink.messages().len();
-    assert!(
-        first < n,
-        "round {round}: the flush should have been cut short"
-    );
-    // Audit: what is left in the spool is whole, and nothing is neither here nor there.
-    let mut remaining = std::collections::HashSet::new();
-    let md = d.root.join("sites/acme/Maildir");
-    for sub in ["new", "cur"] {
-        for e in std::fs::read_dir(md.join(sub)).unwrap() {
-            let f = std::fs::read_to_string(e.unwrap().path()).unwrap();
-            let to = f
-                .lines()
-                .find_map(|l| l.strip_prefix("Delivered-To: site-acme-"))
-                .unwrap_or_else(|| panic!("round {round}: not a spool file: {f:.200}"))
-                .to_string();
-            let i: usize = to
-                .strip_prefix('m')
-                .and_then(|t| t.strip_suffix("@acme.example"))
-                .and_then(|t| t.parse().ok())
-                .unwrap();
-            assert!(
-                f.ends_with(&body(i)),
-                "round {round}: partial spool file {to}"
-            );
-            assert!(
-                remaining.insert(to.clone()),
-                "round {round}: {to} twice in the spool"
-            );
-        }
-    }
-    assert!(
-        std::fs::read_dir(md.join("tmp")).unwrap().count() == 0,
-        "round {round}: litter in tmp/"
-    );
-    let taken: std::collections::HashSet<String> =
-        sink.messages().into_iter().map(|m| m.to).collect();
-    for i in 0..n {
-        let to = format!("m{i}@acme.example");
-        assert!(
-            remaining.contains(&to) || taken.contains(&to),
-            "round {round}: {to} lost"
-        );
-    }
-    // Flush the rest; every message must now be at the site, at most one twice.
-    let o = flush(&d, &["acme", "--to", &sink.addr.to_string()]);
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    assert_eq!(left(&d), 0);
-    let mut counts = std::collections::HashMap::new();
-    for m in sink.messages() {
-        let i: usize = m.to[1..m.to.find('@').unwrap()].parse().unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&m.data),
-            body(i).replace('\n', "\r\n"),
-            "round {round}: {} arrived damaged",
-            m.to
-        );
-        *counts.entry(m.to).or_insert(0) += 1;
-    }
-    assert_eq!(counts.len(), n, "round {round}: every message arrived");
-    let dups = counts.values().filter(|&&c| c > 1).count();
-    assert!(
-        counts.values().all(|&c| c <= 2) && dups <= 1,
-        "round {round}: {dups} duplicates"
-    );
-    eprintln!("round {round}: killed after {first} of {n} taken; {dups} repeated");
-}
-
 #[test]
 fn kill_9_during_a_flush_loses_nothing_and_repeats_at_most_one() {
     let mut rng = common::Rng::new("flush crash rounds");
     for round in 0..common::crash_rounds() {
-        flush_crash_round(&mut rng, round);
+        crash_round(&mut rng, round, 1);
     }
 }
 
@@ -500,4 +340,53 @@ fn large_messages_stream_through_and_results_keep_only_the_first_lines() {
     assert_eq!(done["delivered"], n + 1);
     assert_eq!(done["lines"].as_array().unwrap().len(), 100);
     assert_eq!(done["lines_omitted"], n + 1 - 100);
+}
+
+#[test]
+fn size_is_declared_as_the_octets_sent_with_crlf() {
+    let d = demo_root();
+    // Named by our delivery (with ,W=), named by qmail-local (counted), and one over
+    // the read-ahead named by qmail-local (its tail counted from the file).
+    let mut long = String::from("Subject: long\n\n");
+    for i in 0..3000 {
+        long.push_str(&format!(
+            ".{i} a line of a message longer than the read-ahead\n"
+        ));
+    }
+    for (pipelining, chunking) in [(true, false), (true, true)] {
+        spooled(
+            &d,
+            "bob@example.org",
+            "named@acme.example",
+            "Subject: w\n\n.dot\nline\n",
+            Duration::ZERO,
+        );
+        spooled_unnamed(
+            &d,
+            "crlf@acme.example",
+            b"Subject: c\r\n\r\nkept\r\nno end",
+            1,
+        );
+        spooled_unnamed(&d, "long@acme.example", long.as_bytes(), 2);
+        let sink = Sink::start(Script {
+            pipelining,
+            chunking,
+            ..Script::default()
+        });
+        let o = flush(&d, &["acme", "--to", &sink.addr.to_string()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+        let got = sink.messages();
+        assert_eq!(got.len(), 3);
+        for m in &got {
+            // The sink's data is what came after 354 (or in BDAT), unstuffed.
+            assert_eq!(
+                m.size,
+                Some(m.data.len() as u64),
+                "{} (chunking={chunking})",
+                m.to
+            );
+        }
+        let long_got = got.iter().find(|m| m.to == "long@acme.example").unwrap();
+        assert!(long_got.data.len() > 128 * 1024);
+    }
 }

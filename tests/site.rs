@@ -15,7 +15,7 @@ fn demo_site_is_discovered_with_its_prefix() {
     let found = site::discover(&d.root, &["sites/*".to_string()]);
     assert!(found.problems.is_empty(), "{:?}", found.problems);
     let s = found.get("acme").unwrap();
-    assert_eq!(s.prefix, b"site-acme-");
+    assert_eq!(s.prefixes, [b"site-acme-"]);
     assert_eq!(s.target().as_deref(), Some("127.0.0.1:2626"));
     assert_eq!(s.settings.domains, vec!["acme.example".to_string()]);
     // A directory without an assign line or prefix is reported, not guessed.
@@ -36,8 +36,8 @@ fn demo_site_is_discovered_with_its_prefix() {
         site::discover(&d.root, &["sites/*".to_string()])
             .get("odd")
             .unwrap()
-            .prefix,
-        b"odd-"
+            .prefixes,
+        [b"odd-"]
     );
 }
 

@@ -85,11 +85,11 @@ pub fn run(root: &Path, cmd: QueueCmd) -> Result<()> {
     }
 }
 
-/// One spool: where it is, its Delivered-To prefix, and the lock its sender takes.
+/// One spool: where it is, its Delivered-To prefixes, and the lock its sender takes.
 pub struct Spool {
     pub name: String,
     pub maildir: Maildir,
-    pub prefix: Vec<u8>,
+    pub prefixes: Vec<Vec<u8>>,
     lock: PathBuf,
     /// The outbound queue (whose files may start with a resume line).
     queue: bool,
@@ -100,7 +100,7 @@ impl Spool {
         if self.queue {
             envelope::Format::Queue
         } else {
-            envelope::Format::Site(&self.prefix)
+            envelope::Format::Site(&self.prefixes)
         }
     }
 }
@@ -113,7 +113,7 @@ pub fn open(root: &Path, site: Option<&str>) -> Result<Spool> {
             Ok(Spool {
                 name: "queue".into(),
                 maildir: q.maildir().clone(),
-                prefix: Vec::new(),
+                prefixes: Vec::new(),
                 lock: q.path().join(".lock"),
                 queue: true,
             })
@@ -131,7 +131,7 @@ pub fn open(root: &Path, site: Option<&str>) -> Result<Spool> {
             Ok(Spool {
                 name: format!("site {}", s.name),
                 maildir: s.maildir(),
-                prefix: s.prefix.clone(),
+                prefixes: s.prefixes.clone(),
                 lock: s.relayhost_path(),
                 queue: false,
             })

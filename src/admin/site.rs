@@ -20,6 +20,7 @@ use crate::spool::site::SiteSettings;
 pub enum SiteCmd {
     /// Add a site whose mail is held and flushed to its relay host.
     Add {
+        /// The site's name: its directory under ROOT/sites/ (letters, digits, - . _).
         site: String,
         /// Where to flush: HOST[:PORT].
         #[arg(long, value_name = "HOST[:PORT]")]
@@ -33,12 +34,15 @@ pub enum SiteCmd {
     },
     /// Remove a site; its spool goes to ROOT/.deleted/sites/ unless --purge.
     Del {
+        /// The site's name.
         site: String,
+        /// Delete its spool (and the mail in it) instead of keeping it in ROOT/.deleted/.
         #[arg(long)]
         purge: bool,
     },
     /// List sites with their queue and last flush.
     List {
+        /// Print JSON (one object per site; field names as in `status --json`).
         #[arg(long)]
         json: bool,
     },
@@ -144,6 +148,14 @@ pub fn add(
             .map(|s| format!(", schedule {s:?}"))
             .unwrap_or_default()
     );
+    if domains.is_empty() {
+        // Such a site holds nothing, and ETRN and ODMR name sites by domain.
+        println!(
+            "note: no domain reaches site {name} yet: it receives no mail until a \
+             control/virtualdomains line DOMAIN:{prefix} routes one here (and DOMAIN is in \
+             rcpthosts); `turnmail site add` with --domain does both"
+        );
+    }
     Ok(())
 }
 
@@ -223,20 +235,10 @@ pub struct SiteRow {
 pub fn rows(root: &Path) -> Result<(Vec<SiteRow>, Vec<String>)> {
     let config = crate::config::Config::load(root)?;
     let found = crate::spool::site::discover(root, &config.sites.roots);
-    let vd = std::fs::read(root.join("control/virtualdomains")).unwrap_or_default();
-    let vds = layout::virtualdomains(&vd);
     let now = SystemTime::now();
     let status_dir = root.join("run/sites");
     let mut out = Vec::new();
     for s in &found.sites {
-        let prefix = String::from_utf8_lossy(&s.prefix);
-        let prefix = prefix.trim_end_matches('-');
-        let mut domains = s.settings.domains.clone();
-        for (_, k, p) in &vds {
-            if p.eq_ignore_ascii_case(prefix) && !domains.contains(k) {
-                domains.push(k.clone());
-            }
-        }
         let (queued, oldest) = layout::spool_usage(&s.dir.join("Maildir"));
         let status = crate::flush::status::read(&status_dir, &s.name);
         let schedule = s.settings.schedule.clone();
@@ -255,7 +257,7 @@ pub fn rows(root: &Path) -> Result<(Vec<SiteRow>, Vec<String>)> {
                 Some(p) => format!("{}:{p}", r.host),
                 None => r.host.clone(),
             }),
-            domains,
+            domains: s.domains.clone(),
             schedule,
             effective_schedule,
             queued,

@@ -49,7 +49,7 @@ pub async fn after_session(shared: &Arc<Shared>, peer: SocketAddr) {
             let started = shared
                 .flusher
                 .trigger(s.clone(), Some(to.clone()), "autoturn");
-            tracing::info!(target: "flush", site = %s.name, client = %peer, started, "autoturn to {to}");
+            tracing::info!(target: "flush", site = %s.name, domains = %s.domains.join(","), client = %peer, started, "autoturn to {to}");
         }
     }
 }

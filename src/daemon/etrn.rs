@@ -44,21 +44,6 @@ impl Target {
         ok(inner).then_some(t)
     }
 
-    fn matches(&self, site: &Site) -> bool {
-        match self {
-            Target::Site(name) => site.name == *name,
-            Target::Node(d) => site
-                .settings
-                .domains
-                .iter()
-                .any(|x| x.eq_ignore_ascii_case(d)),
-            Target::Subdomains(d) => site.settings.domains.iter().any(|x| {
-                let x = x.to_ascii_lowercase();
-                x == *d || x.ends_with(&format!(".{d}"))
-            }),
-        }
-    }
-
     pub fn text(&self) -> String {
         match self {
             Target::Node(d) => d.clone(),
@@ -68,9 +53,14 @@ impl Target {
     }
 }
 
-/// The sites a request names.
+/// The sites a request names: a node or `@domain` by the site's domains (see
+/// [`Discovery::receiving`]), `#site` by name.
 pub fn sites<'a>(d: &'a Discovery, t: &Target) -> Vec<&'a Site> {
-    d.sites.iter().filter(|s| t.matches(s)).collect()
+    match t {
+        Target::Site(name) => d.get(name).into_iter().collect(),
+        Target::Node(domain) => d.receiving(domain),
+        Target::Subdomains(domain) => d.receiving_under(domain),
+    }
 }
 
 /// Why this client (authenticated as `login`, if at all) may not ask for this site's
@@ -174,7 +164,8 @@ mod tests {
             name: name.into(),
             dir: "/nonexistent".into(),
             relayhost: None,
-            prefix: b"p-".to_vec(),
+            prefixes: vec![b"p-".to_vec()],
+            domains: domains.iter().map(|d| d.to_string()).collect(),
             settings: SiteSettings {
                 domains: domains.iter().map(|d| d.to_string()).collect(),
                 etrn,
@@ -194,6 +185,7 @@ mod tests {
             ],
             problems: vec![],
             watch: Default::default(),
+            routes: Default::default(),
         };
         let names = |arg: &[u8]| -> Vec<String> {
             sites(&d, &Target::parse(arg).unwrap())
@@ -209,6 +201,30 @@ mod tests {
         assert_eq!(Target::parse(b"a b"), None);
         assert_eq!(Target::parse(b"@"), None);
         assert_eq!(Target::parse(b"x/../y"), None);
+    }
+
+    #[test]
+    fn a_suffix_entry_names_its_subdomains_unless_a_closer_entry_routes_elsewhere() {
+        let vd = b".wild.example:w\nx.wild.example:elsewhere\n";
+        let d = Discovery {
+            sites: vec![site("wild", &[".wild.example"], EtrnPolicy::Anywhere, &[])],
+            problems: vec![],
+            watch: Default::default(),
+            routes: crate::spool::site::Routes::parse(b"", Some(vd)),
+        };
+        let names = |arg: &[u8]| -> Vec<String> {
+            sites(&d, &Target::parse(arg).unwrap())
+                .iter()
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        assert_eq!(names(b"a.b.wild.example"), vec!["wild"]);
+        assert!(names(b"x.wild.example").is_empty());
+        // The suffix is the subdomains' only: wild.example itself has no entry.
+        assert!(names(b"wild.example").is_empty());
+        assert_eq!(names(b"@wild.example"), vec!["wild"]);
+        assert_eq!(names(b"@example"), vec!["wild"]);
+        assert!(names(b"@ild.example").is_empty());
     }
 
     #[test]

@@ -195,9 +195,10 @@ impl Conn {
         } else {
             let mut chosen = Vec::new();
             for d in domains {
+                let receiving = sites.receiving(&d.to_ascii_lowercase());
                 let Some(s) = entitled
                     .iter()
-                    .find(|s| s.settings.domains.iter().any(|x| x.eq_ignore_ascii_case(d)))
+                    .find(|s| receiving.iter().any(|r| r.name == s.name))
                 else {
                     tracing::info!(target: "odmr", client = %self.peer, login = %login, "ATRN {d}: not entitled");
                     return AtrnVerdict::NotEntitled;

@@ -237,7 +237,8 @@ mod tests {
             name: name.into(),
             dir: std::path::PathBuf::from("/nonexistent").join(name),
             relayhost: None,
-            prefix: b"p-".to_vec(),
+            prefixes: vec![b"p-".to_vec()],
+            domains: Vec::new(),
             settings: SiteSettings {
                 schedule: schedule.map(str::to_string),
                 ..SiteSettings::default()

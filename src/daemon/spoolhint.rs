@@ -116,7 +116,8 @@ mod tests {
             name: "s".into(),
             dir: dir.path().to_path_buf(),
             relayhost: None,
-            prefix: b"p-".to_vec(),
+            prefixes: vec![b"p-".to_vec()],
+            domains: Vec::new(),
             settings: SiteSettings::default(),
         };
         let md = dir.path().join("Maildir");

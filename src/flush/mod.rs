@@ -5,12 +5,19 @@
 //! settled the moment its reply arrives (unlinked on 2xx, bounced on 5xx, kept
 //! otherwise), so a crash mid-flush can only repeat the message in flight.
 //!
+//! A site with `connections = N` in site.toml is flushed over up to N TCP connections
+//! at once under the one lock, all fed from one walk of the spool (`cursor`), each
+//! connection's replies settling its own messages (`conn`): a site without PIPELINING
+//! otherwise waits a round trip per command.
+//!
 //! ODMR's turned connection carries several sites in one session
 //! ([`flush_sites_with`]): each stays locked until the session ends, and each message
 //! is settled in its own site's spool under its site's rules.
 //!
 //! Every trigger (schedule, ETRN, ODMR, AUTOTURN, new mail, the operator) ends here.
 
+mod conn;
+mod cursor;
 mod source;
 pub mod status;
 
@@ -21,12 +28,13 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::client::{self, ClientOptions, Outcome, TlsPolicy};
+use crate::client::{ClientOptions, Outcome, TlsPolicy};
 use crate::deliver::DeliverEnv;
 use crate::spool::scan::Spooled;
-use crate::spool::settle::{self, Attempt, Settled};
+use crate::spool::settle::{Attempt, Settled};
 use crate::spool::site::{self, Site};
-use source::{SpoolSource, Taken, Walked, Walker};
+use cursor::Cursor;
+use source::{Walked, Walker};
 
 /// How long connecting to a site may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -167,7 +175,8 @@ pub async fn flush_site(site: &Site, ctx: &FlushContext, to: Option<&str>) -> Fl
     })
 }
 
-/// [`flush_site`] on the current runtime.
+/// [`flush_site`] on the current runtime: over `connections` TCP connections at once
+/// when the site asks for more than one.
 async fn flush_site_here(site: &Site, ctx: &FlushContext, to: Option<&str>) -> FlushResult {
     let Some(target) = to.map(str::to_string).or_else(|| site.target()) else {
         return FlushResult::Failed {
@@ -176,15 +185,21 @@ async fn flush_site_here(site: &Site, ctx: &FlushContext, to: Option<&str>) -> F
             lines: Vec::new(),
         };
     };
-    flush_with(site, ctx, |_| async move {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&target))
-            .await
-            .map_err(|_| format!("connecting to {target}: timed out"))?
-            .map_err(|e| format!("connecting to {target}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
-    })
-    .await
+    let connect = |_| connect_tcp(target.clone());
+    flush_core(std::slice::from_ref(site), ctx, site.connections(), connect)
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or(FlushResult::Locked)
+}
+
+async fn connect_tcp(target: String) -> Result<tokio::net::TcpStream, String> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&target))
+        .await
+        .map_err(|_| format!("connecting to {target}: timed out"))?
+        .map_err(|e| format!("connecting to {target}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 /// Flush `site` over a stream produced by `connect` (called only when mail waits):
@@ -216,6 +231,34 @@ pub async fn flush_sites_with<S, C, F>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     C: FnOnce(usize) -> F,
+    F: std::future::Future<Output = Result<S, String>>,
+{
+    let mut connect = Some(connect);
+    let once = move |queued| {
+        let c = connect.take();
+        async move {
+            match c {
+                Some(c) => c(queued).await,
+                None => Err("this stream carries one connection only".to_string()),
+            }
+        }
+    };
+    flush_core(sites, ctx, 1, once).await
+}
+
+/// The flush: lock and list each site, bounce what expired, and only if a message
+/// is left open up to `connections` connections with `connect` (the first at once,
+/// the others alongside it, never more than there are messages), all fed from one
+/// walk of the spools.
+async fn flush_core<S, C, F>(
+    sites: &[Site],
+    ctx: &FlushContext,
+    connections: usize,
+    mut connect: C,
+) -> Vec<FlushResult>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    C: FnMut(usize) -> F,
     F: std::future::Future<Output = Result<S, String>>,
 {
     let n = sites.len();
@@ -284,9 +327,10 @@ where
         status::record(&ctx.status_dir, site, &r);
         results[i] = Some(r);
     }
-    let Some((fi, first, walker, walked)) = first else {
+    let Some(first) = first else {
         return finished(results);
     };
+    let fi = first.0;
     let queued = (listed[fi] + pending.iter().map(|(i, _)| listed[*i]).sum::<usize>()).max(1);
     let stream = match connect(queued).await {
         Ok(s) => s,
@@ -307,7 +351,58 @@ where
             return finished(results);
         }
     };
-    let lead = &sites[fi];
+    let shared = conn::Shared {
+        sites,
+        ctx,
+        opts: session_options(&sites[fi], ctx),
+        server_name: sites[fi]
+            .relayhost
+            .as_ref()
+            .map_or_else(|| "localhost".to_string(), |r| r.host.clone()),
+        connector: crate::tls::site_connector().ok(),
+        cursor: Arc::new(std::sync::Mutex::new(Cursor::new(
+            sites, ctx, now, first, pending,
+        ))),
+        books: std::sync::Mutex::new(conn::Books {
+            summaries: vec![Summary::default(); n],
+            answered: vec![0; n],
+        }),
+    };
+    let ends = if connections <= 1 {
+        vec![conn::run(&shared, conn::Start::<S, F>::Connected(stream)).await]
+    } else {
+        let extra = connections.min(queued) - 1;
+        let mut starts = vec![conn::Start::Connected(stream)];
+        starts.extend((0..extra).map(|_| conn::Start::Connecting(connect(queued))));
+        conn::join_all(starts.into_iter().map(|s| conn::run(&shared, s)).collect()).await
+    };
+    let books = std::mem::replace(
+        &mut *cursor::lock(&shared.books),
+        conn::Books {
+            summaries: Vec::new(),
+            answered: Vec::new(),
+        },
+    );
+    let (walked_by_site, counts) = {
+        let mut c = cursor::lock(&shared.cursor);
+        (std::mem::take(&mut c.walked), c.count.clone())
+    };
+    let ended = Ended::of(&sites[fi], ends, books.answered.iter().sum());
+    settle_results(
+        sites,
+        ctx,
+        fi,
+        (&listed, walked_by_site, counts),
+        books,
+        ended,
+        &mut locks,
+        &mut results,
+    );
+    finished(results)
+}
+
+/// HELO name and TLS policy of the session, from the site leading it.
+fn session_options(lead: &Site, ctx: &FlushContext) -> ClientOptions {
     let helo = lead
         .settings
         .helo
@@ -319,87 +414,75 @@ where
         site::TlsPolicy::Required => TlsPolicy::Required,
         site::TlsPolicy::Off => TlsPolicy::Off,
     };
-    let mut taken = Taken::new(n);
-    taken.walked[fi] = Some(walked);
-    let taken = Arc::new(std::sync::Mutex::new(taken));
-    let source = SpoolSource {
-        current: Some((fi, Some(first), walker)),
-        next: pending,
-        sites: sites.to_vec(),
-        ctx: ctx.clone(),
-        now,
-        taken: taken.clone(),
-    };
-    let mut summaries: Vec<Summary> = vec![Summary::default(); n];
-    let mut answered = vec![0usize; n];
-    let server_name = lead
-        .relayhost
-        .as_ref()
-        .map_or_else(|| "localhost".to_string(), |r| r.host.clone());
-    let connector = crate::tls::site_connector().ok();
-    let on_outcome = |_: usize, o: &Outcome| {
-        // Outcomes come in the order the messages were taken.
-        let Some((i, s)) = source::lock(&taken).answered() else {
-            return;
-        };
-        let site = &sites[i];
-        let summary = &mut summaries[i];
-        answered[i] += 1;
-        let a = attempt_of(o);
-        let st = settle::settle(
-            &ctx.env,
-            &ctx.hostname,
-            &s,
-            &a,
-            site.lifetime(),
-            SystemTime::now(),
-        );
-        match st {
-            Settled::Removed => summary.delivered += 1,
-            Settled::Bounced => summary.bounced += 1,
-            _ => summary.kept += 1,
+    opts
+}
+
+/// What the connections of a flush came to, for the results.
+struct Ended {
+    /// The session error that counts (see [`Ended::of`]).
+    error: Option<String>,
+    /// Whether every session that ran was encrypted.
+    tls: bool,
+}
+
+impl Ended {
+    /// The error of a connection that was handed messages counts (the first such);
+    /// a connection that ended before taking any (not connected, turned away at its
+    /// greeting by a site allowing fewer connections) is only logged, unless no
+    /// message had a reply at all.
+    fn of(lead: &Site, ends: Vec<conn::Ended>, answered: usize) -> Ended {
+        let mut error = None;
+        let mut idle_error = None;
+        let mut tls = true;
+        let several = ends.len() > 1;
+        for (j, e) in ends.into_iter().enumerate() {
+            let msg = e
+                .connect_error
+                .or_else(|| e.report.as_ref()?.error.as_ref().map(|x| x.to_string()));
+            if let Some(r) = &e.report {
+                tls &= r.tls;
+            }
+            let Some(msg) = msg else { continue };
+            let msg = if several {
+                format!("connection {}: {msg}", j + 1)
+            } else {
+                msg
+            };
+            if e.waiting.taken > 0 {
+                error.get_or_insert(msg);
+            } else {
+                if several {
+                    tracing::info!(target: "flush", site = %lead.name, "{msg}");
+                }
+                idle_error.get_or_insert(msg);
+            }
         }
-        let reply = match a {
-            Attempt::Delivered(r) | Attempt::Temporary(r) => r,
-            Attempt::Permanent { reply, .. } => reply,
-        };
-        log_line(site, &s, &reply, &st);
-        let line = MessageLine {
-            file: s.entry.rel,
-            recipient: String::from_utf8_lossy(&s.envelope.recipient).into_owned(),
-            reply,
-            result: settled_name(&st).to_string(),
-        };
-        if let Some(f) = &ctx.on_line {
-            f(&line);
+        if error.is_none() && answered == 0 {
+            error = idle_error;
         }
-        if summary.lines.len() < LINES_KEPT {
-            summary.lines.push(line);
-        } else {
-            summary.lines_omitted += 1;
-        }
-    };
-    let report = match (connector, opts.tls) {
-        (Some(c), TlsPolicy::Opportunistic | TlsPolicy::Required) => {
-            let name = rustls::pki_types::ServerName::try_from(server_name).unwrap_or_else(|_| {
-                rustls::pki_types::ServerName::try_from("localhost").expect("static name")
-            });
-            let upgrade = move |s: S| async move { c.connect(name, s).await };
-            client::flush_with_tls(stream, &opts, Some(upgrade), source, on_outcome).await
-        }
-        _ => client::flush(stream, &opts, source, on_outcome).await,
-    };
-    let (walked_by_site, counts) = {
-        let mut t = source::lock(&taken);
-        (std::mem::take(&mut t.walked), t.count.clone())
-    };
+        Ended { error, tls }
+    }
+}
+
+/// Each site's result once the session(s) ended: recorded, its lock released.
+#[allow(clippy::too_many_arguments)]
+fn settle_results(
+    sites: &[Site],
+    ctx: &FlushContext,
+    fi: usize,
+    (listed, walked_by_site, counts): (&[usize], Vec<Option<Walked>>, Vec<usize>),
+    mut books: conn::Books,
+    ended: Ended,
+    locks: &mut [Option<site::SiteLock>],
+    results: &mut [Option<FlushResult>],
+) {
     // The session error belongs to the site in flight when it came and to those not
     // reached; the sites done before it ended cleanly.
     let last = walked_by_site
         .iter()
         .rposition(Option::is_some)
         .unwrap_or(fi);
-    let error = report.error.map(|e| e.to_string());
+    let error = ended.error;
     for (i, walked) in walked_by_site.into_iter().enumerate() {
         if results[i].is_some() {
             continue;
@@ -421,12 +504,13 @@ where
             results[i] = Some(r);
             continue;
         };
-        let mut summary = std::mem::take(&mut summaries[i]);
+        let mut summary = std::mem::take(&mut books.summaries[i]);
+        let answered = books.answered[i];
         // Messages taken but never answered, and never taken, stay for the next flush.
         let taken = counts[i];
-        summary.kept += taken.saturating_sub(answered[i]);
-        summary.kept += listed[i].saturating_sub(taken.max(answered[i]) + walked.skipped);
-        summary.tls = report.tls;
+        summary.kept += taken.saturating_sub(answered);
+        summary.kept += listed[i].saturating_sub(taken.max(answered) + walked.skipped);
+        summary.tls = ended.tls;
         summary.error = if i >= last { error.clone() } else { None };
         locks[i] = None;
         let r = if i != fi && taken == 0 && summary.kept == 0 {
@@ -434,7 +518,7 @@ where
             FlushResult::NothingQueued {
                 expired_bounced: walked.expired_bounced,
             }
-        } else if answered[i] == 0 && summary.error.is_some() {
+        } else if answered == 0 && summary.error.is_some() {
             FlushResult::Failed {
                 error: summary.error.clone().unwrap_or_default(),
                 queued: listed[i].max(1),
@@ -446,7 +530,6 @@ where
         status::record(&ctx.status_dir, site, &r);
         results[i] = Some(r);
     }
-    finished(results)
 }
 
 /// Every site has its result by the end of a flush; a missing one cannot happen, and

@@ -8,20 +8,18 @@
 //! PIPELINING wait behind it). Only the messages in the client's window are held, so
 //! memory stays flat however large the spool.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::{FlushContext, log_line};
-use crate::client::{Message, MessageSource};
+use crate::client::LengthCounter;
 use crate::maildir::{Listing, OpenError, open_message};
-use crate::qmail::quote::quote2;
 use crate::spool::envelope::Format;
 use crate::spool::scan::{self, Spooled};
 use crate::spool::settle::{self, Attempt, Settled};
@@ -34,8 +32,8 @@ const _: () = assert!(PREFETCH >= scan::HEAD_LIMIT);
 
 /// One message read and ready to send.
 pub(super) struct Prepared {
-    spooled: Spooled,
-    body: SpoolBody,
+    pub spooled: Spooled,
+    pub body: SpoolBody,
 }
 
 /// What the file side did besides handing out messages.
@@ -130,7 +128,7 @@ impl Walker {
             };
             let spooled = match scan::classify(
                 &md,
-                Format::Site(&site.prefix),
+                Format::Site(&site.prefixes),
                 &site.name,
                 entry,
                 &head,
@@ -181,6 +179,41 @@ fn read_ahead(path: &std::path::Path) -> Result<(Vec<u8>, Option<File>), OpenErr
     Ok((buf, more.then_some(f)))
 }
 
+/// RFC 1870's SIZE: the octets sent after 354, with CRLF line ends and without
+/// dot-stuffing (exactly the BDAT octets). A `,W=` name gives the whole file's CRLF
+/// size, of which the two envelope lines take their length plus one each; a `W=`
+/// that cannot be this file's is ignored. Otherwise the body is counted: the part
+/// read ahead in memory, and the rest of a longer file read once more by position
+/// (the send goes on from where the read-ahead stopped). None (no SIZE=) when that
+/// read fails; the send reports the trouble.
+pub(super) fn wire_size(s: &Spooled, body: &SpoolBody) -> Option<u64> {
+    let on_disk = s.entry.size.saturating_sub(s.envelope.body_offset as u64);
+    if let Some(w) = s.entry.crlf_size_hint()
+        && let Some(body_w) = w.checked_sub(s.envelope.body_offset as u64 + 2)
+        && (on_disk..=on_disk.saturating_mul(2).saturating_add(2)).contains(&body_w)
+    {
+        return Some(body_w);
+    }
+    let mut count = LengthCounter::default();
+    count.feed(&body.head[body.pos.min(body.head.len())..]);
+    if let Some(f) = &body.rest {
+        let mut buf = vec![0u8; PREFETCH];
+        let mut at = body.head.len() as u64;
+        loop {
+            match f.read_at(&mut buf, at) {
+                Ok(0) => break,
+                Ok(n) => {
+                    count.feed(&buf[..n]);
+                    at += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+    }
+    Some(count.finish())
+}
+
 /// A message body: the bytes read ahead from `pos` on, then the rest of the file.
 pub struct SpoolBody {
     head: Vec<u8>,
@@ -211,94 +244,5 @@ impl AsyncRead for SpoolBody {
             }
             None => Poll::Ready(Ok(())),
         }
-    }
-}
-
-/// Messages handed to the client whose outcome has not come yet, oldest first, each
-/// with the index of its site in the flush.
-#[derive(Default)]
-pub(super) struct Taken {
-    waiting: VecDeque<(usize, Spooled)>,
-    /// Messages handed out in all, per site.
-    pub count: Vec<usize>,
-    /// What the file sides did, per site, for those started so far (a site's starts
-    /// when the one before it has nothing more to hand out).
-    pub walked: Vec<Option<Walked>>,
-}
-
-impl Taken {
-    pub fn new(sites: usize) -> Taken {
-        Taken {
-            waiting: VecDeque::new(),
-            count: vec![0; sites],
-            walked: vec![None; sites],
-        }
-    }
-
-    /// The message the next outcome belongs to, with its site (outcomes come in order).
-    pub fn answered(&mut self) -> Option<(usize, Spooled)> {
-        self.waiting.pop_front()
-    }
-}
-
-pub(super) type SharedTaken = Arc<Mutex<Taken>>;
-
-pub(super) fn lock(t: &SharedTaken) -> std::sync::MutexGuard<'_, Taken> {
-    t.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The client's view of the spools of one flush: each site's messages as its file
-/// side reads them, one site after another in one session.
-pub(super) struct SpoolSource {
-    /// The site being read: its index, its first message (read before connecting),
-    /// its file side.
-    pub current: Option<(usize, Option<Prepared>, Walker)>,
-    /// Sites not started yet, in order, with their listings.
-    pub next: VecDeque<(usize, Listing)>,
-    pub sites: Vec<Site>,
-    pub ctx: FlushContext,
-    pub now: SystemTime,
-    pub taken: SharedTaken,
-}
-
-impl SpoolSource {
-    /// The next prepared message of any site, starting the next site's file side when
-    /// the current one has nothing more.
-    fn next_prepared(&mut self) -> Option<(usize, Prepared)> {
-        loop {
-            if let Some((idx, first, walker)) = self.current.as_mut() {
-                if let Some(p) = first.take() {
-                    return Some((*idx, p));
-                }
-                let mut t = lock(&self.taken);
-                let walked = t.walked[*idx].get_or_insert_with(Walked::default);
-                if let Some(p) = file_work(|| walker.next(walked)) {
-                    return Some((*idx, p));
-                }
-            }
-            let (idx, listing) = self.next.pop_front()?;
-            let walker = Walker::new(listing, self.sites[idx].clone(), self.ctx.clone(), self.now);
-            lock(&self.taken).walked[idx] = Some(Walked::default());
-            self.current = Some((idx, None, walker));
-        }
-    }
-}
-
-impl MessageSource for SpoolSource {
-    type Body = SpoolBody;
-
-    async fn next_message(&mut self) -> Option<Message<SpoolBody>> {
-        let (idx, p) = self.next_prepared()?;
-        let s = p.spooled;
-        let msg = Message {
-            sender: quote2(&s.envelope.sender),
-            recipient: quote2(&s.envelope.recipient),
-            size_hint: Some(s.entry.size.saturating_sub(s.envelope.body_offset as u64)),
-            body: p.body,
-        };
-        let mut t = lock(&self.taken);
-        t.waiting.push_back((idx, s));
-        t.count[idx] += 1;
-        Some(msg)
     }
 }

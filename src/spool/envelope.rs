@@ -21,8 +21,9 @@ pub struct Envelope {
 /// Which spool a file was read from, for reading its envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format<'a> {
-    /// A site's spool: the Delivered-To value must start with the site's prefix.
-    Site(&'a [u8]),
+    /// A site's spool: the Delivered-To value must start with one of the site's
+    /// prefixes (the first that fits is removed: longest first, as the site lists them).
+    Site(&'a [Vec<u8>]),
     /// `ROOT/queue`: no prefix, and a resume line may come first (see `resume.rs`).
     Queue,
 }
@@ -31,7 +32,7 @@ pub enum Format<'a> {
 /// spool format.
 pub fn parse_in(head: &[u8], format: Format<'_>) -> Option<Envelope> {
     match format {
-        Format::Site(prefix) => parse(head, prefix),
+        Format::Site(prefixes) => prefixes.iter().find_map(|p| parse(head, p)),
         Format::Queue if super::resume::starts(head) => {
             let (rest, skip) = super::resume::parse(head)?;
             let mut e = parse(&head[skip..], b"")?;
@@ -121,6 +122,18 @@ mod tests {
         assert!(parse(b"Subject: no envelope\n\n", b"").is_none());
         assert!(parse(b"Return-Path: <a>\n", b"").is_none());
         assert!(parse(b"Return-Path: <a>\nDelivered-To: p-\n", b"p-").is_none());
+    }
+
+    #[test]
+    fn a_site_with_several_prefixes_reads_each_and_the_longest_first() {
+        let prefixes = [b"a-b-".to_vec(), b"a-".to_vec(), b"c-".to_vec()];
+        let f = |dt: &str| format!("Return-Path: <s@x>\nDelivered-To: {dt}\n\nbody\n");
+        let rcpt =
+            |dt: &str| parse_in(f(dt).as_bytes(), Format::Site(&prefixes)).map(|e| e.recipient);
+        assert_eq!(rcpt("a-b-joe@x"), Some(b"joe@x".to_vec()));
+        assert_eq!(rcpt("a-joe@x"), Some(b"joe@x".to_vec()));
+        assert_eq!(rcpt("c-ann@y"), Some(b"ann@y".to_vec()));
+        assert_eq!(rcpt("d-ann@y"), None);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 pub mod bounce;
 pub mod envelope;
 pub mod queue;
+pub mod relayhost;
 pub mod resume;
+pub mod routes;
 pub mod scan;
 pub mod settle;
 pub mod site;

@@ -91,13 +91,16 @@ pub fn classify(
     if let Some(envelope) = envelope::parse_in(head, format) {
         return Ok(Ok(Spooled { entry, envelope }));
     }
-    let prefix = match format {
-        Format::Site(p) => p,
-        Format::Queue => b"",
+    let prefixes = match format {
+        Format::Site(p) => p
+            .iter()
+            .map(|p| format!("{:?}", String::from_utf8_lossy(p)))
+            .collect::<Vec<_>>()
+            .join(" or "),
+        Format::Queue => "\"\"".to_string(),
     };
     let reason = format!(
-        "not a spool file for prefix {:?} (needs Return-Path and Delivered-To lines)",
-        String::from_utf8_lossy(prefix)
+        "not a spool file for prefix {prefixes} (needs Return-Path and Delivered-To lines)"
     );
     quarantine(md, &entry.rel, &entry.path)?;
     tracing::warn!(target: "spool", spool = %name, file = %entry.rel, "quarantined: {reason}");

@@ -14,10 +14,11 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::relayhost::Relayhost;
+pub use super::routes::Routes;
 pub use super::scan::{Scan, Spooled};
 use super::stamp::Stamp;
 use crate::maildir::Maildir;
-use crate::qmail::assign::{self, AssignKind};
 
 /// Default age after which undeliverable mail is bounced (serialmail's 14 days).
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(14 * 86_400);
@@ -37,7 +38,8 @@ pub enum TlsPolicy {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SiteSettings {
-    /// Delivered-To prefix of this site's spool files (default: from users/assign).
+    /// Delivered-To prefix of this site's spool files (default: the local part of
+    /// every users/assign `+` line whose home is the site's directory).
     pub prefix: Option<String>,
     /// Days before undeliverable mail is bounced (default 14).
     pub lifetime_days: Option<u64>,
@@ -46,7 +48,8 @@ pub struct SiteSettings {
     pub helo: Option<String>,
     /// Port to connect to when RELAYHOST names none (default 25).
     pub port: Option<u16>,
-    /// The site's domains (for ETRN and ODMR).
+    /// Domains of the site besides those control/virtualdomains routes to it (for
+    /// ETRN and ODMR).
     pub domains: Vec<String>,
     /// crontab(5) line for scheduled flushes (default from turnmail.toml).
     pub schedule: Option<String>,
@@ -68,7 +71,15 @@ pub struct SiteSettings {
     /// Addresses or networks whose SMTP sessions trigger a flush back to them when the
     /// session ends; the word `relayhost` stands for RELAYHOST's addresses.
     pub autoturn: Vec<String>,
+    /// TCP connections a flush opens at once (default 1, at most
+    /// [`MAX_CONNECTIONS`]), fed from one walk of the spool: for a site whose server
+    /// answers each command before it reads the next (no PIPELINING), as Postfix's
+    /// per-destination concurrency does. ODMR's turned connection is always one.
+    pub connections: Option<usize>,
 }
+
+/// The most connections a site may ask one flush for.
+pub const MAX_CONNECTIONS: usize = 32;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -83,66 +94,18 @@ pub enum EtrnPolicy {
     Off,
 }
 
-/// Where a site's mail goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Relayhost {
-    pub host: String,
-    pub port: Option<u16>,
-}
-
-impl Relayhost {
-    /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address.
-    pub fn parse(text: &str) -> Option<Relayhost> {
-        let t = text.trim();
-        if t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return None;
-        }
-        if let Some(rest) = t.strip_prefix('[') {
-            let (host, after) = rest.split_once(']')?;
-            let port = match after {
-                "" => None,
-                p => Some(p.strip_prefix(':')?.parse().ok()?),
-            };
-            return Some(Relayhost {
-                host: host.to_string(),
-                port,
-            });
-        }
-        if t.matches(':').count() > 1 {
-            return Some(Relayhost {
-                host: t.to_string(),
-                port: None,
-            });
-        }
-        match t.split_once(':') {
-            Some((h, p)) if !h.is_empty() => Some(Relayhost {
-                host: h.to_string(),
-                port: Some(p.parse().ok()?),
-            }),
-            Some(_) => None,
-            None => Some(Relayhost {
-                host: t.to_string(),
-                port: None,
-            }),
-        }
-    }
-
-    pub fn address(&self, default_port: u16) -> String {
-        let port = self.port.unwrap_or(default_port);
-        if self.host.contains(':') {
-            format!("[{}]:{port}", self.host)
-        } else {
-            format!("{}:{port}", self.host)
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Site {
     pub name: String,
     pub dir: PathBuf,
     pub relayhost: Option<Relayhost>,
-    pub prefix: Vec<u8>,
+    /// The Delivered-To prefixes of its spool files, longest first: site.toml's
+    /// `prefix`, else every `+` line of users/assign whose home is `dir`. A file
+    /// matching none is quarantined.
+    pub prefixes: Vec<Vec<u8>>,
+    /// Its domains, lowercased: site.toml's `domains` and every control/virtualdomains
+    /// key (`domain` or `.suffix`) whose mail users/assign sends to `dir`.
+    pub domains: Vec<String>,
     pub settings: SiteSettings,
 }
 
@@ -179,6 +142,14 @@ impl Site {
         std::net::SocketAddr::new(ip, port).to_string()
     }
 
+    /// TCP connections a flush opens at most (site.toml `connections`, default 1).
+    pub fn connections(&self) -> usize {
+        self.settings
+            .connections
+            .unwrap_or(1)
+            .clamp(1, MAX_CONNECTIONS)
+    }
+
     /// The account (a poppasswd login) may ask for this site's mail: it is listed in
     /// `accounts` (ODMR's ATRN and ETRN after AUTH use the same rule).
     pub fn entitles(&self, login: &str) -> bool {
@@ -186,6 +157,16 @@ impl Site {
             .accounts
             .iter()
             .any(|a| a.eq_ignore_ascii_case(login))
+    }
+
+    /// Whether one of its domains is `domain` or lies under it.
+    fn has_domain_under(&self, domain: &str) -> bool {
+        self.domains.iter().any(|x| {
+            let x = x.trim_start_matches('.');
+            x == domain
+                || x.strip_suffix(domain)
+                    .is_some_and(|head| head.ends_with('.'))
+        })
     }
 }
 
@@ -196,6 +177,9 @@ pub struct Discovery {
     pub problems: Vec<String>,
     /// What the discovery depended on, to tell cheaply whether to discover again.
     pub watch: Watch,
+    /// users/assign and control/virtualdomains as read, to answer "which site
+    /// receives this domain" as qmail would route it.
+    pub routes: Routes,
 }
 
 /// The files and directories a discovery read, each with its stamp taken before it
@@ -238,38 +222,39 @@ impl Discovery {
     pub fn get(&self, name: &str) -> Option<&Site> {
         self.sites.iter().find(|s| s.name == name)
     }
-}
 
-fn show(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+    /// The sites that receive mail for `domain` (lowercase): those listing it, and the
+    /// one whose domains hold the virtualdomains key qmail uses for it (the domain
+    /// itself or its longest `.suffix`). ETRN's node and ATRN's domains.
+    pub fn receiving(&self, domain: &str) -> Vec<&Site> {
+        let key = self.routes.key_for(domain);
+        self.sites
+            .iter()
+            .filter(|s| {
+                s.domains
+                    .iter()
+                    .any(|x| x == domain || key.as_deref() == Some(x.as_str()))
+            })
+            .collect()
+    }
 
-/// Wildcard assign entries by home directory: the default prefix of a site is the
-/// local part of the `+prefix-` line whose home is the site's directory.
-fn prefixes_from_assign(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let Ok(text) = std::fs::read(root.join("users/assign")) else {
-        return Vec::new();
-    };
-    let Ok(entries) = assign::parse(&text) else {
-        return Vec::new();
-    };
-    entries
-        .into_iter()
-        .filter(|e| e.kind == AssignKind::Wildcard)
-        .map(|e| {
-            let home = PathBuf::from(
-                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&e.home),
-            );
-            (home.canonicalize().unwrap_or(home), e.local)
-        })
-        .collect()
+    /// The sites that receive mail for `domain` or any domain under it (ETRN
+    /// `@domain`).
+    pub fn receiving_under(&self, domain: &str) -> Vec<&Site> {
+        let direct = self.receiving(domain);
+        self.sites
+            .iter()
+            .filter(|s| s.has_domain_under(domain) || direct.iter().any(|d| d.name == s.name))
+            .collect()
+    }
 }
 
 /// Find every site under `patterns` (relative patterns are under `root`).
 pub fn discover(root: &Path, patterns: &[String]) -> Discovery {
     let mut d = Discovery::default();
     d.watch.add(root.join("users/assign"));
-    let assign = prefixes_from_assign(root);
+    d.watch.add(root.join("control/virtualdomains"));
+    d.routes = Routes::load(root);
     let mut parents = std::collections::HashSet::new();
     for pat in patterns {
         let full = if Path::new(pat).is_absolute() {
@@ -300,7 +285,7 @@ pub fn discover(root: &Path, patterns: &[String]) -> Discovery {
             if !dir.is_dir() || !(dir.join("RELAYHOST").exists() || dir.join("Maildir").is_dir()) {
                 continue;
             }
-            match load_site(&dir, &assign) {
+            match load_site(&dir, &d.routes) {
                 Ok(s) => {
                     if d.sites.iter().any(|x| x.name == s.name) {
                         d.problems.push(format!(
@@ -320,7 +305,7 @@ pub fn discover(root: &Path, patterns: &[String]) -> Discovery {
     d
 }
 
-fn load_site(dir: &Path, assign: &[(PathBuf, Vec<u8>)]) -> Result<Site, String> {
+fn load_site(dir: &Path, routes: &Routes) -> Result<Site, String> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -341,35 +326,38 @@ fn load_site(dir: &Path, assign: &[(PathBuf, Vec<u8>)]) -> Result<Site, String> 
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(format!("RELAYHOST: {e}")),
     };
-    let prefix = match &settings.prefix {
-        Some(p) => p.as_bytes().to_vec(),
-        None => {
-            let canon = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-            let found: Vec<&Vec<u8>> = assign
-                .iter()
-                .filter(|(h, _)| *h == canon)
-                .map(|(_, l)| l)
-                .collect();
-            match found.as_slice() {
-                [one] => (*one).clone(),
-                [] => return Err(
-                    "no users/assign line has this directory as its home; set prefix in site.toml"
-                        .into(),
-                ),
-                many => {
-                    return Err(format!(
-                        "several users/assign lines point here ({}); set prefix in site.toml",
-                        many.iter().map(|l| show(l)).collect::<Vec<_>>().join(", ")
-                    ));
-                }
-            }
-        }
+    if let Some(n) = settings.connections
+        && !(1..=MAX_CONNECTIONS).contains(&n)
+    {
+        return Err(format!(
+            "site.toml: connections = {n}: between 1 and {MAX_CONNECTIONS}"
+        ));
+    }
+    let prefixes = match &settings.prefix {
+        Some(p) => vec![p.as_bytes().to_vec()],
+        None => routes.prefixes(dir),
     };
+    if prefixes.is_empty() {
+        return Err(
+            "no users/assign line has this directory as its home; set prefix in site.toml".into(),
+        );
+    }
+    let mut domains: Vec<String> = settings
+        .domains
+        .iter()
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
+    for d in routes.domains(dir) {
+        if !domains.contains(&d) {
+            domains.push(d);
+        }
+    }
     Ok(Site {
         name,
         dir: dir.to_path_buf(),
         relayhost,
-        prefix,
+        prefixes,
+        domains,
         settings,
     })
 }
@@ -401,7 +389,7 @@ pub fn try_lock(site: &Site) -> io::Result<Option<SiteLock>> {
 pub fn scan(site: &Site, now: SystemTime) -> io::Result<Scan> {
     super::scan::scan(
         &site.maildir(),
-        super::envelope::Format::Site(&site.prefix),
+        super::envelope::Format::Site(&site.prefixes),
         &site.name,
         now,
     )
@@ -410,48 +398,6 @@ pub fn scan(site: &Site, now: SystemTime) -> io::Result<Scan> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn relayhost_forms() {
-        let p = |s| Relayhost::parse(s);
-        assert_eq!(
-            p("mx.site.example"),
-            Some(Relayhost {
-                host: "mx.site.example".into(),
-                port: None
-            })
-        );
-        assert_eq!(
-            p("10.0.0.1:2525\n"),
-            Some(Relayhost {
-                host: "10.0.0.1".into(),
-                port: Some(2525)
-            })
-        );
-        assert_eq!(
-            p("[2001:db8::1]:26"),
-            Some(Relayhost {
-                host: "2001:db8::1".into(),
-                port: Some(26)
-            })
-        );
-        assert_eq!(
-            p("2001:db8::1"),
-            Some(Relayhost {
-                host: "2001:db8::1".into(),
-                port: None
-            })
-        );
-        assert_eq!(p("host:notaport"), None);
-        assert_eq!(p(""), None);
-        assert_eq!(p("a b"), None);
-        assert_eq!(p(":25"), None);
-        assert_eq!(
-            p("[2001:db8::1]:26").unwrap().address(25),
-            "[2001:db8::1]:26"
-        );
-        assert_eq!(p("h").unwrap().address(25), "h:25");
-    }
 
     #[test]
     fn pattern_bases() {
@@ -483,7 +429,7 @@ mod tests {
         std::fs::write(site.join("site.toml"), "prefix = \"b-\"\n").unwrap();
         assert!(d.watch.changed());
         let d = discover(r, &pats);
-        assert_eq!(d.sites[0].prefix, b"b-");
+        assert_eq!(d.sites[0].prefixes, [b"b-"]);
         age(&r.join("sites"));
         let d = discover(r, &pats);
         std::fs::create_dir(r.join("sites/b")).unwrap();
@@ -492,6 +438,58 @@ mod tests {
         std::fs::create_dir_all(r.join("users")).unwrap();
         std::fs::write(r.join("users/assign"), ".\n").unwrap();
         assert!(d.watch.changed());
+    }
+
+    #[test]
+    fn a_hand_made_site_has_every_prefix_and_domain_that_reaches_it() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let site = r.join("serialmail/cust");
+        std::fs::create_dir_all(site.join("Maildir")).unwrap();
+        std::fs::write(site.join("RELAYHOST"), "mx.cust.example\n").unwrap();
+        std::fs::create_dir_all(r.join("users")).unwrap();
+        std::fs::create_dir_all(r.join("control")).unwrap();
+        let home = site.display();
+        std::fs::write(
+            r.join("users/assign"),
+            format!(
+                "+cust.example-:popusr:510:51:{home}:-::\n\
+                 +cust2.example-:popusr:510:51:{home}/:-::\n.\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("control/virtualdomains"),
+            "cust.example:cust.example\n.cust.example:cust.example\n",
+        )
+        .unwrap();
+        let pats = [format!("{}/serialmail/*", r.display())];
+        let d = discover(r, &pats);
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+        let s = d.get("cust").unwrap();
+        assert_eq!(
+            s.prefixes,
+            [b"cust2.example-".to_vec(), b"cust.example-".to_vec()]
+        );
+        assert_eq!(s.domains, [".cust.example", "cust.example"]);
+        assert_eq!(d.receiving("a.cust.example")[0].name, "cust");
+        // A second domain for it in virtualdomains is seen by the watch.
+        std::fs::write(
+            r.join("control/virtualdomains"),
+            "cust.example:cust.example\ncust2.example:cust2.example\n",
+        )
+        .unwrap();
+        File::open(r.join("control/virtualdomains"))
+            .unwrap()
+            .set_modified(SystemTime::now() + Duration::from_secs(5))
+            .unwrap();
+        assert!(d.watch.changed());
+        let d = discover(r, &pats);
+        assert_eq!(
+            d.get("cust").unwrap().domains,
+            ["cust.example", "cust2.example"]
+        );
+        assert!(d.receiving("a.cust.example").is_empty());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod sink;
+pub mod spool;
 
 use std::path::{Path, PathBuf};
 

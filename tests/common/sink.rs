@@ -16,6 +16,10 @@ pub struct Received {
     pub to: String,
     /// The message as the client sent it (CRLF), dot-unstuffed for DATA.
     pub data: Vec<u8>,
+    /// The `SIZE=` of its MAIL command, if any.
+    pub size: Option<u64>,
+    /// Which connection carried it (1 for the first the sink accepted).
+    pub connection: usize,
 }
 
 #[derive(Clone, Default)]
@@ -28,6 +32,9 @@ pub struct Script {
     pub data_reply: HashMap<String, String>,
     /// Sleep before each reply (to let a test kill the client mid-flush).
     pub delay: Duration,
+    /// Connections beyond this many at once get `421` at once (a site that allows
+    /// fewer connections than a flush opens).
+    pub max_connections: Option<usize>,
 }
 
 pub struct Sink {
@@ -48,12 +55,22 @@ impl Sink {
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
         let (r, c) = (received.clone(), connections.clone());
+        let busy = Arc::new(AtomicUsize::new(0));
         std::thread::spawn(move || {
-            for s in l.incoming().flatten() {
-                c.fetch_add(1, Ordering::SeqCst);
-                let (r, script) = (r.clone(), script.clone());
+            for mut s in l.incoming().flatten() {
+                let id = c.fetch_add(1, Ordering::SeqCst) + 1;
+                if script
+                    .max_connections
+                    .is_some_and(|m| busy.load(Ordering::SeqCst) >= m)
+                {
+                    let _ = s.write_all(b"421 4.7.0 too many connections\r\n");
+                    continue;
+                }
+                busy.fetch_add(1, Ordering::SeqCst);
+                let (r, script, busy) = (r.clone(), script.clone(), busy.clone());
                 std::thread::spawn(move || {
-                    let _ = session(s, &script, &r, &AtomicUsize::new(0));
+                    let _ = session(s, &script, &r, &AtomicUsize::new(0), id);
+                    busy.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -90,7 +107,7 @@ impl Served {
 pub fn serve(s: TcpStream, script: &Script) -> Served {
     let out = Mutex::new(Vec::new());
     let ehlos = AtomicUsize::new(0);
-    let quit = session(s, script, &out, &ehlos).unwrap_or(false);
+    let quit = session(s, script, &out, &ehlos, 1).unwrap_or(false);
     Served {
         messages: out.into_inner().unwrap(),
         ehlos: ehlos.into_inner(),
@@ -104,6 +121,7 @@ fn session(
     script: &Script,
     out: &Mutex<Vec<Received>>,
     ehlos: &AtomicUsize,
+    connection: usize,
 ) -> std::io::Result<bool> {
     let mut w = s.try_clone()?;
     let mut r = BufReader::new(s);
@@ -115,6 +133,7 @@ fn session(
     };
     reply(&mut w, "220 sink.example ESMTP")?;
     let (mut from, mut to, mut rcpt_ok) = (String::new(), String::new(), false);
+    let mut size = None;
     let mut chunks = Vec::new();
     loop {
         let mut line = String::new();
@@ -141,6 +160,9 @@ fn session(
             reply(&mut w, "250 ok")?;
         } else if upper.starts_with("MAIL FROM:") {
             from = between(&l);
+            size = l
+                .split_whitespace()
+                .find_map(|p| p.to_ascii_uppercase().strip_prefix("SIZE=")?.parse().ok());
             reply(&mut w, "250 2.1.0 ok")?;
         } else if upper.starts_with("RCPT TO:") {
             to = between(&l);
@@ -174,7 +196,14 @@ fn session(
                 }
                 data.extend_from_slice(&l);
             }
-            finish(&mut w, script, out, &from, &to, data, &reply)?;
+            finish(
+                &mut w,
+                script,
+                out,
+                (&from, &to, size, connection),
+                data,
+                &reply,
+            )?;
         } else if upper.starts_with("BDAT ") {
             let mut parts = l.split_whitespace().skip(1);
             let n: usize = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
@@ -187,7 +216,14 @@ fn session(
                 chunks.clear();
             } else if last {
                 let data = std::mem::take(&mut chunks);
-                finish(&mut w, script, out, &from, &to, data, &reply)?;
+                finish(
+                    &mut w,
+                    script,
+                    out,
+                    (&from, &to, size, connection),
+                    data,
+                    &reply,
+                )?;
             } else {
                 reply(&mut w, &format!("250 2.0.0 {n} octets"))?;
             }
@@ -204,8 +240,7 @@ fn finish(
     w: &mut TcpStream,
     script: &Script,
     out: &Mutex<Vec<Received>>,
-    from: &str,
-    to: &str,
+    (from, to, size, connection): (&str, &str, Option<u64>, usize),
     data: Vec<u8>,
     reply: &dyn Fn(&mut TcpStream, &str) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
@@ -216,6 +251,8 @@ fn finish(
                 from: from.into(),
                 to: to.into(),
                 data,
+                size,
+                connection,
             });
             reply(w, "250 2.0.0 queued")
         }
