@@ -1,6 +1,7 @@
 //! The operator commands end to end with the real binary on temporary roots: domain,
 //! user, alias, site, status, the edit lock under 8 concurrent writers, a running
-//! daemon picking edits up, and imports from fixture trees in each seed's layout.
+//! daemon picking edits up, and imports from fixture trees laid out as
+//! qmail hosts lay them out (single UID, vqpop, vpopmail, serialmail).
 
 mod common;
 
@@ -577,7 +578,7 @@ fn a_running_daemon_picks_up_edits() {
 }
 
 // ---------------------------------------------------------------------------------
-// Imports from fixture trees in each seed's layout.
+// Imports from fixture trees laid out as qmail hosts lay them out.
 
 fn put(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

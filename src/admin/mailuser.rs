@@ -1,5 +1,5 @@
-//! The Unix identity that owns a mail root and everything delivered into it (the seeds'
-//! single-UID model). Started by an ordinary user, turnmail is that user; started as
+//! The Unix identity that owns a mail root and everything delivered into it (the single-UID
+//! model of a virtual-domain qmail host). Started by an ordinary user, turnmail is that user; started as
 //! root it uses the user named in turnmail.toml and never uid 0.
 
 use nix::unistd::{Gid, Uid, User};

@@ -2,7 +2,8 @@
 //! AUTOTURN, new mail, the operator) goes through [`Flusher`], which keeps at most one
 //! flush per site running in this process (the RELAYHOST lock keeps it to one across
 //! processes and hosts), bounds the number of parallel flushes, and spaces scheduled
-//! starts by a grace period as the seeds' master script did.
+//! starts by a grace period as a serialmail host's cron-driven
+//! master script does.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

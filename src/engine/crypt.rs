@@ -167,7 +167,7 @@ mod tests {
     }
 
     #[test]
-    fn des_hash_from_the_seed_howto() {
+    fn des_hash_from_the_single_uid_howto() {
         // The single-UID howto's example: "testpw" crypted as DmIMm9e5Hc8ic.
         assert!(verify(b"testpw", b"DmIMm9e5Hc8ic"));
         assert!(!verify(b"testpx", b"DmIMm9e5Hc8ic"));

@@ -1,7 +1,7 @@
 //! `turnmail import poppasswd FILE`: the password files of the qmail POP recipes.
-//! checkpoppasswd's `login:hash:owner:home` lines (seeds 000/002; extra fields of
+//! checkpoppasswd's `login:hash:owner:home` lines (single-UID hosts; extra fields of
 //! vqpop-era files kept) are merged as they are; vqpop's per-domain `user:hash` lines
-//! (seed 001, with `--domain D`) get the home that this root's tables give the address
+//! (vqpop's, with `--domain D`) get the home that this root's tables give the address
 //! `user@D`. Hashes are never touched: any crypt(3) format keeps working. Lines whose
 //! account could not log in (no hash, unknown or root owner, a login that could smuggle
 //! bytes) or that clash with an existing account are reported, not imported.

@@ -1,5 +1,5 @@
-//! `turnmail import qmail --from QMAILROOT`: adopt an existing qmail tree (seeds 000,
-//! 002, 004). In place (`--root` is QMAILROOT) nothing of qmail's is moved: the text
+//! `turnmail import qmail --from QMAILROOT`: adopt an existing qmail tree (single-UID
+//! virtual domains, serialmail sites). In place (`--root` is QMAILROOT) nothing of qmail's is moved: the text
 //! files are validated and compiled, turnmail.toml names the site directories. Into a
 //! fresh root, the control files, `users/assign` and `users/poppasswd` are copied; the
 //! assign homes still point into the old tree, so every `.qmail` file and Maildir stays
@@ -9,7 +9,7 @@
 //!
 //! One rewrite is made: vqpop's `DOMAIN:alias-vdom-PREFIX` lines, which reach the
 //! `=PREFIX-user` assign lines through `~alias/.qmail-vdom-default` running
-//! `|forward "$EXT2"` (seed 001), become the equivalent direct `DOMAIN:PREFIX`.
+//! `|forward "$EXT2"` (vqpop), become the equivalent direct `DOMAIN:PREFIX`.
 
 use std::path::{Path, PathBuf};
 

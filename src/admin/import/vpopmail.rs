@@ -1,4 +1,4 @@
-//! `turnmail import vpopmail --from DIR`: vpopmail's domains (seed 003). Each
+//! `turnmail import vpopmail --from DIR`: vpopmail's domains. Each
 //! `DIR/domains/DOMAIN/vpasswd` line `name:hash:uid:gid:gecos:dir:quota` becomes a
 //! poppasswd line whose home is the existing user directory, so the Maildir and its
 //! file names (the POP UIDLs) stay exactly where they are; the new domain home
