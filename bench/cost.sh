@@ -65,9 +65,11 @@ one() {
     rm -rf "$out"
     mkdir -p "$out"
     say "cost: run $run, $which"
-    TURNMAIL=$bin BENCH_RESULTS=$out RUNS=1 N=$N SYSTEMS=turnmail MEM_NS="" \
+    # Fresh scratch directories for every invocation: the scripts make their roots anew.
+    local work=$BENCH_WORK/cost-$which-$run
+    TURNMAIL=$bin BENCH_WORK=$work BENCH_RESULTS=$out RUNS=1 N=$N SYSTEMS=turnmail MEM_NS="" \
         "$BENCH/delivery.sh" >>"$LOG" 2>&1 || die "delivery.sh with $which failed (see $LOG and $out)"
-    TURNMAIL=$bin BENCH_RESULTS=$out RUNS=1 POP3_SYSTEMS=turnmail \
+    TURNMAIL=$bin BENCH_WORK=$work BENCH_RESULTS=$out RUNS=1 POP3_SYSTEMS=turnmail \
         "$BENCH/pop3.sh" >>"$LOG" 2>&1 || die "pop3.sh with $which failed (see $LOG and $out)"
 }
 for ((r = 1; r <= RUNS; r++)); do
