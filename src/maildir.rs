@@ -32,7 +32,7 @@ mod listing;
 mod open;
 mod unnamed;
 pub use listing::{Listing, Stray};
-pub use open::{OpenError, open_message, read_head, read_message};
+pub use open::{OpenError, open_message, open_message_sized, read_head, read_message};
 
 /// Readers delete `tmp/` files not accessed for 36 hours (maildir(5), `maildir_clean`).
 const TMP_MAX_AGE_SECS: i64 = 129_600;

@@ -134,7 +134,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                         session.retrieve_failed(RetrieveError::Gone);
                         continue;
                     };
-                    let file = match crate::maildir::open_message(&entry.path) {
+                    let file = match crate::maildir::open_message_sized(&entry.path) {
                         Ok(f) => f,
                         Err(e) if e.is_not_found() => {
                             session.retrieve_failed(RetrieveError::Gone);
@@ -258,19 +258,24 @@ impl Pace {
 /// worth is pending; the tail stays in `out` for the next replies to join.
 async fn stream_message<S: AsyncWrite + Unpin>(
     stream: &mut S,
-    mut file: File,
+    (mut file, len): (File, u64),
     mut enc: crate::pop3::RetrEncoder,
     out: &mut Vec<u8>,
     mut pace: Pace,
 ) -> bool {
     let mut chunk = [0u8; 32 << 10];
-    while !enc.is_done() {
+    // Up to the length the open found: no last read only to learn of the end (a
+    // Maildir message does not grow; one that shrank ends at its real end).
+    let mut left = len;
+    while !enc.is_done() && left > 0 {
+        let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         // Local file reads are fast; doing them inline avoids a thread hop per chunk.
-        let n = match file.read(&mut chunk) {
+        let n = match file.read(&mut chunk[..want]) {
             Ok(0) => break,
             Ok(n) => n,
             Err(_) => return false,
         };
+        left -= n as u64;
         enc.feed(&chunk[..n], out);
         if out.len() >= OUT_CHUNK {
             if !pace.write(stream, out).await {
