@@ -145,12 +145,16 @@ mod tests {
     }
 
     #[test]
-    fn reads_after_the_open_block_as_usual() {
+    fn a_regular_file_reads_whole_and_its_length_comes_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m");
-        std::fs::write(&p, b"x").unwrap();
-        let f = open_message(&p).unwrap();
-        let flags = OFlag::from_bits_truncate(fcntl(&f, FcntlArg::F_GETFL).unwrap());
-        assert!(!flags.contains(OFlag::O_NONBLOCK));
+        let body = vec![b'x'; 300_000];
+        std::fs::write(&p, &body).unwrap();
+        let (mut f, len) = open_message_sized(&p).unwrap();
+        assert_eq!(len, body.len() as u64);
+        // O_NONBLOCK stays set, and means nothing for a regular file.
+        let mut got = Vec::new();
+        f.read_to_end(&mut got).unwrap();
+        assert_eq!(got, body);
     }
 }
