@@ -64,6 +64,13 @@ fn relayhost_lock_interoperates_with_flock_and_setlock() {
         let pg = nix::unistd::Pid::from_raw(child.id() as i32);
         nix::sys::signal::killpg(pg, nix::sys::signal::Signal::SIGKILL).unwrap();
         child.wait().unwrap();
+        // The group's other members (flock's child holds the descriptor too) may not
+        // be gone yet: the lock is free only once the last of them has exited.
+        let start = std::time::Instant::now();
+        while try_lock(&s).unwrap().is_none() {
+            assert!(start.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     };
     // flock(1) holds it: we skip.
     // `--`: GNU getopt would otherwise take sh's `-c` as flock's own option.
