@@ -10,7 +10,7 @@ use turnmail::config::Config;
 use turnmail::deliver::{DeliverEnv, Message, Outcome, deliver_local};
 use turnmail::engine::{Engine, LocalTarget, Resolution};
 use turnmail::maildir::Maildir;
-use turnmail::spool::queue::Queue;
+use turnmail::outbound::queue::Queue;
 
 fn env(root: &std::path::Path) -> DeliverEnv {
     DeliverEnv {

@@ -23,8 +23,8 @@ use crate::engine::LocalTarget;
 use crate::maildir::Maildir;
 use crate::qmail::dotqmail::{Instruction, safe_ext};
 use crate::qmail::quote;
-use crate::spool::bounce::DOUBLE_BOUNCE_SENDER;
-use crate::spool::queue::Queue;
+use crate::outbound::dsn::DOUBLE_BOUNCE_SENDER;
+use crate::outbound::queue::Queue;
 
 /// A message as delivery sees it.
 #[derive(Debug, Clone, Copy)]

@@ -22,7 +22,7 @@ use crate::client::LengthCounter;
 use crate::maildir::{Listing, OpenError, open_message};
 use crate::spool::envelope::Format;
 use crate::spool::scan::{self, Spooled};
-use crate::spool::settle::{self, Attempt, Settled};
+use crate::outbound::settle::{self, Attempt, Settled};
 use crate::spool::site::Site;
 
 /// Bytes of a file read ahead; a longer message's tail is read as it is sent.

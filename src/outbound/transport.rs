@@ -13,9 +13,10 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-use super::{RelayConfig, Route};
-use crate::spool::bounce::DOUBLE_BOUNCE_SENDER;
-use crate::spool::settle::Attempt;
+use super::RelayConfig;
+use super::route::Route;
+use crate::outbound::dsn::DOUBLE_BOUNCE_SENDER;
+use crate::outbound::settle::Attempt;
 
 fn temp(s: impl Into<String>) -> Attempt {
     Attempt::Temporary(s.into())

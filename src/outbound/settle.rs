@@ -6,10 +6,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::bounce::Failure;
-use super::scan::Spooled;
+use super::dsn::Failure;
+use crate::spool::scan::Spooled;
 use crate::deliver::DeliverEnv;
-use crate::deliver::transaction::queue_bounce;
+use crate::outbound::bounce::queue_bounce;
 
 /// The result of one attempt at one spool file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hickory_resolver::TokioResolver;
 
-use super::{RelayConfig, route, transport};
+use super::route::route;
+use super::{RelayConfig, transport};
 use crate::deliver::{DeliverEnv, Message, Outcome, deliver_local};
 use crate::engine::{Engine, Resolution};
 use crate::qmail::dotqmail::Instruction;
 use crate::spool::envelope::Format;
 use crate::spool::scan::{self, Spooled};
-use crate::spool::settle::{self, Attempt, Settled};
+use crate::outbound::settle::{self, Attempt, Settled};
 
 /// What one run did, for logs and `turnmail flush --queue`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{envelope, resume};
+use crate::spool::{envelope, resume};
 use crate::maildir::{DeliverError, Delivered, Maildir};
 use crate::qmail::dotqmail::Instruction;
 

@@ -1,48 +1,8 @@
-//! Passing single messages on: forwards, bounces, mail we are a backup MX for. Each
-//! queued message has one recipient and is routed on its own: `control/smtproutes`
-//! (qmail's format, including the empty-domain smarthost line), then a smarthost from
-//! turnmail.toml, then DNS MX. A plain single send fits lettre, so lettre does the SMTP;
-//! every call is wrapped in a timeout because lettre's own only covers the connect.
+//! Where a recipient's domain goes: `control/smtproutes` (qmail's format, including
+//! the empty-domain smarthost line), then the smarthost of turnmail.toml, then DNS MX.
 
-pub mod runner;
-pub mod transport;
-
-use serde::{Deserialize, Serialize};
-
+use super::RelayConfig;
 use crate::qmail::control::SmtpRoutes;
-
-/// `[relay]` in turnmail.toml.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct RelayConfig {
-    /// `host[:port]` all remote mail goes to when smtproutes names no route.
-    pub smarthost: Option<String>,
-    /// Credentials for the smarthost (AUTH PLAIN/LOGIN, only over TLS).
-    pub smarthost_user: Option<String>,
-    pub smarthost_password: Option<String>,
-    /// Require TLS to the smarthost (otherwise STARTTLS when offered).
-    pub smarthost_require_tls: bool,
-    /// Days before an undeliverable queued message is bounced.
-    pub lifetime_days: u64,
-    /// Seconds one SMTP send may take in all.
-    pub timeout_secs: u64,
-    /// Seconds between queue runs (new mail also starts one).
-    pub interval_secs: u64,
-}
-
-impl Default for RelayConfig {
-    fn default() -> Self {
-        RelayConfig {
-            smarthost: None,
-            smarthost_user: None,
-            smarthost_password: None,
-            smarthost_require_tls: false,
-            lifetime_days: 7,
-            timeout_secs: 300,
-            interval_secs: 60,
-        }
-    }
-}
 
 /// Where a message for a domain goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
