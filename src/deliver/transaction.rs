@@ -112,8 +112,26 @@ pub fn deliver_message(
     let mut out = Vec::with_capacity(results.len());
     let mut failures = Vec::new();
     let mut verdict = Verdict::Accepted;
+    // The relayed recipients are queued together, so that they leave in one
+    // transaction per destination.
+    let relayed: Vec<&[u8]> = recipients
+        .iter()
+        .filter(|(_, r)| matches!(r, Resolution::Relay { .. }))
+        .map(|(a, _)| a.as_slice())
+        .collect();
+    let relay_queued = env.queue.enqueue_group(sender, &relayed, &[data]);
+    if let Err(e) = &relay_queued {
+        verdict = Verdict::Temporary(format!("cannot queue the relayed recipients: {e}"));
+    }
+    let mut relay_names = relay_queued.as_deref().unwrap_or_default().iter();
     for ((rcpt, outcome), (_, res)) in results.into_iter().zip(recipients) {
         let r = match outcome {
+            Outcome::Temporary(why) if matches!(res, Resolution::Relay { .. }) => {
+                match relay_names.next() {
+                    Some(d) => RecipientResult::Queued(format!("{why}; queued as {}", d.name)),
+                    None => RecipientResult::Deferred(why),
+                }
+            }
             Outcome::Delivered {
                 files: 0,
                 forwards: 0,

@@ -3,7 +3,7 @@
 //! temporarily) waits here until the runner passes it on.
 //!
 //! - `queue.rs` writes queue files (one recipient each; the recipients of one message
-//!   share a group line so that they leave in one transaction, see `group.rs`);
+//!   share a group line so that they leave in one transaction, `spool/group.rs`);
 //! - `dsn.rs` writes RFC 3464 notifications (failed and delayed), `bounce.rs` queues
 //!   them, and `settle.rs` decides what happens to a file after an attempt (shared
 //!   with site flushes: unlink, bounce, keep);
@@ -18,12 +18,15 @@
 //! `deliver/` and this module.
 
 pub mod bounce;
+pub mod dns;
 pub mod dsn;
+pub mod pool;
 pub mod queue;
 pub mod route;
 pub mod runner;
 pub mod settle;
 pub mod transport;
+pub mod warn;
 
 use serde::{Deserialize, Serialize};
 
@@ -50,10 +53,14 @@ pub struct RelayConfig {
     /// Hours after which a still undelivered message gets one "delayed" notice to
     /// its sender (0: never).
     pub delay_warning_hours: u64,
-    /// Seconds one SMTP reply may take (the end of data: five times this).
+    /// Seconds one SMTP reply (or write, or TLS handshake) may take; the reply to the
+    /// end of data twice this.
     pub timeout_secs: u64,
     /// Seconds between queue runs (new mail also starts one).
     pub interval_secs: u64,
+    /// Seconds before a deferred file is tried again the first time; the wait
+    /// doubles with each failure, up to an hour.
+    pub retry_secs: u64,
     /// Destinations sent to at the same time (one connection each).
     pub max_connections: usize,
     /// Seconds a connection to a destination stays open with nothing to send, for
@@ -75,6 +82,7 @@ impl Default for RelayConfig {
             delay_warning_hours: 0,
             timeout_secs: 300,
             interval_secs: 60,
+            retry_secs: 60,
             max_connections: 20,
             idle_secs: 30,
         }

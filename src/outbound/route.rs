@@ -5,7 +5,7 @@ use super::RelayConfig;
 use crate::qmail::control::SmtpRoutes;
 
 /// Where a message for a domain goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Route {
     /// These hosts, in order (from smtproutes or the smarthost).
     Hosts {
@@ -14,6 +14,39 @@ pub enum Route {
     },
     /// Look up the domain's MX records.
     Mx(String),
+}
+
+/// One place mail is sent to, with how: messages to the same destination share
+/// connections and transactions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Destination {
+    pub route: Route,
+    /// Never in clear text (`[relay] require_tls`, `smarthost_require_tls`).
+    pub require_tls: bool,
+}
+
+impl Destination {
+    /// Where mail for `domain` goes.
+    pub fn of(routes: &SmtpRoutes, cfg: &RelayConfig, domain: &str) -> Destination {
+        let route = route(routes, cfg, domain);
+        let smarthost = matches!(route, Route::Hosts { smarthost: true, .. });
+        Destination {
+            require_tls: cfg.requires_tls(domain) || (smarthost && cfg.smarthost_require_tls),
+            route,
+        }
+    }
+
+    /// For log lines.
+    pub fn name(&self) -> String {
+        match &self.route {
+            Route::Mx(d) => d.clone(),
+            Route::Hosts { hosts, .. } => hosts
+                .iter()
+                .map(|(h, p)| format!("[{h}]:{p}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
 }
 
 /// Split `host[:port]` (IPv6 in brackets).

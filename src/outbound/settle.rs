@@ -59,50 +59,85 @@ pub fn settle(
     lifetime: Duration,
     now: SystemTime,
 ) -> Settled {
-    let (status, reason, remote, note) = match attempt {
-        Attempt::Delivered(_) => return unlink(s, Settled::Removed),
-        Attempt::Permanent {
+    let files = [(s, attempt)];
+    settle_group(env, hostname, &files, lifetime, now)
+        .pop()
+        .unwrap_or(Settled::Kept)
+}
+
+/// Settle the files of one message (one recipient each, same sender and text) after
+/// one attempt each: those delivered are unlinked, those refused for good (or too
+/// old) get one bounce between them and are unlinked once it is queued, the rest
+/// stay. Results in the order given.
+pub fn settle_group(
+    env: &DeliverEnv,
+    hostname: &str,
+    files: &[(&Spooled, &Attempt)],
+    lifetime: Duration,
+    now: SystemTime,
+) -> Vec<Settled> {
+    let mut out: Vec<Option<Settled>> = vec![None; files.len()];
+    let mut failures = Vec::new();
+    let mut failed_at = Vec::new();
+    let mut too_old = false;
+    for (k, (s, attempt)) in files.iter().enumerate() {
+        let (status, reason, remote) = match attempt {
+            Attempt::Delivered(_) => {
+                out[k] = Some(unlink(s, Settled::Removed));
+                continue;
+            }
+            Attempt::Permanent {
+                status,
+                reply,
+                remote,
+            } => (status.clone(), reply.clone(), *remote),
+            Attempt::Temporary(why) if expired(s, lifetime, now) => {
+                too_old = true;
+                ("5.4.7".to_string(), why.clone(), false)
+            }
+            Attempt::Temporary(_) => {
+                out[k] = Some(Settled::Kept);
+                continue;
+            }
+        };
+        failures.push(Failure {
+            recipient: s.envelope.recipient.clone(),
             status,
-            reply,
-            remote,
-        } => (status.clone(), reply.clone(), *remote, None),
-        Attempt::Temporary(why) if expired(s, lifetime, now) => (
-            "4.4.7".to_string(),
-            why.clone(),
-            false,
-            Some("This message is too old. Giving up."),
-        ),
-        Attempt::Temporary(_) => return Settled::Kept,
-    };
-    let original = match read_message(s) {
-        Ok(m) => m,
-        Err(e) => return Settled::Trouble(format!("reading for the bounce: {e}")),
-    };
-    let failure = Failure {
-        recipient: s.envelope.recipient.clone(),
-        status: if note.is_some() {
-            "5.4.7".into()
-        } else {
-            status
-        },
-        diagnostic: reason,
-        diagnostic_type: if remote { "smtp" } else { "x-local" },
-    };
-    let unix = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    match queue_bounce(
-        env,
-        hostname,
-        &s.envelope.sender,
-        &[failure],
-        &original,
-        unix,
-        note,
-    ) {
-        Ok(()) => unlink(s, Settled::Bounced),
-        Err(e) => Settled::Trouble(format!("queueing the bounce: {e}")),
+            diagnostic: reason,
+            diagnostic_type: if remote { "smtp" } else { "x-local" },
+        });
+        failed_at.push(k);
     }
+    if let Some(&first) = failed_at.first() {
+        let (s, _) = files[first];
+        let bounced = read_message(s)
+            .map_err(|e| format!("reading for the bounce: {e}"))
+            .and_then(|original| {
+                let unix = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let note = too_old.then_some("This message is too old. Giving up.");
+                queue_bounce(
+                    env,
+                    hostname,
+                    &s.envelope.sender,
+                    &failures,
+                    &original,
+                    unix,
+                    note,
+                )
+                .map_err(|e| format!("queueing the bounce: {e}"))
+            });
+        for k in failed_at {
+            out[k] = Some(match &bounced {
+                Ok(()) => unlink(files[k].0, Settled::Bounced),
+                Err(t) => Settled::Trouble(t.clone()),
+            });
+        }
+    }
+    out.into_iter()
+        .map(|o| o.unwrap_or(Settled::Kept))
+        .collect()
 }
 
 fn unlink(s: &Spooled, done: Settled) -> Settled {

@@ -1,22 +1,169 @@
-//! One message to one recipient over SMTP with lettre, and the MX lookup that finds
-//! where to send it. Failures are classified as qmail-remote does: a 5xx reply is
-//! permanent, anything else (4xx, connection trouble, timeouts, DNS trouble) temporary,
-//! and a domain that does not exist is permanent.
+//! Reaching a destination and reading its answers: the hosts of a route (smtproutes,
+//! smarthost, or MX through `dns.rs`) tried in order, each of their addresses in
+//! turn, TCP_NODELAY; the client's options for it (STARTTLS opportunistic with any
+//! certificate, or required); replies classified as qmail-remote does: 5xx
+//! permanent, anything else (4xx, connection trouble, timeouts, DNS trouble)
+//! temporary, a domain that does not exist permanent.
+//!
+//! A smarthost with credentials is the one thing still sent with lettre, one
+//! recipient at a time: `client/` has no AUTH yet, and lettre's AUTH PLAIN/LOGIN
+//! under TLS with a verified certificate is what such a relay needs.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
-use hickory_resolver::proto::rr::RData;
 use lettre::address::{Address, Envelope};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
+use tokio::net::TcpStream;
+
 use super::RelayConfig;
-use super::route::Route;
+use super::dns::{Dns, DnsError};
+use super::route::{Destination, Route};
+use crate::client::{ClientOptions, Outcome, Reply, TlsPolicy};
 use crate::outbound::dsn::DOUBLE_BOUNCE_SENDER;
 use crate::outbound::settle::Attempt;
+
+/// How long one TCP connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What sending needs besides the messages.
+pub struct Ctx {
+    pub dns: Option<Dns>,
+    pub helo: String,
+    pub cfg: RelayConfig,
+    /// STARTTLS to any certificate (opportunistic TLS proves nothing about the peer;
+    /// it keeps the text from passive listeners).
+    pub connector: Option<tokio_rustls::TlsConnector>,
+}
+
+/// A connection to one host of a destination.
+pub struct Connected {
+    pub stream: TcpStream,
+    /// `host[ip]:port`, for log lines and DSNs.
+    pub peer: String,
+    pub host: String,
+}
+
+fn dns_attempt(e: DnsError) -> Attempt {
+    match e {
+        DnsError::Permanent { status, why } => perm(status, why, false),
+        DnsError::Temporary(why) => temp(why),
+    }
+}
+
+/// The hosts of a destination, best first.
+pub async fn hosts(ctx: &Ctx, dest: &Destination) -> Result<Vec<(String, u16)>, Attempt> {
+    match &dest.route {
+        Route::Hosts { hosts, .. } => Ok(hosts.clone()),
+        Route::Mx(domain) => {
+            let Some(dns) = &ctx.dns else {
+                return Err(temp("no DNS resolver available"));
+            };
+            let hosts = dns.mx_hosts(domain).await.map_err(dns_attempt)?;
+            Ok(hosts.into_iter().map(|h| (h, ctx.cfg.mx_port)).collect())
+        }
+    }
+}
+
+/// Connect to the first host of `dest` that answers.
+pub async fn connect(ctx: &Ctx, dest: &Destination) -> Result<Connected, Attempt> {
+    let hosts = hosts(ctx, dest).await?;
+    let implicit = matches!(&dest.route, Route::Mx(d) if hosts.len() == 1 && hosts[0].0.eq_ignore_ascii_case(d));
+    let mut last = temp("no host to try");
+    for (host, port) in hosts {
+        let addrs = match &ctx.dns {
+            Some(dns) => dns.addresses(&host).await,
+            None => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .map(|ip| vec![ip])
+                .map_err(|_| DnsError::Temporary("no DNS resolver available".into())),
+        };
+        let addrs = match addrs {
+            Ok(a) => a,
+            // A domain without MX whose name has no address cannot take mail.
+            Err(DnsError::Permanent { status, why }) if implicit => {
+                return Err(perm(status, why, false));
+            }
+            Err(e) => {
+                last = dns_attempt(e);
+                if matches!(last, Attempt::Permanent { .. }) {
+                    last = temp(format!("{host}: {last:?}"));
+                }
+                continue;
+            }
+        };
+        for ip in addrs {
+            let sa = SocketAddr::new(ip, port);
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(sa)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(Connected {
+                        stream,
+                        peer: format!("{host}[{ip}]:{port}"),
+                        host,
+                    });
+                }
+                Ok(Err(e)) => last = temp(format!("connecting to {host}[{ip}]:{port}: {e}")),
+                Err(_) => last = temp(format!("connecting to {host}[{ip}]:{port}: timed out")),
+            }
+        }
+    }
+    Err(last)
+}
+
+/// The client's settings for `dest`.
+pub fn client_options(ctx: &Ctx, dest: &Destination) -> ClientOptions {
+    let mut o = ClientOptions::new(ctx.helo.clone());
+    o.tls = if dest.require_tls {
+        TlsPolicy::Required
+    } else {
+        TlsPolicy::Opportunistic
+    };
+    let secs = ctx.cfg.timeout_secs.max(1);
+    o.timeouts.command = Duration::from_secs(secs);
+    o.timeouts.data_end = Duration::from_secs(secs.saturating_mul(2));
+    o.timeouts.write = Duration::from_secs(secs);
+    o.timeouts.tls_handshake = Duration::from_secs(secs);
+    o
+}
+
+/// An envelope address as sent: qmail's quoting; a double bounce's sender is `<>`.
+pub fn wire_address(a: &[u8]) -> Vec<u8> {
+    if a == DOUBLE_BOUNCE_SENDER {
+        return Vec::new();
+    }
+    crate::qmail::quote::quote2(a)
+}
+
+fn said(peer: &str, r: &Reply) -> String {
+    format!("{peer} said: {}", r.one_line())
+}
+
+/// One recipient's result as the queue settles it. `ended` is why the session
+/// stopped, if it did, for results nobody answered.
+pub fn attempt_of(peer: &str, o: &Outcome, ended: Option<&str>) -> Attempt {
+    match o {
+        Outcome::Delivered(r) => Attempt::Delivered(said(peer, r)),
+        Outcome::Permanent(r) => {
+            let status = r
+                .enhanced
+                .map(|(a, b, c)| format!("{a}.{b}.{c}"))
+                .unwrap_or_else(|| "5.0.0".into());
+            perm(&status, said(peer, r), true)
+        }
+        Outcome::Temporary(r) => temp(said(peer, r)),
+        Outcome::NotAttempted(n) => temp(match ended {
+            Some(why) => format!("{peer}: {why} ({n:?})"),
+            None => format!("{peer}: {n:?}"),
+        }),
+    }
+}
 
 fn temp(s: impl Into<String>) -> Attempt {
     Attempt::Temporary(s.into())
@@ -56,41 +203,6 @@ pub fn to_crlf(lf: &[u8]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
-}
-
-/// Hosts for `domain` in MX preference order; the domain itself when it has no MX
-/// (RFC 5321 implicit MX).
-pub async fn mx_hosts(
-    resolver: &TokioResolver,
-    domain: &str,
-) -> Result<Vec<(String, u16)>, Attempt> {
-    match resolver.mx_lookup(domain).await {
-        Ok(l) => {
-            let mut mx: Vec<(u16, String)> = l
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::MX(m) => Some((
-                        m.preference,
-                        m.exchange.to_utf8().trim_end_matches('.').to_string(),
-                    )),
-                    _ => None,
-                })
-                .collect();
-            if mx.is_empty() {
-                return Ok(vec![(domain.to_string(), 25)]);
-            }
-            mx.sort();
-            Ok(mx.into_iter().map(|(_, h)| (h, 25)).collect())
-        }
-        Err(e) if e.is_nx_domain() => Err(perm(
-            "5.1.2",
-            format!("domain {domain} does not exist"),
-            false,
-        )),
-        Err(e) if e.is_no_records_found() => Ok(vec![(domain.to_string(), 25)]),
-        Err(e) => Err(temp(format!("DNS lookup of {domain}: {e}"))),
-    }
 }
 
 /// Send one message (LF line ends) to `host:port`.
@@ -181,38 +293,6 @@ fn enhanced_status(text: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Route and send one message, trying hosts in order until one gives a final answer.
-pub async fn relay(
-    resolver: Option<&TokioResolver>,
-    route: &Route,
-    helo: &str,
-    sender: &[u8],
-    recipient: &[u8],
-    body_lf: &[u8],
-    cfg: &RelayConfig,
-) -> Attempt {
-    let (hosts, smarthost) = match route {
-        Route::Hosts { hosts, smarthost } => (hosts.clone(), *smarthost),
-        Route::Mx(domain) => {
-            let Some(r) = resolver else {
-                return temp("no DNS resolver available");
-            };
-            match mx_hosts(r, domain).await {
-                Ok(h) => (h, false),
-                Err(a) => return a,
-            }
-        }
-    };
-    let mut last = temp("no host to try");
-    for (h, p) in hosts {
-        last = send_one(&h, p, helo, sender, recipient, body_lf, cfg, smarthost).await;
-        if !matches!(last, Attempt::Temporary(_)) {
-            return last;
-        }
-    }
-    last
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +312,38 @@ mod tests {
         assert_eq!(to_crlf(b"a\nb\r\nc"), b"a\r\nb\r\nc\r\n");
         assert_eq!(to_crlf(b""), b"");
         assert_eq!(to_crlf(b"\n"), b"\r\n");
+    }
+
+    #[test]
+    fn double_bounces_go_from_the_null_sender() {
+        assert_eq!(wire_address(b"#@[]"), b"");
+        assert_eq!(wire_address(b"a b@x"), b"\"a b\"@x");
+        assert_eq!(wire_address(b""), b"");
+    }
+
+    #[test]
+    fn replies_become_attempts() {
+        let r = |code, enhanced| Reply {
+            code,
+            enhanced,
+            lines: vec!["x".into()],
+        };
+        assert!(matches!(
+            attempt_of("h", &Outcome::Permanent(r(550, Some((5, 1, 1)))), None),
+            Attempt::Permanent { status, remote: true, .. } if status == "5.1.1"
+        ));
+        assert!(matches!(
+            attempt_of("h", &Outcome::Permanent(r(554, None)), None),
+            Attempt::Permanent { status, .. } if status == "5.0.0"
+        ));
+        assert!(matches!(
+            attempt_of("h", &Outcome::Temporary(r(451, None)), None),
+            Attempt::Temporary(_)
+        ));
+        assert!(matches!(
+            attempt_of("h", &Outcome::Delivered(r(250, None)), None),
+            Attempt::Delivered(_)
+        ));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! one piece of code reads both.
 
 pub mod envelope;
+pub mod group;
 pub mod relayhost;
 pub mod resume;
 pub mod routes;
