@@ -184,9 +184,7 @@ where
     loop {
         let action = match session.next_action() {
             // A source that may wait gets its turn once what is queued is written.
-            Action::NextMessage if source.waits() && !session.output().is_empty() => {
-                Action::Write
-            }
+            Action::NextMessage if source.waits() && !session.output().is_empty() => Action::Write,
             action => action,
         };
         match action {

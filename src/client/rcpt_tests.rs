@@ -52,7 +52,10 @@ async fn several_recipients_go_in_one_transaction_each_refusal_its_own() {
             .insert("c@x.example".into(), "451 4.3.0 try later".into());
         let (stream, server) = fake.spawn();
         let msgs = vec![
-            message("s@o.example", &["a@x.example", "b@x.example", "c@x.example"]),
+            message(
+                "s@o.example",
+                &["a@x.example", "b@x.example", "c@x.example"],
+            ),
             // Every recipient refused: the transaction fails with the first refusal.
             message("s@o.example", &["c@x.example", "b@x.example"]),
             message("s@o.example", &["d@x.example"]),
@@ -68,15 +71,27 @@ async fn several_recipients_go_in_one_transaction_each_refusal_its_own() {
         assert_eq!(results.len(), 3, "{mode}");
         let first = &results[0].1;
         assert!(matches!(first.outcome, Outcome::Delivered(_)), "{mode}");
-        assert!(matches!(first.recipient(0), Outcome::Delivered(_)), "{mode}");
+        assert!(
+            matches!(first.recipient(0), Outcome::Delivered(_)),
+            "{mode}"
+        );
         assert_eq!(code(&first.recipient(1)), Some(550), "{mode}");
-        assert!(matches!(first.recipient(1), Outcome::Permanent(_)), "{mode}");
+        assert!(
+            matches!(first.recipient(1), Outcome::Permanent(_)),
+            "{mode}"
+        );
         assert_eq!(code(&first.recipient(2)), Some(451), "{mode}");
-        assert!(matches!(first.recipient(2), Outcome::Temporary(_)), "{mode}");
+        assert!(
+            matches!(first.recipient(2), Outcome::Temporary(_)),
+            "{mode}"
+        );
         let second = &results[1].1;
         assert_eq!(code(&second.outcome), Some(451), "{mode}");
         assert_eq!(code(&second.recipient(1)), Some(550), "{mode}");
-        assert!(matches!(results[2].1.outcome, Outcome::Delivered(_)), "{mode}");
+        assert!(
+            matches!(results[2].1.outcome, Outcome::Delivered(_)),
+            "{mode}"
+        );
         // Two transactions reached the server; the first named three recipients.
         assert_eq!(log.delivered.len(), 2, "{mode}");
         let rcpts = log

@@ -32,8 +32,8 @@ use crate::admin::mailuser::MailUser;
 use crate::config::Config;
 use crate::deliver::DeliverEnv;
 use crate::engine::Engine;
-use crate::smtp::SessionConfig;
 use crate::outbound::queue::Queue;
+use crate::smtp::SessionConfig;
 
 /// Pending connections the kernel may hold for each listener.
 const LISTEN_BACKLOG: i32 = 4096;

@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use crate::engine::LocalTarget;
 use crate::maildir::Maildir;
-use crate::qmail::dotqmail::{Instruction, safe_ext};
-use crate::qmail::quote;
 use crate::outbound::dsn::DOUBLE_BOUNCE_SENDER;
 use crate::outbound::queue::Queue;
+use crate::qmail::dotqmail::{Instruction, safe_ext};
+use crate::qmail::quote;
 
 /// A message as delivery sees it.
 #[derive(Debug, Clone, Copy)]

@@ -14,8 +14,8 @@
 
 use super::{DeliverEnv, Message, Outcome, deliver_local};
 use crate::engine::Resolution;
-pub use crate::outbound::bounce::unique_token;
 use crate::outbound::bounce::queue_bounce;
+pub use crate::outbound::bounce::unique_token;
 use crate::outbound::dsn::Failure;
 
 /// The reply to give after DATA, and what happened to each recipient.

@@ -28,7 +28,16 @@ pub fn queue_bounce(
     now: u64,
     note: Option<&str>,
 ) -> Result<(), crate::maildir::DeliverError> {
-    queue_notice(env, hostname, sender, Kind::Failed, failures, original, now, note)
+    queue_notice(
+        env,
+        hostname,
+        sender,
+        Kind::Failed,
+        failures,
+        original,
+        now,
+        note,
+    )
 }
 
 /// Queue a "delayed" notice (RFC 3464 `Action: delayed`) for `waiting` recipients of
@@ -45,7 +54,16 @@ pub fn queue_delay_warning(
     if !matches!(dsn::bounce_to(sender), BounceTo::Sender(_)) {
         return Ok(false);
     }
-    queue_notice(env, hostname, sender, Kind::Delayed, waiting, original, now, None)?;
+    queue_notice(
+        env,
+        hostname,
+        sender,
+        Kind::Delayed,
+        waiting,
+        original,
+        now,
+        None,
+    )?;
     Ok(true)
 }
 

@@ -126,7 +126,9 @@ impl Dns {
             Err(e) if e.is_no_records_found() => {
                 Err(DnsError::Temporary(format!("{host} has no address")))
             }
-            Err(e) => Err(DnsError::Temporary(format!("address lookup of {host}: {e}"))),
+            Err(e) => Err(DnsError::Temporary(format!(
+                "address lookup of {host}: {e}"
+            ))),
         }
     }
 }
@@ -192,7 +194,10 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         assert!(matches!(
             order_mx("d.example", vec![(0, ".".into())], &mut rng),
-            Err(DnsError::Permanent { status: "5.1.10", .. })
+            Err(DnsError::Permanent {
+                status: "5.1.10",
+                ..
+            })
         ));
         assert_eq!(
             order_mx("d.example", vec![], &mut rng).unwrap(),

@@ -239,8 +239,8 @@ async fn session(
     let report = match &ctx.connector {
         Some(c) => {
             let c = c.clone();
-            let name = rustls::pki_types::ServerName::try_from(conn.host.clone())
-                .unwrap_or_else(|_| {
+            let name =
+                rustls::pki_types::ServerName::try_from(conn.host.clone()).unwrap_or_else(|_| {
                     rustls::pki_types::ServerName::try_from("localhost").expect("static name")
                 });
             let upgrade = move |s| async move { c.connect(name, s).await };

@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::spool::{envelope, group, resume};
 use crate::maildir::{DeliverError, Delivered, Maildir};
 use crate::qmail::dotqmail::Instruction;
+use crate::spool::{envelope, group, resume};
 
 #[derive(Debug, Clone)]
 pub struct Queue {
@@ -162,7 +162,9 @@ mod tests {
         assert!(envs.iter().all(|e| e.group.as_ref() == Some(&token)));
         let rcpts: Vec<_> = envs.iter().map(|e| e.recipient.clone()).collect();
         assert_eq!(rcpts, [b"a@y".to_vec(), b"b@y".to_vec(), b"c@z".to_vec()]);
-        let other = q.enqueue_group(b"s@x", &[b"a@y", b"b@y"], &[b"x\n"]).unwrap();
+        let other = q
+            .enqueue_group(b"s@x", &[b"a@y", b"b@y"], &[b"x\n"])
+            .unwrap();
         let e = parse_in(&std::fs::read(&other[0].path).unwrap(), Format::Queue).unwrap();
         assert_ne!(e.group, Some(token));
         let one = q.enqueue_group(b"s@x", &[b"a@y"], &[b"x\n"]).unwrap();

@@ -29,7 +29,13 @@ impl Destination {
     /// Where mail for `domain` goes.
     pub fn of(routes: &SmtpRoutes, cfg: &RelayConfig, domain: &str) -> Destination {
         let route = route(routes, cfg, domain);
-        let smarthost = matches!(route, Route::Hosts { smarthost: true, .. });
+        let smarthost = matches!(
+            route,
+            Route::Hosts {
+                smarthost: true,
+                ..
+            }
+        );
         Destination {
             require_tls: cfg.requires_tls(domain) || (smarthost && cfg.smarthost_require_tls),
             route,

@@ -346,13 +346,7 @@ impl QueueRunner {
             .filter(|(_, st)| matches!(st, Settled::Kept))
             .map(|(p, _)| p)
             .collect();
-        match warn::warn(
-            &self.env,
-            &self.hostname,
-            &kept,
-            after,
-            SystemTime::now(),
-        ) {
+        match warn::warn(&self.env, &self.hostname, &kept, after, SystemTime::now()) {
             Ok(true) => report.warned += 1,
             Ok(false) => {}
             Err(t) => report.trouble.push(t),
@@ -501,7 +495,15 @@ fn plan(engine: &Engine, cfg: &RelayConfig, due: Vec<Spooled>) -> Plan {
         }
         let domain = domain_of(&s.envelope.recipient);
         let dest = Destination::of(&snap.control.smtproutes, cfg, &domain);
-        if authenticated && matches!(dest.route, Route::Hosts { smarthost: true, .. }) {
+        if authenticated
+            && matches!(
+                dest.route,
+                Route::Hosts {
+                    smarthost: true,
+                    ..
+                }
+            )
+        {
             plan.authenticated.push((s, dest));
             continue;
         }

@@ -7,9 +7,9 @@
 use std::time::{Duration, SystemTime};
 
 use super::dsn::Failure;
-use crate::spool::scan::Spooled;
 use crate::deliver::DeliverEnv;
 use crate::outbound::bounce::queue_bounce;
+use crate::spool::scan::Spooled;
 
 /// The result of one attempt at one spool file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,12 +17,18 @@ pub const WARNED: char = 'w';
 
 /// Whether the sender of `s` was warned already.
 pub fn warned(s: &Spooled) -> bool {
-    s.entry.rel.rsplit_once(":2,").is_some_and(|(_, f)| f.contains(WARNED))
+    s.entry
+        .rel
+        .rsplit_once(":2,")
+        .is_some_and(|(_, f)| f.contains(WARNED))
 }
 
 /// Whether `s` is old enough for a warning and has had none.
 pub fn due(s: &Spooled, after: Duration, now: SystemTime) -> bool {
-    !warned(s) && now.duration_since(s.entry.mtime).is_ok_and(|age| age >= after)
+    !warned(s)
+        && now
+            .duration_since(s.entry.mtime)
+            .is_ok_and(|age| age >= after)
 }
 
 /// Warn the sender of the files (one message's, still queued after `attempts`)
@@ -34,7 +40,8 @@ pub fn warn(
     after: Duration,
     now: SystemTime,
 ) -> Result<bool, String> {
-    let due: Vec<&(&Spooled, &Attempt)> = files.iter().filter(|(s, _)| due(s, after, now)).collect();
+    let due: Vec<&(&Spooled, &Attempt)> =
+        files.iter().filter(|(s, _)| due(s, after, now)).collect();
     let Some((first, _)) = due.first() else {
         return Ok(false);
     };
@@ -51,13 +58,24 @@ pub fn warn(
         })
         .collect();
     let original = crate::maildir::read_message(&first.entry.path, 1 << 30)
-        .map(|d| d.get(first.envelope.body_offset..).unwrap_or_default().to_vec())
+        .map(|d| {
+            d.get(first.envelope.body_offset..)
+                .unwrap_or_default()
+                .to_vec()
+        })
         .map_err(|e| format!("reading {} for a delay notice: {e}", first.entry.rel))?;
     let unix = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let sent = queue_delay_warning(env, hostname, &first.envelope.sender, &waiting, &original, unix)
-        .map_err(|e| format!("queueing a delay notice: {e}"))?;
+    let sent = queue_delay_warning(
+        env,
+        hostname,
+        &first.envelope.sender,
+        &waiting,
+        &original,
+        unix,
+    )
+    .map_err(|e| format!("queueing a delay notice: {e}"))?;
     // Marked even when the sender gets none (a bounce's), so it is not asked again.
     let md = env.queue.maildir();
     for (s, _) in &due {

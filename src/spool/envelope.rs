@@ -160,7 +160,8 @@ mod tests {
         assert_eq!(&f[e.body_offset..], b"\nbody\n");
         // Only the queue reads it, and only once.
         assert!(parse_in(f, Format::Site(&[b"".to_vec()])).is_none());
-        let twice = b"X-Turnmail-Group: a\nX-Turnmail-Group: b\nReturn-Path: <s@x>\nDelivered-To: r@y\n";
+        let twice =
+            b"X-Turnmail-Group: a\nX-Turnmail-Group: b\nReturn-Path: <s@x>\nDelivered-To: r@y\n";
         assert!(parse_in(twice, Format::Queue).is_none());
         // Files queued before group lines existed read as they did.
         let old = b"Return-Path: <s@x>\nDelivered-To: r@y\n\nbody\n";

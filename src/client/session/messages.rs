@@ -158,9 +158,11 @@ impl Session {
                     let n = cur.rcpt_next;
                     cur.rcpt_next += 1;
                     let last = cur.rcpt_next >= cur.head.recipients.len();
-                    let line = cur.head.recipients.get(n).map_or_else(Vec::new, |r| {
-                        address_line(b"RCPT TO:<", r, b">\r\n")
-                    });
+                    let line = cur
+                        .head
+                        .recipients
+                        .get(n)
+                        .map_or_else(Vec::new, |r| address_line(b"RCPT TO:<", r, b">\r\n"));
                     self.command(&line, Expect::Msg(idx, Step::Rcpt(n)));
                     if last {
                         let next = if self.chunking {
