@@ -91,11 +91,7 @@ fn round(rng: &mut common::Rng, round: usize) {
             assert!(remaining.insert(to.clone()), "round {round}: {to} twice");
         }
     }
-    let taken: HashSet<String> = sink
-        .messages()
-        .into_iter()
-        .flat_map(|m| m.rcpts)
-        .collect();
+    let taken: HashSet<String> = sink.messages().into_iter().flat_map(|m| m.rcpts).collect();
     for r in group_of.keys() {
         assert!(
             remaining.contains(r) || taken.contains(r),
