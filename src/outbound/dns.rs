@@ -99,7 +99,7 @@ impl Dns {
             }),
             // No MX: the domain itself is the implicit MX (RFC 5321 §5.1).
             Err(e) if e.is_no_records_found() => Ok(vec![domain.to_string()]),
-            Err(e) => Err(DnsError::Temporary(format!("MX lookup of {domain}: {e}"))),
+            Err(e) => Err(DnsError::Temporary(format!("DNS lookup of {domain}: {e}"))),
         }
     }
 

@@ -90,11 +90,9 @@ pub async fn connect(ctx: &Ctx, dest: &Destination) -> Result<Connected, Attempt
             Err(DnsError::Permanent { status, why }) if implicit => {
                 return Err(perm(status, why, false));
             }
-            Err(e) => {
-                last = dns_attempt(e);
-                if matches!(last, Attempt::Permanent { .. }) {
-                    last = temp(format!("{host}: {last:?}"));
-                }
+            // Another host may do; this one's trouble is kept for the report.
+            Err(DnsError::Permanent { why, .. } | DnsError::Temporary(why)) => {
+                last = temp(format!("{host}:{port}: {why}"));
                 continue;
             }
         };
