@@ -552,7 +552,7 @@ fn flush_context(root: &Path, engine: &Engine) -> turnmail::flush::FlushContext 
     let config = engine.config();
     turnmail::flush::FlushContext {
         env: turnmail::deliver::DeliverEnv {
-            queue: turnmail::spool::queue::Queue::new(root),
+            queue: turnmail::outbound::queue::Queue::new(root),
             allow_programs: config.allow_programs,
             program_timeout: std::time::Duration::from_secs(config.limits.program_timeout_secs),
             mbox_lock_timeout: std::time::Duration::from_secs(30),
@@ -714,7 +714,7 @@ fn cmd_flush(
     }
     if queue {
         let engine = std::sync::Arc::new(engine);
-        let runner = turnmail::relay::runner::QueueRunner::new(
+        let runner = turnmail::outbound::runner::QueueRunner::new(
             engine.clone(),
             ctx.env.clone(),
             ctx.hostname.clone(),

@@ -10,7 +10,7 @@ use turnmail::config::Config;
 use turnmail::deliver::{DeliverEnv, Message, Outcome, deliver_local};
 use turnmail::engine::{Engine, LocalTarget, Resolution};
 use turnmail::maildir::Maildir;
-use turnmail::spool::queue::Queue;
+use turnmail::outbound::queue::Queue;
 
 fn env(root: &std::path::Path) -> DeliverEnv {
     DeliverEnv {
@@ -165,15 +165,22 @@ fn mbox_program_and_forward_lines() {
             .replace("|announce|", "|Announce|")
     );
     assert_eq!(std::fs::read(home.join("prog.in")).unwrap(), MSG);
-    // Forwards: one queue file per recipient, from the list owner, with our DTLINE.
+    // Forwards: one queue file per recipient, from the list owner, with our DTLINE,
+    // both under one group line (they leave as one message).
     let q = files(&d.root.join("queue/new"));
     assert_eq!(q.len(), 2);
+    let mut groups = std::collections::HashSet::new();
     for (f, to) in q.iter().zip(["fwd@example.org", "other@example.net"]) {
+        let text = String::from_utf8_lossy(f);
+        let (group, rest) = text.split_once('\n').unwrap();
+        assert!(group.starts_with("X-Turnmail-Group: "), "{text}");
+        groups.insert(group.to_string());
         let want = format!(
             "Return-Path: <example.com-list-Announce-owner@example.com>\nDelivered-To: {to}\nDelivered-To: example.com-list-Announce@example.com\nSubject: hello\n\nbody\n"
         );
-        assert_eq!(String::from_utf8_lossy(f), want);
+        assert_eq!(rest, want);
     }
+    assert_eq!(groups.len(), 1);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 use common::{DemoRoot, demo_root, mail_user};
 use turnmail::maildir::Maildir;
-use turnmail::spool::queue::Queue;
+use turnmail::outbound::queue::Queue;
 
 fn run(root: &Path, args: &[&str]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_turnmail"));

@@ -71,7 +71,7 @@ fn forwards_leave_through_smtproutes_and_refusals_bounce() {
     let got = sink.messages();
     let fwd = got
         .iter()
-        .find(|m| m.to == "out@remote.example")
+        .find(|m| m.rcpts.iter().any(|r| r == "out@remote.example"))
         .expect("the forward");
     assert_eq!(fwd.from, "bob@example.org");
     let text = String::from_utf8_lossy(&fwd.data);

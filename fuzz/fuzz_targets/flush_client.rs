@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
                 if started < messages {
                     s.start_message(MessageHead {
                         sender: format!("s{started}@a.example").into_bytes(),
-                        recipient: format!("r{started}@b.example").into_bytes(),
+                        recipients: vec![format!("r{started}@b.example").into_bytes()],
                         size: Some(body.len() as u64),
                     });
                     started += 1;

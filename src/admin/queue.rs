@@ -18,7 +18,7 @@ use super::error::{AdminError, Result, invalid, io_at};
 use super::table::{self, Table};
 use crate::config::Config;
 use crate::maildir::{Entry, Maildir};
-use crate::spool::bounce::Failure;
+use crate::outbound::dsn::Failure;
 use crate::spool::envelope::{self, Envelope};
 
 /// How long bounce and delete wait for a running flush or queue run.
@@ -109,7 +109,7 @@ impl Spool {
 pub fn open(root: &Path, site: Option<&str>) -> Result<Spool> {
     match site {
         None => {
-            let q = crate::spool::queue::Queue::new(root);
+            let q = crate::outbound::queue::Queue::new(root);
             Ok(Spool {
                 name: "queue".into(),
                 maildir: q.maildir().clone(),
@@ -401,7 +401,7 @@ pub fn bounce(root: &Path, site: Option<&str>, id: &str) -> Result<Message> {
     let original = data.get(env.body_offset..).unwrap_or_default();
     let hostname = hostname(root, &config);
     let deliver_env = crate::deliver::DeliverEnv {
-        queue: crate::spool::queue::Queue::new(root),
+        queue: crate::outbound::queue::Queue::new(root),
         allow_programs: config.allow_programs,
         program_timeout: Duration::from_secs(config.limits.program_timeout_secs),
         mbox_lock_timeout: Duration::from_secs(30),
@@ -412,7 +412,7 @@ pub fn bounce(root: &Path, site: Option<&str>, id: &str) -> Result<Message> {
         diagnostic: OPERATOR_DIAGNOSTIC.into(),
         diagnostic_type: "x-local",
     };
-    crate::deliver::transaction::queue_bounce(
+    crate::outbound::bounce::queue_bounce(
         &deliver_env,
         &hostname,
         &env.sender,
@@ -436,7 +436,7 @@ pub fn bounce(root: &Path, site: Option<&str>, id: &str) -> Result<Message> {
     );
     let to = if env.sender.is_empty() {
         format!("postmaster@{hostname} (it was a bounce)")
-    } else if env.sender == crate::spool::bounce::DOUBLE_BOUNCE_SENDER {
+    } else if env.sender == crate::outbound::dsn::DOUBLE_BOUNCE_SENDER {
         "nobody (a double bounce is dropped)".to_string()
     } else {
         format!("<{}>", m.sender())

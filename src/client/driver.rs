@@ -20,7 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::timeout;
 
 use super::{
-    Action, Capabilities, ClientOptions, MessageHead, Outcome, Session, SessionError, TlsPolicy,
+    Action, Capabilities, ClientOptions, MessageHead, MessageResult, Outcome, Session,
+    SessionError, TlsPolicy,
 };
 
 /// Body pieces read from the spool at a time.
@@ -31,7 +32,8 @@ const READ_BUF: usize = 16 * 1024;
 /// One message to send. `body` yields the spool file's bytes from line 3 on.
 pub struct Message<B> {
     pub sender: Vec<u8>,
-    pub recipient: Vec<u8>,
+    /// One or more, all in one transaction.
+    pub recipients: Vec<Vec<u8>>,
     /// Body size if known (e.g. file size minus the envelope lines), for `SIZE=`.
     pub size_hint: Option<u64>,
     pub body: B,
@@ -42,6 +44,14 @@ pub struct Message<B> {
 pub trait MessageSource {
     type Body: AsyncRead + Unpin;
     fn next_message(&mut self) -> impl Future<Output = Option<Message<Self::Body>>>;
+
+    /// Whether `next_message` may wait for messages to come (a connection kept open
+    /// for a queue). The driver then reads the server's replies while it waits, so
+    /// the outcomes of the messages sent are not held back by the wait; this drops a
+    /// pending `next_message`, which must then be cancel-safe.
+    fn waits(&self) -> bool {
+        false
+    }
 }
 
 impl<I, B> MessageSource for I
@@ -103,8 +113,30 @@ pub async fn flush_with_tls<S, T, U, F, M>(
     stream: S,
     opts: &ClientOptions,
     upgrade: Option<U>,
-    mut source: M,
+    source: M,
     mut on_outcome: impl FnMut(usize, &Outcome),
+) -> FlushReport
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+    U: FnOnce(S) -> F,
+    F: Future<Output = io::Result<T>>,
+    M: MessageSource,
+{
+    send_with_tls(stream, opts, upgrade, source, |i, r: &MessageResult| {
+        on_outcome(i, &r.outcome)
+    })
+    .await
+}
+
+/// [`flush_with_tls`] for messages with several recipients: `on_result` also sees
+/// each recipient's RCPT refusal.
+pub async fn send_with_tls<S, T, U, F, M>(
+    stream: S,
+    opts: &ClientOptions,
+    upgrade: Option<U>,
+    mut source: M,
+    mut on_outcome: impl FnMut(usize, &MessageResult),
 ) -> FlushReport
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -144,13 +176,18 @@ where
     // when there is nothing to write): the caller's work on them (unlinking, logging,
     // bouncing) then overlaps the round trip instead of delaying the next write.
     let mut hand_over = |session: &mut Session, report: &mut FlushReport| {
-        while let Some((idx, outcome)) = session.take_outcome() {
+        while let Some((idx, outcome)) = session.take_result() {
             on_outcome(idx, &outcome);
             report.answered += 1;
         }
     };
     loop {
-        match session.next_action() {
+        let action = match session.next_action() {
+            // A source that may wait gets its turn once what is queued is written.
+            Action::NextMessage if source.waits() && !session.output().is_empty() => Action::Write,
+            action => action,
+        };
+        match action {
             Action::Done => break,
             Action::Write => {
                 let step = timeout(
@@ -189,17 +226,49 @@ where
                     Ok(Err(err)) => session.io_error(err),
                 }
             }
-            Action::NextMessage => match source.next_message().await {
-                Some(message) => {
-                    body = Some(message.body);
-                    session.start_message(MessageHead {
-                        sender: message.sender,
-                        recipient: message.recipient,
-                        size: message.size_hint,
-                    });
+            Action::NextMessage => {
+                if source.waits() {
+                    // Decided messages are told before a wait of unknown length.
+                    hand_over(&mut session, &mut report);
                 }
-                None => session.no_more_messages(),
-            },
+                let next = if source.waits() && session.awaiting_replies() {
+                    if unflushed {
+                        unflushed = false;
+                        match timeout(t.write, conn.flush()).await {
+                            Err(_) => session.write_timed_out(),
+                            Ok(Err(err)) => session.io_error(err),
+                            Ok(Ok(())) => {}
+                        }
+                        continue;
+                    }
+                    // Replies to what was sent are read while the source waits.
+                    tokio::select! {
+                        m = source.next_message() => m,
+                        r = timeout(t.data_end, conn.read(&mut rbuf)) => {
+                            match r {
+                                Err(_) => session.timed_out(),
+                                Ok(Ok(0)) => session.eof(),
+                                Ok(Ok(n)) => session.feed(&rbuf[..n]),
+                                Ok(Err(err)) => session.io_error(err),
+                            }
+                            continue;
+                        }
+                    }
+                } else {
+                    source.next_message().await
+                };
+                match next {
+                    Some(message) => {
+                        body = Some(message.body);
+                        session.start_message(MessageHead {
+                            sender: message.sender,
+                            recipients: message.recipients,
+                            size: message.size_hint,
+                        });
+                    }
+                    None => session.no_more_messages(),
+                }
+            }
             Action::Body => {
                 let Some(reader) = body.as_mut() else {
                     session.abort_body("no body to read".into());

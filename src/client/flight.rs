@@ -3,7 +3,9 @@
 //! With pipelining, several replies per message arrive after all its commands were
 //! sent, so the result is decided here from the whole sequence: the first failing
 //! reply wins, and once a transaction was refused every later reply in it must be a
-//! failure too. A success after a refusal means the client and server disagree about
+//! failure too. A refused RCPT refuses only its recipient; the transaction fails when
+//! every RCPT was refused (with the first refusal), and each recipient's own refusal
+//! is kept for the caller. A success after a refusal means the client and server disagree about
 //! which reply answers which command; that ends the session rather than risk
 //! crediting a message with another one's 250.
 
@@ -13,7 +15,8 @@ use super::{NotSent, Outcome, ProtocolError, Reply};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Step {
     Mail,
-    Rcpt,
+    /// The reply to the RCPT of recipient `n` (0, 1, ... in the message's order).
+    Rcpt(usize),
     Data,
     /// The reply to the end-of-data dot.
     DataEnd,
@@ -25,7 +28,7 @@ impl Step {
     pub(super) fn name(self) -> &'static str {
         match self {
             Step::Mail => "MAIL",
-            Step::Rcpt => "RCPT",
+            Step::Rcpt(_) => "RCPT",
             Step::Data => "DATA",
             Step::DataEnd => "end of data",
             Step::Bdat(_) => "BDAT",
@@ -49,6 +52,11 @@ pub(super) struct Flight {
     pub failure: Option<Reply>,
     pub delivered: Option<Reply>,
     pub local: Option<NotSent>,
+    /// Per recipient: its RCPT refusal, if any.
+    pub refused: Vec<Option<Reply>>,
+    /// RCPT replies still to come, and RCPTs accepted so far.
+    pub rcpt_left: usize,
+    pub rcpt_ok: usize,
 }
 
 impl Flight {
@@ -56,6 +64,15 @@ impl Flight {
     /// refused, or something local went wrong.
     pub fn failed(&self) -> bool {
         self.failure.is_some() || self.local.is_some()
+    }
+
+    /// A message for `n` recipients.
+    pub fn for_recipients(n: usize) -> Flight {
+        Flight {
+            refused: vec![None; n],
+            rcpt_left: n,
+            ..Flight::default()
+        }
     }
 
     pub fn is_complete(&self) -> bool {
@@ -75,6 +92,9 @@ impl Flight {
                 reply: reply.one_line(),
             });
         }
+        if let Step::Rcpt(n) = step {
+            return self.on_rcpt(n, reply);
+        }
         if reply.is_success() || reply.is_intermediate() {
             if self.failure.is_some() {
                 return Err(ProtocolError::AcceptedAfterRefusal {
@@ -92,6 +112,32 @@ impl Flight {
                 self.data_ok = Some(false);
             }
             self.failure.get_or_insert(reply);
+        }
+        Ok(())
+    }
+
+    /// A RCPT reply: a refusal is the recipient's own while others may still be
+    /// accepted; once every RCPT is answered and none was accepted, the transaction
+    /// has failed with the first refusal.
+    fn on_rcpt(&mut self, n: usize, reply: Reply) -> Result<(), ProtocolError> {
+        self.rcpt_left = self.rcpt_left.saturating_sub(1);
+        if reply.is_success() {
+            if self.failure.is_some() {
+                return Err(ProtocolError::AcceptedAfterRefusal {
+                    command: "RCPT",
+                    reply: reply.one_line(),
+                });
+            }
+            self.rcpt_ok += 1;
+        } else if self.failure.is_none()
+            && let Some(slot) = self.refused.get_mut(n)
+        {
+            // After a refused MAIL, a RCPT's "need MAIL" says nothing of its recipient.
+            slot.get_or_insert(reply);
+        }
+        if self.rcpt_left == 0 && self.rcpt_ok == 0 && self.failure.is_none() {
+            let first = self.refused.iter().flatten().next().cloned();
+            self.failure = first;
         }
         Ok(())
     }
@@ -133,7 +179,7 @@ mod tests {
     fn first_failure_wins() {
         let mut f = Flight::default();
         f.on_reply(Step::Mail, r(452)).unwrap();
-        f.on_reply(Step::Rcpt, r(503)).unwrap();
+        f.on_reply(Step::Rcpt(0), r(503)).unwrap();
         f.on_reply(Step::Bdat(true), r(554)).unwrap();
         f.done_sending = true;
         assert_eq!(f.outcome(0), Outcome::Temporary(r(452)));
@@ -141,8 +187,8 @@ mod tests {
 
     #[test]
     fn success_after_refusal_is_a_mis_sync() {
-        let mut f = Flight::default();
-        f.on_reply(Step::Rcpt, r(550)).unwrap();
+        let mut f = Flight::for_recipients(1);
+        f.on_reply(Step::Rcpt(0), r(550)).unwrap();
         assert!(matches!(
             f.on_reply(Step::Bdat(true), r(250)),
             Err(ProtocolError::AcceptedAfterRefusal { .. })
@@ -150,6 +196,37 @@ mod tests {
         let mut f = Flight::default();
         f.on_reply(Step::Mail, r(550)).unwrap();
         assert!(f.on_reply(Step::Data, r(354)).is_err());
+    }
+
+    #[test]
+    fn a_refused_recipient_refuses_only_itself() {
+        let mut f = Flight::for_recipients(3);
+        f.on_reply(Step::Mail, r(250)).unwrap();
+        f.on_reply(Step::Rcpt(0), r(250)).unwrap();
+        f.on_reply(Step::Rcpt(1), r(550)).unwrap();
+        f.on_reply(Step::Rcpt(2), r(451)).unwrap();
+        f.on_reply(Step::Data, r(354)).unwrap();
+        f.on_reply(Step::DataEnd, r(250)).unwrap();
+        assert_eq!(f.refused, vec![None, Some(r(550)), Some(r(451))]);
+        f.done_sending = true;
+        assert_eq!(f.outcome(0), Outcome::Delivered(r(250)));
+    }
+
+    #[test]
+    fn every_recipient_refused_fails_the_transaction() {
+        let mut f = Flight::for_recipients(2);
+        f.on_reply(Step::Mail, r(250)).unwrap();
+        f.on_reply(Step::Rcpt(0), r(450)).unwrap();
+        assert!(!f.failed());
+        f.on_reply(Step::Rcpt(1), r(550)).unwrap();
+        assert!(f.failed());
+        // DATA accepted when no recipient was: out of step.
+        assert!(f.on_reply(Step::Data, r(354)).is_err());
+        let mut f = Flight::for_recipients(2);
+        f.on_reply(Step::Mail, r(550)).unwrap();
+        f.on_reply(Step::Rcpt(0), r(503)).unwrap();
+        assert_eq!(f.refused, vec![None, None]);
+        assert!(f.on_reply(Step::Rcpt(1), r(250)).is_err());
     }
 
     #[test]

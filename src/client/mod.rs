@@ -1,5 +1,6 @@
-//! The outbound SMTP client that flushes a site's spool: many messages, each with one
-//! sender and one recipient, over one connection, with one result per message.
+//! The outbound SMTP client that flushes a site's spool and sends the outbound queue:
+//! many messages, each with one sender and one or more recipients, over one
+//! connection, with one result per message (and each recipient's RCPT refusal).
 //!
 //! serialsmtp waits for every message's final reply before it sends the next one (two
 //! round trips a message); lettre stops a whole transaction at the first refused
@@ -31,12 +32,16 @@ mod session_tests;
 #[cfg(test)]
 mod fake_server;
 #[cfg(test)]
+mod rcpt_tests;
+#[cfg(test)]
 mod tests;
 
 pub use caps::Capabilities;
-pub use driver::{FlushReport, Message, MessageSource, Stats, flush, flush_with_tls};
+pub use driver::{
+    FlushReport, Message, MessageSource, Stats, flush, flush_with_tls, send_with_tls,
+};
 pub use encode::{Encoder, LengthCounter, bdat_len};
 pub use options::{ClientOptions, Timeouts, TlsPolicy, Window};
 pub use outcome::{NotSent, Outcome, ProtocolError, SessionError};
 pub use reply::{Reply, ReplyParser};
-pub use session::{Action, MessageHead, Session};
+pub use session::{Action, MessageHead, MessageResult, Session};

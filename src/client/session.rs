@@ -45,11 +45,31 @@ const CHUNK: usize = 64 * 1024;
 
 /// Envelope of one message. Addresses go into the commands as given (the caller
 /// applies qmail's quote2, as serialsmtp does); `size` is an estimate for `SIZE=`.
+/// Several recipients go in one transaction, one RCPT each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageHead {
     pub sender: Vec<u8>,
-    pub recipient: Vec<u8>,
+    pub recipients: Vec<Vec<u8>>,
     pub size: Option<u64>,
+}
+
+/// A decided message: its outcome and, per recipient, its RCPT refusal (if any).
+/// A recipient without a refusal shares the message's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageResult {
+    pub outcome: Outcome,
+    pub refused: Vec<Option<super::Reply>>,
+}
+
+impl MessageResult {
+    /// What happened to recipient `n`: its own refusal, else the message's outcome.
+    pub fn recipient(&self, n: usize) -> Outcome {
+        match self.refused.get(n).and_then(Option::as_ref) {
+            Some(r) if r.is_transient() => Outcome::Temporary(r.clone()),
+            Some(r) => Outcome::Permanent(r.clone()),
+            None => self.outcome.clone(),
+        }
+    }
 }
 
 /// What the driver should do next.
@@ -114,7 +134,7 @@ impl Expect {
             Expect::Quit => "waiting for the reply to QUIT",
             Expect::Rset(_) => "waiting for the reply to RSET",
             Expect::Msg(_, Step::Mail) => "waiting for the reply to MAIL",
-            Expect::Msg(_, Step::Rcpt) => "waiting for the reply to RCPT",
+            Expect::Msg(_, Step::Rcpt(_)) => "waiting for the reply to RCPT",
             Expect::Msg(_, Step::Data) => "waiting for the reply to DATA",
             Expect::Msg(_, Step::DataEnd) => "waiting for the reply to the end of data",
             Expect::Msg(_, Step::Bdat(_)) => "waiting for the reply to BDAT",
@@ -154,6 +174,8 @@ struct Current {
     idx: usize,
     next: Next,
     head: MessageHead,
+    /// The recipient whose RCPT is written next.
+    rcpt_next: usize,
     enc: Encoder,
     /// BDAT mode: encoded bytes of the chunk being filled.
     chunk: Vec<u8>,
@@ -182,7 +204,7 @@ pub struct Session {
     txn: Txn,
     inflight_bytes: u64,
     source_done: bool,
-    outcomes: VecDeque<(usize, Outcome)>,
+    outcomes: VecDeque<(usize, MessageResult)>,
     error: Option<SessionError>,
 }
 
@@ -247,7 +269,17 @@ impl Session {
 
     /// The next decided message, in the order they were started.
     pub fn take_outcome(&mut self) -> Option<(usize, Outcome)> {
+        self.outcomes.pop_front().map(|(i, r)| (i, r.outcome))
+    }
+
+    /// The next decided message with its recipients' refusals.
+    pub fn take_result(&mut self) -> Option<(usize, MessageResult)> {
         self.outcomes.pop_front()
+    }
+
+    /// Replies to commands already sent are still to come.
+    pub fn awaiting_replies(&self) -> bool {
+        !self.expects.is_empty()
     }
 
     /// Why the session ended early, once it has.

@@ -27,7 +27,7 @@ fn written(s: &mut Session) -> String {
 fn head(i: usize) -> MessageHead {
     MessageHead {
         sender: format!("s{i}@x").into_bytes(),
-        recipient: format!("r{i}@y").into_bytes(),
+        recipients: vec![format!("r{i}@y").into_bytes()],
         size: None,
     }
 }

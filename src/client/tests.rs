@@ -97,7 +97,7 @@ fn wire(body: &[u8]) -> Vec<u8> {
 fn message<B>(i: usize, body: B) -> Message<B> {
     Message {
         sender: format!("s{i}@origin.example").into_bytes(),
-        recipient: format!("r{i}@site.example").into_bytes(),
+        recipients: vec![format!("r{i}@site.example").into_bytes()],
         size_hint: Some(100),
         body,
     }
@@ -544,7 +544,7 @@ async fn invalid_address_is_not_sent() {
     for (p, c, mode) in MODES {
         let (stream, server) = Fake::offering(p, c).spawn();
         let mut msgs = messages(3);
-        msgs[1].recipient = b"r2@site\r\nRCPT TO:<evil@x>".to_vec();
+        msgs[1].recipients = vec![b"r2@site\r\nRCPT TO:<evil@x>".to_vec()];
         let report = flush(stream, &opts(), msgs.into_iter(), |_, _| {}).await;
         let log = server.await.expect("server");
         assert!(report.error.is_none(), "{mode}");

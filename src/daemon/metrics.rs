@@ -368,7 +368,7 @@ impl Metrics {
         }
     }
 
-    pub fn queue_run(&self, r: &crate::relay::runner::RunReport) {
+    pub fn queue_run(&self, r: &crate::outbound::runner::RunReport) {
         self.queue_runs.inc();
         for (name, n) in [
             ("delivered", r.delivered),

@@ -32,8 +32,8 @@ use crate::admin::mailuser::MailUser;
 use crate::config::Config;
 use crate::deliver::DeliverEnv;
 use crate::engine::Engine;
+use crate::outbound::queue::Queue;
 use crate::smtp::SessionConfig;
-use crate::spool::queue::Queue;
 
 /// Pending connections the kernel may hold for each listener.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -93,7 +93,7 @@ pub struct Shared {
     pub odmr: Arc<crate::odmr::OdmrConfig>,
     pub flusher: Arc<flusher::Flusher>,
     pub plan: Arc<std::sync::Mutex<scheduler::Plan>>,
-    pub queue_runner: Arc<crate::relay::runner::QueueRunner>,
+    pub queue_runner: Arc<crate::outbound::runner::QueueRunner>,
     /// Wakes the queue runner when delivery queued something.
     pub queue_kick: tokio::sync::Notify,
     /// RELAYHOST addresses for `autoturn = ["relayhost"]`, looked up once a minute at most.
@@ -251,7 +251,7 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
     });
     let shared = Arc::new(Shared {
         root: root.to_path_buf(),
-        queue_runner: Arc::new(crate::relay::runner::QueueRunner::new(
+        queue_runner: Arc::new(crate::outbound::runner::QueueRunner::new(
             engine.clone(),
             deliver.clone(),
             hostname.clone(),

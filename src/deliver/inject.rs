@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::DeliverEnv;
 use super::transaction::{self, Verdict};
 use crate::engine::{Engine, Resolution};
-use crate::spool::queue::Queue;
+use crate::outbound::queue::Queue;
 
 /// Which caller's exit codes to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

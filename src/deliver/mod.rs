@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use crate::engine::LocalTarget;
 use crate::maildir::Maildir;
+use crate::outbound::dsn::DOUBLE_BOUNCE_SENDER;
+use crate::outbound::queue::Queue;
 use crate::qmail::dotqmail::{Instruction, safe_ext};
 use crate::qmail::quote;
-use crate::spool::bounce::DOUBLE_BOUNCE_SENDER;
-use crate::spool::queue::Queue;
 
 /// A message as delivery sees it.
 #[derive(Debug, Clone, Copy)]
@@ -244,16 +244,20 @@ pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64)
         }
     }
     if !forwards.is_empty() {
+        // One group: the forwards of one .qmail leave in one transaction per
+        // destination, and are queued all or none.
         let newsender = new_sender(t, msg.sender);
-        for (k, (_, a)) in forwards.iter().enumerate() {
-            if let Err(e) = env.queue.enqueue(&newsender, a, &[&dtline, msg.data]) {
-                let why = format!("queueing forward to {}: {e}", String::from_utf8_lossy(a));
-                let rest: Vec<(usize, Instruction)> = forwards[k..]
-                    .iter()
-                    .map(|(line, a)| (*line, Instruction::Forward(a.to_vec())))
-                    .collect();
-                return partial_or(files + programs + k, rest, why);
-            }
+        let to: Vec<&[u8]> = forwards.iter().map(|(_, a)| *a).collect();
+        if let Err(e) = env
+            .queue
+            .enqueue_group(&newsender, &to, &[&dtline, msg.data])
+        {
+            let why = format!("queueing {} forwards: {e}", to.len());
+            let rest: Vec<(usize, Instruction)> = forwards
+                .iter()
+                .map(|(line, a)| (*line, Instruction::Forward(a.to_vec())))
+                .collect();
+            return partial_or(files + programs, rest, why);
         }
     }
     Outcome::Delivered {

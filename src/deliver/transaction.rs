@@ -12,11 +12,11 @@
 //! again when the client retries: a 250 would lose the copy that could not be queued,
 //! and a duplicate is the lesser harm.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use super::{DeliverEnv, Message, Outcome, deliver_local};
 use crate::engine::Resolution;
-use crate::spool::bounce::{self, BounceInfo, BounceTo, Failure};
+use crate::outbound::bounce::queue_bounce;
+pub use crate::outbound::bounce::unique_token;
+use crate::outbound::dsn::Failure;
 
 /// The reply to give after DATA, and what happened to each recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,16 +39,6 @@ pub enum RecipientResult {
 pub struct Report {
     pub verdict: Verdict,
     pub recipients: Vec<(Vec<u8>, RecipientResult)>,
-}
-
-/// A process-unique token for bounce names.
-pub fn unique_token(now: u64) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{now}.{}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// Deliver `data` from `sender` to every resolved recipient.
@@ -122,8 +112,26 @@ pub fn deliver_message(
     let mut out = Vec::with_capacity(results.len());
     let mut failures = Vec::new();
     let mut verdict = Verdict::Accepted;
+    // The relayed recipients are queued together, so that they leave in one
+    // transaction per destination.
+    let relayed: Vec<&[u8]> = recipients
+        .iter()
+        .filter(|(_, r)| matches!(r, Resolution::Relay { .. }))
+        .map(|(a, _)| a.as_slice())
+        .collect();
+    let relay_queued = env.queue.enqueue_group(sender, &relayed, &[data]);
+    if let Err(e) = &relay_queued {
+        verdict = Verdict::Temporary(format!("cannot queue the relayed recipients: {e}"));
+    }
+    let mut relay_names = relay_queued.as_deref().unwrap_or_default().iter();
     for ((rcpt, outcome), (_, res)) in results.into_iter().zip(recipients) {
         let r = match outcome {
+            Outcome::Temporary(why) if matches!(res, Resolution::Relay { .. }) => {
+                match relay_names.next() {
+                    Some(d) => RecipientResult::Queued(format!("{why}; queued as {}", d.name)),
+                    None => RecipientResult::Deferred(why),
+                }
+            }
             Outcome::Delivered {
                 files: 0,
                 forwards: 0,
@@ -171,41 +179,4 @@ pub fn deliver_message(
         verdict,
         recipients: out,
     }
-}
-
-/// Queue a bounce for `failures` of a message from `sender`. A message from `<>` gets
-/// a double bounce to the postmaster; a double bounce is dropped.
-pub fn queue_bounce(
-    env: &DeliverEnv,
-    hostname: &str,
-    sender: &[u8],
-    failures: &[Failure],
-    original: &[u8],
-    now: u64,
-    note: Option<&str>,
-) -> Result<(), crate::maildir::DeliverError> {
-    let (to, envelope_sender) = match bounce::bounce_to(sender) {
-        BounceTo::Drop => {
-            tracing::warn!(target: "bounce", "dropping a failed double bounce");
-            return Ok(());
-        }
-        BounceTo::Sender(s) => (s, Vec::new()),
-        BounceTo::Postmaster => (
-            format!("postmaster@{hostname}").into_bytes(),
-            bounce::DOUBLE_BOUNCE_SENDER.to_vec(),
-        ),
-    };
-    let unique = unique_token(now);
-    let text = bounce::build(&BounceInfo {
-        hostname,
-        now,
-        unique: &unique,
-        to: &to,
-        failures,
-        original,
-        note,
-    });
-    env.queue
-        .enqueue(&envelope_sender, &to, &[&text])
-        .map(|_| ())
 }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::cursor::{ConnSource, SharedCursor, Waiting, lock};
 use super::{FlushContext, LINES_KEPT, MessageLine, Summary, attempt_of, log_line, settled_name};
 use crate::client::{self, ClientOptions, FlushReport, Outcome, TlsPolicy};
-use crate::spool::settle::{self, Attempt, Settled};
+use crate::outbound::settle::{self, Attempt, Settled};
 use crate::spool::site::Site;
 
 /// What the connections of a flush did, per site.

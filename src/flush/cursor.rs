@@ -121,7 +121,7 @@ impl MessageSource for ConnSource {
         let s = p.spooled;
         let msg = Message {
             sender: quote2(&s.envelope.sender),
-            recipient: quote2(&s.envelope.recipient),
+            recipients: vec![quote2(&s.envelope.recipient)],
             size_hint: wire_size(&s, &p.body),
             body: p.body,
         };

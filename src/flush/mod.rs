@@ -30,8 +30,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::client::{ClientOptions, Outcome, TlsPolicy};
 use crate::deliver::DeliverEnv;
+use crate::outbound::settle::{Attempt, Settled};
 use crate::spool::scan::Spooled;
-use crate::spool::settle::{Attempt, Settled};
 use crate::spool::site::{self, Site};
 use cursor::Cursor;
 use source::{Walked, Walker};

@@ -20,9 +20,9 @@ use tokio::io::{AsyncRead, ReadBuf};
 use super::{FlushContext, log_line};
 use crate::client::LengthCounter;
 use crate::maildir::{Listing, OpenError, open_message};
+use crate::outbound::settle::{self, Attempt, Settled};
 use crate::spool::envelope::Format;
 use crate::spool::scan::{self, Spooled};
-use crate::spool::settle::{self, Attempt, Settled};
 use crate::spool::site::Site;
 
 /// Bytes of a file read ahead; a longer message's tail is read as it is sent.

@@ -16,6 +16,8 @@ pub struct Envelope {
     pub body_offset: usize,
     /// In `ROOT/queue`: a local delivery to resume, with what is left of it.
     pub resume: Option<super::resume::Rest>,
+    /// In `ROOT/queue`: the token shared by the files of one message (`group.rs`).
+    pub group: Option<Vec<u8>>,
 }
 
 /// Which spool a file was read from, for reading its envelope.
@@ -33,6 +35,18 @@ pub enum Format<'a> {
 pub fn parse_in(head: &[u8], format: Format<'_>) -> Option<Envelope> {
     match format {
         Format::Site(prefixes) => prefixes.iter().find_map(|p| parse(head, p)),
+        Format::Queue if super::group::starts(head) => {
+            let (token, skip) = super::group::parse(head)?;
+            let rest = &head[skip..];
+            // A group line is never followed by another one.
+            if super::group::starts(rest) {
+                return None;
+            }
+            let mut e = parse_in(rest, Format::Queue)?;
+            e.body_offset += skip;
+            e.group = Some(token);
+            Some(e)
+        }
         Format::Queue if super::resume::starts(head) => {
             let (rest, skip) = super::resume::parse(head)?;
             let mut e = parse(&head[skip..], b"")?;
@@ -100,6 +114,7 @@ pub fn parse(head: &[u8], prefix: &[u8]) -> Option<Envelope> {
         recipient: recipient.to_vec(),
         body_offset: l1 + 1 + l2 + 1,
         resume: None,
+        group: None,
     })
 }
 
@@ -134,6 +149,23 @@ mod tests {
         assert_eq!(rcpt("a-joe@x"), Some(b"joe@x".to_vec()));
         assert_eq!(rcpt("c-ann@y"), Some(b"ann@y".to_vec()));
         assert_eq!(rcpt("d-ann@y"), None);
+    }
+
+    #[test]
+    fn queue_files_may_start_with_a_group_line() {
+        let f = b"X-Turnmail-Group: 17.3.ab\nReturn-Path: <s@x>\nDelivered-To: r@y\n\nbody\n";
+        let e = parse_in(f, Format::Queue).unwrap();
+        assert_eq!(e.group.as_deref(), Some(&b"17.3.ab"[..]));
+        assert_eq!(e.recipient, b"r@y");
+        assert_eq!(&f[e.body_offset..], b"\nbody\n");
+        // Only the queue reads it, and only once.
+        assert!(parse_in(f, Format::Site(&[b"".to_vec()])).is_none());
+        let twice =
+            b"X-Turnmail-Group: a\nX-Turnmail-Group: b\nReturn-Path: <s@x>\nDelivered-To: r@y\n";
+        assert!(parse_in(twice, Format::Queue).is_none());
+        // Files queued before group lines existed read as they did.
+        let old = b"Return-Path: <s@x>\nDelivered-To: r@y\n\nbody\n";
+        assert_eq!(parse_in(old, Format::Queue).unwrap().group, None);
     }
 
     #[test]

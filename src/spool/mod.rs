@@ -1,15 +1,13 @@
 //! Spools: Maildirs whose files carry their envelope in the first two lines
 //! (`Return-Path: <sender>` and `Delivered-To: recipient`), exactly what qmail-local
-//! writes into a site's spool. The outbound queue uses the same format, so one piece of
-//! code reads both.
+//! writes into a site's spool. The outbound queue (`outbound/`) uses the same format, so
+//! one piece of code reads both.
 
-pub mod bounce;
 pub mod envelope;
-pub mod queue;
+pub mod group;
 pub mod relayhost;
 pub mod resume;
 pub mod routes;
 pub mod scan;
-pub mod settle;
 pub mod site;
 pub mod stamp;

@@ -16,6 +16,8 @@ pub struct Received {
     pub to: String,
     /// The message as the client sent it (CRLF), dot-unstuffed for DATA.
     pub data: Vec<u8>,
+    /// Every recipient the transaction accepted, in order (`to` is the last RCPT).
+    pub rcpts: Vec<String>,
     /// The `SIZE=` of its MAIL command, if any.
     pub size: Option<u64>,
     /// Which connection carried it (1 for the first the sink accepted).
@@ -50,7 +52,15 @@ impl Sink {
 
     /// Listen on another loopback address (AUTOTURN connects back to the client's).
     pub fn start_on(ip: &str, script: Script) -> Sink {
-        let l = TcpListener::bind((ip, 0)).unwrap();
+        Self::listen(TcpListener::bind((ip, 0)).unwrap(), script)
+    }
+
+    /// Listen on a given address and port (MX hosts on loopback share one port).
+    pub fn start_at(addr: SocketAddr, script: Script) -> Sink {
+        Self::listen(TcpListener::bind(addr).unwrap(), script)
+    }
+
+    fn listen(l: TcpListener, script: Script) -> Sink {
         let addr = l.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
@@ -133,6 +143,7 @@ fn session(
     };
     reply(&mut w, "220 sink.example ESMTP")?;
     let (mut from, mut to, mut rcpt_ok) = (String::new(), String::new(), false);
+    let mut rcpts: Vec<String> = Vec::new();
     let mut size = None;
     let mut chunks = Vec::new();
     loop {
@@ -160,6 +171,8 @@ fn session(
             reply(&mut w, "250 ok")?;
         } else if upper.starts_with("MAIL FROM:") {
             from = between(&l);
+            rcpts.clear();
+            rcpt_ok = false;
             size = l
                 .split_whitespace()
                 .find_map(|p| p.to_ascii_uppercase().strip_prefix("SIZE=")?.parse().ok());
@@ -167,12 +180,11 @@ fn session(
         } else if upper.starts_with("RCPT TO:") {
             to = between(&l);
             match script.rcpt_reply.get(&to) {
-                Some(rep) => {
-                    rcpt_ok = false;
-                    reply(&mut w, rep)?
-                }
+                Some(rep) => reply(&mut w, rep)?,
                 None => {
+                    // A transaction goes on when any of its recipients was accepted.
                     rcpt_ok = true;
+                    rcpts.push(to.clone());
                     reply(&mut w, "250 2.1.5 ok")?
                 }
             }
@@ -200,7 +212,7 @@ fn session(
                 &mut w,
                 script,
                 out,
-                (&from, &to, size, connection),
+                (&from, &to, &rcpts, size, connection),
                 data,
                 &reply,
             )?;
@@ -220,7 +232,7 @@ fn session(
                     &mut w,
                     script,
                     out,
-                    (&from, &to, size, connection),
+                    (&from, &to, &rcpts, size, connection),
                     data,
                     &reply,
                 )?;
@@ -240,7 +252,7 @@ fn finish(
     w: &mut TcpStream,
     script: &Script,
     out: &Mutex<Vec<Received>>,
-    (from, to, size, connection): (&str, &str, Option<u64>, usize),
+    (from, to, rcpts, size, connection): (&str, &str, &[String], Option<u64>, usize),
     data: Vec<u8>,
     reply: &dyn Fn(&mut TcpStream, &str) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
@@ -250,6 +262,7 @@ fn finish(
             out.lock().unwrap().push(Received {
                 from: from.into(),
                 to: to.into(),
+                rcpts: rcpts.to_vec(),
                 data,
                 size,
                 connection,

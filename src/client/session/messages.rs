@@ -12,12 +12,15 @@ impl Session {
     pub fn start_message(&mut self, head: MessageHead) -> usize {
         let idx = self.next_idx;
         self.next_idx += 1;
-        let mut flight = Flight::default();
+        let mut flight = Flight::for_recipients(head.recipients.len());
         if self.phase != Phase::Mail || self.cur.is_some() {
             flight.local = Some(NotSent::SessionEnded);
         } else if !valid_address(&head.sender)
-            || !valid_address(&head.recipient)
-            || head.recipient.is_empty()
+            || head.recipients.is_empty()
+            || head
+                .recipients
+                .iter()
+                .any(|r| r.is_empty() || !valid_address(r))
         {
             flight.local = Some(NotSent::InvalidAddress);
         }
@@ -34,6 +37,7 @@ impl Session {
                 idx,
                 next: Next::Start,
                 head,
+                rcpt_next: 0,
                 enc,
                 chunk: Vec::new(),
             });
@@ -148,16 +152,26 @@ impl Session {
                     self.set_next(Next::Rcpt);
                 }
                 Next::Rcpt => {
-                    let line = self.cur.as_ref().map_or_else(Vec::new, |c| {
-                        address_line(b"RCPT TO:<", &c.head.recipient, b">\r\n")
-                    });
-                    self.command(&line, Expect::Msg(idx, Step::Rcpt));
-                    let next = if self.chunking {
-                        Next::Body
-                    } else {
-                        Next::Data
+                    let Some(cur) = self.cur.as_mut() else {
+                        return;
                     };
-                    self.set_next(next);
+                    let n = cur.rcpt_next;
+                    cur.rcpt_next += 1;
+                    let last = cur.rcpt_next >= cur.head.recipients.len();
+                    let line = cur
+                        .head
+                        .recipients
+                        .get(n)
+                        .map_or_else(Vec::new, |r| address_line(b"RCPT TO:<", r, b">\r\n"));
+                    self.command(&line, Expect::Msg(idx, Step::Rcpt(n)));
+                    if last {
+                        let next = if self.chunking {
+                            Next::Body
+                        } else {
+                            Next::Data
+                        };
+                        self.set_next(next);
+                    }
                 }
                 Next::Data => {
                     self.command(b"DATA\r\n", Expect::Msg(idx, Step::Data));

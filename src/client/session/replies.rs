@@ -197,10 +197,16 @@ impl Session {
                 return;
             };
             self.inflight_bytes = self.inflight_bytes.saturating_sub(f.bytes);
-            self.outcomes
-                .push_back((self.first_idx, f.outcome(self.written)));
-            self.first_idx += 1;
+            self.push_result(f);
         }
+    }
+
+    fn push_result(&mut self, mut f: Flight) {
+        let refused = std::mem::take(&mut f.refused);
+        let outcome = f.outcome(self.written);
+        self.outcomes
+            .push_back((self.first_idx, super::MessageResult { outcome, refused }));
+        self.first_idx += 1;
     }
 
     /// Ends the session: nothing more is sent, every message still open is decided
@@ -213,9 +219,7 @@ impl Session {
         self.expects.clear();
         self.cur = None;
         while let Some(f) = self.flights.pop_front() {
-            self.outcomes
-                .push_back((self.first_idx, f.outcome(self.written)));
-            self.first_idx += 1;
+            self.push_result(f);
         }
         self.inflight_bytes = 0;
     }

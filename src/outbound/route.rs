@@ -1,51 +1,11 @@
-//! Passing single messages on: forwards, bounces, mail we are a backup MX for. Each
-//! queued message has one recipient and is routed on its own: `control/smtproutes`
-//! (qmail's format, including the empty-domain smarthost line), then a smarthost from
-//! turnmail.toml, then DNS MX. A plain single send fits lettre, so lettre does the SMTP;
-//! every call is wrapped in a timeout because lettre's own only covers the connect.
+//! Where a recipient's domain goes: `control/smtproutes` (qmail's format, including
+//! the empty-domain smarthost line), then the smarthost of turnmail.toml, then DNS MX.
 
-pub mod runner;
-pub mod transport;
-
-use serde::{Deserialize, Serialize};
-
+use super::RelayConfig;
 use crate::qmail::control::SmtpRoutes;
 
-/// `[relay]` in turnmail.toml.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct RelayConfig {
-    /// `host[:port]` all remote mail goes to when smtproutes names no route.
-    pub smarthost: Option<String>,
-    /// Credentials for the smarthost (AUTH PLAIN/LOGIN, only over TLS).
-    pub smarthost_user: Option<String>,
-    pub smarthost_password: Option<String>,
-    /// Require TLS to the smarthost (otherwise STARTTLS when offered).
-    pub smarthost_require_tls: bool,
-    /// Days before an undeliverable queued message is bounced.
-    pub lifetime_days: u64,
-    /// Seconds one SMTP send may take in all.
-    pub timeout_secs: u64,
-    /// Seconds between queue runs (new mail also starts one).
-    pub interval_secs: u64,
-}
-
-impl Default for RelayConfig {
-    fn default() -> Self {
-        RelayConfig {
-            smarthost: None,
-            smarthost_user: None,
-            smarthost_password: None,
-            smarthost_require_tls: false,
-            lifetime_days: 7,
-            timeout_secs: 300,
-            interval_secs: 60,
-        }
-    }
-}
-
 /// Where a message for a domain goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Route {
     /// These hosts, in order (from smtproutes or the smarthost).
     Hosts {
@@ -54,6 +14,45 @@ pub enum Route {
     },
     /// Look up the domain's MX records.
     Mx(String),
+}
+
+/// One place mail is sent to, with how: messages to the same destination share
+/// connections and transactions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Destination {
+    pub route: Route,
+    /// Never in clear text (`[relay] require_tls`, `smarthost_require_tls`).
+    pub require_tls: bool,
+}
+
+impl Destination {
+    /// Where mail for `domain` goes.
+    pub fn of(routes: &SmtpRoutes, cfg: &RelayConfig, domain: &str) -> Destination {
+        let route = route(routes, cfg, domain);
+        let smarthost = matches!(
+            route,
+            Route::Hosts {
+                smarthost: true,
+                ..
+            }
+        );
+        Destination {
+            require_tls: cfg.requires_tls(domain) || (smarthost && cfg.smarthost_require_tls),
+            route,
+        }
+    }
+
+    /// For log lines.
+    pub fn name(&self) -> String {
+        match &self.route {
+            Route::Mx(d) => d.clone(),
+            Route::Hosts { hosts, .. } => hosts
+                .iter()
+                .map(|(h, p)| format!("[{h}]:{p}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
 }
 
 /// Split `host[:port]` (IPv6 in brackets).

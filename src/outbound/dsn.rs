@@ -45,8 +45,16 @@ pub fn bounce_to(sender: &[u8]) -> BounceTo {
     }
 }
 
+/// Which notification: RFC 3464 `Action: failed` or `Action: delayed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Failed,
+    Delayed,
+}
+
 /// What a bounce says.
 pub struct BounceInfo<'a> {
+    pub kind: Kind,
     pub hostname: &'a str,
     pub now: u64,
     /// A token unique to this bounce (used in the boundary and Message-ID).
@@ -93,7 +101,11 @@ pub fn build(b: &BounceInfo) -> Vec<u8> {
         "From: Mail Delivery System <MAILER-DAEMON@{host}>\n"
     ));
     o.push_str(&format!("To: <{}>\n", one_line(b.to)));
-    o.push_str("Subject: Undelivered Mail Returned to Sender\n");
+    let (subject, action) = match b.kind {
+        Kind::Failed => ("Undelivered Mail Returned to Sender", "failed"),
+        Kind::Delayed => ("Delayed Mail (still being retried)", "delayed"),
+    };
+    o.push_str(&format!("Subject: {subject}\n"));
     o.push_str(&format!("Date: {date}\n"));
     o.push_str(&format!(
         "Message-ID: <{}.bounce@{host}>\n",
@@ -108,9 +120,15 @@ pub fn build(b: &BounceInfo) -> Vec<u8> {
     o.push_str(&format!(
         "--{boundary}\nContent-Type: text/plain; charset=utf-8\n\n"
     ));
-    o.push_str(&format!(
-        "This is the mail system at {host}.\n\nYour message could not be delivered to one or more recipients.\nIt is attached below.\n\n"
-    ));
+    let what = match b.kind {
+        Kind::Failed => {
+            "Your message could not be delivered to one or more recipients.\nIt is attached below."
+        }
+        Kind::Delayed => {
+            "Your message has not been delivered to one or more recipients yet.\nDelivery will be tried again; you need not send it again. Its header is attached below."
+        }
+    };
+    o.push_str(&format!("This is the mail system at {host}.\n\n{what}\n\n"));
     for f in b.failures {
         o.push_str(&format!(
             "<{}>: {}\n",
@@ -127,14 +145,15 @@ pub fn build(b: &BounceInfo) -> Vec<u8> {
     o.push_str(&format!("Reporting-MTA: dns; {host}\n"));
     for f in b.failures {
         o.push_str(&format!(
-            "\nFinal-Recipient: rfc822; {}\nAction: failed\nStatus: {}\nDiagnostic-Code: {}; {}\nLast-Attempt-Date: {date}\n",
+            "\nFinal-Recipient: rfc822; {}\nAction: {action}\nStatus: {}\nDiagnostic-Code: {}; {}\nLast-Attempt-Date: {date}\n",
             one_line(&f.recipient),
             one_line(f.status.as_bytes()),
             f.diagnostic_type,
             one_line(f.diagnostic.as_bytes()),
         ));
     }
-    let (ctype, returned) = if b.original.len() <= MAX_RETURNED {
+    // A delay notice returns the header only: the message is still on its way.
+    let (ctype, returned) = if b.original.len() <= MAX_RETURNED && b.kind == Kind::Failed {
         ("message/rfc822", b.original)
     } else {
         ("text/rfc822-headers", header_of(b.original))
@@ -157,6 +176,7 @@ mod tests {
 
     fn info<'a>(failures: &'a [Failure], original: &'a [u8]) -> BounceInfo<'a> {
         BounceInfo {
+            kind: Kind::Failed,
             hostname: "mail.example.com",
             now: 0,
             unique: "1.2.3",
@@ -201,6 +221,24 @@ mod tests {
         assert!(!s.contains("xxxxxxxx"));
         assert!(!s.contains("\nBcc:"));
         assert!(!s.contains("\nX-Injected"));
+    }
+
+    #[test]
+    fn delay_notices_say_delayed_and_return_the_header() {
+        let f = [Failure {
+            recipient: b"joe@acme.example".to_vec(),
+            status: "4.4.1".into(),
+            diagnostic: "connection refused".into(),
+            diagnostic_type: "x-local",
+        }];
+        let mut i = info(&f, b"Subject: hello\n\nbody text\n");
+        i.kind = Kind::Delayed;
+        i.note = None;
+        let s = String::from_utf8(build(&i)).unwrap();
+        assert!(s.contains("Subject: Delayed Mail (still being retried)\n"));
+        assert!(s.contains("Action: delayed\nStatus: 4.4.1\n"));
+        assert!(s.contains("Content-Type: text/rfc822-headers"));
+        assert!(!s.contains("body text"));
     }
 
     #[test]

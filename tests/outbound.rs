@@ -1,0 +1,340 @@
+//! Outbound delivery end to end: mail enters the real daemon over SMTP, leaves through
+//! `.qmail` forward lines into the outbound queue, and is sent to MX hosts that a real
+//! DNS server on loopback (Debian's dnsmasq on a high port) names: scriptable sinks on
+//! 127.0.0.2 and 127.0.0.3, sharing one port (`[relay] mx_port`).
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::daemon::{Daemon, free_port};
+use common::sink::{Received, Script, Sink};
+use common::{DemoRoot, demo_root, write};
+
+/// dnsmasq on 127.0.0.1:port serving the test zone `example` only: names it does
+/// not know are NXDOMAIN, types it has no record of are empty (never REFUSED).
+struct Dnsmasq {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dnsmasq_path() -> Option<&'static str> {
+    ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+impl Dnsmasq {
+    fn start(records: &[String]) -> Option<Dnsmasq> {
+        let Some(bin) = dnsmasq_path() else {
+            common::skip("dnsmasq is not installed (tests/install-peers installs dnsmasq-base)");
+            return None;
+        };
+        for _ in 0..5 {
+            let port = free_port();
+            let mut c = Command::new(bin);
+            c.args([
+                "--no-daemon",
+                &format!("--port={port}"),
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--no-resolv",
+                "--no-hosts",
+                "--conf-file=/dev/null",
+                "--pid-file=",
+                "--local=/example/",
+                "--local-ttl=0",
+            ]);
+            if common::is_root() {
+                // It would switch to a user named dnsmasq, which dnsmasq-base lacks.
+                c.arg("--user=root");
+            }
+            c.args(records).stdout(Stdio::null()).stderr(Stdio::null());
+            let mut child = c.spawn().expect("starting dnsmasq");
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if child.try_wait().ok().flatten().is_some() {
+                    break; // the port was taken: try another
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(Dnsmasq { child, port });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("dnsmasq did not start");
+    }
+}
+
+/// The world of one test: DNS, two sinks' addresses (started by the test), the
+/// daemon.
+struct World {
+    d: DemoRoot,
+    _dns: Dnsmasq,
+    port: u16,
+    daemon: Daemon,
+}
+
+const SENDER: &str = "bob@bare.example";
+
+fn records() -> Vec<String> {
+    [
+        "--mx-host=one.example,mx.one.example,10",
+        "--host-record=mx.one.example,127.0.0.2",
+        "--mx-host=two.example,mx.two.example,10",
+        "--host-record=mx.two.example,127.0.0.3",
+        // Both up: the lower preference wins.
+        "--mx-host=pref.example,mx.one.example,10",
+        "--mx-host=pref.example,mx.two.example,20",
+        // The best MX refuses connections: the next one takes it.
+        "--mx-host=down.example,mx.dead.example,5",
+        "--host-record=mx.dead.example,127.0.0.6",
+        "--mx-host=down.example,mx.two.example,10",
+        // No MX: its own address (RFC 5321 §5.1).
+        "--host-record=bare.example,127.0.0.2",
+        "--mx-host=plain.example,mx.one.example,10",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `.qmail-NAME` in example.com forwarding to `targets`.
+fn forward(d: &DemoRoot, name: &str, targets: &[&str]) {
+    let p = d.root.join(format!("domains/example.com/.qmail-{name}"));
+    let text: String = targets.iter().map(|t| format!("&{t}\n")).collect();
+    write(&p, &text);
+    std::fs::set_permissions(&p, PermissionsExt::from_mode(0o600)).unwrap();
+    if common::is_root() {
+        let mu = common::mail_user();
+        std::os::unix::fs::chown(&p, Some(mu.uid), Some(mu.gid)).unwrap();
+    }
+}
+
+fn world(forwards: &[(&str, &[&str])], relay_extra: &str) -> Option<World> {
+    let dns = Dnsmasq::start(&records())?;
+    let d = demo_root();
+    for (name, targets) in forwards {
+        forward(&d, name, targets);
+    }
+    let port = free_port();
+    common::config(
+        &d,
+        &format!(
+            "[relay]\ndns = [\"127.0.0.1:{}\"]\nmx_port = {port}\ninterval_secs = 1\nretry_secs = 1\nidle_secs = 20\ntimeout_secs = 10\n{relay_extra}",
+            dns.port
+        ),
+    );
+    let daemon = Daemon::start(&d.root);
+    Some(World {
+        d,
+        _dns: dns,
+        port,
+        daemon,
+    })
+}
+
+impl World {
+    fn sink(&self, ip: [u8; 4], script: Script) -> Sink {
+        Sink::start_at(SocketAddr::from((ip, self.port)), script)
+    }
+
+    /// One message over SMTP from [`SENDER`] to `rcpt`.
+    fn send(&self, rcpt: &str, subject: &str) {
+        let mut c = self.daemon.connect();
+        assert!(c.reply().starts_with("220"));
+        assert!(c.cmd("EHLO client.example").starts_with("250"));
+        assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
+        let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
+        assert!(r.starts_with("250"), "{r}");
+        assert!(c.cmd("DATA").starts_with("354"));
+        let r = c.cmd(&format!("Subject: {subject}\r\n\r\nbody of {subject}\r\n."));
+        assert!(r.starts_with("250"), "{r}");
+        c.cmd("QUIT");
+    }
+
+    fn queued(&self) -> usize {
+        ["new", "cur"]
+            .iter()
+            .map(|s| {
+                std::fs::read_dir(self.d.root.join("queue").join(s))
+                    .map(|r| r.count())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+}
+
+/// Wait until `f` holds (up to 30 s).
+fn wait_for(what: &str, w: &World, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}; daemon log:\n{}",
+            w.daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn with_rcpt<'a>(got: &'a [Received], rcpt: &str) -> Vec<&'a Received> {
+    got.iter()
+        .filter(|m| m.rcpts.iter().any(|r| r == rcpt))
+        .collect()
+}
+
+#[test]
+fn one_transaction_for_three_recipients_a_refusal_bounced_and_one_connection() {
+    let fwd: &[&str] = &["a@one.example", "gone@one.example", "c@one.example"];
+    let later: &[&str] = &["d@one.example"];
+    let Some(w) = world(&[("fwd", fwd), ("later", later)], "") else {
+        return;
+    };
+    let mut script = Script {
+        pipelining: true,
+        ..Script::default()
+    };
+    script
+        .rcpt_reply
+        .insert("gone@one.example".into(), "550 5.1.1 no such user".into());
+    let sink = w.sink([127, 0, 0, 2], script);
+    w.send("fwd@example.com", "three");
+    wait_for("the forward", &w, || {
+        !with_rcpt(&sink.messages(), "a@one.example").is_empty()
+    });
+    let got = sink.messages();
+    let three = with_rcpt(&got, "a@one.example");
+    assert_eq!(three.len(), 1, "one transaction: {got:?}");
+    // One MAIL with the three RCPTs; the sink kept the two it accepted.
+    assert_eq!(three[0].rcpts, ["a@one.example", "c@one.example"]);
+    assert_eq!(three[0].from, SENDER);
+    let text = String::from_utf8_lossy(&three[0].data);
+    assert!(text.contains("body of three"), "{text}");
+    // The refused recipient is bounced to the sender (its domain has no MX: its
+    // address takes the bounce), with the null sender, as RFC 3464 says.
+    wait_for("the bounce", &w, || {
+        !with_rcpt(&sink.messages(), SENDER).is_empty()
+    });
+    let got = sink.messages();
+    let bounce = with_rcpt(&got, SENDER)[0].clone();
+    assert_eq!(bounce.from, "");
+    let b = String::from_utf8_lossy(&bounce.data);
+    assert!(b.contains("report-type=delivery-status"), "{b}");
+    assert!(
+        b.contains(
+            "Final-Recipient: rfc822; gone@one.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        ),
+        "{b}"
+    );
+    assert!(b.contains("550 5.1.1 no such user"), "{b}");
+    assert!(!b.contains("Final-Recipient: rfc822; a@one.example"), "{b}");
+    // Queued later, in other runs: the connection to one.example is still open.
+    for n in 0..3 {
+        w.send("later@example.com", &format!("later {n}"));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_for("the later messages", &w, || {
+        with_rcpt(&sink.messages(), "d@one.example").len() == 3
+    });
+    let got = sink.messages();
+    let first_conn = three[0].connection;
+    for m in with_rcpt(&got, "d@one.example") {
+        assert_eq!(m.connection, first_conn, "reused connection: {got:?}");
+    }
+    wait_for("an empty queue", &w, || w.queued() == 0);
+}
+
+#[test]
+fn an_unreachable_destination_is_retried_and_delivered_when_it_opens() {
+    let Some(w) = world(&[("two", &["x@two.example"])], "") else {
+        return;
+    };
+    w.send("two@example.com", "retry");
+    // Nothing listens on mx.two.example yet: the message waits and is retried.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(w.queued(), 1, "{}", w.daemon.log_text());
+    let sink = w.sink(
+        [127, 0, 0, 3],
+        Script {
+            pipelining: true,
+            chunking: true,
+            ..Script::default()
+        },
+    );
+    wait_for("the retried message", &w, || {
+        !with_rcpt(&sink.messages(), "x@two.example").is_empty()
+    });
+    let got = sink.messages();
+    assert_eq!(with_rcpt(&got, "x@two.example").len(), 1, "{got:?}");
+    wait_for("an empty queue", &w, || w.queued() == 0);
+    let log = w.daemon.log_text();
+    assert!(
+        log.contains("Temporary"),
+        "the first attempts failed: {log}"
+    );
+}
+
+#[test]
+fn mx_preference_next_mx_and_address_fallback() {
+    let Some(w) = world(
+        &[
+            ("pref", &["p@pref.example"]),
+            ("down", &["q@down.example"]),
+            ("bare", &["r@bare.example"]),
+        ],
+        "",
+    ) else {
+        return;
+    };
+    let one = w.sink([127, 0, 0, 2], Script::default());
+    let two = w.sink([127, 0, 0, 3], Script::default());
+    w.send("pref@example.com", "pref");
+    w.send("down@example.com", "down");
+    w.send("bare@example.com", "bare");
+    wait_for("three deliveries", &w, || {
+        one.messages().len() + two.messages().len() == 3
+    });
+    let (one, two) = (one.messages(), two.messages());
+    assert_eq!(with_rcpt(&one, "p@pref.example").len(), 1, "MX 10 over 20");
+    assert_eq!(with_rcpt(&two, "q@down.example").len(), 1, "MX 5 refuses");
+    assert_eq!(with_rcpt(&one, "r@bare.example").len(), 1, "no MX: A");
+    wait_for("an empty queue", &w, || w.queued() == 0);
+}
+
+#[test]
+fn required_tls_without_starttls_is_deferred_not_sent_in_clear() {
+    let Some(w) = world(
+        &[("plain", &["s@plain.example"]), ("one", &["t@one.example"])],
+        "require_tls = [\"plain.example\"]\n",
+    ) else {
+        return;
+    };
+    // The sink offers no STARTTLS.
+    let sink = w.sink([127, 0, 0, 2], Script::default());
+    w.send("plain@example.com", "secret");
+    w.send("one@example.com", "open");
+    wait_for("the message allowed in clear", &w, || {
+        !with_rcpt(&sink.messages(), "t@one.example").is_empty()
+    });
+    // Several retries later, still queued and never sent.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(with_rcpt(&sink.messages(), "s@plain.example").is_empty());
+    assert_eq!(w.queued(), 1);
+    let log = w.daemon.log_text();
+    assert!(
+        log.contains("TLS required but the server does not offer STARTTLS"),
+        "{log}"
+    );
+}
