@@ -15,9 +15,9 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use turnmail::dkim::Signer;
 use turnmail::dkim::keys::{self, Algorithm};
 use turnmail::dkim::state::{self, State};
-use turnmail::dkim::Signer;
 
 struct Args {
     dir: PathBuf,

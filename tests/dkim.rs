@@ -123,7 +123,17 @@ fn dkimpy(records: &[(String, String)], message: &[u8]) -> Option<bool> {
 fn the_cli_makes_private_keys_and_prints_the_record() {
     let d = demo_root();
     let root = &d.root;
-    let r = json(root, &["domain", "dkim", "example.com", "--algorithm", "ed25519", "--json"]);
+    let r = json(
+        root,
+        &[
+            "domain",
+            "dkim",
+            "example.com",
+            "--algorithm",
+            "ed25519",
+            "--json",
+        ],
+    );
     let sel = r["active"]["selector"].as_str().unwrap().to_string();
     assert!(sel.starts_with("tm"), "{sel}");
     assert_eq!(r["active"]["created"], true);
@@ -144,15 +154,35 @@ fn the_cli_makes_private_keys_and_prints_the_record() {
     assert_eq!(mode(&dir.join("selectors")), 0o600);
     let owner = std::fs::metadata(root.join("users")).unwrap().uid();
     for p in [&store, &dir, &key] {
-        assert_eq!(std::fs::metadata(p).unwrap().uid(), owner, "{}", p.display());
+        assert_eq!(
+            std::fs::metadata(p).unwrap().uid(),
+            owner,
+            "{}",
+            p.display()
+        );
     }
-    assert!(std::fs::read_to_string(&key).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert!(
+        std::fs::read_to_string(&key)
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
 
     // Shown again, not made again; a second key needs --rotate.
     let text = ok(root, &["domain", "dkim", "example.com"]);
-    assert!(text.contains(&format!("DKIM key {sel} (ed25519) signs")), "{text}");
-    assert!(text.contains(&format!("{sel}._domainkey.example.com. IN TXT \"v=DKIM1; k=ed25519; p=")), "{text}");
-    let o = turnmail(root, &["domain", "dkim", "example.com", "--algorithm", "rsa"]);
+    assert!(
+        text.contains(&format!("DKIM key {sel} (ed25519) signs")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{sel}._domainkey.example.com. IN TXT \"v=DKIM1; k=ed25519; p="
+        )),
+        "{text}"
+    );
+    let o = turnmail(
+        root,
+        &["domain", "dkim", "example.com", "--algorithm", "rsa"],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--rotate"));
 
@@ -166,23 +196,50 @@ fn the_cli_makes_private_keys_and_prints_the_record() {
     std::fs::write(&vd, text).unwrap();
     let o = turnmail(root, &["domain", "dkim", "alias.example"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("alias of example.com"), "{:?}", o);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("alias of example.com"),
+        "{:?}",
+        o
+    );
     assert!(!store.join("alias.example").exists());
     assert!(!store.join("elsewhere.example").exists());
 
     // RSA: the record is cut into strings DNS can carry.
     ok(root, &["domain", "add", "example.org"]);
-    let r = json(root, &["domain", "dkim", "example.org", "--algorithm", "rsa", "--selector", "R1", "--json"]);
+    let r = json(
+        root,
+        &[
+            "domain",
+            "dkim",
+            "example.org",
+            "--algorithm",
+            "rsa",
+            "--selector",
+            "R1",
+            "--json",
+        ],
+    );
     assert_eq!(r["active"]["selector"], "r1");
     let strings = r["active"]["record"]["strings"].as_array().unwrap();
     assert!(strings.len() >= 2, "{strings:?}");
-    assert!(r["active"]["record"]["value"].as_str().unwrap().starts_with("v=DKIM1; k=rsa; p=MIIBIjAN"));
+    assert!(
+        r["active"]["record"]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=DKIM1; k=rsa; p=MIIBIjAN")
+    );
     let text = ok(root, &["domain", "dkim", "example.org"]);
-    assert!(text.contains("r1._domainkey.example.org. IN TXT ( \"v=DKIM1; k=rsa; p="), "{text}");
+    assert!(
+        text.contains("r1._domainkey.example.org. IN TXT ( \"v=DKIM1; k=rsa; p="),
+        "{text}"
+    );
     assert_eq!(mode(&store.join("example.org/r1.pem")), 0o600);
     let o = turnmail(root, &["check"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(!out.contains("dkim/"), "check finds fault with fresh keys:\n{out}");
+    assert!(
+        !out.contains("dkim/"),
+        "check finds fault with fresh keys:\n{out}"
+    );
 }
 
 /// Messages of every awkward shape, each signed and verified by dkimpy.
@@ -191,8 +248,28 @@ fn dkimpy_verifies_what_we_sign() {
     let d = demo_root();
     let root = &d.root;
     ok(root, &["domain", "add", "example.org"]);
-    let ed = json(root, &["domain", "dkim", "example.com", "--algorithm", "ed25519", "--json"]);
-    let rsa = json(root, &["domain", "dkim", "example.org", "--algorithm", "rsa", "--json"]);
+    let ed = json(
+        root,
+        &[
+            "domain",
+            "dkim",
+            "example.com",
+            "--algorithm",
+            "ed25519",
+            "--json",
+        ],
+    );
+    let rsa = json(
+        root,
+        &[
+            "domain",
+            "dkim",
+            "example.org",
+            "--algorithm",
+            "rsa",
+            "--json",
+        ],
+    );
     let mut recs = records(&ed);
     recs.extend(records(&rsa));
     let signer = Signer::open(root);
@@ -212,11 +289,20 @@ fn dkimpy_verifies_what_we_sign() {
         ("long", long),
     ];
     for (what, m) in &messages {
-        let signed = signer.sign_detailed(m).unwrap().unwrap_or_else(|| panic!("{what}: not signed"));
+        let signed = signer
+            .sign_detailed(m)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{what}: not signed"));
         assert!(!signed.header.contains(&b'\r'));
         let w = wire(&signed.header, m);
-        let Some(pass) = dkimpy(&recs, &w) else { return };
-        assert!(pass, "{what}: dkimpy rejects our signature\n{}", String::from_utf8_lossy(&signed.header));
+        let Some(pass) = dkimpy(&recs, &w) else {
+            return;
+        };
+        assert!(
+            pass,
+            "{what}: dkimpy rejects our signature\n{}",
+            String::from_utf8_lossy(&signed.header)
+        );
     }
 
     // The verifier can say no: a changed body, a changed subject, a From added on top.
@@ -228,9 +314,19 @@ fn dkimpy_verifies_what_we_sign() {
     for (what, bad) in [
         ("body", s.replace("Hello.", "Hellp.")),
         ("subject", s.replace("Subject: hi", "Subject: ho")),
-        ("second From", s.replace("From: joe@example.com", "From: evil@example.net\r\nFrom: joe@example.com")),
+        (
+            "second From",
+            s.replace(
+                "From: joe@example.com",
+                "From: evil@example.net\r\nFrom: joe@example.com",
+            ),
+        ),
     ] {
-        assert_eq!(dkimpy(&recs, bad.as_bytes()), Some(false), "a tampered {what} passed");
+        assert_eq!(
+            dkimpy(&recs, bad.as_bytes()),
+            Some(false),
+            "a tampered {what} passed"
+        );
     }
     // And with the wrong key published, the signature fails too.
     let wrong: Vec<(String, String)> = records(&ed)
@@ -240,7 +336,12 @@ fn dkimpy_verifies_what_we_sign() {
     assert_eq!(dkimpy(&wrong, &good), Some(false));
 
     // Mail from domains without keys, and malformed mail, is not signed.
-    assert!(signer.sign(b"From: a@acme.example\n\nx\n").unwrap().is_none());
+    assert!(
+        signer
+            .sign(b"From: a@acme.example\n\nx\n")
+            .unwrap()
+            .is_none()
+    );
     let r = signer.sign(b"Subject: no from\n\nx\n");
     assert_eq!(Outcome::of(&r), Outcome::Malformed);
 }
@@ -249,8 +350,33 @@ fn dkimpy_verifies_what_we_sign() {
 fn rotation_keeps_the_old_selector_until_its_time() {
     let d = demo_root();
     let root = &d.root;
-    let first = json(root, &["domain", "dkim", "example.com", "--selector", "old", "--algorithm", "ed25519", "--json"]);
-    let rotated = json(root, &["domain", "dkim", "example.com", "--rotate", "--selector", "new", "--keep-days", "3", "--json"]);
+    let first = json(
+        root,
+        &[
+            "domain",
+            "dkim",
+            "example.com",
+            "--selector",
+            "old",
+            "--algorithm",
+            "ed25519",
+            "--json",
+        ],
+    );
+    let rotated = json(
+        root,
+        &[
+            "domain",
+            "dkim",
+            "example.com",
+            "--rotate",
+            "--selector",
+            "new",
+            "--keep-days",
+            "3",
+            "--json",
+        ],
+    );
     assert_eq!(rotated["active"]["selector"], "new");
     assert_eq!(rotated["active"]["created"], true);
     // Default algorithm: RSA.
@@ -260,14 +386,26 @@ fn rotation_keeps_the_old_selector_until_its_time() {
     assert_eq!(retired[0]["selector"], "old");
     let until = retired[0]["until"].as_u64().unwrap();
     let now = turnmail::datetime::now_unix();
-    assert!(until > now + 3 * 86_400 - 120 && until <= now + 3 * 86_400, "{until}");
+    assert!(
+        until > now + 3 * 86_400 - 120 && until <= now + 3 * 86_400,
+        "{until}"
+    );
     // The old record is printed unchanged as long as it is kept.
     assert_eq!(retired[0]["record"], first["active"]["record"]);
     let shown = ok(root, &["domain", "dkim", "example.com"]);
-    assert!(shown.contains("old._domainkey.example.com. IN TXT"), "{shown}");
-    assert!(shown.contains("new._domainkey.example.com. IN TXT"), "{shown}");
+    assert!(
+        shown.contains("old._domainkey.example.com. IN TXT"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("new._domainkey.example.com. IN TXT"),
+        "{shown}"
+    );
     let state = std::fs::read_to_string(root.join("dkim/example.com/selectors")).unwrap();
-    assert!(state.contains("active new\n") && state.contains(&format!("retired old {until}\n")), "{state}");
+    assert!(
+        state.contains("active new\n") && state.contains(&format!("retired old {until}\n")),
+        "{state}"
+    );
 
     // New mail is signed with the new key, and verifies with the records printed.
     let m = b"From: joe@example.com\nSubject: after the rotation\n\nx\n";
@@ -281,7 +419,10 @@ fn rotation_keeps_the_old_selector_until_its_time() {
     // with its key, and the operator told to take its record out of DNS.
     std::fs::write(
         root.join("dkim/example.com/selectors"),
-        state.replace(&format!("retired old {until}"), &format!("retired old {}", now - 1)),
+        state.replace(
+            &format!("retired old {until}"),
+            &format!("retired old {}", now - 1),
+        ),
     )
     .unwrap();
     let check = turnmail(root, &["check"]);
@@ -298,7 +439,17 @@ fn rotation_keeps_the_old_selector_until_its_time() {
 fn check_flags_bad_key_files_and_remove_stops_signing() {
     let d = demo_root();
     let root = &d.root;
-    let r = json(root, &["domain", "dkim", "example.com", "--algorithm", "ed25519", "--json"]);
+    let r = json(
+        root,
+        &[
+            "domain",
+            "dkim",
+            "example.com",
+            "--algorithm",
+            "ed25519",
+            "--json",
+        ],
+    );
     let sel = r["active"]["selector"].as_str().unwrap().to_string();
     let key = root.join(format!("dkim/example.com/{sel}.pem"));
     let check = |want: &str| {
@@ -322,7 +473,10 @@ fn check_flags_bad_key_files_and_remove_stops_signing() {
     let signer = Signer::open(root);
     assert!(signer.sign(m).unwrap().is_some());
     let text = ok(root, &["domain", "dkim", "example.com", "--remove"]);
-    assert!(text.contains(&format!("{sel}._domainkey.example.com")), "{text}");
+    assert!(
+        text.contains(&format!("{sel}._domainkey.example.com")),
+        "{text}"
+    );
     assert!(!root.join("dkim/example.com").exists());
     assert!(signer.sign(m).unwrap().is_none());
     let o = turnmail(root, &["domain", "dkim", "example.com", "--remove"]);

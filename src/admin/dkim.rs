@@ -150,7 +150,12 @@ pub fn ensure(root: &Path, domain: &str, new: &NewKey, now: u64) -> Result<Repor
         )));
     }
     if created.is_some() || !expired.is_empty() {
-        edit.stage(&state_path, state::write(&st, domain), KEY_MODE, Kind::Plain);
+        edit.stage(
+            &state_path,
+            state::write(&st, domain),
+            KEY_MODE,
+            Kind::Plain,
+        );
     }
     edit.commit()?;
     // No selector names them any more: the keys can go.

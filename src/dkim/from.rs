@@ -164,7 +164,10 @@ fn strip_route(angle: &[u8]) -> Vec<u8> {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
     let end = b
         .iter()
         .rposition(|c| !c.is_ascii_whitespace())
@@ -260,16 +263,28 @@ mod tests {
             "example.net"
         );
         assert_eq!(d(" \"a@b\"@example.net").unwrap(), "example.net");
-        assert_eq!(d(" =?utf-8?q?J=C3=B6?= <jo@example.net>").unwrap(), "example.net");
+        assert_eq!(
+            d(" =?utf-8?q?J=C3=B6?= <jo@example.net>").unwrap(),
+            "example.net"
+        );
     }
 
     #[test]
     fn folded_and_obsolete_forms() {
         assert_eq!(d(" Joe\n <joe@example.net>").unwrap(), "example.net");
-        assert_eq!(d(" <@relay.example:joe@example.net>").unwrap(), "example.net");
+        assert_eq!(
+            d(" <@relay.example:joe@example.net>").unwrap(),
+            "example.net"
+        );
         assert_eq!(d(" joe@example (c) . net").unwrap(), "example.net");
-        assert_eq!(d(" a@example.net, , b@example.net,").unwrap(), "example.net");
-        assert_eq!(d(" Team: a@example.net, b@example.net;").unwrap(), "example.net");
+        assert_eq!(
+            d(" a@example.net, , b@example.net,").unwrap(),
+            "example.net"
+        );
+        assert_eq!(
+            d(" Team: a@example.net, b@example.net;").unwrap(),
+            "example.net"
+        );
     }
 
     #[test]
@@ -284,8 +299,14 @@ mod tests {
         assert!(matches!(d(" joe"), Err(FromError::NoDomain(_))));
         assert!(matches!(d(" joe@"), Err(FromError::NoDomain(_))));
         assert!(matches!(d(" @example.net"), Err(FromError::NoDomain(_))));
-        assert!(matches!(d(" joe@[192.0.2.1]"), Err(FromError::DomainLiteral(_))));
-        assert!(matches!(d(" joe@exa mple..net"), Err(FromError::BadDomain(_))));
+        assert!(matches!(
+            d(" joe@[192.0.2.1]"),
+            Err(FromError::DomainLiteral(_))
+        ));
+        assert!(matches!(
+            d(" joe@exa mple..net"),
+            Err(FromError::BadDomain(_))
+        ));
         assert!(matches!(d(" joe@-x.net"), Err(FromError::BadDomain(_))));
         assert_eq!(d(" \"joe@example.net"), Err(FromError::Unbalanced));
         assert_eq!(d(" joe@example.net (x"), Err(FromError::Unbalanced));
@@ -294,10 +315,7 @@ mod tests {
             d(" a@example.net, b@example.org"),
             Err(FromError::SeveralDomains(_, _))
         ));
-        assert_eq!(
-            domain(&vec![b'a'; MAX_FROM + 1]),
-            Err(FromError::TooLong)
-        );
+        assert_eq!(domain(&vec![b'a'; MAX_FROM + 1]), Err(FromError::TooLong));
     }
 
     proptest! {

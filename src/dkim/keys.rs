@@ -279,7 +279,9 @@ mod tests {
     #[test]
     fn garbage_is_refused() {
         assert!(parse_pem(b"").is_err());
-        assert!(parse_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err());
+        assert!(
+            parse_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err()
+        );
         assert!(parse_pem(b"\xff\xfe").is_err());
     }
 

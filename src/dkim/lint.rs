@@ -74,7 +74,11 @@ fn domain_dir(
         return;
     };
     if !meta.is_dir() || !super::from::is_dns_name(name) || name != name.to_ascii_lowercase() {
-        out.add(dir, None, "not a domain's key directory: nothing signs with it");
+        out.add(
+            dir,
+            None,
+            "not a domain's key directory: nothing signs with it",
+        );
         return;
     }
     loose_mode(dir, &meta, DIR_MODE, out);
@@ -230,7 +234,10 @@ mod tests {
         let m = messages(d.path());
         // The retired key file is missing and its time is over.
         assert_eq!(m.len(), 2, "{m:#?}");
-        assert!(m.iter().any(|l| l.contains("old.pem") && l.contains("retired key")));
+        assert!(
+            m.iter()
+                .any(|l| l.contains("old.pem") && l.contains("retired key"))
+        );
         assert!(m.iter().any(|l| l.contains("expired")));
         std::fs::write(keys::state_path(d.path(), "example.net"), b"active one\n").unwrap();
         assert!(messages(d.path()).is_empty());

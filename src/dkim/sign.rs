@@ -228,7 +228,11 @@ fn signer_for(key: &PrivateKey, domain: &str, selector: &str) -> Result<KeySigne
         Algorithm::Rsa => {
             use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
             let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.der()));
-            KeySigner::Rsa(configure(RsaKey::<Sha256>::from_key_der(der).map_err(bad)?, domain, selector))
+            KeySigner::Rsa(configure(
+                RsaKey::<Sha256>::from_key_der(der).map_err(bad)?,
+                domain,
+                selector,
+            ))
         }
         Algorithm::Ed25519 => KeySigner::Ed25519(configure(
             Ed25519Key::from_pkcs8_maybe_unchecked_der(key.der()).map_err(bad)?,

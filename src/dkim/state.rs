@@ -166,7 +166,10 @@ mod tests {
         let text = write(&s, "example.net");
         let back = parse(&text).unwrap();
         assert_eq!(back, s);
-        assert_eq!(back.selectors().collect::<Vec<_>>(), ["three", "one", "two"]);
+        assert_eq!(
+            back.selectors().collect::<Vec<_>>(),
+            ["three", "one", "two"]
+        );
         let mut e = back.clone();
         let gone = e.expire(100);
         assert_eq!(gone.len(), 1);

@@ -65,7 +65,10 @@ mod tests {
         assert_eq!(r.name, "tm1._domainkey.example.net");
         assert!(r.value.starts_with("v=DKIM1; k=ed25519; p="));
         assert_eq!(r.strings, vec![r.value.clone()]);
-        assert!(r.zone_line().starts_with("tm1._domainkey.example.net. IN TXT \"v=DKIM1;"));
+        assert!(
+            r.zone_line()
+                .starts_with("tm1._domainkey.example.net. IN TXT \"v=DKIM1;")
+        );
     }
 
     #[test]

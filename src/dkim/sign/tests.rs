@@ -20,7 +20,9 @@ fn with_key(root: &Path, domain: &str, selector: &str) {
 fn tag(header: &str, name: &str) -> Option<String> {
     let unfolded: String = header.split_whitespace().collect();
     let start = unfolded.find(&format!(";{name}="))? + name.len() + 2;
-    let end = unfolded[start..].find(';').map_or(unfolded.len(), |e| start + e);
+    let end = unfolded[start..]
+        .find(';')
+        .map_or(unfolded.len(), |e| start + e);
     Some(unfolded[start..end].to_string())
 }
 
@@ -35,11 +37,17 @@ fn signs_with_the_from_domains_key() {
     assert_eq!(signed.domain, "example.net");
     assert_eq!(signed.selector, "one");
     let h = String::from_utf8(signed.header).unwrap();
-    assert!(h.starts_with("DKIM-Signature: v=1; a=ed25519-sha256; s=one; d=example.net; c=relaxed/relaxed;"));
+    assert!(h.starts_with(
+        "DKIM-Signature: v=1; a=ed25519-sha256; s=one; d=example.net; c=relaxed/relaxed;"
+    ));
     assert!(h.ends_with('\n') && !h.contains('\r'));
     assert!(h.lines().skip(1).all(|l| l.starts_with('\t')), "{h}");
     let fields = tag(&h, "h").unwrap().to_ascii_lowercase();
-    assert_eq!(fields.split(':').filter(|f| *f == "from").count(), 2, "{fields}");
+    assert_eq!(
+        fields.split(':').filter(|f| *f == "from").count(),
+        2,
+        "{fields}"
+    );
     assert!(fields.contains("message-id"));
 }
 
@@ -62,7 +70,10 @@ fn a_parent_domain_signs_for_its_subdomains_but_not_the_reverse() {
     let signed = s.sign_detailed(m).unwrap().unwrap();
     assert_eq!(signed.domain, "example.net");
     with_key(d.path(), "eu.example.net", "eu");
-    assert_eq!(s.sign_detailed(m).unwrap().unwrap().domain, "eu.example.net");
+    assert_eq!(
+        s.sign_detailed(m).unwrap().unwrap().domain,
+        "eu.example.net"
+    );
     let up = b"From: a@net\n\nx\n";
     assert!(s.sign(up).unwrap().is_none());
 }
@@ -127,7 +138,9 @@ fn crlf_and_lf_forms_sign_alike() {
     with_key(d.path(), "example.net", "one");
     let s = Signer::open(d.path());
     let lf = s.sign(MSG).unwrap().unwrap();
-    let crlf: Vec<u8> = String::from_utf8_lossy(MSG).replace('\n', "\r\n").into_bytes();
+    let crlf: Vec<u8> = String::from_utf8_lossy(MSG)
+        .replace('\n', "\r\n")
+        .into_bytes();
     let other = s.sign(&crlf).unwrap().unwrap();
     let bh = |h: &[u8]| tag(&String::from_utf8_lossy(h), "bh");
     assert_eq!(bh(&lf), bh(&other));
