@@ -145,3 +145,21 @@ fn crlf_and_lf_forms_sign_alike() {
     let bh = |h: &[u8]| tag(&String::from_utf8_lossy(h), "bh");
     assert_eq!(bh(&lf), bh(&other));
 }
+
+#[test]
+fn the_signer_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Signer>();
+    let d = tempfile::tempdir().unwrap();
+    with_key(d.path(), "example.net", "one");
+    let s = Arc::new(Signer::open(d.path()));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || s.sign(MSG).unwrap().is_some())
+        })
+        .collect();
+    for t in threads {
+        assert!(t.join().unwrap());
+    }
+}
