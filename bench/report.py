@@ -61,6 +61,12 @@ TARGETS.update({
     "pop3-retr-lockstep": (1.0, None),
     "pop3-retr-pipelined": (1.0, None),
 })
+# DKIM signing (bench/dkim.sh): microseconds per message, no target set.
+LABELS.update({
+    "dkim-sign-ed25519": "DKIM signing of a 4 KiB message, Ed25519 (Signer::sign), median",
+    "dkim-sign-rsa-2048": "DKIM signing of a 4 KiB message, RSA-2048 (Signer::sign), median",
+})
+LOWER_IS_BETTER |= {"dkim-sign-ed25519", "dkim-sign-rsa-2048"}
 LOWER_IS_BETTER |= {"engine-login-lookup", "engine-address-resolve", "scheduler-idle-cpu",
                     "scheduler-memory", "scheduler-due-to-connect"}
 # The cost of a change (bench/cost.sh): this tree against the same program built at an

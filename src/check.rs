@@ -96,7 +96,23 @@ pub fn check(root: &Path) -> Result<Vec<Finding>, Unusable> {
     check_readers(root, &paths, &config, &mut out);
     check_secret_lines(&paths, &mut out);
     check_sites(root, &config, &mut out);
+    check_dkim(root, &control, &mut out);
     Ok(out.findings)
+}
+
+/// The DKIM key store (`dkim/lint.rs`); a domain is ours when virtualdomains names it
+/// exactly or it is local.
+fn check_dkim(root: &Path, control: &ControlFiles, out: &mut Out) {
+    let hosted = |d: &str| {
+        control.locals.contains(d.as_bytes())
+            || control
+                .virtualdomains
+                .entries()
+                .any(|v| v.key.eq_ignore_ascii_case(d.as_bytes()) && !v.prepend.is_empty())
+    };
+    for p in crate::dkim::lint::lint(root, &hosted, crate::datetime::now_unix()) {
+        out.add(&p.file, p.line, p.message);
+    }
 }
 
 fn check_control(paths: &Paths, control: &ControlFiles, out: &mut Out) {

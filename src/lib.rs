@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod datetime;
 pub mod deliver;
+pub mod dkim;
 pub mod engine;
 pub mod flush;
 pub mod fsutil;

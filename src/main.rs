@@ -160,7 +160,7 @@ enum Command {
         prog: Vec<OsString>,
     },
     // Operator commands (bodies in turnmail::admin).
-    /// Virtual domains: add, del, policy (unknown addresses), list.
+    /// Virtual domains: add, del, policy (unknown addresses), dkim (signing keys), list.
     Domain {
         #[command(subcommand)]
         cmd: admin::domain::DomainCmd,

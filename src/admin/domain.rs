@@ -1,4 +1,4 @@
-//! `turnmail domain add|del|list`: a virtual domain in the layout `turnmail init`
+//! `turnmail domain add|del|list` (and `dkim`, in `dkim.rs`): a virtual domain in the layout `turnmail init`
 //! makes. Adding writes, in this order, the domain directory (mode 0700) with its
 //! `.qmail-default` policy, the `+DOMAIN-` assign line, the `DOMAIN:DOMAIN`
 //! virtualdomains line and finally the rcpthosts line, so the daemon never accepts
@@ -42,6 +42,9 @@ pub enum DomainCmd {
         /// bounce, catchall:USER (an existing mailbox) or forward:ADDR.
         policy: String,
     },
+    /// The domain's DKIM key (made on first use) and the DNS record to publish;
+    /// --rotate for a new key, --remove to stop signing.
+    Dkim(super::dkim::DkimArgs),
     /// List the virtual domains.
     List {
         /// Print the list as JSON (field names in README).
@@ -123,6 +126,7 @@ pub fn run(root: &Path, cmd: DomainCmd) -> Result<()> {
         DomainCmd::Del { domain, purge } => del(root, &domain, purge),
         DomainCmd::Policy { domain, policy } => set_policy(root, &domain, &Policy::parse(&policy)?),
         DomainCmd::List { json } => list(root, json),
+        DomainCmd::Dkim(args) => super::dkim::run(root, args),
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod alias;
 pub mod demo;
+pub mod dkim;
 pub mod domain;
 pub mod dotfiles;
 pub mod edit;
