@@ -26,4 +26,5 @@ pub mod relay;
 pub mod schedule;
 pub mod smtp;
 pub mod spool;
+pub mod submit;
 pub mod tls;

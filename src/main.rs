@@ -109,6 +109,14 @@ enum Command {
         /// ODMR/ATRN listen address (repeatable); replaces [odmr] listen.
         #[arg(long, value_name = "ADDR:PORT")]
         odmr: Vec<std::net::SocketAddr>,
+        /// Message submission (port 587, STARTTLS, AUTH) listen address (repeatable);
+        /// replaces [submission] listen.
+        #[arg(long, value_name = "ADDR:PORT")]
+        submission: Vec<std::net::SocketAddr>,
+        /// Submission over implicit TLS (port 465) listen address (repeatable);
+        /// replaces [submissions] listen.
+        #[arg(long, value_name = "ADDR:PORT")]
+        submissions: Vec<std::net::SocketAddr>,
         /// Prometheus metrics listen address; replaces [metrics] listen.
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<std::net::SocketAddr>,
@@ -866,6 +874,8 @@ fn main() -> ExitCode {
             pop3,
             pop3s,
             odmr,
+            submission,
+            submissions,
             metrics,
         } => cmd_serve(
             cli.root,
@@ -875,6 +885,8 @@ fn main() -> ExitCode {
                 pop3,
                 pop3s,
                 odmr,
+                submission,
+                submissions,
                 metrics,
             },
         ),

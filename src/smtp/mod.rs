@@ -84,10 +84,10 @@ mod session;
 pub mod texts;
 mod violations;
 
-pub use action::{Action, MessageVerdict, RcptVerdict, Violation};
+pub use action::{Action, MessageVerdict, RcptVerdict, SenderVerdict, Violation};
 pub use config::{SessionConfig, ViolationPolicy};
 pub use message::MAX_HOPS;
-pub use received::received_line;
+pub use received::{Trace, received_line};
 pub use reply::Reply;
 pub use session::Session;
 
