@@ -96,7 +96,28 @@ pub fn check(root: &Path) -> Result<Vec<Finding>, Unusable> {
     check_readers(root, &paths, &config, &mut out);
     check_secret_lines(&paths, &mut out);
     check_sites(root, &config, &mut out);
+    check_relay_access(root, &config, &mut out);
     Ok(out.findings)
+}
+
+/// tcp.smtp's bad and never-matching lines; listeners that cannot work.
+fn check_relay_access(root: &Path, config: &Config, out: &mut Out) {
+    let path = crate::submit::tcp_rules_path(root, config);
+    if let Ok(text) = std::fs::read(&path) {
+        let (_, lints) = crate::submit::read_tcp_rules(&text);
+        for l in lints {
+            out.add(&path, Some(l.line), l.message);
+        }
+    }
+    if !config.submissions.listen.is_empty()
+        && crate::tls::configured_paths(root, &config.tls).is_none()
+    {
+        out.add(
+            &root.join("turnmail.toml"),
+            None,
+            "[submissions] listen needs a TLS certificate ([tls] or tls/cert.pem): the daemon will not start",
+        );
+    }
 }
 
 fn check_control(paths: &Paths, control: &ControlFiles, out: &mut Out) {
