@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use turnmail::odmr::AuthVerdict;
+use turnmail::auth::AuthVerdict;
 use turnmail::smtp::{
     Action, MessageVerdict, RcptVerdict, Reply, SenderVerdict, Session, SessionConfig,
 };

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::reply::Reply;
-use crate::odmr::{Credential, Mechanism};
+use crate::auth::{Credential, Mechanism};
 
 /// Something the shell must do. See the module documentation of [`super`] for the loop.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use super::dot::DotDecoder;
 use super::message::MessageBuilder;
 use super::reply::{Reply, printable};
 use super::texts;
-use crate::odmr::sasl::Exchange;
+use crate::auth::sasl::Exchange;
 use crate::pop3::Secret;
 
 /// Input buffered beyond one command line. The shell reads at most
@@ -103,7 +103,7 @@ pub(super) enum Waiting {
     Message,
     Etrn,
     Tls,
-    Auth(crate::odmr::Mechanism),
+    Auth(crate::auth::Mechanism),
     /// [`Action::Pause`]: this refusal is written when the pause is over.
     Delayed {
         command: String,

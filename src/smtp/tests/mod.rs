@@ -17,7 +17,7 @@ mod violations;
 use std::sync::Arc;
 
 use super::{Action, MessageVerdict, RcptVerdict, Reply, Session, SessionConfig};
-use crate::odmr::{AuthVerdict, Credential, Mechanism};
+use crate::auth::{AuthVerdict, Credential, Mechanism};
 
 pub fn config() -> SessionConfig {
     SessionConfig {

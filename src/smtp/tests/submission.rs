@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::{Driver, codes, config};
-use crate::odmr::AuthVerdict;
+use crate::auth::AuthVerdict;
 use crate::smtp::{MessageVerdict, SenderVerdict, Session, SessionConfig};
 
 fn submission() -> SessionConfig {
