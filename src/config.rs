@@ -564,6 +564,11 @@ mod tests {
             ..c.smtp.clone()
         };
         assert_eq!(smtp, d.smtp);
+        assert_eq!(c.relay_access, d.relay_access);
+        assert_eq!(c.pop_before_smtp, d.pop_before_smtp);
+        assert_eq!(c.submission_limits, d.submission_limits);
+        assert_eq!(c.submission.listen[0].port(), 587);
+        assert_eq!(c.submissions.listen[0].port(), 465);
         assert_eq!(c.user, d.user);
         assert_eq!(c.default_delivery, d.default_delivery);
         assert_eq!(c.system_accounts, d.system_accounts);

@@ -327,6 +327,8 @@ fn cmd_setup(dir: &Path, opts: &admin::setup::SetupOptions) -> Result<ExitCode, 
     show("POP3:", &r.config.pop3.listen);
     show("POP3S:", &r.config.pop3.listen_tls);
     show("ODMR:", &r.config.odmr.listen);
+    show("submission:", &r.config.submission.listen);
+    show("submissions:", &r.config.submissions.listen);
     // A linked settings file (a package's) ships with POP3S off too.
     if r.pop3s_left_out || (opts.config.is_some() && r.config.pop3.listen_tls.is_empty()) {
         let file = opts
