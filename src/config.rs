@@ -84,8 +84,9 @@ impl Default for Config {
 pub struct SmtpConfig {
     /// Addresses the SMTP listener binds.
     pub listen: Vec<SocketAddr>,
-    /// Allow AUTH PLAIN/LOGIN without TLS (CRAM-MD5 is always offered). AUTH only
-    /// identifies a site's account for ETRN; it never allows relaying.
+    /// Allow AUTH PLAIN/LOGIN without TLS (CRAM-MD5 is always offered), here and on
+    /// the submission ports. On port 25 AUTH identifies a site's account for ETRN; it
+    /// allows relaying only with `auth_relay`.
     pub plaintext_auth: bool,
     /// Refused recipients (550, 553) in a session answered at once; each further one
     /// waits `rcpt_error_delay_ms`. A delivered message starts the count again.

@@ -4,8 +4,10 @@
 //! ([`crate::auth::sasl`]), and the shell checks them with the same engine.
 //!
 //! AUTH only tells the shell which account is asking: ETRN uses it for sites whose
-//! policy wants it. Recipients are checked exactly as without it, so AUTH never opens
-//! relaying, and mail submission is not offered.
+//! policy wants it, and the shell lets the account relay on the submission ports (on
+//! port 25 only with `[smtp] auth_relay`). The session itself checks recipients the
+//! same way with or without it; with `SessionConfig::auth_required` (submission) MAIL
+//! waits for it.
 
 use super::action::Action;
 use super::reply::Reply;

@@ -210,7 +210,7 @@ impl Access {
     /// `domain` is listed in control/anysender.
     pub fn any_sender(&self, domain: &[u8]) -> bool {
         let d = domain.to_ascii_lowercase();
-        self.any_sender.get().iter().any(|x| *x == d)
+        self.any_sender.get().contains(&d)
     }
 }
 
