@@ -18,6 +18,20 @@ use common::{DemoRoot, demo_root, write};
 
 /// Settings every test here starts from: relayed mail waits in the queue.
 fn start(d: &DemoRoot, extra: &str) -> Daemon {
+    start_with(d, extra, &[])
+}
+
+/// The metrics page of a daemon started with `--metrics ADDR`.
+fn metrics(addr: &str) -> String {
+    use std::io::Read;
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut page = String::new();
+    c.read_to_string(&mut page).unwrap();
+    page
+}
+
+fn start_with(d: &DemoRoot, extra: &str, args: &[&str]) -> Daemon {
     let closed = free_port();
     common::config(
         d,
@@ -25,7 +39,7 @@ fn start(d: &DemoRoot, extra: &str) -> Daemon {
             "default_domain = \"example.com\"\n[relay]\nsmarthost = \"127.0.0.1:{closed}\"\ninterval_secs = 3600\n{extra}"
         ),
     );
-    Daemon::start(&d.root)
+    Daemon::start_with(&d.root, args)
 }
 
 /// The spool files in ROOT/queue (new and cur).
@@ -553,4 +567,56 @@ fn limits_answer_451() {
         "joe@example.com",
     );
     assert_eq!(out, "sent");
+}
+
+#[test]
+fn a_site_relays_from_its_networks_with_its_own_senders() {
+    let d = demo_root();
+    let st = d.root.join("sites/acme/site.toml");
+    let mut text = std::fs::read_to_string(&st).unwrap();
+    text.push_str("relay_networks = [\"127.0.0.12/32\"]\n");
+    write(&st, &text);
+    let m = format!("127.0.0.1:{}", free_port());
+    let s = start_with(&d, "", &["--metrics", &m]);
+    let to = "partner@remote.example";
+    let out = smtplib(
+        s.addr,
+        "plain",
+        "127.0.0.12",
+        None,
+        "office@acme.example",
+        to,
+    );
+    assert_eq!(out, "sent", "{}", s.log_text());
+    let out = smtplib(s.addr, "plain", "127.0.0.12", None, "joe@example.com", to);
+    assert!(out.starts_with("sender 553 5.7.1"), "{out}");
+    assert!(out.contains("site acme"), "{out}");
+    let out = smtplib(
+        s.addr,
+        "plain",
+        "127.0.0.13",
+        None,
+        "office@acme.example",
+        to,
+    );
+    assert!(out.starts_with("refused (553"), "{out}");
+    let q = wait_queued(&d, 1);
+    assert_eq!(q.len(), 1);
+    assert!(
+        q[0].starts_with(
+            "Return-Path: <office@acme.example>\nDelivered-To: partner@remote.example\n"
+        ),
+        "{}",
+        q[0]
+    );
+    // The metrics count the relayed message and the refused sender.
+    let page = metrics(&m);
+    assert!(
+        page.contains("turnmail_submissions_total{result=\"accepted\"} 1"),
+        "{page}"
+    );
+    assert!(
+        page.contains("turnmail_submissions_total{result=\"sender\"} 1"),
+        "{page}"
+    );
 }
