@@ -536,6 +536,19 @@ fn check_sites(root: &Path, config: &Config, out: &mut Out) {
                 "site directory without Maildir/: mail for it is deferred",
             );
         }
+        if let Some(site) = found.sites.iter().find(|x| x.dir == s) {
+            for n in &site.settings.relay_networks {
+                if crate::net::Net::parse(n).is_none() {
+                    out.add(
+                        &s.join("site.toml"),
+                        None,
+                        format!(
+                            "relay_networks: {n:?} is not an address or CIDR block; it is ignored"
+                        ),
+                    );
+                }
+            }
+        }
         if let Some(site) = found.sites.iter().find(|x| x.dir == s)
             && site.domains.is_empty()
         {

@@ -574,8 +574,15 @@ fn a_site_relays_from_its_networks_with_its_own_senders() {
     let d = demo_root();
     let st = d.root.join("sites/acme/site.toml");
     let mut text = std::fs::read_to_string(&st).unwrap();
-    text.push_str("relay_networks = [\"127.0.0.12/32\"]\n");
+    text.push_str("relay_networks = [\"127.0.0.12/32\", \"office.acme.example\"]\n");
     write(&st, &text);
+    // A name is no network: check says so, and it is ignored.
+    let o = common::turnmail(&d.root, &["check"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("\"office.acme.example\" is not an address"),
+        "{out}"
+    );
     let m = format!("127.0.0.1:{}", free_port());
     let s = start_with(&d, "", &["--metrics", &m]);
     let to = "partner@remote.example";
