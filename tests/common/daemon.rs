@@ -85,9 +85,15 @@ impl Daemon {
                 &odmr.to_string(),
                 "--submission",
                 &submission.to_string(),
-                "--submissions",
-                &submissions.to_string(),
             ])
+            // Port 465 needs a certificate: the demo's, not a hand-made root's.
+            .args(
+                root.join("tls/cert.pem")
+                    .exists()
+                    .then(|| ["--submissions".to_string(), submissions.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(extra)
             .stdout(Stdio::null())
             .stderr(logf)
