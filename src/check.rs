@@ -97,7 +97,28 @@ pub fn check(root: &Path) -> Result<Vec<Finding>, Unusable> {
     check_secret_lines(&paths, &mut out);
     check_sites(root, &config, &mut out);
     check_dkim(root, &control, &mut out);
+    check_relay_access(root, &config, &mut out);
     Ok(out.findings)
+}
+
+/// tcp.smtp's bad and never-matching lines; listeners that cannot work.
+fn check_relay_access(root: &Path, config: &Config, out: &mut Out) {
+    let path = crate::submit::tcp_rules_path(root, config);
+    if let Ok(text) = std::fs::read(&path) {
+        let (_, lints) = crate::submit::read_tcp_rules(&text);
+        for l in lints {
+            out.add(&path, Some(l.line), l.message);
+        }
+    }
+    if !config.submissions.listen.is_empty()
+        && crate::tls::configured_paths(root, &config.tls).is_none()
+    {
+        out.add(
+            &root.join("turnmail.toml"),
+            None,
+            "[submissions] listen needs a TLS certificate ([tls] or tls/cert.pem): the daemon will not start",
+        );
+    }
 }
 
 /// The DKIM key store (`dkim/lint.rs`); a domain is ours when virtualdomains names it
@@ -530,6 +551,19 @@ fn check_sites(root: &Path, config: &Config, out: &mut Out) {
                 None,
                 "site directory without Maildir/: mail for it is deferred",
             );
+        }
+        if let Some(site) = found.sites.iter().find(|x| x.dir == s) {
+            for n in &site.settings.relay_networks {
+                if crate::net::Net::parse(n).is_none() {
+                    out.add(
+                        &s.join("site.toml"),
+                        None,
+                        format!(
+                            "relay_networks: {n:?} is not an address or CIDR block; it is ignored"
+                        ),
+                    );
+                }
+            }
         }
         if let Some(site) = found.sites.iter().find(|x| x.dir == s)
             && site.domains.is_empty()

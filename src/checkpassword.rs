@@ -707,6 +707,14 @@ fn run(root: Option<PathBuf>, args: Vec<OsString>, fd3: Option<std::os::fd::Owne
         }
     };
     let who = printable(&plan.login);
+    // POP-before-SMTP: a password proven from this address opens it for relaying.
+    // Written before the identity changes, while the root's run/ is surely writable.
+    if !matches!(mode, Mode::DovecotLookup { .. })
+        && let Some(ip) = client_ip
+    {
+        let pop = crate::submit::pop_store(&root, &config);
+        crate::submit::record_pop_login(pop.as_ref(), ip, &plan.login);
+    }
     if let Some(o) = plan.become_owner
         && let Err(e) = crate::privilege::become_user(o.uid, o.gid)
     {

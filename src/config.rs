@@ -32,6 +32,11 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub pop3: Pop3Settings,
     pub odmr: OdmrSettings,
+    pub submission: SubmissionSettings,
+    pub submissions: SubmissionsSettings,
+    pub relay_access: RelayAccess,
+    pub pop_before_smtp: PopBeforeSmtp,
+    pub submission_limits: SubmissionLimits,
     pub logins: LoginSettings,
     pub accounts: AccountsSettings,
     pub sites: SitesConfig,
@@ -56,6 +61,11 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             pop3: Pop3Settings::default(),
             odmr: OdmrSettings::default(),
+            submission: SubmissionSettings::default(),
+            submissions: SubmissionsSettings::default(),
+            relay_access: RelayAccess::default(),
+            pop_before_smtp: PopBeforeSmtp::default(),
+            submission_limits: SubmissionLimits::default(),
             logins: LoginSettings::default(),
             accounts: AccountsSettings::default(),
             sites: SitesConfig::default(),
@@ -74,8 +84,9 @@ impl Default for Config {
 pub struct SmtpConfig {
     /// Addresses the SMTP listener binds.
     pub listen: Vec<SocketAddr>,
-    /// Allow AUTH PLAIN/LOGIN without TLS (CRAM-MD5 is always offered). AUTH only
-    /// identifies a site's account for ETRN; it never allows relaying.
+    /// Allow AUTH PLAIN/LOGIN without TLS (CRAM-MD5 is always offered), here and on
+    /// the submission ports. On port 25 AUTH identifies a site's account for ETRN; it
+    /// allows relaying only with `auth_relay`.
     pub plaintext_auth: bool,
     /// Refused recipients (550, 553) in a session answered at once; each further one
     /// waits `rcpt_error_delay_ms`. A delivered message starts the count again.
@@ -92,6 +103,9 @@ pub struct SmtpConfig {
     pub early_talkers: crate::smtp::ViolationPolicy,
     /// Input pipelined when PIPELINING was not offered (after HELO, before EHLO).
     pub unoffered_pipelining: crate::smtp::ViolationPolicy,
+    /// An AUTH on this port also lets the client relay (as on the submission ports).
+    /// Off: port 25 refuses every foreign recipient with 553, after AUTH too.
+    pub auth_relay: bool,
 }
 
 impl Default for SmtpConfig {
@@ -106,6 +120,95 @@ impl Default for SmtpConfig {
             greeting_pause_ms: 0,
             early_talkers: crate::smtp::ViolationPolicy::Log,
             unoffered_pipelining: crate::smtp::ViolationPolicy::Log,
+            auth_relay: false,
+        }
+    }
+}
+
+/// `[submission]`: message submission (RFC 6409, port 587): STARTTLS offered, AUTH
+/// (or a relay right from the client's address) required before MAIL.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubmissionSettings {
+    pub listen: Vec<SocketAddr>,
+}
+
+/// `[submissions]`: submission over implicit TLS (RFC 8314, port 465); needs a
+/// certificate.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubmissionsSettings {
+    pub listen: Vec<SocketAddr>,
+}
+
+/// What an envelope sender is checked against for clients that relay by their
+/// address (a tcp.smtp rule, POP-before-SMTP, a site's `relay_networks`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SenderCheck {
+    /// Any sender.
+    Off,
+    /// A domain of ours (rcpthosts), or of the client's site.
+    #[default]
+    Domain,
+    /// For POP-before-SMTP, the login's own addresses; otherwise as `domain`.
+    Account,
+}
+
+/// `[relay_access]`: who may relay by address, and what they may send.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayAccess {
+    /// qmail's tcp.smtp rules in tcprules' source format; relative to the root. A
+    /// missing file means no rules.
+    pub tcp_rules: PathBuf,
+    /// Sender check for clients relaying by address.
+    pub sender_check: SenderCheck,
+}
+
+impl Default for RelayAccess {
+    fn default() -> Self {
+        RelayAccess {
+            tcp_rules: PathBuf::from("control/tcp.smtp"),
+            sender_check: SenderCheck::Domain,
+        }
+    }
+}
+
+/// `[pop_before_smtp]`: a POP3 login (the daemon's, or `turnmail checkpassword`'s)
+/// lets the client's address relay on the SMTP and submission ports for a while.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PopBeforeSmtp {
+    pub enabled: bool,
+    pub window_secs: u64,
+}
+
+impl Default for PopBeforeSmtp {
+    fn default() -> Self {
+        PopBeforeSmtp {
+            enabled: false,
+            window_secs: 1800,
+        }
+    }
+}
+
+/// `[submission_limits]`: what one sender (an account, a site, or a client address)
+/// may relay; beyond it `451 4.7.1`. 0: no limit.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubmissionLimits {
+    pub messages_per_hour: u64,
+    pub recipients_per_message: usize,
+    pub bytes_per_day: u64,
+}
+
+impl Default for SubmissionLimits {
+    fn default() -> Self {
+        SubmissionLimits {
+            messages_per_hour: 200,
+            recipients_per_message: 50,
+            bytes_per_day: 1 << 30,
         }
     }
 }
@@ -462,6 +565,11 @@ mod tests {
             ..c.smtp.clone()
         };
         assert_eq!(smtp, d.smtp);
+        assert_eq!(c.relay_access, d.relay_access);
+        assert_eq!(c.pop_before_smtp, d.pop_before_smtp);
+        assert_eq!(c.submission_limits, d.submission_limits);
+        assert_eq!(c.submission.listen[0].port(), 587);
+        assert_eq!(c.submissions.listen[0].port(), 465);
         assert_eq!(c.user, d.user);
         assert_eq!(c.default_delivery, d.default_delivery);
         assert_eq!(c.system_accounts, d.system_accounts);

@@ -2,6 +2,7 @@
 //! not always connected. See ARCHITECTURE.md for the map of this crate.
 
 pub mod admin;
+pub mod auth;
 pub mod check;
 pub mod checkpassword;
 pub mod client;
@@ -27,4 +28,5 @@ pub mod qmail;
 pub mod schedule;
 pub mod smtp;
 pub mod spool;
+pub mod submit;
 pub mod tls;

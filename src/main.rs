@@ -109,6 +109,14 @@ enum Command {
         /// ODMR/ATRN listen address (repeatable); replaces [odmr] listen.
         #[arg(long, value_name = "ADDR:PORT")]
         odmr: Vec<std::net::SocketAddr>,
+        /// Message submission (port 587, STARTTLS, AUTH) listen address (repeatable);
+        /// replaces [submission] listen.
+        #[arg(long, value_name = "ADDR:PORT")]
+        submission: Vec<std::net::SocketAddr>,
+        /// Submission over implicit TLS (port 465) listen address (repeatable);
+        /// replaces [submissions] listen.
+        #[arg(long, value_name = "ADDR:PORT")]
+        submissions: Vec<std::net::SocketAddr>,
         /// Prometheus metrics listen address; replaces [metrics] listen.
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<std::net::SocketAddr>,
@@ -319,6 +327,8 @@ fn cmd_setup(dir: &Path, opts: &admin::setup::SetupOptions) -> Result<ExitCode, 
     show("POP3:", &r.config.pop3.listen);
     show("POP3S:", &r.config.pop3.listen_tls);
     show("ODMR:", &r.config.odmr.listen);
+    show("submission:", &r.config.submission.listen);
+    show("submissions:", &r.config.submissions.listen);
     // A linked settings file (a package's) ships with POP3S off too.
     if r.pop3s_left_out || (opts.config.is_some() && r.config.pop3.listen_tls.is_empty()) {
         let file = opts
@@ -866,6 +876,8 @@ fn main() -> ExitCode {
             pop3,
             pop3s,
             odmr,
+            submission,
+            submissions,
             metrics,
         } => cmd_serve(
             cli.root,
@@ -875,6 +887,8 @@ fn main() -> ExitCode {
                 pop3,
                 pop3s,
                 odmr,
+                submission,
+                submissions,
                 metrics,
             },
         ),

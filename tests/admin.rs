@@ -928,6 +928,14 @@ fn pop3_uidls(root: &Path, login: &str, pw: &str) -> Vec<String> {
         .args(["serve", "--smtp", &format!("127.0.0.1:{smtp}")])
         .args(["--pop3", &format!("127.0.0.1:{pop}")])
         .args(["--odmr", &format!("127.0.0.1:{odmr}")])
+        .args([
+            "--submission",
+            &format!("127.0.0.1:{}", common::daemon::free_port()),
+        ])
+        .args([
+            "--submissions",
+            &format!("127.0.0.1:{}", common::daemon::free_port()),
+        ])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -610,6 +610,8 @@ fn serve_demo_hints_use_the_ports_bound_and_log_each_event_once() {
             .args(["--smtp", &format!("127.0.0.1:{smtp}")])
             .args(["--pop3", &format!("127.0.0.1:{pop3}")])
             .args(["--odmr", &format!("127.0.0.1:{odmr}")])
+            .args(["--submission", &format!("127.0.0.1:{}", port())])
+            .args(["--submissions", &format!("127.0.0.1:{}", port())])
             .args(extra)
             .env_remove("TURNMAIL_ROOT")
             .env_remove("TURNMAIL_LOG")

@@ -270,7 +270,7 @@ fn unit_value(unit: &str, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Listen on loopback high ports instead of 25, 110 and 366: an edit of the conffile,
+/// Listen on loopback high ports instead of 25, 110, 366 and 587: an edit of the conffile,
 /// as an operator would make one.
 fn listen_on_loopback(smtp: SocketAddr, pop3: SocketAddr, odmr: SocketAddr, metrics: SocketAddr) {
     let old = std::fs::read_to_string(CONF).unwrap();
@@ -292,6 +292,13 @@ fn listen_on_loopback(smtp: SocketAddr, pop3: SocketAddr, odmr: SocketAddr, metr
                 Some(pop3)
             } else if l.contains(":366\"") {
                 Some(odmr)
+            } else if l.contains(":587\"") {
+                // Submission: a free loopback port, not the host's 587.
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map_or(0, |a| a.port());
+                edited += 1;
+                return format!("listen = [\"127.0.0.1:{port}\"]");
             } else {
                 None
             };
@@ -304,7 +311,7 @@ fn listen_on_loopback(smtp: SocketAddr, pop3: SocketAddr, odmr: SocketAddr, metr
             }
         })
         .collect();
-    assert_eq!(edited, 4, "{old}");
+    assert_eq!(edited, 5, "{old}");
     std::fs::write(CONF, new.join("\n") + "\n").unwrap();
 }
 

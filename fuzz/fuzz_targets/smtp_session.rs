@@ -5,8 +5,10 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use turnmail::odmr::AuthVerdict;
-use turnmail::smtp::{Action, MessageVerdict, RcptVerdict, Reply, Session, SessionConfig};
+use turnmail::auth::AuthVerdict;
+use turnmail::smtp::{
+    Action, MessageVerdict, RcptVerdict, Reply, SenderVerdict, Session, SessionConfig,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&cuts, rest)) = data.split_first() else {
@@ -18,9 +20,14 @@ fuzz_target!(|data: &[u8]| {
         etrn: true,
         auth: true,
         plaintext_auth: cuts & 1 == 1,
+        // The submission role half of the time.
+        auth_required: cuts & 2 == 2,
+        check_sender: cuts & 4 == 4,
         ..SessionConfig::default()
     });
-    let mut s = Session::new(cfg, false).with_challenge("<1.2@fuzz>".into());
+    let mut s = Session::new(cfg, false)
+        .with_challenge("<1.2@fuzz>".into())
+        .with_relay_client(cuts & 8 == 8);
     let step = usize::from(cuts).max(1);
     let mut delivered = 0usize;
     for piece in rest.chunks(step) {
@@ -30,12 +37,22 @@ fuzz_target!(|data: &[u8]| {
             off += taken;
             while let Some(a) = s.next_action() {
                 match a {
+                    Action::CheckSender { address } => {
+                        let v = match address.first() {
+                            Some(b'a') => SenderVerdict::Refused("not yours".into()),
+                            Some(b'b') => SenderVerdict::Limited("too many".into()),
+                            Some(b'c') => SenderVerdict::Temporary("later".into()),
+                            _ => SenderVerdict::Accept,
+                        };
+                        s.answer_sender(v);
+                    }
                     Action::CheckRecipient { address } => {
                         assert!(!address.iter().any(|&b| b < b' '));
                         let v = match address.first() {
                             Some(b'a') => RcptVerdict::NotOurs,
                             Some(b'b') => RcptVerdict::Unknown,
                             Some(b'c') => RcptVerdict::Temporary("later".into()),
+                            Some(b'd') => RcptVerdict::Limited("too many".into()),
                             _ => RcptVerdict::Accept,
                         };
                         s.answer_recipient(v);

@@ -41,6 +41,12 @@ pub fn hints(root: &Path, listening: &[(Service, SocketAddr)]) -> String {
             "  swaks --server {smtp} --to anyone@acme.example  # held for the acme site"
         );
     }
+    if let Some(sub) = first(Service::Submission) {
+        let _ = writeln!(
+            out,
+            "  swaks --server {sub} --tls --auth-user joe@example.com --to friend@elsewhere.example  # send out as joe (swaks asks for the password)"
+        );
+    }
     if let Some(pop3) = first(Service::Pop3) {
         let _ = writeln!(
             out,

@@ -284,7 +284,11 @@ fn demo_config(mu: &MailUser, domain: &str) -> String {
     ));
     s.push_str("# Bare POP logins and `<postmaster>` without a domain mean this domain.\n");
     s.push_str(&format!("default_domain = \"{domain}\"\n\n"));
-    s.push_str("[smtp]\nlisten = [\"127.0.0.1:2525\"]\n");
+    s.push_str("[smtp]\nlisten = [\"127.0.0.1:2525\"]\n\n");
+    s.push_str("# Mail clients send here (587 and 465 in production): STARTTLS and AUTH, or\n");
+    s.push_str("# TLS from the start.\n");
+    s.push_str("[submission]\nlisten = [\"127.0.0.1:5587\"]\n\n");
+    s.push_str("[submissions]\nlisten = [\"127.0.0.1:5465\"]\n");
     s
 }
 

@@ -106,6 +106,9 @@ fn settings(
                     "# {t}\n# (POP3S needs a certificate: [tls] below, or tls/cert.pem and tls/key.pem\n# in the root, `turnmail tls selfsigned` for testing; then uncomment this)"
                 ))
             }
+            ("submissions", "listen") if tls.is_none() => Some(format!(
+                "# {t}\n# (port 465 needs a certificate, as POP3S does; then uncomment this)"
+            )),
             ("pop3", "listen_tls") if !l.pop3s.is_empty() => {
                 Some(format!("listen_tls = {}", list(&l.pop3s)))
             }
@@ -143,6 +146,9 @@ fn settings(
     check(&c.odmr.listen, &l.odmr, "ODMR")?;
     if c.user != user || (tls.is_some() && c.tls.cert.is_none()) {
         return Err("the settings made are not the ones asked for".into());
+    }
+    if tls.is_none() && !c.submissions.listen.is_empty() {
+        return Err("the settings made listen on port 465 without a certificate".into());
     }
     if tls.is_none() && l.pop3s.is_empty() && !c.pop3.listen_tls.is_empty() {
         return Err("the settings made listen for POP3S without a certificate".into());

@@ -97,11 +97,11 @@ pub async fn check_sasl(
     peer: SocketAddr,
     local: SocketAddr,
     service: &'static str,
-    mechanism: crate::odmr::Mechanism,
+    mechanism: crate::auth::Mechanism,
     login: Vec<u8>,
-    credential: crate::odmr::Credential,
-) -> (crate::odmr::AuthVerdict, Option<String>) {
-    use crate::odmr::{AuthVerdict, Credential};
+    credential: crate::auth::Credential,
+) -> (crate::auth::AuthVerdict, Option<String>) {
+    use crate::auth::{AuthVerdict, Credential};
     let attempt = Attempt {
         peer,
         local,

@@ -58,8 +58,10 @@ pub struct SiteLabel {
 
 /// The label values each family takes, for the status snapshot and so that every
 /// series exists (at 0) from the start: an alert on a rate needs the series first.
-pub const LISTENERS: [&str; 3] = ["smtp", "pop3", "odmr"];
-pub const CONN_REFUSALS: [&str; 3] = ["limit", "penalty", "protocol"];
+pub const LISTENERS: [&str; 4] = ["smtp", "submission", "pop3", "odmr"];
+pub const CONN_REFUSALS: [&str; 4] = ["limit", "penalty", "protocol", "tcp_rules"];
+/// Messages of sessions allowed to relay (submission), and their refusals.
+pub const SUBMISSION_RESULTS: [&str; 4] = ["accepted", "failed", "sender", "limit"];
 pub const MESSAGE_RESULTS: [&str; 3] = ["accepted", "temporary", "rejected"];
 pub const RCPT_REFUSALS: [&str; 4] = ["relaying_denied", "unknown", "bad_address", "temporary"];
 pub const LOGIN_SERVICES: [&str; 3] = ["pop3", "smtp", "odmr"];
@@ -77,6 +79,7 @@ pub struct Metrics {
     pub connections_refused: Family<RefusalLabels, Counter>,
     pub messages: Family<ResultLabel, Counter>,
     pub recipients_refused: Family<ReasonLabel, Counter>,
+    pub submissions: Family<ResultLabel, Counter>,
     pub logins: Family<LoginLabels, Counter>,
     pub blocked_clients: Gauge,
     pub flushes: Family<FlushLabels, Counter>,
@@ -123,6 +126,7 @@ impl Metrics {
             connections_refused: Family::default(),
             messages: Family::default(),
             recipients_refused: Family::default(),
+            submissions: Family::default(),
             logins: Family::default(),
             blocked_clients: Gauge::default(),
             flushes: Family::default(),
@@ -158,6 +162,11 @@ impl Metrics {
             "smtp_recipients_refused",
             "SMTP recipients refused, by reason",
             m.recipients_refused.clone(),
+        );
+        r.register(
+            "submissions",
+            "Messages of sessions allowed to relay: accepted, failed, or refused for their sender or a sending limit",
+            m.submissions.clone(),
         );
         r.register(
             "logins",
@@ -266,6 +275,9 @@ impl Metrics {
                 .recipients_refused
                 .get_or_create(&ReasonLabel { reason: r });
         }
+        for r in SUBMISSION_RESULTS {
+            let _ = self.submissions.get_or_create(&ResultLabel { result: r });
+        }
         for s in LOGIN_SERVICES {
             for r in LOGIN_RESULTS {
                 let _ = self.logins.get_or_create(&LoginLabels {
@@ -317,6 +329,14 @@ impl Metrics {
     pub fn message(&self, result: &'static str, took: Duration) {
         self.messages.get_or_create(&ResultLabel { result }).inc();
         self.delivery_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A message of a session allowed to relay, or its refusal (see
+    /// [`SUBMISSION_RESULTS`]).
+    pub fn submission(&self, result: &'static str) {
+        self.submissions
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     pub fn recipient_refused(&self, reason: &'static str) {

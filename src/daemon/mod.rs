@@ -51,6 +51,9 @@ pub struct ServeOptions {
     pub pop3s: Vec<SocketAddr>,
     /// Replaces `[odmr] listen` when not empty.
     pub odmr: Vec<SocketAddr>,
+    /// Replace `[submission] listen` / `[submissions] listen` when not empty.
+    pub submission: Vec<SocketAddr>,
+    pub submissions: Vec<SocketAddr>,
     /// Replaces `[metrics] listen`.
     pub metrics: Option<SocketAddr>,
 }
@@ -59,6 +62,10 @@ pub struct ServeOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     Smtp,
+    /// Port 587: message submission with STARTTLS.
+    Submission,
+    /// Port 465: message submission over implicit TLS.
+    Submissions,
     Pop3,
     Pop3s,
     Odmr,
@@ -70,6 +77,8 @@ impl Service {
     pub fn name(self) -> &'static str {
         match self {
             Service::Smtp => "SMTP",
+            Service::Submission => "submission",
+            Service::Submissions => "submissions",
             Service::Pop3 => "POP3",
             Service::Pop3s => "POP3S",
             Service::Odmr => "ODMR",
@@ -86,6 +95,10 @@ pub struct Shared {
     pub deliver: DeliverEnv,
     pub hostname: String,
     pub smtp: Arc<SessionConfig>,
+    /// The sessions of the submission ports (587, 465).
+    pub submission: Arc<SessionConfig>,
+    /// Who may relay, sender checks, sending limits.
+    pub access: crate::submit::Access,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Connection limits, deadlines, login limits, penalties: every listener asks here.
     pub policy: crate::policy::Policy,
@@ -148,6 +161,14 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
     };
     let wanted = [
         (Service::Smtp, pick(&opts.smtp, &config.smtp.listen)),
+        (
+            Service::Submission,
+            pick(&opts.submission, &config.submission.listen),
+        ),
+        (
+            Service::Submissions,
+            pick(&opts.submissions, &config.submissions.listen),
+        ),
         (Service::Pop3, pick(&opts.pop3, &config.pop3.listen)),
         (Service::Pop3s, pick(&opts.pop3s, &config.pop3.listen_tls)),
         (Service::Odmr, pick(&opts.odmr, &config.odmr.listen)),
@@ -201,8 +222,21 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
         rcpt_error_delay: Duration::from_millis(config.smtp.rcpt_error_delay_ms),
         early_talkers: config.smtp.early_talkers,
         unoffered_pipelining: config.smtp.unoffered_pipelining,
+        check_sender: true,
         ..SessionConfig::default()
     });
+    // RFC 6409: the same session, without ETRN, AUTH required before MAIL.
+    let submission = Arc::new(SessionConfig {
+        etrn: false,
+        auth_required: true,
+        ..(*smtp).clone()
+    });
+    if tls.is_none() && listeners.iter().any(|(_, s)| *s == Service::Submissions) {
+        return Err(
+            "submissions listeners (port 465) need a TLS certificate ([tls] in turnmail.toml or tls/cert.pem)"
+                .into(),
+        );
+    }
     if tls.is_none() && listeners.iter().any(|(_, s)| *s == Service::Pop3s) {
         return Err(
             "POP3S listeners need a TLS certificate ([tls] in turnmail.toml or tls/cert.pem)"
@@ -259,6 +293,8 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
         )),
         deliver,
         policy: crate::policy::Policy::from_config(&config),
+        access: crate::submit::Access::from_config(root, &config),
+        submission,
         config: Arc::new(config),
         engine,
         hostname,
@@ -429,13 +465,27 @@ async fn accept_loop(
         use crate::policy::Listener;
         shared.metrics.connection(match service {
             Service::Smtp => "smtp",
+            Service::Submission | Service::Submissions => "submission",
             Service::Odmr => "odmr",
             _ => "pop3",
         });
         match service {
             Service::Smtp => {
                 let permit = shared.policy.admit(Listener::Smtp, peer.ip());
-                tokio::spawn(smtp_conn::handle(stream, peer, shared, permit));
+                tokio::spawn(smtp_conn::handle(
+                    stream,
+                    peer,
+                    shared,
+                    permit,
+                    smtp_conn::Role::Mx,
+                ));
+            }
+            Service::Submission | Service::Submissions => {
+                let permit = shared.policy.admit(Listener::Submission, peer.ip());
+                let role = smtp_conn::Role::Submission {
+                    implicit_tls: service == Service::Submissions,
+                };
+                tokio::spawn(smtp_conn::handle(stream, peer, shared, permit, role));
             }
             Service::Odmr => {
                 let permit = shared.policy.admit(Listener::Odmr, peer.ip());

@@ -346,6 +346,9 @@ impl Conn {
             tokio::time::sleep(shared.policy.failure_delay).await;
             return AuthVerdict::Rejected;
         }
+        let (ip, login) = (self.peer.ip(), a.account.login.clone());
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || s.access.record_pop_login(ip, &login)).await;
         self.account = Some(*a);
         AuthVerdict::Accepted
     }

@@ -1,7 +1,9 @@
-//! One SMTP connection: the thin async shell around `smtp::Session`. It reads and
-//! writes bytes, asks the engine about recipients, runs deliveries on blocking threads,
-//! upgrades to TLS when the session says so, and logs. All protocol decisions are the
-//! session's.
+//! One SMTP connection (port 25, or a submission port): the thin async shell around
+//! `smtp::Session`. It reads and writes bytes, finds at connect whether the client may
+//! relay by its address (`submit::Access`), asks the engine about recipients (foreign
+//! ones resolve as relays only with a grant), checks senders and limits of granted
+//! sessions, runs deliveries on blocking threads, upgrades to TLS when the session says
+//! so, and logs. All protocol decisions are the session's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +18,30 @@ use crate::deliver::transaction::{self, Verdict};
 use crate::engine::Resolution;
 use crate::policy::Listener;
 use crate::policy::conn::Permit;
-use crate::smtp::{Action, MessageVerdict, RcptVerdict, Reply, Session, Violation, received_line};
+use crate::smtp::{
+    Action, MessageVerdict, RcptVerdict, Reply, SenderVerdict, Session, Trace, Violation,
+    received_line,
+};
+use crate::submit::{AtConnect, Grant};
+
+/// Which kind of listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Port 25: mail for our domains; relaying only with a grant.
+    Mx,
+    /// Port 587 (RFC 6409), or 465 with `implicit_tls` (RFC 8314).
+    Submission { implicit_tls: bool },
+}
+
+impl Role {
+    /// For the log and the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Mx => "smtp",
+            Role::Submission { .. } => "submission",
+        }
+    }
+}
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -26,6 +51,13 @@ struct Conn {
     shared: Arc<Shared>,
     /// The account of an accepted AUTH (as stored in poppasswd), for ETRN.
     login: Option<String>,
+    role: Role,
+    /// A relay right found at connect (tcp.smtp, a site's networks, POP-before-SMTP).
+    address_grant: Option<Grant>,
+    /// A relay right from AUTH (submission ports; port 25 with `auth_relay`).
+    auth_grant: Option<Grant>,
+    /// Whose counts the limits charge for the current transaction.
+    sender_key: Option<String>,
     /// Recipients accepted in the current transaction, with how they resolved.
     rcpts: Vec<(Vec<u8>, Resolution)>,
 }
@@ -39,9 +71,16 @@ fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, permit: Permit) {
+pub async fn handle(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    permit: Permit,
+    role: Role,
+) {
+    let label = role.name();
     if let Some(why) = permit.refusal {
-        shared.metrics.refused("smtp", "limit");
+        shared.metrics.refused(label, "limit");
         tracing::warn!(target: "smtp", client = %peer, "refused connection: {why}");
         let msg = format!("421 4.7.0 {} {why}\r\n", shared.hostname);
         super::wire::write_all(&mut stream, msg.as_bytes()).await;
@@ -52,16 +91,79 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         .penalties
         .is_penalized(policy.client(peer.ip()), std::time::Instant::now())
     {
-        shared.metrics.refused("smtp", "penalty");
+        shared.metrics.refused(label, "penalty");
         tracing::info!(target: "smtp", client = %peer, "refused connection: penalized for refused recipients");
         let reply = crate::smtp::texts::penalized(&shared.hostname);
         super::wire::write_all(&mut stream, &reply.to_bytes()).await;
         let _ = stream.shutdown().await;
         return;
     }
+    let address_grant = match shared
+        .access
+        .at_connect(peer.ip(), &shared.flusher.sites().sites)
+    {
+        AtConnect::Deny { line } => {
+            shared.metrics.refused(label, "tcp_rules");
+            tracing::info!(target: "smtp", client = %peer, "refused connection: tcp.smtp line {line} denies it");
+            let reply = crate::smtp::texts::access_denied(&shared.hostname);
+            super::wire::write_all(&mut stream, &reply.to_bytes()).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+        AtConnect::Go(grant) => grant,
+    };
+    if let Some(g) = &address_grant {
+        tracing::info!(target: "smtp", client = %peer, listener = label, "may relay: {}", g.describe());
+    }
     let local = stream.local_addr().unwrap_or(peer);
-    let mut session = Session::new(shared.smtp.clone(), false)
-        .with_challenge(super::wire::challenge(&shared.hostname));
+    let cfg = match role {
+        Role::Mx => shared.smtp.clone(),
+        Role::Submission { .. } => shared.submission.clone(),
+    };
+    let mut conn = Conn {
+        peer,
+        local,
+        shared: shared.clone(),
+        login: None,
+        role,
+        address_grant,
+        auth_grant: None,
+        sender_key: None,
+        rcpts: Vec::new(),
+    };
+    // One reader for the connection, across a TLS upgrade: the session's deadline
+    // counts from the connection, not from the handshake.
+    let listener = match role {
+        Role::Mx => Listener::Smtp,
+        Role::Submission { .. } => Listener::Submission,
+    };
+    let mut reader = super::wire::ClientReader::new(64 << 10, shared.policy.deadlines(listener));
+    if let Role::Submission { implicit_tls: true } = role {
+        // RFC 8314: the handshake comes first, then the same session under TLS.
+        let Some(acceptor) = shared.tls.clone() else {
+            return;
+        };
+        let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::info!(target: "smtp", client = %peer, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(target: "smtp", client = %peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        let mut session = Session::new(cfg, true)
+            .with_challenge(super::wire::challenge(&shared.hostname))
+            .with_relay_client(conn.address_grant.is_some());
+        let _ = drive(&mut session, tls, &mut conn, &mut reader).await;
+        drop(permit);
+        return;
+    }
+    let mut session = Session::new(cfg, false)
+        .with_challenge(super::wire::challenge(&shared.hostname))
+        .with_relay_client(conn.address_grant.is_some());
     let pause = Duration::from_millis(shared.config.smtp.greeting_pause_ms);
     if let Some(sample) = super::pregreet::early_talk(&stream, pause).await {
         session.talked_before_greeting(&sample);
@@ -74,7 +176,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                 } = action
                 {
                     if refused {
-                        shared.metrics.refused("smtp", "protocol");
+                        shared.metrics.refused(label, "protocol");
                     }
                     log_violation(peer, violation, &command, refused);
                 }
@@ -86,17 +188,6 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
             return;
         }
     }
-    let mut conn = Conn {
-        peer,
-        local,
-        shared: shared.clone(),
-        login: None,
-        rcpts: Vec::new(),
-    };
-    // One reader for the connection, across a TLS upgrade: the session's deadline
-    // counts from the connection, not from the handshake.
-    let mut reader =
-        super::wire::ClientReader::new(64 << 10, shared.policy.deadlines(Listener::Smtp));
     if let Ended::StartTls(plain) = drive(&mut session, stream, &mut conn, &mut reader).await {
         let Some(acceptor) = shared.tls.clone() else {
             return;
@@ -106,6 +197,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                 session.tls_started();
                 conn.rcpts.clear();
                 conn.login = None;
+                conn.auth_grant = None;
                 let _ = drive(&mut session, tls, &mut conn, &mut reader).await;
             }
             Ok(Err(e)) => {
@@ -115,7 +207,9 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         }
     }
     drop(permit);
-    super::autoturn::after_session(&shared, peer).await;
+    if role == Role::Mx {
+        super::autoturn::after_session(&shared, peer).await;
+    }
 }
 
 fn log_violation(peer: SocketAddr, violation: Violation, command: &str, refused: bool) {
@@ -136,6 +230,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         while let Some(action) = session.next_action() {
             match action {
+                Action::CheckSender { address } => {
+                    let v = conn.check_sender(&address);
+                    session.answer_sender(v);
+                }
                 Action::CheckRecipient { address } => {
                     let v = conn.check(address).await;
                     session.answer_recipient(v);
@@ -170,6 +268,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                         credential,
                     )
                     .await;
+                    if let Some(l) = &login {
+                        conn.auth_grant = conn.auth_relay(l);
+                    }
                     if login.is_some() {
                         conn.login = login;
                     }
@@ -203,7 +304,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     refused,
                 } => {
                     if refused {
-                        conn.shared.metrics.refused("smtp", "protocol");
+                        conn.shared.metrics.refused(conn.role.name(), "protocol");
                     }
                     log_violation(conn.peer, violation, &command, refused)
                 }
@@ -213,7 +314,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     return Ended::Closed;
                 }
                 Action::Refused { command, reply } => {
-                    tracing::info!(target: "smtp", client = %conn.peer, code = reply.code, "refused {command:?}: {}", reply.lines.join(" "));
+                    tracing::info!(target: "smtp", client = %conn.peer, listener = conn.role.name(), code = reply.code, "refused {command:?}: {}", reply.lines.join(" "));
                 }
             }
         }
@@ -240,7 +341,101 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// The engine as the sender check sees it.
+struct EngineLookup<'a> {
+    shared: &'a Shared,
+    snapshot: Arc<crate::engine::Snapshot>,
+}
+
+impl crate::submit::sender::Lookup for EngineLookup<'_> {
+    fn is_ours(&self, domain: &[u8]) -> bool {
+        self.snapshot
+            .control
+            .rcpthosts
+            .accepts(domain)
+            .unwrap_or(false)
+    }
+    fn resolve(&self, address: &[u8]) -> Option<Resolution> {
+        crate::engine::resolve::resolve(&self.snapshot, address, true).ok()
+    }
+    fn any_sender(&self, domain: &[u8]) -> bool {
+        self.shared.access.any_sender(domain)
+    }
+    fn default_delivery(&self) -> &[u8] {
+        self.shared.config.default_delivery.as_bytes()
+    }
+}
+
 impl Conn {
+    /// The session's relay right: AUTH's first (it names an account), else the
+    /// client address's.
+    fn grant(&self) -> Option<&Grant> {
+        self.auth_grant.as_ref().or(self.address_grant.as_ref())
+    }
+
+    /// The relay right an AUTH as `login` gives here: always on the submission
+    /// ports, on port 25 only with `[smtp] auth_relay`.
+    fn auth_relay(&self, login: &str) -> Option<Grant> {
+        if self.role == Role::Mx && !self.shared.access.auth_relay_on_25 {
+            return None;
+        }
+        let home = self.account_home(login)?;
+        Some(Grant::Auth {
+            login: login.to_string(),
+            home,
+        })
+    }
+
+    fn account_home(&self, login: &str) -> Option<std::path::PathBuf> {
+        let ctx = crate::engine::LoginContext {
+            local_ip: Some(self.local.ip()),
+        };
+        match self
+            .shared
+            .engine
+            .snapshot()
+            .accounts
+            .find(login.as_bytes(), ctx)
+        {
+            Ok(Some(a)) => Some(a.home),
+            _ => None,
+        }
+    }
+
+    /// MAIL FROM of a session: a granted one's sender must be one it may use, and its
+    /// limits not reached; any other's is accepted as always.
+    fn check_sender(&mut self, sender: &[u8]) -> SenderVerdict {
+        self.sender_key = None;
+        let Some(grant) = self.grant() else {
+            return SenderVerdict::Accept;
+        };
+        let key = grant.limit_key(self.peer.ip());
+        let access = &self.shared.access;
+        if let Err(e) = access
+            .limits
+            .check_message(&key, crate::policy::runfile::now_ms())
+        {
+            tracing::warn!(target: "smtp", client = %self.peer, "limit: {e}: {key} may not send now");
+            self.shared.metrics.submission("limit");
+            return SenderVerdict::Limited(format!("Sending limit reached: {e}; try again later"));
+        }
+        let identity = grant.identity(access.sender_check, |l| self.account_home(l));
+        let lookup = EngineLookup {
+            shared: &self.shared,
+            snapshot: self.shared.engine.snapshot(),
+        };
+        match crate::submit::sender::check(sender, &identity, &lookup) {
+            Ok(()) => {
+                self.sender_key = Some(key);
+                SenderVerdict::Accept
+            }
+            Err(why) => {
+                tracing::info!(target: "smtp", client = %self.peer, "sender {} refused ({}): {why}", show(sender), grant.describe());
+                self.shared.metrics.submission("sender");
+                SenderVerdict::Refused(why)
+            }
+        }
+    }
     /// Sites marked always-on are flushed shortly after new mail for them arrives; the
     /// delay lets a burst of messages go out in one session.
     fn kick_always_on(&self, homes: &[std::path::PathBuf]) {
@@ -315,6 +510,7 @@ impl Conn {
             RcptVerdict::Unknown => Some("unknown"),
             RcptVerdict::BadAddress(_) => Some("bad_address"),
             RcptVerdict::Temporary(_) => Some("temporary"),
+            RcptVerdict::Limited(_) => Some("limit"),
         };
         if let Some(r) = reason {
             self.shared.metrics.recipient_refused(r);
@@ -323,14 +519,24 @@ impl Conn {
     }
 
     fn resolve_recipient(&mut self, address: Vec<u8>) -> RcptVerdict {
+        if self.grant().is_some()
+            && let Err(e) = self.shared.access.limits.check_recipient(self.rcpts.len())
+        {
+            tracing::warn!(target: "smtp", client = %self.peer, "limit: {e}: recipient {} refused for now", show(&address));
+            self.shared.metrics.submission("limit");
+            return RcptVerdict::Limited(format!("Sending limit reached: {e}"));
+        }
         let engine = &self.shared.engine;
+        // A relay right skips rcpthosts as qmail-smtpd's RELAYCLIENT does: domains that
+        // are not ours resolve as relays, ours as always.
+        let check_rcpthosts = self.grant().is_none();
         // RFC 5321 §4.5.1: `<Postmaster>` without a domain must always be accepted.
         let domain = super::postmaster_domain(&self.shared.config, &self.shared.hostname);
         let a = crate::smtp::address::qualify_postmaster(&address, &domain)
             .unwrap_or_else(|| address.clone());
         // Inline, not on a blocking thread: a lookup is a few microseconds of cdb
         // probes and stats of the home and its .qmail files, less than the handoff.
-        match engine.resolve(&a, true) {
+        match engine.resolve(&a, check_rcpthosts) {
             Ok(res @ (Resolution::Local(_) | Resolution::Relay { .. } | Resolution::Trash)) => {
                 self.rcpts.retain(|(x, _)| x != &address);
                 self.rcpts.push((address, res));
@@ -366,10 +572,17 @@ impl Conn {
             .await;
         let result = match &v {
             MessageVerdict::Accepted { .. } => "accepted",
-            MessageVerdict::Temporary(_) => "temporary",
+            MessageVerdict::Temporary(_) | MessageVerdict::Limited(_) => "temporary",
             MessageVerdict::Permanent(_) => "rejected",
         };
         self.shared.metrics.message(result, t.elapsed());
+        if self.grant().is_some() {
+            self.shared.metrics.submission(match &v {
+                MessageVerdict::Accepted { .. } => "accepted",
+                MessageVerdict::Limited(_) => "limit",
+                _ => "failed",
+            });
+        }
         v
     }
 
@@ -383,6 +596,18 @@ impl Conn {
     ) -> MessageVerdict {
         let now = now_unix();
         let qid = transaction::unique_token(now);
+        let charged = self.sender_key.take();
+        if let Some(key) = &charged
+            && let Err(e) = self.shared.access.limits.check_size(
+                key,
+                data.len() as u64,
+                crate::policy::runfile::now_ms(),
+            )
+        {
+            tracing::warn!(target: "smtp", client = %self.peer, "limit: {e}: message of {} bytes from {key} refused for now", data.len());
+            self.rcpts.clear();
+            return MessageVerdict::Limited(format!("Sending limit reached: {e}"));
+        }
         let mut resolved = Vec::with_capacity(recipients.len());
         for r in recipients {
             let res = match self.rcpts.iter().position(|(x, _)| *x == r) {
@@ -402,15 +627,15 @@ impl Conn {
                 _ => None,
             })
             .collect();
-        let mut msg = received_line(
+        let peer_ip = self.peer.ip().to_string();
+        let trace = Trace {
             helo,
-            &self.peer.ip().to_string(),
-            None,
+            peer_ip: &peer_ip,
+            peer_name: None,
             tls,
-            &self.shared.hostname,
-            &qid,
-            &rfc5322(now),
-        );
+            auth: self.login.as_deref(),
+        };
+        let mut msg = received_line(&trace, &self.shared.hostname, &qid, &rfc5322(now));
         msg.extend_from_slice(&data);
         drop(data);
         let shared = self.shared.clone();
@@ -431,6 +656,13 @@ impl Conn {
             Ok(r) => r,
             Err(e) => return MessageVerdict::Temporary(format!("internal error: {e}")),
         };
+        if let Some(key) = &charged
+            && matches!(report.verdict, Verdict::Accepted)
+        {
+            let now = crate::policy::runfile::now_ms();
+            self.shared.access.limits.charge(key, size as u64, now);
+        }
+        let relayed = self.grant().map(Grant::describe);
         let rcpts: Vec<String> = report
             .recipients
             .iter()
@@ -442,6 +674,7 @@ impl Conn {
             client = %self.peer,
             sender = %show(&sender),
             size,
+            relay = relayed.as_deref().unwrap_or("-"),
             result = ?report.verdict,
             "message: {}",
             rcpts.join(", ")

@@ -6,7 +6,7 @@
 //! `answer_*` or `tls_started` call, so replies stay in order without the session
 //! knowing anything about async.
 
-use crate::pop3::Secret;
+pub use crate::auth::{AuthVerdict, Credential, Mechanism};
 use crate::smtp::Reply;
 
 /// Something the shell must do. See the module documentation of [`super`] for the loop.
@@ -41,53 +41,6 @@ pub enum Action {
     /// A command was refused; for the log only, nothing to answer. `command` is the
     /// command line made printable and shortened, with AUTH responses replaced by `***`.
     Refused { command: String, reply: Reply },
-}
-
-/// The SASL mechanism an AUTH used, for logs and for policy (the shell may allow CRAM-MD5
-/// only for accounts with a stored secret, which the engine already enforces).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mechanism {
-    /// RFC 4616.
-    Plain,
-    /// draft-murchison-sasl-login: username and password in two steps.
-    Login,
-    /// RFC 2195, the one RFC 2645 requires.
-    CramMd5,
-}
-
-impl Mechanism {
-    /// The name as in AUTH and the EHLO reply.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mechanism::Plain => "PLAIN",
-            Mechanism::Login => "LOGIN",
-            Mechanism::CramMd5 => "CRAM-MD5",
-        }
-    }
-}
-
-/// What the client proved its identity with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    /// The password, from PLAIN (whose authorization identity was empty or the login)
-    /// or LOGIN.
-    Plain(Secret),
-    /// CRAM-MD5: `digest` is the client's hex HMAC-MD5 of `challenge` keyed by the
-    /// account's stored secret (32 hex digits, as sent); `challenge` is exactly the
-    /// text we sent, angle brackets included. The engine computes and compares it.
-    CramMd5 { challenge: String, digest: String },
-}
-
-/// The engine's answer to [`Action::Authenticate`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthVerdict {
-    /// 235 2.7.0; ATRN may follow.
-    Accepted,
-    /// Bad login or credential, or no stored secret for CRAM-MD5: 535 5.7.8, counted
-    /// towards the failure limit.
-    Rejected,
-    /// The engine could not decide now: 454 4.7.0, not counted.
-    Temporary,
 }
 
 /// The shell's answer to [`Action::Atrn`] (RFC 2645 §5.2.1 codes).

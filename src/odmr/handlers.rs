@@ -15,9 +15,9 @@ use crate::smtp::Reply;
 
 use super::action::{Action, Mechanism};
 use super::command::{self, Command};
-use super::sasl::{self, Exchange, Step};
 use super::session::{Greeted, Session, Waiting, shown};
 use super::texts;
+use crate::auth::sasl::{self, Exchange, Step};
 
 impl Session {
     pub(super) fn handle_line(&mut self, line: &[u8]) {

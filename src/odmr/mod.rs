@@ -106,7 +106,6 @@ mod action;
 pub(crate) mod command;
 mod config;
 mod handlers;
-pub(crate) mod sasl;
 mod session;
 pub mod texts;
 

@@ -7,7 +7,7 @@
 //! Processed input is wiped, since AUTH lines carry passwords. What each command does
 //! is in [`super::handlers`]. The session is sans-IO: see [`super`] for the loop.
 
-use super::sasl::Exchange;
+use crate::auth::sasl::Exchange;
 use std::collections::VecDeque;
 use std::sync::Arc;
 

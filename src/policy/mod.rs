@@ -9,7 +9,9 @@
 //!   rates;
 //! - `window.rs`: requests per client per window (ETRN, ATRN);
 //! - `penalty.rs`: SMTP clients turned away for a while after too many refused
-//!   recipients.
+//!   recipients;
+//! - `runfile.rs`: the shared state files under `ROOT/run/` (open, lock, checksum
+//!   key) of the login counts and of POP-before-SMTP.
 //!
 //! The connection shells in `daemon/` ask [`Policy`]; none keeps limits of its own.
 
@@ -17,6 +19,7 @@ pub mod client;
 pub mod conn;
 pub mod deadline;
 pub mod penalty;
+pub mod runfile;
 pub mod throttle;
 pub mod window;
 
@@ -34,6 +37,8 @@ use window::WindowCounter;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
     Smtp,
+    /// Ports 587 and 465 (message submission).
+    Submission,
     Pop3,
     Odmr,
 }
@@ -42,6 +47,7 @@ pub enum Listener {
 pub struct Policy {
     pub ipv6_prefix: u8,
     smtp_conns: ConnLimits,
+    submission_conns: ConnLimits,
     pop3_conns: ConnLimits,
     odmr_conns: ConnLimits,
     /// Password guessing on every face.
@@ -82,6 +88,8 @@ impl Policy {
         Policy {
             ipv6_prefix: l.ipv6_prefix,
             smtp_conns: ConnLimits::new(l.max_connections, l.max_connections_per_ip),
+            // Its own count: a flood on port 25 must not lock customers out of 587.
+            submission_conns: ConnLimits::new(l.max_connections, l.max_connections_per_ip),
             pop3_conns: ConnLimits::new(c.pop3.max_sessions, c.pop3.max_sessions_per_ip),
             odmr_conns: ConnLimits::new(c.odmr.max_sessions, c.odmr.max_sessions_per_ip),
             logins: Throttle {
@@ -109,6 +117,7 @@ impl Policy {
     fn conns(&self, l: Listener) -> &ConnLimits {
         match l {
             Listener::Smtp => &self.smtp_conns,
+            Listener::Submission => &self.submission_conns,
             Listener::Pop3 => &self.pop3_conns,
             Listener::Odmr => &self.odmr_conns,
         }
@@ -121,16 +130,21 @@ impl Policy {
 
     /// Connections open on all listeners.
     pub fn active(&self) -> usize {
-        [Listener::Smtp, Listener::Pop3, Listener::Odmr]
-            .iter()
-            .map(|l| self.conns(*l).active())
-            .sum()
+        [
+            Listener::Smtp,
+            Listener::Submission,
+            Listener::Pop3,
+            Listener::Odmr,
+        ]
+        .iter()
+        .map(|l| self.conns(*l).active())
+        .sum()
     }
 
     /// The deadlines of a connection on `listener`.
     pub fn deadlines(&self, listener: Listener) -> deadline::Limits {
         match listener {
-            Listener::Smtp => self.smtp_deadlines,
+            Listener::Smtp | Listener::Submission => self.smtp_deadlines,
             Listener::Pop3 => self.pop3_deadlines,
             Listener::Odmr => self.odmr_deadlines,
         }

@@ -3,53 +3,33 @@
 //! The client sends base64 of `authzid NUL authcid NUL passwd`. We accept only an empty
 //! authorization identity or one equal to the login: acting as another user is a
 //! master-user feature turnmail does not have. Decoded bytes live in [`Secret`]s so the
-//! password is wiped when the check is done.
-
-use base64::Engine;
-use base64::alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+//! password is wiped when the check is done. The decoding is `auth::sasl`'s, shared
+//! with SMTP and ODMR; the replies are POP3's.
 
 use super::reply::Reply;
 use super::secret::Secret;
 use super::texts;
-
-/// Standard alphabet; padding optional, since some clients leave it off.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
+use crate::auth::sasl::{self, Malformed};
 
 /// The client's answer is `*`: abort the exchange (RFC 5034 §4).
 pub fn is_cancel(response: &[u8]) -> bool {
-    response == b"*"
+    sasl::is_cancel(response)
 }
 
 /// Decodes a PLAIN response into the login and the password, or the reply refusing it.
+/// `=` is an empty initial response (RFC 5034 §4), which PLAIN cannot use.
 pub fn decode_plain(response: &[u8]) -> Result<(Vec<u8>, Secret), Reply> {
-    // "=" is an empty initial response (RFC 5034 §4), which PLAIN cannot use.
-    let decoded = if response == b"=" {
-        Secret::default()
-    } else {
-        Secret::new(BASE64.decode(response).map_err(|_| texts::bad_base64())?)
-    };
-    let mut parts = decoded.expose().split(|&b| b == 0);
-    let (Some(authzid), Some(authcid), Some(passwd), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(texts::bad_plain());
-    };
-    if authcid.is_empty() || passwd.is_empty() {
-        return Err(texts::bad_plain());
-    }
-    if !authzid.is_empty() && authzid != authcid {
-        return Err(texts::authzid_refused());
-    }
-    Ok((authcid.to_vec(), Secret::new(passwd.to_vec())))
+    sasl::decode_plain(response).map_err(|m| match m {
+        Malformed::Base64 => texts::bad_base64(),
+        Malformed::Parts => texts::bad_plain(),
+        Malformed::Authzid => texts::authzid_refused(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
 
     fn encode(raw: &[u8]) -> Vec<u8> {

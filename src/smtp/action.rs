@@ -8,11 +8,14 @@
 use std::time::Duration;
 
 use super::reply::Reply;
-use crate::odmr::{Credential, Mechanism};
+use crate::auth::{Credential, Mechanism};
 
 /// Something the shell must do. See the module documentation of [`super`] for the loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// MAIL FROM (with `SessionConfig::check_sender`): may this session use this
+    /// sender? Answer with `Session::answer_sender`. `address` is the raw path.
+    CheckSender { address: Vec<u8> },
     /// Ask the engine about a recipient; answer with `Session::answer_recipient`.
     /// `address` is the raw text between `<` and `>` (source route removed),
     /// printable ASCII only.
@@ -99,6 +102,21 @@ pub enum RcptVerdict {
     BadAddress(&'static str),
     /// Try again later: 451 4.3.0 with the text.
     Temporary(String),
+    /// A sending limit: 451 4.7.1 with the text.
+    Limited(String),
+}
+
+/// The answer to [`Action::CheckSender`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderVerdict {
+    /// 250 2.1.0
+    Accept,
+    /// Not a sender this client may use: 553 5.7.1 with the reason.
+    Refused(String),
+    /// A sending limit: 451 4.7.1 with the text.
+    Limited(String),
+    /// Try again later: 451 4.3.0 with the text.
+    Temporary(String),
 }
 
 /// The outcome of [`Action::Deliver`].
@@ -110,4 +128,6 @@ pub enum MessageVerdict {
     Temporary(String),
     /// Refused for good: 554 5.3.0 with the text.
     Permanent(String),
+    /// A sending limit: 451 4.7.1 with the text.
+    Limited(String),
 }

@@ -1,19 +1,21 @@
 //! AUTH (RFC 4954) in the SMTP session: PLAIN and LOGIN (under TLS, or without it when
 //! the configuration allows plaintext), CRAM-MD5 when the shell gave a challenge. The
 //! SASL messages are taken apart by the same code as on the ODMR port
-//! ([`crate::odmr::sasl`]), and the shell checks them with the same engine.
+//! ([`crate::auth::sasl`]), and the shell checks them with the same engine.
 //!
 //! AUTH only tells the shell which account is asking: ETRN uses it for sites whose
-//! policy wants it. Recipients are checked exactly as without it, so AUTH never opens
-//! relaying, and mail submission is not offered.
+//! policy wants it, and the shell lets the account relay on the submission ports (on
+//! port 25 only with `[smtp] auth_relay`). The session itself checks recipients the
+//! same way with or without it; with `SessionConfig::auth_required` (submission) MAIL
+//! waits for it.
 
 use super::action::Action;
 use super::reply::Reply;
 use super::session::{Session, Waiting, shown};
 use super::texts;
-use crate::odmr::sasl::{self, Exchange, Step};
-use crate::odmr::texts as auth_texts;
-use crate::odmr::{AuthVerdict, Mechanism};
+use crate::auth::sasl::{self, Exchange, Step};
+use crate::auth::texts as auth_texts;
+use crate::auth::{AuthVerdict, Mechanism};
 
 impl Session {
     /// PLAIN and LOGIN may be used (and are advertised) now.

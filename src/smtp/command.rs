@@ -19,7 +19,7 @@ use super::address::{PathError, PathKind, parse_path};
 use super::number::{self, NumberError};
 use super::reply::Reply;
 use super::texts;
-use crate::odmr::Mechanism;
+use crate::auth::Mechanism;
 use crate::odmr::command::auth_arguments;
 use crate::pop3::Secret;
 

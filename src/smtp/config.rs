@@ -41,13 +41,19 @@ pub struct SessionConfig {
     pub etrn: bool,
     /// Offer CHUNKING/BDAT (RFC 3030).
     pub chunking: bool,
-    /// Offer AUTH (RFC 4954). It identifies a site's account for ETRN; it never
-    /// allows relaying: recipients are checked the same with or without it.
+    /// Offer AUTH (RFC 4954). It identifies an account: for ETRN, and for relaying
+    /// where the shell allows it (the submission ports; port 25 only when configured).
     pub auth: bool,
     /// AUTH PLAIN and LOGIN are offered and accepted without TLS. When false they are
     /// advertised only under TLS and refused with 538 before it; CRAM-MD5 is offered
     /// whenever the session has a challenge ([`super::Session::with_challenge`]).
     pub plaintext_auth: bool,
+    /// Message submission (RFC 6409): MAIL needs AUTH first (530), unless the
+    /// shell found the client may relay by its address ([`super::Session::with_relay_client`]).
+    pub auth_required: bool,
+    /// Ask the shell about each sender ([`super::Action::CheckSender`]) before
+    /// answering MAIL; off, MAIL is answered at once.
+    pub check_sender: bool,
     /// Failed AUTH exchanges (535, cancelled, undecodable) before 421 and close.
     pub max_auth_failures: usize,
     /// Refused recipients (550, 553) answered at once; each further one is answered
@@ -82,6 +88,8 @@ impl Default for SessionConfig {
             chunking: true,
             auth: false,
             plaintext_auth: false,
+            auth_required: false,
+            check_sender: false,
             max_auth_failures: 3,
             // Postfix's soft limit is 10 for all errors; only refused recipients count
             // here, and a legitimate sender with a few stale addresses loses seconds.

@@ -157,6 +157,16 @@ impl Session {
         if size > self.cfg.max_message_size {
             return self.refuse(shown(line), texts::message_too_big());
         }
+        if self.cfg.auth_required && !self.authenticated && !self.relay_client {
+            return self.refuse(shown(line), texts::auth_required());
+        }
+        if self.cfg.check_sender {
+            let address = sender.clone();
+            return self.request(
+                Action::CheckSender { address },
+                Some(Waiting::Sender { sender, body_8bit }),
+            );
+        }
         self.tx = Some(Transaction {
             sender,
             body_8bit,

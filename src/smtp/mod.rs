@@ -60,7 +60,13 @@
 //!   The shell checks the credential with the engine, delays failures, and keeps the
 //!   account for ETRN; the session closes after `max_auth_failures` failed exchanges,
 //!   and STARTTLS forgets an AUTH. AUTH lines are wiped from the input and shown as
-//!   `AUTH MECH ***` in `Refused`. AUTH never changes what RCPT accepts.
+//!   `AUTH MECH ***` in `Refused`. The session asks the shell about every recipient the
+//!   same way with or without AUTH; whether AUTH lets a client relay is the shell's
+//!   decision (`submit`).
+//! * Submission (`SessionConfig::auth_required`, RFC 6409): MAIL before AUTH gets 530
+//!   unless the shell said the client may relay by its address
+//!   ([`Session::with_relay_client`]). With `check_sender` the shell judges each MAIL
+//!   sender (`CheckSender`: 553 5.7.1 not yours, 451 4.7.1 over a limit).
 //!
 //! # Replies
 //!
@@ -84,10 +90,10 @@ mod session;
 pub mod texts;
 mod violations;
 
-pub use action::{Action, MessageVerdict, RcptVerdict, Violation};
+pub use action::{Action, MessageVerdict, RcptVerdict, SenderVerdict, Violation};
 pub use config::{SessionConfig, ViolationPolicy};
 pub use message::MAX_HOPS;
-pub use received::received_line;
+pub use received::{Trace, received_line};
 pub use reply::Reply;
 pub use session::Session;
 

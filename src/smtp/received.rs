@@ -12,18 +12,30 @@ const FOLD_AT: usize = 78;
 /// Longest piece we keep from any one input.
 const MAX_PART: usize = 255;
 
-/// Builds `Received: from HELO (NAME [IP]) by HOST (turnmail) with ESMTP[S] id ID; DATE`
-/// ending in LF. `peer_name` is the verified reverse DNS name, if any; the protocol
-/// is ESMTPS when `tls` (RFC 3848).
-pub fn received_line(
-    helo: &str,
-    peer_ip: &str,
-    peer_name: Option<&str>,
-    tls: bool,
-    hostname: &str,
-    queue_id: &str,
-    date_rfc5322: &str,
-) -> Vec<u8> {
+/// Where a message came from, for its `Received:` field.
+#[derive(Debug, Clone, Copy)]
+pub struct Trace<'a> {
+    /// The HELO/EHLO name as given.
+    pub helo: &'a str,
+    pub peer_ip: &'a str,
+    /// The verified reverse DNS name, if any.
+    pub peer_name: Option<&'a str>,
+    pub tls: bool,
+    /// The account of an accepted AUTH (its login, never a password).
+    pub auth: Option<&'a str>,
+}
+
+/// Builds `Received: from HELO (NAME [IP]) by HOST (turnmail) with PROTO
+/// [(authenticated as LOGIN)] id ID; DATE` ending in LF. PROTO is RFC 3848's ESMTP,
+/// ESMTPS (TLS), ESMTPA (AUTH) or ESMTPSA (both).
+pub fn received_line(t: &Trace<'_>, hostname: &str, queue_id: &str, date_rfc5322: &str) -> Vec<u8> {
+    let Trace {
+        helo,
+        peer_ip,
+        peer_name,
+        tls,
+        auth,
+    } = *t;
     let helo = keep(helo, is_host_char, "unknown");
     let ip = keep(
         peer_ip,
@@ -45,20 +57,36 @@ pub fn received_line(
         |c| c.is_ascii_alphanumeric() || " ,:+-".contains(c),
         "",
     );
-    let protocol = if tls { "ESMTPS" } else { "ESMTP" };
+    let protocol = match (tls, auth.is_some()) {
+        (false, false) => "ESMTP",
+        (true, false) => "ESMTPS",
+        (false, true) => "ESMTPA",
+        (true, true) => "ESMTPSA",
+    };
+    // Inside a comment: no parentheses, backslashes or spaces can come through.
+    let auth = auth.map(|login| {
+        keep(
+            login,
+            |c| c.is_ascii_alphanumeric() || ".-_@+=".contains(c),
+            "unknown",
+        )
+    });
 
     // Lines start where RFC 5321's clauses do; long parts fold further.
     let lines: [Vec<String>; 3] = [
         vec!["Received:".into(), "from".into(), helo, peer],
-        vec![
+        [
             "by".into(),
             host,
             "(turnmail)".into(),
             "with".into(),
             protocol.into(),
-            "id".into(),
-            format!("{id};"),
-        ],
+        ]
+        .into_iter()
+        // One word: a fold never splits the comment.
+        .chain(auth.map(|a| format!("(authenticated as {a})")))
+        .chain(["id".to_string(), format!("{id};")])
+        .collect(),
         date.split(' ')
             .filter(|w| !w.is_empty())
             .map(String::from)
@@ -124,13 +152,56 @@ mod tests {
         String::from_utf8(bytes).unwrap_or_default()
     }
 
+    fn trace<'a>(helo: &'a str, ip: &'a str, name: Option<&'a str>, tls: bool) -> Trace<'a> {
+        Trace {
+            helo,
+            peer_ip: ip,
+            peer_name: name,
+            tls,
+            auth: None,
+        }
+    }
+
+    #[test]
+    fn authenticated_submission_says_esmtpsa_and_the_account() {
+        let got = text(received_line(
+            &Trace {
+                auth: Some("joe@example.com"),
+                ..trace("laptop", "192.0.2.9", None, true)
+            },
+            "mail.example.com",
+            "Q1",
+            "d",
+        ));
+        assert!(got.contains(" with ESMTPSA"), "{got}");
+        assert!(
+            got.contains("\t(authenticated as joe@example.com) id Q1;\n"),
+            "{got}"
+        );
+        let got = text(received_line(
+            &Trace {
+                auth: Some("joe"),
+                ..trace("laptop", "192.0.2.9", None, false)
+            },
+            "me",
+            "Q1",
+            "d",
+        ));
+        assert!(
+            got.contains("with ESMTPA (authenticated as joe) id"),
+            "{got}"
+        );
+    }
+
     #[test]
     fn typical_line() {
         let got = text(received_line(
-            "client.example",
-            "192.0.2.7",
-            Some("mx.client.example"),
-            true,
+            &trace(
+                "client.example",
+                "192.0.2.7",
+                Some("mx.client.example"),
+                true,
+            ),
             "mail.isp.example",
             "1A2B3C",
             "Tue, 1 Jul 2025 12:00:00 +0000",
@@ -146,10 +217,7 @@ mod tests {
     #[test]
     fn no_peer_name_and_plain() {
         let got = text(received_line(
-            "h",
-            "2001:db8::1",
-            None,
-            false,
+            &trace("h", "2001:db8::1", None, false),
             "me",
             "q",
             "d",
@@ -162,10 +230,15 @@ mod tests {
     #[test]
     fn hostile_inputs_cannot_inject() {
         let got = text(received_line(
-            "evil\r\nBcc: x@y (",
-            "1.2.3.4\nX: y",
-            Some("a)b;c\n"),
-            false,
+            &Trace {
+                auth: Some("joe) (x\r\nX: y"),
+                ..trace(
+                    "evil\r\nBcc: x@y (",
+                    "1.2.3.4\nX: y",
+                    Some("a)b;c\n"),
+                    false,
+                )
+            },
             "me\r\n",
             "id\n;",
             "now\r\nX-Injected: yes",
@@ -183,10 +256,7 @@ mod tests {
     fn long_names_fold() {
         let helo = "a".repeat(60);
         let got = text(received_line(
-            &helo,
-            "192.0.2.1",
-            Some(&"b".repeat(40)),
-            false,
+            &trace(&helo, "192.0.2.1", Some(&"b".repeat(40)), false),
             "me",
             "q",
             "d",

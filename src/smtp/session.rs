@@ -16,7 +16,7 @@ use super::dot::DotDecoder;
 use super::message::MessageBuilder;
 use super::reply::{Reply, printable};
 use super::texts;
-use crate::odmr::sasl::Exchange;
+use crate::auth::sasl::Exchange;
 use crate::pop3::Secret;
 
 /// Input buffered beyond one command line. The shell reads at most
@@ -55,6 +55,8 @@ pub struct Session {
     pub(super) exchange: Option<Exchange>,
     pub(super) authenticated: bool,
     pub(super) auth_failures: usize,
+    /// The shell found this client may relay by its address: MAIL needs no AUTH.
+    pub(super) relay_client: bool,
 }
 
 /// What the next input bytes are.
@@ -92,11 +94,16 @@ pub(super) enum ChunkOutcome {
 /// An action handed out whose answer has not come yet.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Waiting {
+    /// MAIL's sender and BODY, a transaction if the sender is accepted.
+    Sender {
+        sender: Vec<u8>,
+        body_8bit: bool,
+    },
     Recipient(Vec<u8>),
     Message,
     Etrn,
     Tls,
-    Auth(crate::odmr::Mechanism),
+    Auth(crate::auth::Mechanism),
     /// [`Action::Pause`]: this refusal is written when the pause is over.
     Delayed {
         command: String,
@@ -144,6 +151,7 @@ impl Session {
             exchange: None,
             authenticated: false,
             auth_failures: 0,
+            relay_client: false,
         };
         let greeting = texts::greeting(&session.cfg.hostname);
         session.reply(&greeting);
@@ -155,6 +163,42 @@ impl Session {
     pub fn with_challenge(mut self, challenge: String) -> Session {
         self.challenge = Some(challenge);
         self
+    }
+
+    /// The client may relay by its address (tcp.smtp, POP-before-SMTP, a site's
+    /// networks): on a submission listener it may send without AUTH.
+    pub fn with_relay_client(mut self, relay_client: bool) -> Session {
+        self.relay_client = relay_client;
+        self
+    }
+
+    /// The answer to [`Action::CheckSender`]; ignored if none is pending.
+    pub fn answer_sender(&mut self, verdict: super::action::SenderVerdict) {
+        use super::action::SenderVerdict;
+        let Some(Waiting::Sender { sender, body_8bit }) = self
+            .waiting
+            .take_if(|w| matches!(w, Waiting::Sender { .. }))
+        else {
+            return;
+        };
+        let shown = printable(&sender, LOGGED_COMMAND);
+        let command = format!("MAIL FROM:<{shown}>");
+        match verdict {
+            SenderVerdict::Accept => {
+                self.tx = Some(Transaction {
+                    sender,
+                    body_8bit,
+                    recipients: Vec::new(),
+                    bdat: None,
+                });
+                self.reply(&texts::sender_ok());
+            }
+            SenderVerdict::Refused(why) => {
+                self.refuse(command, texts::sender_refused(&shown, &why))
+            }
+            SenderVerdict::Limited(text) => self.refuse(command, texts::limited(&text)),
+            SenderVerdict::Temporary(text) => self.refuse(command, texts::temporary(&text)),
+        }
     }
 
     /// Most bytes [`Session::receive`] takes now.
@@ -221,6 +265,7 @@ impl Session {
             }
             // Our trouble, not the client's: not counted.
             RcptVerdict::Temporary(text) => self.refuse(command, texts::temporary(&text)),
+            RcptVerdict::Limited(text) => self.refuse(command, texts::limited(&text)),
         }
     }
 
@@ -238,6 +283,7 @@ impl Session {
             }
             MessageVerdict::Temporary(text) => texts::temporary(&text),
             MessageVerdict::Permanent(text) => texts::permanent(&text),
+            MessageVerdict::Limited(text) => texts::limited(&text),
         };
         self.reply(&reply);
     }

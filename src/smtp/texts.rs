@@ -186,6 +186,21 @@ pub fn bad_mailbox(address: &str, why: &str) -> Reply {
     Reply::new(553, (5, 1, 3), format!("<{address}>: {why}"))
 }
 
+/// RFC 4954 §6: the submission port wants AUTH before MAIL.
+pub fn auth_required() -> Reply {
+    Reply::new(530, (5, 7, 0), "Authentication required")
+}
+
+/// A sender the client may not use (RFC 6409 §6.1).
+pub fn sender_refused(address: &str, why: &str) -> Reply {
+    Reply::new(553, (5, 7, 1), format!("<{address}>: {why}"))
+}
+
+/// A sending limit was reached: try later.
+pub fn limited(text: &str) -> Reply {
+    Reply::new(451, (4, 7, 1), text)
+}
+
 pub fn temporary(text: &str) -> Reply {
     Reply::new(451, (4, 3, 0), text)
 }
@@ -229,6 +244,15 @@ pub fn too_many_refused_recipients() -> Reply {
 }
 
 /// Instead of the greeting, to an address penalized for refused recipients.
+/// A tcp.smtp `deny` rule matched the client.
+pub fn access_denied(host: &str) -> Reply {
+    Reply::new(
+        421,
+        (4, 7, 0),
+        format!("{host} Access denied for your address"),
+    )
+}
+
 pub fn penalized(host: &str) -> Reply {
     Reply::new(
         421,

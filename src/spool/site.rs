@@ -71,6 +71,9 @@ pub struct SiteSettings {
     /// Addresses or networks whose SMTP sessions trigger a flush back to them when the
     /// session ends; the word `relayhost` stands for RELAYHOST's addresses.
     pub autoturn: Vec<String>,
+    /// Addresses or networks (a static-address site's) that may relay mail out through
+    /// turnmail, with senders of the site's domains.
+    pub relay_networks: Vec<String>,
     /// TCP connections a flush opens at once (default 1, at most
     /// [`MAX_CONNECTIONS`]), fed from one walk of the spool: for a site whose server
     /// answers each command before it reads the next (no PIPELINING), as Postfix's

@@ -12,6 +12,9 @@ pub struct Daemon {
     pub addr: SocketAddr,
     pub pop3: SocketAddr,
     pub odmr: SocketAddr,
+    /// Ports 587 (STARTTLS, AUTH) and 465 (implicit TLS) of the demo, on free ports.
+    pub submission: SocketAddr,
+    pub submissions: SocketAddr,
     pub root: PathBuf,
     pub log: PathBuf,
 }
@@ -67,6 +70,8 @@ impl Daemon {
         let logf = std::fs::File::create(&log).unwrap();
         let pop3 = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let odmr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let submission = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let submissions = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let child = Command::new(env!("CARGO_BIN_EXE_turnmail"))
             .arg("--root")
             .arg(root)
@@ -78,7 +83,17 @@ impl Daemon {
                 &pop3.to_string(),
                 "--odmr",
                 &odmr.to_string(),
+                "--submission",
+                &submission.to_string(),
             ])
+            // Port 465 needs a certificate: the demo's, not a hand-made root's.
+            .args(
+                root.join("tls/cert.pem")
+                    .exists()
+                    .then(|| ["--submissions".to_string(), submissions.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(extra)
             .stdout(Stdio::null())
             .stderr(logf)
@@ -89,6 +104,8 @@ impl Daemon {
             addr,
             pop3,
             odmr,
+            submission,
+            submissions,
             root: root.to_path_buf(),
             log,
         };

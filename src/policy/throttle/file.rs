@@ -9,15 +9,15 @@
 
 use std::fs::File;
 use std::hash::Hasher;
-use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use siphasher::sip::SipHasher13;
 
 use super::{Record, Rules, Scope, Store};
 use crate::policy::client::ClientKey;
+use crate::policy::runfile::{self, now_ms, random_key, u64_at};
 
 /// The file's name under `ROOT/run/`.
 pub const FILE_NAME: &str = "login-throttle";
@@ -30,8 +30,6 @@ const SLOT: usize = 64;
 const SIZE: usize = HEADER + SLOTS * SLOT;
 const KIND_CLIENT: u8 = 1;
 const KIND_LOGIN: u8 = 2;
-/// How long to wait for another process's lock before going on without counts.
-const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// The shared file of one mail root.
 pub struct FileStore {
@@ -66,61 +64,15 @@ impl FileStore {
     }
 
     fn open(&self) -> io::Result<File> {
-        let opts = |create_new| {
-            let mut o = File::options();
-            o.read(true)
-                .write(true)
-                .create_new(create_new)
-                .mode(0o660)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
-            o
-        };
-        let (f, created) = match opts(true).open(&self.path) {
-            Ok(f) => (f, true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                (opts(false).open(&self.path)?, false)
-            }
-            Err(e) => return Err(e),
-        };
-        let meta = f.metadata()?;
-        if !meta.file_type().is_file() {
-            return Err(io::Error::other("not a regular file"));
-        }
-        if created {
-            // Group-writable whatever the umask: Dovecot's checkpassword runs as its
-            // own user, in the file's group (contrib/).
-            f.set_permissions(std::fs::Permissions::from_mode(0o660))?;
-            // Made by root (under qmail-popup): hand it to the mail root's owner, or a
-            // later login served as that owner could not count.
-            if nix::unistd::Uid::effective().is_root()
-                && let Some(root) = self.path.parent().and_then(Path::parent)
-                && let Ok(owner) = std::fs::metadata(root)
-            {
-                std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid()))?;
-            }
-        }
-        Ok(f)
+        runfile::open(&self.path)
     }
 
     fn lock(f: &File) -> io::Result<()> {
-        let start = Instant::now();
-        loop {
-            match f.try_lock() {
-                Ok(()) => return Ok(()),
-                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_WAIT => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(io::Error::other("still locked by another process"));
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(e),
-            }
-        }
+        runfile::lock(f)
     }
 
     fn read_table(&self, f: &File) -> io::Result<Table> {
-        let mut bytes = Vec::with_capacity(SIZE + 1);
-        f.take(SIZE as u64 + 1).read_to_end(&mut bytes)?;
+        let bytes = runfile::read_all(f, SIZE)?;
         match Table::decode(&bytes) {
             Some(t) => Ok(t),
             None => {
@@ -133,32 +85,6 @@ impl FileStore {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn random_key() -> [u8; 16] {
-    let mut k = [0u8; 16];
-    if File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut k))
-        .is_err()
-    {
-        // Without randomness the keys are guessable, which only lets collisions be
-        // aimed; the counts still work.
-        let seed = now_ms() ^ (u64::from(std::process::id()) << 32);
-        k[..8].copy_from_slice(&seed.to_le_bytes());
-    }
-    k
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
 impl Table {
     fn fresh() -> Table {
         Table {
@@ -168,8 +94,7 @@ impl Table {
     }
 
     fn hasher(&self) -> SipHasher13 {
-        let (a, b) = self.hash_key.split_at(8);
-        SipHasher13::new_with_keys(u64_at(a, 0), u64_at(b, 0))
+        runfile::hasher(&self.hash_key)
     }
 
     fn checksum(&self, slots: &[u8]) -> u64 {
@@ -351,6 +276,7 @@ impl Store for FileStore {
 mod tests {
     use super::super::{Outcome, Throttle};
     use super::*;
+    use std::time::Duration;
 
     fn store(dir: &Path) -> Throttle<FileStore> {
         std::fs::create_dir_all(dir.join("run")).unwrap();

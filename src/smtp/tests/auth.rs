@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::{Driver, codes, config};
-use crate::odmr::{AuthVerdict, Credential, Mechanism};
+use crate::auth::{AuthVerdict, Credential, Mechanism};
 use crate::smtp::{RcptVerdict, Session, SessionConfig};
 
 const CHALLENGE: &str = "<42.1700000000@mx.test>";

@@ -10,13 +10,14 @@ mod conversation;
 mod data;
 mod harvest;
 mod props;
+mod submission;
 mod tls;
 mod violations;
 
 use std::sync::Arc;
 
 use super::{Action, MessageVerdict, RcptVerdict, Reply, Session, SessionConfig};
-use crate::odmr::{AuthVerdict, Credential, Mechanism};
+use crate::auth::{AuthVerdict, Credential, Mechanism};
 
 pub fn config() -> SessionConfig {
     SessionConfig {
@@ -54,6 +55,7 @@ pub fn verdict_for(address: &[u8]) -> RcptVerdict {
         b"relay" => RcptVerdict::NotOurs,
         b"bad" => RcptVerdict::BadAddress("no such domain form"),
         b"temp" => RcptVerdict::Temporary("engine busy".into()),
+        b"limit" => RcptVerdict::Limited("Sending limit reached".into()),
         _ => RcptVerdict::Accept,
     }
 }
@@ -79,6 +81,9 @@ pub struct Driver {
     pub pauses: Vec<(usize, std::time::Duration)>,
     pub penalized: usize,
     pub violations: Vec<(crate::smtp::Violation, String, bool)>,
+    /// Senders asked about, and what the next one gets.
+    pub senders_checked: Vec<Vec<u8>>,
+    pub sender_verdict: crate::smtp::SenderVerdict,
 }
 
 impl Driver {
@@ -105,6 +110,8 @@ impl Driver {
             pauses: Vec::new(),
             penalized: 0,
             violations: Vec::new(),
+            senders_checked: Vec::new(),
+            sender_verdict: crate::smtp::SenderVerdict::Accept,
         };
         driver.run();
         driver
@@ -140,6 +147,10 @@ impl Driver {
     pub fn run(&mut self) {
         while let Some(action) = self.session.next_action() {
             match action {
+                Action::CheckSender { address } => {
+                    self.senders_checked.push(address);
+                    self.session.answer_sender(self.sender_verdict.clone());
+                }
                 Action::CheckRecipient { address } => {
                     let verdict = if self.accept_all {
                         RcptVerdict::Accept

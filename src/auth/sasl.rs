@@ -3,8 +3,9 @@
 //!
 //! Each function takes one client response as sent (base64, or `=` for an empty
 //! initial response) and returns what the engine needs, or the reply refusing it.
-//! [`Exchange`] strings them into the steps of one AUTH exchange, for both sessions
-//! that offer AUTH (the SMTP port and the ODMR port).
+//! [`Exchange`] strings them into the steps of one AUTH exchange, for the sessions
+//! that offer AUTH (the SMTP and submission ports and the ODMR port); POP3 decodes its
+//! AUTH PLAIN with [`decode_plain`].
 //! Decoded bytes that may hold a password live in [`Secret`]s, so they are hidden from
 //! logs and wiped when dropped. Checking the password or digest is the engine's job:
 //! this file only takes the messages apart.
@@ -18,6 +19,38 @@ use crate::smtp::Reply;
 
 use super::texts;
 use super::{Credential, Mechanism};
+
+/// Why a SASL response was refused, for sessions with replies of their own (POP3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    Base64,
+    /// The parts are not what the mechanism sends.
+    Parts,
+    /// An authorization identity other than the login.
+    Authzid,
+}
+
+/// PLAIN's response decoded: the login and the password (see [`plain`]).
+pub fn decode_plain(response: &[u8]) -> Result<(Vec<u8>, Secret), Malformed> {
+    let decoded = if response == b"=" {
+        Secret::default()
+    } else {
+        Secret::new(BASE64.decode(response).map_err(|_| Malformed::Base64)?)
+    };
+    let mut parts = decoded.expose().split(|&b| b == 0);
+    let (Some(authzid), Some(authcid), Some(passwd), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Malformed::Parts);
+    };
+    if authcid.is_empty() || passwd.is_empty() {
+        return Err(Malformed::Parts);
+    }
+    if !authzid.is_empty() && authzid != authcid {
+        return Err(Malformed::Authzid);
+    }
+    Ok((authcid.to_vec(), Secret::new(passwd.to_vec())))
+}
 
 /// Standard alphabet; padding optional when decoding, since some clients leave it off.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -53,20 +86,11 @@ fn decode(response: &[u8]) -> Result<Secret, Reply> {
 /// authorization identity or one equal to the login is accepted: acting as another
 /// user is a feature turnmail does not have.
 pub fn plain(response: &[u8]) -> Result<(Vec<u8>, Secret), Reply> {
-    let decoded = decode(response)?;
-    let mut parts = decoded.expose().split(|&b| b == 0);
-    let (Some(authzid), Some(authcid), Some(passwd), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(texts::malformed_response("PLAIN"));
-    };
-    if authcid.is_empty() || passwd.is_empty() {
-        return Err(texts::malformed_response("PLAIN"));
-    }
-    if !authzid.is_empty() && authzid != authcid {
-        return Err(texts::authzid_refused());
-    }
-    Ok((authcid.to_vec(), Secret::new(passwd.to_vec())))
+    decode_plain(response).map_err(|m| match m {
+        Malformed::Base64 => texts::bad_base64(),
+        Malformed::Parts => texts::malformed_response("PLAIN"),
+        Malformed::Authzid => texts::authzid_refused(),
+    })
 }
 
 /// LOGIN's first response (or AUTH LOGIN's initial response): the user name.
