@@ -482,3 +482,127 @@ fn check_flags_bad_key_files_and_remove_stops_signing() {
     let o = turnmail(root, &["domain", "dkim", "example.com", "--remove"]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+/// One message submitted on 587 with smtplib (STARTTLS, AUTH); prints "sent".
+const SUBMIT: &str = r#"
+import smtplib, ssl, sys
+host, port, user, pw, frm, to, body = sys.argv[1:8]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(host, int(port), timeout=20)
+s.starttls(context=ctx)
+s.login(user, pw)
+s.sendmail(frm, [to], body.encode())
+s.quit()
+print("sent")
+"#;
+
+/// The queued copy for `to`, without its envelope lines (as the runner sends it).
+fn queued_message(root: &Path, to: &str) -> Option<Vec<u8>> {
+    for sub in ["new", "cur"] {
+        let Ok(rd) = std::fs::read_dir(root.join("queue").join(sub)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let f = std::fs::read(e.path()).unwrap();
+            let text = String::from_utf8_lossy(&f);
+            if !text.contains(&format!("\nDelivered-To: {to}\n")) {
+                continue;
+            }
+            let mut rest = &f[..];
+            while rest.starts_with(b"Return-Path:")
+                || rest.starts_with(b"Delivered-To:")
+                || rest.starts_with(b"X-Turnmail-Group:")
+            {
+                let end = rest.iter().position(|&b| b == b'\n').unwrap();
+                rest = &rest[end + 1..];
+            }
+            return Some(rest.to_vec());
+        }
+    }
+    None
+}
+
+#[test]
+fn the_daemon_signs_what_customers_submit() {
+    let d = demo_root();
+    let root = &d.root;
+    let r = json(
+        root,
+        &[
+            "domain",
+            "dkim",
+            "example.com",
+            "--algorithm",
+            "ed25519",
+            "--json",
+        ],
+    );
+    let recs = records(&r);
+    let closed = common::daemon::free_port();
+    common::config(
+        &d,
+        &format!("[relay]\nsmarthost = \"127.0.0.1:{closed}\"\ninterval_secs = 3600\n"),
+    );
+    let s = common::daemon::Daemon::start(root);
+    let submit = |from_header: &str, to: &str| {
+        let body = format!(
+            "From: Joe <{from_header}>\r\nTo: <{to}>\r\nSubject: signed?\r\n\r\nHello,\r\nsigned mail.\r\n"
+        );
+        let o = Command::new(PYTHON)
+            .args([
+                "-c",
+                SUBMIT,
+                &s.submission.ip().to_string(),
+                &s.submission.port().to_string(),
+                &d.report.login,
+                &d.report.password,
+                "joe@example.com",
+                to,
+                &body,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "sent",
+            "{} {}",
+            String::from_utf8_lossy(&o.stderr),
+            s.log_text()
+        );
+    };
+    let wait = |to: &str| {
+        for _ in 0..50 {
+            if let Some(m) = queued_message(root, to) {
+                return m;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("nothing queued for {to}: {}", s.log_text());
+    };
+
+    submit("joe@example.com", "friend@remote.example");
+    let m = wait("friend@remote.example");
+    assert!(
+        m.starts_with(b"DKIM-Signature: "),
+        "{}",
+        String::from_utf8_lossy(&m)
+    );
+    let Some(good) = dkimpy(&recs, &wire(b"", &m)) else {
+        return;
+    };
+    assert!(good, "dkimpy refused the daemon's signature");
+    // The same bytes with the body changed on the way fail: the check can fail.
+    let mut bad = m.clone();
+    let at = bad.windows(6).position(|w| w == b"signed").unwrap();
+    bad[at] = b'S';
+    assert_eq!(dkimpy(&recs, &wire(b"", &bad)), Some(false));
+
+    // A From domain without a key goes out unsigned.
+    submit("joe@elsewhere.example", "other@remote.example");
+    let m = wait("other@remote.example");
+    assert!(
+        !m.starts_with(b"DKIM-Signature"),
+        "{}",
+        String::from_utf8_lossy(&m)
+    );
+}

@@ -62,6 +62,8 @@ pub const LISTENERS: [&str; 4] = ["smtp", "submission", "pop3", "odmr"];
 pub const CONN_REFUSALS: [&str; 4] = ["limit", "penalty", "protocol", "tcp_rules"];
 /// Messages of sessions allowed to relay (submission), and their refusals.
 pub const SUBMISSION_RESULTS: [&str; 4] = ["accepted", "failed", "sender", "limit"];
+/// What DKIM signing made of a submitted message (`dkim::sign::Outcome` labels).
+pub const DKIM_RESULTS: [&str; 4] = ["signed", "no_key", "malformed", "failed"];
 pub const MESSAGE_RESULTS: [&str; 3] = ["accepted", "temporary", "rejected"];
 pub const RCPT_REFUSALS: [&str; 4] = ["relaying_denied", "unknown", "bad_address", "temporary"];
 pub const LOGIN_SERVICES: [&str; 3] = ["pop3", "smtp", "odmr"];
@@ -80,6 +82,7 @@ pub struct Metrics {
     pub messages: Family<ResultLabel, Counter>,
     pub recipients_refused: Family<ReasonLabel, Counter>,
     pub submissions: Family<ResultLabel, Counter>,
+    pub dkim: Family<ResultLabel, Counter>,
     pub logins: Family<LoginLabels, Counter>,
     pub blocked_clients: Gauge,
     pub flushes: Family<FlushLabels, Counter>,
@@ -127,6 +130,7 @@ impl Metrics {
             messages: Family::default(),
             recipients_refused: Family::default(),
             submissions: Family::default(),
+            dkim: Family::default(),
             logins: Family::default(),
             blocked_clients: Gauge::default(),
             flushes: Family::default(),
@@ -167,6 +171,11 @@ impl Metrics {
             "submissions",
             "Messages of sessions allowed to relay: accepted, failed, or refused for their sender or a sending limit",
             m.submissions.clone(),
+        );
+        r.register(
+            "dkim_messages",
+            "Messages of sessions allowed to relay, by what DKIM signing made of them: signed, no_key (no key for the From domain), malformed (no single From), failed (a key that cannot be used)",
+            m.dkim.clone(),
         );
         r.register(
             "logins",
@@ -278,6 +287,9 @@ impl Metrics {
         for r in SUBMISSION_RESULTS {
             let _ = self.submissions.get_or_create(&ResultLabel { result: r });
         }
+        for r in DKIM_RESULTS {
+            let _ = self.dkim.get_or_create(&ResultLabel { result: r });
+        }
         for s in LOGIN_SERVICES {
             for r in LOGIN_RESULTS {
                 let _ = self.logins.get_or_create(&LoginLabels {
@@ -337,6 +349,11 @@ impl Metrics {
         self.submissions
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    /// What DKIM signing made of a submitted message (see [`DKIM_RESULTS`]).
+    pub fn dkim(&self, result: &'static str) {
+        self.dkim.get_or_create(&ResultLabel { result }).inc();
     }
 
     pub fn recipient_refused(&self, reason: &'static str) {

@@ -6,6 +6,7 @@
 
 pub mod autoturn;
 pub mod control;
+mod dkim_sign;
 pub mod etrn;
 pub mod flusher;
 pub mod listen;
@@ -99,6 +100,8 @@ pub struct Shared {
     pub submission: Arc<SessionConfig>,
     /// Who may relay, sender checks, sending limits.
     pub access: crate::submit::Access,
+    /// DKIM keys of the hosted domains: messages of sessions allowed to relay are signed.
+    pub dkim: Arc<crate::dkim::Signer>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Connection limits, deadlines, login limits, penalties: every listener asks here.
     pub policy: crate::policy::Policy,
@@ -294,6 +297,7 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
         deliver,
         policy: crate::policy::Policy::from_config(&config),
         access: crate::submit::Access::from_config(root, &config),
+        dkim: Arc::new(crate::dkim::Signer::open(root)),
         submission,
         config: Arc::new(config),
         engine,
