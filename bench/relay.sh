@@ -5,11 +5,12 @@
 #
 # The load, for both: smtp-source -s 10 -m N -l 4096 -N (10 concurrent sessions, one
 # recipient per message, 4 KiB messages, a new connection per message).
-# - turnmail: the recipients are Nm@example.com in a demo root (`turnmail init`) whose
-#   domain has a `.qmail-default` forwarding everything to `&out@sink.example`, and
-#   control/smtproutes sends sink.example to the sink: every accepted message is queued
-#   (fsynced) by the forward and leaves through the outbound queue (until submission
-#   lands, a forward is how a client reaches the outbound queue).
+# - turnmail: a demo root (`turnmail init`) whose control/tcp.smtp lets 127.0.0.1 relay
+#   (`127.0.0.1:allow,RELAYCLIENT=""`, qmail's way, as Postfix's mynetworks), sender
+#   checks off and sending limits off (Postfix has neither), control/smtproutes sending
+#   sink.example to the sink; the recipients are Nm@sink.example: every accepted message
+#   is queued (fsynced) in ROOT/queue and leaves through the outbound queue. DKIM: no key,
+#   so no signing (bench/dkim.sh measures its cost per message).
 # - Postfix: a private instance relaying for mynetworks (127.0.0.0/8) with relayhost =
 #   the sink; the recipients are Nm@sink.example.
 # Timing: from the start of smtp-source until it has exited and the MTA's queue is
@@ -94,20 +95,25 @@ run_turnmail() { # RUN
     local root=$BENCH_WORK/relay-run$1/turnmail
     rm -rf "$root"
     "$TURNMAIL" init "$root" >>"$LOG" 2>&1 || die "turnmail init failed"
-    local dhome=$root/domains/example.com owner
-    owner=$(stat -c %U:%G "$dhome")
-    printf '&out@sink.example\n' >"$dhome/.qmail-default"
-    chmod 600 "$dhome/.qmail-default"
+    local owner
+    owner=$(stat -c %U:%G "$root/control")
     printf 'sink.example:127.0.0.1:%s\n' "$SINK_PORT" >"$root/control/smtproutes"
-    chown "$owner" "$dhome/.qmail-default" "$root/control/smtproutes"
+    printf '127.0.0.1:allow,RELAYCLIENT=""\n:allow\n' >"$root/control/tcp.smtp"
+    printf '\n[relay_access]\nsender_check = "off"\n\n[submission_limits]\nmessages_per_hour = 0\nrecipients_per_message = 0\nbytes_per_day = 0\n' \
+        >>"$root/turnmail.toml"
+    chown "$owner" "$root/control/smtproutes" "$root/control/tcp.smtp"
     "$TURNMAIL" --root "$root" serve --smtp "127.0.0.1:$TM_PORT" >"$root.log" 2>&1 &
     TM_PID=$!
     wait_port "$TM_PORT" 10 || die "turnmail did not start (see $root.log)"
     local secs
-    secs=$(timed "find '$root/queue/new' '$root/queue/cur' -type f | wc -l" "$TM_PORT" example.com)
+    secs=$(timed "find '$root/queue/new' '$root/queue/cur' -type f | wc -l" "$TM_PORT" sink.example)
     kill -TERM "$TM_PID"
     wait "$TM_PID" 2>/dev/null || true
     TM_PID=
+    # An empty queue could also mean bounced: every message must have had the sink's 250.
+    local sent
+    sent=$(grep -c 'said: 250 .*-> Removed' "$root.log" || true)
+    [ "$sent" = "$N" ] || die "turnmail: $sent of $N messages accepted by the sink (see $root.log)"
     echo "$secs"
 }
 
@@ -137,6 +143,7 @@ local_recipient_maps =
 biff = no
 smtputf8_enable = no
 maillog_file = $top/maillog
+maillog_file_prefixes = $top
 EOF
     cat >"$etc/master.cf" <<EOF
 127.0.0.1:$PF_PORT inet n - n - - smtpd
@@ -168,6 +175,9 @@ EOF
     secs=$(timed "find '$q/incoming' '$q/active' '$q/deferred' '$q/maildrop' -type f 2>/dev/null | wc -l" "$PF_PORT" sink.example)
     postfix -c "$etc" stop >>"$LOG" 2>&1 || true
     PF_CONF=
+    local sent
+    sent=$(grep -c 'status=sent' "$top/maillog" || true)
+    [ "$sent" = "$N" ] || die "Postfix: $sent of $N messages accepted by the sink (see $top/maillog)"
     echo "$secs"
 }
 
