@@ -181,7 +181,7 @@ EOF
     echo "$secs"
 }
 
-[ -s "$CSV" ] || echo "workload,system,run,n,msg_per_s,seconds" >"$CSV"
+[ -s "$CSV" ] || echo "workload,role,system,run,n,value,unit,seconds,peak_rss_kb,cpu_busy_pct,iowait_pct,machine_cpu_s,server_cpu_s,client_cpu_s,note" >"$CSV"
 if postfix status >/dev/null 2>&1; then postfix stop >>"$LOG" 2>&1 || true; fi
 start_sink
 tm_sum=0 pf_sum=0
@@ -189,12 +189,12 @@ for ((r = 1; r <= RUNS; r++)); do
     s=$(run_turnmail "$r")
     rate=$(awk -v n="$N" -v s="$s" 'BEGIN { printf "%.0f", n / s }')
     say "turnmail run $r: $N in $s s = $rate msg/s"
-    echo "relay-end-to-end,turnmail $TM_VERSION,$r,$N,$rate,$s" >>"$CSV"
+    echo "relay-end-to-end,turnmail,turnmail $TM_VERSION,$r,$N,$rate,msg/s,$s,,,,,,," >>"$CSV"
     tm_sum=$(awk -v a="$tm_sum" -v b="$rate" 'BEGIN { print a + b }')
     s=$(run_postfix "$r")
     rate=$(awk -v n="$N" -v s="$s" 'BEGIN { printf "%.0f", n / s }')
     say "postfix run $r: $N in $s s = $rate msg/s"
-    echo "relay-end-to-end,Postfix $PF_VERSION,$r,$N,$rate,$s" >>"$CSV"
+    echo "relay-end-to-end,peer,Postfix $PF_VERSION,$r,$N,$rate,msg/s,$s,,,,,,," >>"$CSV"
     pf_sum=$(awk -v a="$pf_sum" -v b="$rate" 'BEGIN { print a + b }')
 done
 ratio=$(awk -v a="$tm_sum" -v b="$pf_sum" 'BEGIN { printf "%.2f", a / b }')

@@ -61,6 +61,10 @@ TARGETS.update({
     "pop3-retr-lockstep": (1.0, None),
     "pop3-retr-pipelined": (1.0, None),
 })
+# Relaying end to end (bench/relay.sh): into the MTA, out through its queue, into a sink.
+LABELS["relay-end-to-end"] = ("Relaying 4 KiB messages end to end (10 sessions, one recipient each, "
+                              "relay by client address) into the sink, until the queue is empty")
+TARGETS["relay-end-to-end"] = (3.0, None)
 # DKIM signing (bench/dkim.sh): microseconds per message, no target set.
 LABELS.update({
     "dkim-sign-ed25519": "DKIM signing of a 4 KiB message, Ed25519 (Signer::sign), median",
