@@ -7,7 +7,7 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
 
@@ -23,6 +23,7 @@ pub fn become_user(uid: u32, gid: u32) -> io::Result<()> {
     setgroups(&[Gid::from_raw(gid)]).map_err(io::Error::from)?;
     setgid(Gid::from_raw(gid)).map_err(io::Error::from)?;
     setuid(Uid::from_raw(uid)).map_err(io::Error::from)?;
+    EFFECTIVE.store(UNKNOWN, Ordering::Release);
     // A setuid that silently failed would leave us root: check.
     if Uid::current().is_root() || Uid::effective().is_root() {
         return Err(io::Error::other("still uid 0 after setuid"));
@@ -86,6 +87,28 @@ impl Drop for FilesAs {
 /// The uid `setfsuid`/`setfsgid` ignore: asking with it returns the current value.
 const QUERY: u32 = u32::MAX;
 
+/// The process's effective uid (high half) and gid (low half), asked once: every file
+/// delivery wants them, and they change only in [`become_user`], which forgets them.
+static EFFECTIVE: AtomicU64 = AtomicU64::new(UNKNOWN);
+const UNKNOWN: u64 = u64::MAX;
+
+fn effective_ids() -> (Uid, Gid) {
+    let known = EFFECTIVE.load(Ordering::Acquire);
+    if known != UNKNOWN {
+        return (
+            Uid::from_raw((known >> 32) as u32),
+            Gid::from_raw(known as u32),
+        );
+    }
+    let (uid, gid) = (Uid::effective(), Gid::effective());
+    let both = (u64::from(uid.as_raw()) << 32) | u64::from(gid.as_raw());
+    // u32::MAX for both is no real identity (it is "no change" to the set*id calls).
+    if both != UNKNOWN {
+        EFFECTIVE.store(both, Ordering::Release);
+    }
+    (uid, gid)
+}
+
 /// Write files as `uid`/`gid` on this thread until the result is dropped. Nothing to
 /// do when this process already is that user. As root: the thread's file system
 /// identity (setfsuid/setfsgid) becomes the entry's, so files are created as its owner
@@ -95,7 +118,7 @@ const QUERY: u32 = u32::MAX;
 /// as for any change of identity.) Anyone else cannot act as another user: refused,
 /// and the caller defers. Never uid 0.
 pub fn files_as(uid: u32, gid: u32) -> Result<FilesAs, NotThatUser> {
-    let (euid, egid) = (Uid::effective(), Gid::effective());
+    let (euid, egid) = effective_ids();
     let refused = NotThatUser {
         uid,
         gid,
