@@ -247,6 +247,11 @@ pub fn warning_due(maildir: &Path, usage: &Usage, level_percent: u64) -> io::Res
     }
 }
 
+/// Forget a warning: the mailbox is back under the level.
+pub fn clear_warning(maildir: &Path) {
+    let _ = fs::remove_file(maildir.join(WARN_FILE));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

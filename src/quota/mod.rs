@@ -6,9 +6,11 @@
 //! warning marker; `table.rs` the `users/quota` file the operator's commands keep.
 
 pub mod disk;
+pub mod enforce;
 pub mod maildirsize;
 pub mod spec;
 pub mod table;
 
 pub use disk::Usage;
+pub use enforce::{OverQuota, QuotaSettings};
 pub use spec::{Limits, SpecError};
