@@ -129,6 +129,18 @@ pub fn set(root: &Path, key: &str, new: Option<Limits>) -> Result<Vec<(String, O
     Ok(out)
 }
 
+/// Drop a removed mailbox's line from `users/quota` in `edit` (nothing staged when it
+/// has none).
+pub fn stage_removal(edit: &mut Edit, login: &str) -> Result<()> {
+    let path = edit.root().join(qtable::PATH);
+    let text = edit.read_or_empty(&path)?;
+    let mut t = qtable::parse(&text).map_err(|e| invalid(e.to_string()))?;
+    if t.mailboxes.remove(&login.to_ascii_lowercase()).is_some() {
+        edit.stage(&path, qtable::render(&t), 0o644, Kind::Plain);
+    }
+    Ok(())
+}
+
 /// Write the `maildirsize` of a new mailbox when its domain has a default.
 pub fn apply_default(root: &Path, login: &str, maildir: &Path) -> Result<()> {
     let t = qtable::load(root).map_err(io_at(&root.join(qtable::PATH)))?;

@@ -225,6 +225,8 @@ pub fn del(root: &Path, address: &str, purge: bool) -> Result<()> {
     }
     // A secret left behind would serve whoever gets the login next.
     super::secret::stage_removal(&mut edit, &|l| l.eq_ignore_ascii_case(login.as_bytes()))?;
+    // Nor its quota: a new mailbox of that name starts from the domain's default.
+    super::quota::stage_removal(&mut edit, &login)?;
     let root_c = edit.root().canonicalize().map_err(io_at(root))?;
     // The .qmail file goes first, so new mail is refused rather than delivered into
     // a mailbox that is about to move.
