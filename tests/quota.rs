@@ -164,6 +164,20 @@ fn a_message_that_would_cross_is_refused_at_delivery() {
     let data = data.unwrap();
     assert!(data.starts_with("554"), "{data}");
     assert_eq!(messages(&d).len(), 2);
+
+    // `turnmail check` notices a maildirsize whose limits are not users/quota's.
+    write(&maildir(&d).join("maildirsize"), "1S\n0 0\n");
+    let o = common::turnmail(&d.root, &["check"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(
+            "users/quota: joe@example.com: quota 5000S,10C here, but its maildirsize says 1S"
+        ),
+        "{out}"
+    );
+    cli(&d, &["user", "quota", JOE, "5000S,10C"]);
+    let o = common::turnmail(&d.root, &["check"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("users/quota"));
 }
 
 fn warnings(d: &DemoRoot) -> usize {

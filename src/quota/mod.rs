@@ -7,6 +7,7 @@
 
 pub mod disk;
 pub mod enforce;
+pub mod lint;
 pub mod maildirsize;
 pub mod spec;
 pub mod table;
