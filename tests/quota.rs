@@ -310,13 +310,13 @@ impl Dovecot {
     /// A private Dovecot whose userdb is a passwd-file naming joe's home, with the
     /// quota plugin's Maildir++ backend and no limits of its own: Dovecot takes the
     /// limits from the maildirsize header, as it does for Courier's mailboxes.
-    fn start(d: &DemoRoot, work: &Path) -> Dovecot {
+    fn start(d: &DemoRoot, work: &Path, extra: &str) -> Dovecot {
         let mu = common::mail_user();
         let users = work.join("users");
         write(
             &users,
             &format!(
-                "{JOE}::{}:{}::{}::\n",
+                "{JOE}::{}:{}::{}::{extra}\n",
                 mu.uid,
                 mu.gid,
                 d.root.join("domains/example.com/joe").display()
@@ -450,7 +450,7 @@ fn dovecot_reads_turnmails_maildirsize_and_turnmail_reads_dovecots() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let dc = Dovecot::start(&d, work.path());
+    let dc = Dovecot::start(&d, work.path(), "");
     let q = dc.quota();
     let storage = q.iter().find(|r| r.0 == "STORAGE").expect("STORAGE row");
     let msgs = q.iter().find(|r| r.0 == "MESSAGE").expect("MESSAGE row");
@@ -499,4 +499,41 @@ fn dovecot_reads_turnmails_maildirsize_and_turnmail_reads_dovecots() {
     let q = dc.quota();
     let m = q.iter().find(|r| r.0 == "MESSAGE").unwrap();
     assert_eq!((m.1.as_str(), m.2.as_str()), ("6", "5"), "{q:?}");
+}
+
+#[test]
+fn dovecot_given_turnmails_quota_rule_keeps_the_same_header() {
+    if !Path::new(DOVECOT).exists() || !Path::new(DOVEADM).exists() {
+        common::skip("Dovecot is not installed (dovecot-core, dovecot-pop3d)");
+        return;
+    }
+    if !common::root_or_skip("a private Dovecot instance") {
+        return;
+    }
+    let d = demo_root();
+    cli(&d, &["user", "quota", JOE, "200K,7C"]);
+    let header = std::fs::read_to_string(maildir(&d).join("maildirsize")).unwrap();
+    // What a passwd-file view of the accounts gives Dovecot for this mailbox.
+    let limits = turnmail::quota::table::account_quota(&d.root, JOE).unwrap();
+    let rule = limits.dovecot_rule().expect("a rule");
+    assert_eq!(rule, "*:bytes=204800:messages=7");
+    let work = tempfile::Builder::new()
+        .prefix("turnmail-quota-dovecot")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let dc = Dovecot::start(&d, work.path(), &format!("userdb_quota_rule={rule}"));
+    let q = dc.quota();
+    let s = q.iter().find(|r| r.0 == "STORAGE").expect("STORAGE row");
+    let m = q.iter().find(|r| r.0 == "MESSAGE").expect("MESSAGE row");
+    assert_eq!((s.2.as_str(), m.2.as_str()), ("200", "7"), "{q:?}");
+    // Dovecot, which keeps the header in line with its own limits, found nothing to change.
+    dc.doveadm(&["quota", "recalc", "-u", JOE]);
+    let after = std::fs::read_to_string(maildir(&d).join("maildirsize")).unwrap();
+    assert_eq!(after.lines().next(), header.lines().next());
+    assert_eq!(after.lines().next(), Some("204800S,7C"));
 }
