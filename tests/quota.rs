@@ -107,6 +107,27 @@ fn full_mailbox_refused_at_rcpt_then_permanent_when_configured() {
     let (rcpt, _) = smtp(&daemon, 100);
     assert!(rcpt.starts_with("452 4.2.2"), "{rcpt}");
     assert_eq!(messages(&d).len(), 3);
+    // Mail removed behind maildirsize's back: still "over" while the file is fresh,
+    // recounted at RCPT once it is 15 minutes old.
+    for p in messages(&d).iter().skip(1) {
+        std::fs::remove_file(p).unwrap();
+    }
+    let (rcpt, _) = smtp(&daemon, 100);
+    assert!(rcpt.starts_with("452 4.2.2"), "{rcpt}");
+    common::set_mtime(
+        &md.join("maildirsize"),
+        std::time::SystemTime::now() - Duration::from_secs(16 * 60),
+    );
+    let (rcpt, data) = smtp(&daemon, 100);
+    assert!(rcpt.starts_with("250"), "{rcpt}");
+    assert!(data.unwrap().starts_with("250"));
+    assert_eq!(usage(&d).1, 2);
+    // Full again for what follows.
+    cli(&d, &["user", "quota", JOE, "none"]);
+    for _ in 0..3 {
+        assert!(smtp(&daemon, 2000).1.unwrap().starts_with("250"));
+    }
+    cli(&d, &["user", "quota", JOE, "4000S"]);
     drop(daemon);
 
     common::config(&d, "[quota]\nover_quota = \"permanent\"\n");

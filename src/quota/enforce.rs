@@ -58,12 +58,21 @@ pub fn maildirs(t: &LocalTarget) -> impl Iterator<Item = PathBuf> + '_ {
 }
 
 /// The RCPT-time look: the usage of the first of the recipient's Maildirs that is
-/// already at or over its quota. Reads each `maildirsize` as it stands (no scan); a
-/// file that cannot be read is no reason to refuse mail.
+/// already at or over its quota. Reads each `maildirsize` as it stands; only a file
+/// that says "over" is given the delivery-time rules (recalculated when 15 minutes
+/// old or damaged), so a mailbox emptied behind the file's back (a crash between an
+/// unlink and its line, a reader that keeps no `maildirsize`) is not refused for ever,
+/// while mailboxes under quota never cost a scan. A file that cannot be read is no
+/// reason to refuse mail.
 pub fn over_at_rcpt(t: &LocalTarget) -> Option<(PathBuf, Usage)> {
     for md in maildirs(t) {
         match disk::peek(&md) {
-            Ok(Some(u)) if u.is_over() => return Some((md, u)),
+            Ok(Some(u)) if u.is_over() => match disk::current(&md, SystemTime::now()) {
+                Ok(Some(u)) if u.is_over() => return Some((md, u)),
+                Ok(_) => {}
+                // Cannot recount: the file's word stands.
+                Err(_) => return Some((md, u)),
+            },
             Ok(_) => {}
             Err(e) => {
                 tracing::debug!(target: "quota", maildir = %md.display(), "maildirsize not readable at RCPT: {e}")
