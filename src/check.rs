@@ -98,6 +98,7 @@ pub fn check(root: &Path) -> Result<Vec<Finding>, Unusable> {
     check_sites(root, &config, &mut out);
     check_dkim(root, &control, &mut out);
     check_relay_access(root, &config, &mut out);
+    check_quotas(root, &paths, &mut out);
     Ok(out.findings)
 }
 
@@ -510,6 +511,26 @@ fn check_poppasswd(paths: &Paths, out: &mut Out) {
             None,
             "older than users/poppasswd: run `turnmail newu`",
         );
+    }
+}
+
+/// users/quota, and maildirsize headers that disagree with it (`quota/lint.rs`).
+fn check_quotas(root: &Path, paths: &Paths, out: &mut Out) {
+    let accounts: Vec<(String, std::path::PathBuf)> = std::fs::read(&paths.poppasswd)
+        .ok()
+        .and_then(|t| accounts::parse_poppasswd(&t).ok())
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            (
+                show(&a.login).to_ascii_lowercase(),
+                Path::new(OsStr::from_bytes(&a.home)).to_path_buf(),
+            )
+        })
+        .collect();
+    let file = root.join(crate::quota::table::PATH);
+    for (line, message) in crate::quota::lint::check(root, &accounts) {
+        out.add(&file, line, message);
     }
 }
 

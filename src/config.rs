@@ -46,6 +46,8 @@ pub struct Config {
     pub tls: TlsConfig,
     pub log: LogConfig,
     pub metrics: MetricsSettings,
+    /// `[quota]`: what over-quota mailboxes answer, the warning level.
+    pub quota: crate::quota::QuotaSettings,
 }
 
 impl Default for Config {
@@ -75,6 +77,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsSettings::default(),
+            quota: crate::quota::QuotaSettings::default(),
         }
     }
 }

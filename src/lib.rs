@@ -25,6 +25,7 @@ pub mod policy;
 pub mod pop3;
 pub mod privilege;
 pub mod qmail;
+pub mod quota;
 pub mod schedule;
 pub mod smtp;
 pub mod spool;

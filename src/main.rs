@@ -566,6 +566,7 @@ fn flush_context(root: &Path, engine: &Engine) -> turnmail::flush::FlushContext 
             allow_programs: config.allow_programs,
             program_timeout: std::time::Duration::from_secs(config.limits.program_timeout_secs),
             mbox_lock_timeout: std::time::Duration::from_secs(30),
+            quota: config.quota.clone(),
         },
         hostname: turnmail::daemon::hostname(config, engine),
         status_dir: root.join("run/sites"),

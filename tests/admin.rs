@@ -865,11 +865,17 @@ fn import_vpopmail_keeps_maildirs_and_uidls() {
         "lost@stilen.com",
         "vpasswd:4",
         ".qmail-list",
-        "quota 50M",
+        "quota 50M as 52428800S",
         "2 mailbox(es)",
     ] {
         assert!(out.contains(want), "{want}: {out}");
     }
+    // vpopmail's quota field: users/quota and the Maildir's maildirsize header.
+    let q = std::fs::read_to_string(r.join("users/quota")).unwrap();
+    assert!(q.contains("ann@stilen.com:52428800S\n"), "{q}");
+    assert!(!q.contains("joe@stilen.com"), "{q}");
+    let md = std::fs::read_to_string(dom.join("ann/Maildir/maildirsize")).unwrap();
+    assert!(md.starts_with("52428800S\n"), "{md}");
     assert!(authenticates(r, "joe@stilen.com", "joepw"));
     assert!(authenticates(r, "ann@stilen.com", "annpw"));
     let pw = std::fs::read_to_string(r.join("users/poppasswd")).unwrap();

@@ -18,6 +18,7 @@ fn env(root: &std::path::Path) -> DeliverEnv {
         allow_programs: true,
         program_timeout: Duration::from_secs(5),
         mbox_lock_timeout: Duration::from_secs(2),
+        quota: Default::default(),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod names;
 pub mod password;
 pub mod progress;
 pub mod queue;
+pub mod quota;
 pub mod resolve;
 pub mod secret;
 pub mod setup;

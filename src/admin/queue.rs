@@ -405,6 +405,7 @@ pub fn bounce(root: &Path, site: Option<&str>, id: &str) -> Result<Message> {
         allow_programs: config.allow_programs,
         program_timeout: Duration::from_secs(config.limits.program_timeout_secs),
         mbox_lock_timeout: Duration::from_secs(30),
+        quota: config.quota.clone(),
     };
     let failure = Failure {
         recipient: env.recipient.clone(),

@@ -53,11 +53,18 @@ pub fn run(root: &Path, json: bool) -> Result<()> {
     }
     let messages: u64 = users.iter().map(|u| u.messages).sum();
     let bytes: u64 = users.iter().map(|u| u.bytes).sum();
+    let with_quota = users.iter().filter(|u| !u.quota.limits.is_none()).count();
+    let over_quota: Vec<&str> = users
+        .iter()
+        .filter(|u| u.quota.usage.is_some_and(|q| q.is_over()))
+        .map(|u| u.login.as_str())
+        .collect();
     if json {
         table::print_json(&json!({
             "root": root.display().to_string(),
             "domains": domains,
-            "users": { "count": users.len(), "messages": messages, "bytes": bytes },
+            "users": { "count": users.len(), "messages": messages, "bytes": bytes,
+                       "with_quota": with_quota, "over_quota": over_quota },
             "sites": sites,
             "queue": { "queued": queued, "oldest_secs": oldest_secs },
             "last_24h": { "sites_flushed": flushes, "delivered": delivered, "bounced": bounced },
@@ -78,6 +85,15 @@ pub fn run(root: &Path, json: bool) -> Result<()> {
         users.len(),
         messages,
         table::human_bytes(bytes)
+    );
+    println!(
+        "quotas     {with_quota} mailbox(es) with a quota, {} over it{}",
+        over_quota.len(),
+        if over_quota.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", over_quota.join(", "))
+        }
     );
     println!(
         "queue      {queued} outbound message(s){}",

@@ -60,6 +60,9 @@ pub enum UserCmd {
     },
     /// Set, show or clear a mailbox's APOP/CRAM-MD5 secret (users/secrets).
     Secret(super::secret::SecretArgs),
+    /// Show or set a mailbox's Maildir++ quota (users/quota and its maildirsize), or a
+    /// domain's default (@DOMAIN).
+    Quota(super::quota::QuotaArgs),
 }
 
 pub fn run(root: &Path, cmd: UserCmd) -> Result<()> {
@@ -89,6 +92,7 @@ pub fn run(root: &Path, cmd: UserCmd) -> Result<()> {
         }
         UserCmd::List { domain, json } => list(root, domain.as_deref(), json),
         UserCmd::Secret(args) => super::secret::run(root, args),
+        UserCmd::Quota(args) => super::quota::run(root, args),
     }
 }
 
@@ -155,6 +159,8 @@ pub fn add(root: &Path, local: &str, domain: &str, pw: &NewPassword) -> Result<P
         let _ = std::fs::remove_dir_all(&home);
         return Err(e);
     }
+    // A domain's default quota reaches the new mailbox's maildirsize.
+    super::quota::apply_default(root, &login, &home.join("Maildir"))?;
     Ok(home)
 }
 
@@ -219,6 +225,8 @@ pub fn del(root: &Path, address: &str, purge: bool) -> Result<()> {
     }
     // A secret left behind would serve whoever gets the login next.
     super::secret::stage_removal(&mut edit, &|l| l.eq_ignore_ascii_case(login.as_bytes()))?;
+    // Nor its quota: a new mailbox of that name starts from the domain's default.
+    super::quota::stage_removal(&mut edit, &login)?;
     let root_c = edit.root().canonicalize().map_err(io_at(root))?;
     // The .qmail file goes first, so new mail is refused rather than delivered into
     // a mailbox that is about to move.
@@ -260,6 +268,8 @@ pub struct UserRow {
     /// `apop`, `cram-md5` or null: what `user secret` set (`unknown` when the
     /// secrets file cannot be read by whoever lists).
     pub secret: Option<&'static str>,
+    /// Limits (users/quota), where they come from, usage from maildirsize.
+    pub quota: super::quota::Shown,
 }
 
 pub fn rows(root: &Path, domain: Option<&str>) -> Result<Vec<UserRow>> {
@@ -274,6 +284,7 @@ pub fn rows(root: &Path, domain: Option<&str>) -> Result<Vec<UserRow>> {
         .ok()
         .map(|text| parse_secrets(&text.unwrap_or_default()));
     drop(edit);
+    let quotas = super::quota::table_for_listing(root)?;
     let suffix = domain.map(|d| format!("@{d}"));
     let mut out: Vec<UserRow> = accounts
         .iter()
@@ -285,8 +296,10 @@ pub fn rows(root: &Path, domain: Option<&str>) -> Result<Vec<UserRow>> {
         .map(|a| {
             let home = layout::bytes_path(&a.home);
             let (messages, bytes) = layout::maildir_usage(&home.join("Maildir"));
+            let login = String::from_utf8_lossy(&a.login).into_owned();
             UserRow {
-                login: String::from_utf8_lossy(&a.login).into_owned(),
+                quota: super::quota::shown(&quotas, &login, &home.join("Maildir")),
+                login,
                 messages,
                 bytes,
                 home: home.display().to_string(),
@@ -307,12 +320,19 @@ fn list(root: &Path, domain: Option<&str>, json: bool) -> Result<()> {
         table::print_json(&json!(rows));
         return Ok(());
     }
-    let mut t = table::Table::new(&["LOGIN", "MESSAGES#", "SIZE#", "SECRET", "HOME"]);
+    let mut t = table::Table::new(&["LOGIN", "MESSAGES#", "SIZE#", "QUOTA", "SECRET", "HOME"]);
     for r in &rows {
+        let q = &r.quota;
+        let quota = match (q.limits.is_none(), q.usage) {
+            (true, _) => "-".to_string(),
+            (false, Some(u)) => format!("{} ({}%)", q.limits, u.percent()),
+            (false, None) => q.limits.to_string(),
+        };
         t.row(vec![
             r.login.clone(),
             r.messages.to_string(),
             table::human_bytes(r.bytes),
+            quota,
             r.secret.unwrap_or("-").to_string(),
             r.home.clone(),
         ]);

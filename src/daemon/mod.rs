@@ -259,6 +259,7 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
         allow_programs: config.allow_programs,
         program_timeout: Duration::from_secs(config.limits.program_timeout_secs),
         mbox_lock_timeout: Duration::from_secs(30),
+        quota: config.quota.clone(),
     };
     let flush_ctx = crate::flush::FlushContext {
         env: deliver.clone(),

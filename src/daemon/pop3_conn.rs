@@ -427,17 +427,27 @@ impl Conn {
         };
         let md = Maildir::new(a.account.maildir());
         let peer = self.peer;
+        let warn_percent = self.shared.config.quota.warn_percent;
         tokio::task::spawn_blocking(move || {
             let mut report = UpdateReport::default();
+            // What went, for the Maildir's quota file (one line for all of them).
+            let (mut bytes, mut messages) = (0u64, 0u64);
             for i in &delete {
-                if let Some(e) = entries.get(*i)
-                    && let Err(err) = std::fs::remove_file(&e.path)
-                    && err.kind() != std::io::ErrorKind::NotFound
-                {
-                    tracing::error!(target: "pop3", client = %peer, "cannot delete {}: {err}", e.rel);
-                    report.not_removed += 1;
+                let Some(e) = entries.get(*i) else { continue };
+                match std::fs::remove_file(&e.path) {
+                    Ok(()) => {
+                        bytes += crate::quota::enforce::counted_size(&e.unique, e.size);
+                        messages += 1;
+                    }
+                    // Gone already: whoever removed it accounted for it.
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => {
+                        tracing::error!(target: "pop3", client = %peer, "cannot delete {}: {err}", e.rel);
+                        report.not_removed += 1;
+                    }
                 }
             }
+            crate::quota::enforce::after_removal(md.path(), bytes, messages, warn_percent);
             for i in &seen {
                 if let Some(e) = entries.get(*i) {
                     let _ = md.move_to_cur(e, "S");

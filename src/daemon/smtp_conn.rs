@@ -511,6 +511,7 @@ impl Conn {
             RcptVerdict::BadAddress(_) => Some("bad_address"),
             RcptVerdict::Temporary(_) => Some("temporary"),
             RcptVerdict::Limited(_) => Some("limit"),
+            RcptVerdict::OverQuota { .. } => Some("over_quota"),
         };
         if let Some(r) = reason {
             self.shared.metrics.recipient_refused(r);
@@ -537,6 +538,15 @@ impl Conn {
         // Inline, not on a blocking thread: a lookup is a few microseconds of cdb
         // probes and stats of the home and its .qmail files, less than the handoff.
         match engine.resolve(&a, check_rcpthosts) {
+            Ok(Resolution::Local(t))
+                if let Some((md, u)) = crate::quota::enforce::over_at_rcpt(&t) =>
+            {
+                tracing::info!(target: "smtp", client = %self.peer, maildir = %md.display(), bytes = u.bytes, messages = u.messages, limits = %u.limits, "recipient {} over quota", show(&address));
+                RcptVerdict::OverQuota {
+                    permanent: self.shared.config.quota.over_quota
+                        == crate::quota::OverQuota::Permanent,
+                }
+            }
             Ok(res @ (Resolution::Local(_) | Resolution::Relay { .. } | Resolution::Trash)) => {
                 self.rcpts.retain(|(x, _)| x != &address);
                 self.rcpts.push((address, res));

@@ -110,6 +110,7 @@ pub fn inject(
         allow_programs: config.allow_programs,
         program_timeout: Duration::from_secs(config.limits.program_timeout_secs),
         mbox_lock_timeout: Duration::from_secs(30),
+        quota: config.quota.clone(),
     };
     let report = transaction::deliver_message(&env, hostname, sender, &resolved, data, now);
     match report.verdict {

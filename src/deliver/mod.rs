@@ -41,6 +41,8 @@ pub struct DeliverEnv {
     pub allow_programs: bool,
     pub program_timeout: Duration,
     pub mbox_lock_timeout: Duration,
+    /// `[quota]`: what a delivery past a Maildir's quota does, the warning level.
+    pub quota: crate::quota::QuotaSettings,
 }
 
 /// How one recipient's delivery ended.
@@ -176,8 +178,12 @@ pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64)
         match ins {
             Instruction::Maildir(p) => {
                 let md = Maildir::new(path_in_home(t, p));
+                let parts: [&[u8]; 3] = [&rpline, &dtline, msg.data];
                 let written = match files_as(t) {
-                    Ok(_as) => md.deliver(&[&rpline, &dtline, msg.data]),
+                    Ok(_as) => match maildir_with_quota(t, &md, &parts, env) {
+                        Ok(w) => w,
+                        Err(full) => return stopped(all, at, done, full),
+                    },
                     Err(refused) => return stopped(all, at, done, refused),
                 };
                 if let Err(e) = written {
@@ -265,6 +271,61 @@ pub fn deliver_local(t: &LocalTarget, msg: &Message, env: &DeliverEnv, now: u64)
         forwards: forwards.len(),
         programs,
     }
+}
+
+/// A Maildir delivery under the Maildir's quota (`quota/`): refused when the
+/// message would take the mailbox past a limit, recorded in `maildirsize` once
+/// written, and followed by the warning message when this delivery crossed the
+/// warning level. Runs as the entry's user, so `maildirsize` stays the owner's.
+fn maildir_with_quota(
+    t: &LocalTarget,
+    md: &Maildir,
+    parts: &[&[u8]],
+    env: &DeliverEnv,
+) -> Result<Result<crate::maildir::Delivered, crate::maildir::DeliverError>, Outcome> {
+    use crate::quota::enforce;
+    let size: u64 = parts.iter().map(|p| p.len() as u64).sum();
+    let now = std::time::SystemTime::now();
+    let before = match enforce::before_delivery(md.path(), size, now) {
+        Ok(u) => u,
+        Err(u) => {
+            let why = format!(
+                "mailbox {} is full ({} of {}, {} messages): a {size}-byte message does not fit",
+                String::from_utf8_lossy(&t.address),
+                u.bytes,
+                u.limits,
+                u.messages,
+            );
+            tracing::info!(target: "deliver", maildir = %md.path().display(), "over quota: {why}");
+            return Err(match env.quota.over_quota {
+                crate::quota::OverQuota::Temporary => Outcome::Temporary(why),
+                crate::quota::OverQuota::Permanent => Outcome::Permanent {
+                    status: "5.2.2",
+                    reason: why,
+                },
+            });
+        }
+    };
+    let written = md.deliver(parts);
+    if written.is_ok() && enforce::after_delivery(md.path(), before, size, env.quota.warn_percent) {
+        let address = String::from_utf8_lossy(&t.address);
+        let domain = String::from_utf8_lossy(&t.domain);
+        if let Some(u) = crate::quota::disk::peek(md.path()).ok().flatten() {
+            let warning = enforce::warning_message(&address, &domain, &u, now);
+            match md.deliver(&[&warning]) {
+                Ok(d) => {
+                    let _ = crate::quota::disk::record(md.path(), d.size as i64, 1);
+                    tracing::info!(target: "deliver", maildir = %md.path().display(), percent = u.percent(), "quota warning delivered");
+                }
+                Err(e) => {
+                    // Not delivered: the next delivery past the level tries again.
+                    crate::quota::disk::clear_warning(md.path());
+                    tracing::warn!(target: "deliver", maildir = %md.path().display(), "quota warning not delivered: {e}");
+                }
+            }
+        }
+    }
+    Ok(written)
 }
 
 /// A temporary failure (`failed`) at instruction `at` after `done` deliveries: with

@@ -104,6 +104,8 @@ pub enum RcptVerdict {
     Temporary(String),
     /// A sending limit: 451 4.7.1 with the text.
     Limited(String),
+    /// The mailbox is over its quota: 452 4.2.2, or 552 5.2.2 when `permanent`.
+    OverQuota { permanent: bool },
 }
 
 /// The answer to [`Action::CheckSender`].

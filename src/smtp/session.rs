@@ -266,6 +266,10 @@ impl Session {
             // Our trouble, not the client's: not counted.
             RcptVerdict::Temporary(text) => self.refuse(command, texts::temporary(&text)),
             RcptVerdict::Limited(text) => self.refuse(command, texts::limited(&text)),
+            // A real mailbox, full: not a guess, so not counted either.
+            RcptVerdict::OverQuota { permanent } => {
+                self.refuse(command, texts::over_quota(&shown, permanent))
+            }
         }
     }
 

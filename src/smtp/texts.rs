@@ -201,6 +201,16 @@ pub fn limited(text: &str) -> Reply {
     Reply::new(451, (4, 7, 1), text)
 }
 
+/// RFC 3463 X.2.2 mailbox full; 452 (RFC 5321: insufficient system storage) or 552.
+pub fn over_quota(address: &str, permanent: bool) -> Reply {
+    let text = format!("<{address}>: Mailbox full");
+    if permanent {
+        Reply::new(552, (5, 2, 2), text)
+    } else {
+        Reply::new(452, (4, 2, 2), text)
+    }
+}
+
 pub fn temporary(text: &str) -> Reply {
     Reply::new(451, (4, 3, 0), text)
 }

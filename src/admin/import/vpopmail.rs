@@ -200,6 +200,7 @@ pub fn run(root: &Path, from: &Path, valias: Option<&Path>, dry_run: bool) -> Re
         None => BTreeMap::new(),
     };
     let mut edit = Edit::begin(root)?;
+    let mut quotas: Vec<(String, crate::quota::Limits, PathBuf)> = Vec::new();
     let root_c = edit.root().canonicalize().map_err(io_at(root))?;
     let (pw_text, existing) = layout::read_poppasswd(&edit)?;
     let mut pw_out = pw_text;
@@ -277,11 +278,17 @@ pub fn run(root: &Path, from: &Path, valias: Option<&Path>, dry_run: bool) -> Re
                     u.flags
                 ));
             }
-            if !u.quota.is_empty() && u.quota != "NOQUOTA" {
-                report.warn(format!(
-                    "{login}: quota {} not enforced by turnmail",
-                    u.quota
-                ));
+            // vpopmail's quota field (`NOQUOTA`, `10000000S`, `10000000S,1000C`, `50M`)
+            // becomes the mailbox's line in users/quota and its maildirsize header.
+            if !u.quota.is_empty() {
+                match crate::quota::Limits::parse_operator(&u.quota) {
+                    Ok(l) if l.is_none() => {}
+                    Ok(l) => {
+                        report.mapped(format!("{login}: quota {} as {l}", u.quota));
+                        quotas.push((login.to_ascii_lowercase(), l, u.dir.join("Maildir")));
+                    }
+                    Err(e) => report.unmapped(at(format!("{login}: {e}"))),
+                }
             }
             if u.dir.join(".qmail").is_file() {
                 report.unmapped(format!(
@@ -391,8 +398,23 @@ pub fn run(root: &Path, from: &Path, valias: Option<&Path>, dry_run: bool) -> Re
     }
     if !dry_run {
         let p = edit.paths().poppasswd.clone();
+        let qpath = root.join(crate::quota::table::PATH);
+        if !quotas.is_empty() {
+            let text = edit.read_or_empty(&qpath)?;
+            let mut t = crate::quota::table::parse(&text).map_err(|e| AdminError::BadFile {
+                path: qpath.clone(),
+                reason: e.to_string(),
+            })?;
+            for (login, l, _) in &quotas {
+                t.mailboxes.insert(login.clone(), *l);
+            }
+            edit.stage(&qpath, crate::quota::table::render(&t), 0o644, Kind::Plain);
+        }
         edit.stage(&p, pw_out, 0o640, Kind::Poppasswd);
         edit.commit()?;
+        for (_, l, md) in &quotas {
+            crate::quota::disk::set_limits(md, l).map_err(io_at(md))?;
+        }
     }
     report.found(format!("{total_users} mailbox(es) mapped in total"));
     Ok(report)

@@ -166,6 +166,18 @@ fn recipient_verdicts() {
 }
 
 #[test]
+fn full_mailboxes() {
+    let mut d = greeted();
+    d.send(b"MAIL FROM:<>\r\n");
+    let replies = d.send(b"RCPT TO:<full@b.test>\r\nRCPT TO:<fullperm@b.test>\r\n");
+    assert_eq!(
+        replies,
+        "452 4.2.2 <full@b.test>: Mailbox full\r\n\
+         552 5.2.2 <fullperm@b.test>: Mailbox full\r\n"
+    );
+}
+
+#[test]
 fn addresses_reach_the_engine_raw() {
     let mut d = greeted();
     d.send(b"MAIL FROM:<a@b.c>\r\n");

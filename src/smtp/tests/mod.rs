@@ -56,6 +56,8 @@ pub fn verdict_for(address: &[u8]) -> RcptVerdict {
         b"bad" => RcptVerdict::BadAddress("no such domain form"),
         b"temp" => RcptVerdict::Temporary("engine busy".into()),
         b"limit" => RcptVerdict::Limited("Sending limit reached".into()),
+        b"full" => RcptVerdict::OverQuota { permanent: false },
+        b"fullperm" => RcptVerdict::OverQuota { permanent: true },
         _ => RcptVerdict::Accept,
     }
 }
