@@ -229,6 +229,8 @@ pub struct LoginContext {
 pub struct LoginPolicy {
     pub default_domain: Option<String>,
     pub ip_domains: HashMap<IpAddr, String>,
+    /// Alias domains (`aliasdomains.rs`): `user@alias` logs in as `user@target`.
+    pub alias_domains: super::aliasdomains::AliasMap,
 }
 
 /// Why a login was refused; each maps to a distinct reply and exit code.
@@ -382,9 +384,21 @@ impl Accounts {
         }
     }
 
+    /// The account stored under `login`, else under its alias domain's target.
+    fn get_or_alias(&self, login: &[u8]) -> Result<Option<Account>, AuthError> {
+        if let Some(a) = self.get(login)? {
+            return Ok(Some(a));
+        }
+        match super::aliasdomains::canonical(login, &self.policy.alias_domains) {
+            Some(target) => self.get(&target),
+            None => Ok(None),
+        }
+    }
+
     /// Find the account for a login in any accepted form: `user@domain`,
     /// `user%domain`, a bare login as stored, or a bare user plus the domain bound to
-    /// the local IP address, then plus the default domain.
+    /// the local IP address, then plus the default domain; `user@alias` of an alias
+    /// domain is `user@target` (an account stored under the alias itself wins).
     pub fn find(&self, login: &[u8], ctx: LoginContext) -> Result<Option<Account>, AuthError> {
         if !login_is_sane(login) {
             return Ok(None);
@@ -395,7 +409,7 @@ impl Accounts {
         {
             login[p] = b'@';
         }
-        if let Some(a) = self.get(&login)? {
+        if let Some(a) = self.get_or_alias(&login)? {
             return Ok(Some(a));
         }
         if login.contains(&b'@') {
@@ -406,7 +420,7 @@ impl Accounts {
             let mut full = login.clone();
             full.push(b'@');
             full.extend_from_slice(domain.as_bytes());
-            if let Some(a) = self.get(&full)? {
+            if let Some(a) = self.get_or_alias(&full)? {
                 return Ok(Some(a));
             }
         }

@@ -8,6 +8,7 @@
 //! its cdb here, and an invalid text keeps the old cdb and reports the line.
 
 pub mod accounts;
+pub mod aliasdomains;
 pub mod cram;
 pub mod crypt;
 pub mod getpw;
@@ -163,7 +164,12 @@ fn compile_accounts(
     tick: &mut dyn FnMut(usize, usize),
 ) -> Result<usize, String> {
     let group = readers::reader_group(config).map_err(|e| e.to_string())?;
-    accounts::compile_for(text, cdb, group.as_ref(), tick).map_err(|e| e.to_string())
+    let n = accounts::compile_for(text, cdb, group.as_ref(), tick).map_err(|e| e.to_string())?;
+    // Dovecot's view of the same accounts never lags behind the cdb.
+    let users = crate::fsutil::parent_dir(cdb);
+    let root = crate::fsutil::parent_dir(users);
+    crate::dovecot::passwd_file::write(root, text, group.as_ref()).map_err(|e| e.to_string())?;
+    Ok(n)
 }
 
 impl Engine {
@@ -248,6 +254,12 @@ impl Engine {
         let policy = accounts::LoginPolicy {
             default_domain: config.default_domain.clone(),
             ip_domains: config.ip_domains.clone(),
+            alias_domains: aliasdomains::alias_map(
+                control
+                    .virtualdomains
+                    .entries()
+                    .map(|v| (v.key.as_slice(), v.prepend.as_slice())),
+            ),
         };
         let accounts = accounts::Accounts::open(&paths.poppasswd_cdb, &paths.secrets, policy)?;
         Ok(Snapshot {
