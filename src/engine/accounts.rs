@@ -639,6 +639,7 @@ mod tests {
         let policy = LoginPolicy {
             default_domain: Some("example.com".into()),
             ip_domains: [(ip, "other.example".to_string())].into(),
+            alias_domains: [(b"example.net".to_vec(), b"example.com".to_vec())].into(),
         };
         let (_d, a) = setup(&text, "", policy);
         let none = LoginContext::default();
@@ -661,6 +662,17 @@ mod tests {
         assert_eq!(login("ann", none), None);
         assert_eq!(login("ann", bound), Some(b"ann@other.example".to_vec()));
         assert_eq!(login("joe@nowhere", none), None);
+        // An alias domain's logins are its target's.
+        assert_eq!(
+            login("Joe@Example.NET", none),
+            Some(b"joe@example.com".to_vec())
+        );
+        assert_eq!(
+            login("joe%example.net", none),
+            Some(b"joe@example.com".to_vec())
+        );
+        assert_eq!(login("ann@example.net", none), None);
+        assert!(a.authenticate(b"joe@example.net", b"pw", none).is_ok());
         for bad in ["", "../etc", "a/b", "a b", "a\0b", "a:b", "a\r\nb"] {
             assert_eq!(login(bad, none), None, "{bad:?}");
         }
