@@ -4,7 +4,8 @@
 //! `control/virtualdomains` wherever poppasswd.cdb is compiled (every edit, `newu`,
 //! the daemon's own recompiles) and by edits of virtualdomains (alias domains), written
 //! atomically with the reader-group rule of poppasswd.cdb (`engine/readers.rs`).
-//! Dovecot re-reads the file when its stamp changes: no reload needed.
+//! Dovecot re-reads the file when its mtime changes (checked at most about once a
+//! second): no reload needed, and every version has a later mtime second than the last.
 //!
 //! Line format (Dovecot's passwd-file: `user:password:uid:gid:gecos:home:shell:extra`):
 //! `login:{CRYPT}hash:uid:gid::home::extra`, logins lowercased (Dovecot lowercases the
@@ -118,8 +119,24 @@ pub fn write(root: &Path, poppasswd: &[u8], group: Option<&ReaderGroup>) -> io::
     });
     let n = text.iter().filter(|&&b| b == b'\n').count() - 1;
     let p = path(root);
+    // Dovecot notices a new file by its mtime in whole seconds: each version gets a
+    // later second than the one it replaces (at worst a second or so ahead of the
+    // clock during a burst of edits), so no change is ever missed.
+    let old_secs = std::fs::metadata(&p).ok().and_then(|m| m.modified().ok());
     crate::fsutil::replace_with_group(&p, readers::CDB_MODE, group, |f| {
-        io::Write::write_all(f, &text)
+        io::Write::write_all(f, &text)?;
+        if let Some(old) = old_secs {
+            let whole = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            };
+            let now = std::time::SystemTime::now();
+            if whole(now) <= whole(old) {
+                let next = std::time::UNIX_EPOCH + std::time::Duration::from_secs(whole(old) + 1);
+                f.set_modified(next)?;
+            }
+        }
+        Ok(())
     })
     .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
     Ok(n)
@@ -170,6 +187,23 @@ mod tests {
                 "joe@example.net:{CRYPT}$6$s$h:8:12::/m/example.com/joe::",
             ]
         );
+    }
+
+    #[test]
+    fn every_version_has_a_later_mtime_second() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("users")).unwrap();
+        let mut last = 0;
+        for i in 0..3 {
+            let pw = format!("u{i}@x:$6$a$b:4321:/h\n");
+            write(d.path(), pw.as_bytes(), None).unwrap();
+            let m = std::fs::metadata(path(d.path())).unwrap();
+            let secs = std::os::unix::fs::MetadataExt::mtime(&m);
+            assert!(secs > last, "{secs} after {last}");
+            last = secs;
+        }
+        let text = std::fs::read_to_string(path(d.path())).unwrap();
+        assert!(text.contains("u2@x:{CRYPT}$6$a$b:"), "{text}");
     }
 
     proptest! {
