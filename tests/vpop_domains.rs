@@ -281,6 +281,18 @@ fn alias_domain_delivers_and_logs_in_as_its_target() {
     assert!(out.contains("count 2"), "{out}");
     let e = refused(&d, &["domain", "alias", "remove", "example.net"]);
     assert!(e.contains("not an alias domain"), "{e}");
+
+    // An alias made by hand, qmail's way: the daemon picks it up for logins and
+    // rewrites Dovecot's passwd-file.
+    let vd = d.root.join("control/virtualdomains");
+    let text = read(&vd) + "example.org:example.com\n";
+    common::write(&vd, &text);
+    common::touch_later(&vd, 2);
+    let dp = d.root.join("users/dovecot-passwd");
+    wait_for("the passwd-file after a hand edit", || {
+        read(&dp).contains("joe@example.org:{CRYPT}")
+    });
+    assert_eq!(pop(&daemon, "joe@example.org", &pw).0, 0);
 }
 
 #[test]
