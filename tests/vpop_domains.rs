@@ -230,8 +230,25 @@ fn alias_domain_delivers_and_logs_in_as_its_target() {
     // Mailboxes and aliases are the target's: refused under the alias's name.
     let e = refused(&d, &["user", "add", "ann@example.net", "--generate"]);
     assert!(e.contains("alias domain of example.com"), "{e}");
+    let e = refused(
+        &d,
+        &["alias", "add", "sales@example.net", "joe@example.com"],
+    );
+    assert!(e.contains("alias domain of example.com"), "{e}");
+    let e = refused(
+        &d,
+        &["domain", "policy", "example.net", "forward:x@example.org"],
+    );
+    assert!(e.contains("alias domain of example.com"), "{e}");
     let e = refused(&d, &["domain", "del", "example.com"]);
     assert!(e.contains("has alias domains (example.net)"), "{e}");
+    // Removing the alias as if it were a domain would take the target's home along.
+    let e = refused(&d, &["domain", "del", "example.net"]);
+    assert!(
+        e.contains("turnmail domain alias remove example.net"),
+        "{e}"
+    );
+    assert!(maildir(&d, "joe").join("new").is_dir());
     let e = refused(
         &d,
         &["domain", "alias", "add", "example.org", "example.net"],

@@ -100,6 +100,7 @@ pub fn add(root: &Path, address: &str, targets: &[String]) -> Result<()> {
 pub fn del(root: &Path, address: &str, targets: &[String]) -> Result<()> {
     let (local, domain) = names::address(address)?;
     let edit = Edit::begin(root)?;
+    super::aliasdomain::refuse_alias(&edit, &domain)?;
     let dh = layout::need_domain(&edit, &domain)?;
     let path = dh.home.join(names::dotqmail_name(&local));
     let f = dotfiles::read(&path, &local)

@@ -61,7 +61,8 @@ pub fn target_of(edit: &Edit, domain: &str) -> Result<Option<String>> {
         .map(|t| String::from_utf8_lossy(t).into_owned()))
 }
 
-/// Mailboxes and aliases are made in the target, never under an alias domain's name.
+/// Mailboxes, aliases and the unknown-address policy are the target's: never edited
+/// under an alias domain's name (its home is the target's).
 pub fn refuse_alias(edit: &Edit, domain: &str) -> Result<()> {
     match target_of(edit, domain)? {
         Some(t) => Err(invalid(format!(

@@ -148,6 +148,7 @@ pub fn run(root: &Path, cmd: DomainCmd) -> Result<()> {
 pub fn set_policy(root: &Path, domain: &str, policy: &Policy) -> Result<()> {
     let domain = names::domain(domain)?;
     let edit = Edit::begin(root)?;
+    super::aliasdomain::refuse_alias(&edit, &domain)?;
     let dh = layout::need_domain(&edit, &domain)?;
     if let Policy::CatchAll(user) = policy
         && !dh.home.join(user).join("Maildir").join("new").is_dir()
@@ -363,6 +364,14 @@ pub fn del(root: &Path, domain: &str, purge: bool) -> Result<()> {
     if let Some(site) = prefix.strip_prefix("site-") {
         return Err(invalid(format!(
             "{domain} belongs to site {site}; use `turnmail site del`"
+        )));
+    }
+    // An alias's home is its target's: removing it as a domain would take the
+    // target's mailboxes along.
+    if let Some(t) = super::aliasdomain::target_of(&edit, &domain)? {
+        return Err(invalid(format!(
+            "{domain} is an alias domain of {t}; remove it with `turnmail domain alias \
+             remove {domain}` ({t} and its mailboxes stay)"
         )));
     }
     let mut served: Vec<String> = super::aliasdomain::aliases(&edit)?
