@@ -114,8 +114,12 @@ pub fn write(root: &Path, poppasswd: &[u8], group: Option<&ReaderGroup>) -> io::
         vds.entries()
             .map(|v| (v.key.as_slice(), v.prepend.as_slice())),
     );
+    // A root has few owners and many accounts: one passwd lookup per owner.
+    let mut owners: std::collections::HashMap<Vec<u8>, Option<Owner>> = Default::default();
     let text = render(&lines, &aliases, &mut |o| {
-        accounts::resolve_owner(o).ok().flatten()
+        *owners
+            .entry(o.to_vec())
+            .or_insert_with(|| accounts::resolve_owner(o).ok().flatten())
     });
     let n = text.iter().filter(|&&b| b == b'\n').count() - 1;
     let p = path(root);
