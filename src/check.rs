@@ -387,21 +387,34 @@ fn check_readers(root: &Path, paths: &Paths, config: &Config, out: &mut Out) {
             _ => {}
         }
     }
+    // Dovecot's passwd-file holds the same hashes as poppasswd.cdb.
+    let dovecot = crate::dovecot::passwd_file::path(root);
+    if let Ok(m) = std::fs::metadata(&dovecot)
+        && m.permissions().mode() & 0o007 != 0
+    {
+        out.add(
+            &dovecot,
+            None,
+            "holds password hashes but every user may read it: chmod o-rwx",
+        );
+    }
     let Some(g) = group else {
         return;
     };
-    if let Ok(m) = std::fs::metadata(&paths.poppasswd_cdb)
-        && (m.gid() != g.gid || m.permissions().mode() & 0o040 == 0)
-    {
-        out.add(
-            &paths.poppasswd_cdb,
-            None,
-            format!(
-                "not readable by [accounts] reader_group {} (group {}): run `turnmail newu` (as root)",
-                g.name,
-                group_name(m.gid())
-            ),
-        );
+    for path in [&paths.poppasswd_cdb, &dovecot] {
+        if let Ok(m) = std::fs::metadata(path)
+            && (m.gid() != g.gid || m.permissions().mode() & 0o040 == 0)
+        {
+            out.add(
+                path,
+                None,
+                format!(
+                    "not readable by [accounts] reader_group {} (group {}): run `turnmail newu` (as root)",
+                    g.name,
+                    group_name(m.gid())
+                ),
+            );
+        }
     }
     let users = crate::fsutil::parent_dir(&paths.poppasswd);
     if let Ok(m) = std::fs::metadata(users) {

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod datetime;
 pub mod deliver;
 pub mod dkim;
+pub mod dovecot;
 pub mod engine;
 pub mod flush;
 pub mod fsutil;

@@ -57,6 +57,7 @@ pub fn add(root: &Path, address: &str, targets: &[String]) -> Result<()> {
         .map(|t| names::forward_target(t))
         .collect::<Result<_>>()?;
     let edit = Edit::begin(root)?;
+    super::aliasdomain::refuse_alias(&edit, &domain)?;
     let dh = layout::need_domain(&edit, &domain)?;
     let path = dh.home.join(names::dotqmail_name(&local));
     let mut all = match dotfiles::read(&path, &local) {
@@ -70,6 +71,9 @@ pub fn add(root: &Path, address: &str, targets: &[String]) -> Result<()> {
             )));
         }
     };
+    if all.is_empty() {
+        super::limits::check_aliases(&edit, &dh)?;
+    }
     let mut added = 0;
     for t in targets {
         if !all.iter().any(|x| x.eq_ignore_ascii_case(&t)) {
@@ -96,6 +100,7 @@ pub fn add(root: &Path, address: &str, targets: &[String]) -> Result<()> {
 pub fn del(root: &Path, address: &str, targets: &[String]) -> Result<()> {
     let (local, domain) = names::address(address)?;
     let edit = Edit::begin(root)?;
+    super::aliasdomain::refuse_alias(&edit, &domain)?;
     let dh = layout::need_domain(&edit, &domain)?;
     let path = dh.home.join(names::dotqmail_name(&local));
     let f = dotfiles::read(&path, &local)

@@ -45,6 +45,17 @@ pub enum DomainCmd {
     /// The domain's DKIM key (made on first use) and the DNS record to publish;
     /// --rotate for a new key, --remove to stop signing.
     Dkim(super::dkim::DkimArgs),
+    /// Alias domains (vaddaliasdomain): `alias add NEW TARGET` makes NEW deliver to
+    /// and log in as TARGET's mailboxes; `alias remove NEW`.
+    Alias {
+        #[command(subcommand)]
+        cmd: super::aliasdomain::AliasDomainCmd,
+    },
+    /// Show or set a domain's limits (vlimits): mailboxes, aliases, default and
+    /// maximum quota.
+    Limits(super::limits::LimitsArgs),
+    /// Deliver one message to every mailbox of a domain (or --all), resumably.
+    Bulletin(super::bulletin::BulletinArgs),
     /// List the virtual domains.
     List {
         /// Print the list as JSON (field names in README).
@@ -127,6 +138,9 @@ pub fn run(root: &Path, cmd: DomainCmd) -> Result<()> {
         DomainCmd::Policy { domain, policy } => set_policy(root, &domain, &Policy::parse(&policy)?),
         DomainCmd::List { json } => list(root, json),
         DomainCmd::Dkim(args) => super::dkim::run(root, args),
+        DomainCmd::Alias { cmd } => super::aliasdomain::run(root, cmd),
+        DomainCmd::Limits(args) => super::limits::run(root, args),
+        DomainCmd::Bulletin(args) => super::bulletin::run(root, args),
     }
 }
 
@@ -134,6 +148,7 @@ pub fn run(root: &Path, cmd: DomainCmd) -> Result<()> {
 pub fn set_policy(root: &Path, domain: &str, policy: &Policy) -> Result<()> {
     let domain = names::domain(domain)?;
     let edit = Edit::begin(root)?;
+    super::aliasdomain::refuse_alias(&edit, &domain)?;
     let dh = layout::need_domain(&edit, &domain)?;
     if let Policy::CatchAll(user) = policy
         && !dh.home.join(user).join("Maildir").join("new").is_dir()
@@ -351,6 +366,26 @@ pub fn del(root: &Path, domain: &str, purge: bool) -> Result<()> {
             "{domain} belongs to site {site}; use `turnmail site del`"
         )));
     }
+    // An alias's home is its target's: removing it as a domain would take the
+    // target's mailboxes along.
+    if let Some(t) = super::aliasdomain::target_of(&edit, &domain)? {
+        return Err(invalid(format!(
+            "{domain} is an alias domain of {t}; remove it with `turnmail domain alias \
+             remove {domain}` ({t} and its mailboxes stay)"
+        )));
+    }
+    let mut served: Vec<String> = super::aliasdomain::aliases(&edit)?
+        .into_iter()
+        .filter(|(_, t)| *t == domain.as_bytes())
+        .map(|(a, _)| String::from_utf8_lossy(&a).into_owned())
+        .collect();
+    if !served.is_empty() {
+        served.sort();
+        return Err(invalid(format!(
+            "{domain} has alias domains ({}): remove them first (turnmail domain alias remove)",
+            served.join(", ")
+        )));
+    }
     let home = layout::find_domain(&edit, &domain)?;
     stage_unrouting(&mut edit, &domain, &prefix)?;
     // The domain's accounts go with it.
@@ -408,6 +443,8 @@ pub struct DomainRow {
     pub aliases: usize,
     pub policy: String,
     pub accepted: bool,
+    /// The domain whose mailboxes this alias domain serves.
+    pub alias_of: Option<String>,
 }
 
 pub fn rows(root: &Path) -> Result<Vec<DomainRow>> {
@@ -420,6 +457,7 @@ pub fn rows(root: &Path) -> Result<Vec<DomainRow>> {
         .read_or_empty(&edit.0.paths().control.join("rcpthosts"))?;
     let (_, accounts) = layout::read_poppasswd(&edit.0)?;
     let (_, entries) = layout::read_assign(&edit.0)?;
+    let alias_map = super::aliasdomain::aliases(&edit.0)?;
     let mut out = Vec::new();
     for (_, key, prefix) in layout::virtualdomains(&vd) {
         if prefix.starts_with("site-") || key.is_empty() || key.starts_with('.') {
@@ -434,8 +472,23 @@ pub fn rows(root: &Path) -> Result<Vec<DomainRow>> {
             .iter()
             .filter(|a| a.login.to_ascii_lowercase().ends_with(suffix.as_bytes()))
             .count();
-        let files = home.as_deref().map(dotfiles::scan).unwrap_or_default();
+        let alias_of = alias_map
+            .get(key.as_bytes())
+            .map(|t| String::from_utf8_lossy(t).into_owned());
+        // An alias domain's mailboxes and aliases are its target's: not counted twice.
+        let files = match (&alias_of, home.as_deref()) {
+            (None, Some(h)) => dotfiles::scan(h),
+            _ => Vec::new(),
+        };
+        let policy = match &alias_of {
+            Some(t) => format!("as {t}"),
+            None => files
+                .iter()
+                .find(|f| f.local == "default")
+                .map_or_else(|| "bounce".to_string(), |f| f.summary()),
+        };
         out.push(DomainRow {
+            alias_of,
             accepted: crate::qmail::control::RcptHosts::parse(Some(&rh))
                 .accepts(key.as_bytes())
                 .unwrap_or(false),
@@ -447,10 +500,7 @@ pub fn rows(root: &Path) -> Result<Vec<DomainRow>> {
                 .iter()
                 .filter(|f| f.is_alias() && f.local != "default")
                 .count(),
-            policy: files
-                .iter()
-                .find(|f| f.local == "default")
-                .map_or_else(|| "bounce".to_string(), |f| f.summary()),
+            policy,
         });
     }
     out.sort_by(|a, b| a.domain.cmp(&b.domain));
@@ -478,9 +528,13 @@ fn list(root: &Path, json: bool) -> Result<()> {
             r.aliases.to_string(),
             r.policy.clone(),
             if r.accepted { "yes" } else { "NO" }.into(),
-            r.home
-                .clone()
-                .unwrap_or_else(|| "(no +PREFIX- assign line)".into()),
+            match &r.alias_of {
+                Some(t) => format!("(alias of {t})"),
+                None => r
+                    .home
+                    .clone()
+                    .unwrap_or_else(|| "(no +PREFIX- assign line)".into()),
+            },
         ]);
     }
     print!("{}", t.render());

@@ -298,7 +298,31 @@ impl Edit {
                 done.compiled.push((cdb, n));
             }
         }
+        self.refresh_dovecot(readers.as_ref())?;
         Ok(done)
+    }
+
+    /// Regenerate Dovecot's passwd-file (`dovecot/passwd_file.rs`) when the accounts
+    /// or the alias domains changed, still under the lock.
+    fn refresh_dovecot(&self, readers: Option<&ReaderGroup>) -> Result<()> {
+        let vd = self.paths.control.join("virtualdomains");
+        let changed = self
+            .staged
+            .iter()
+            .any(|s| s.kind == Kind::Poppasswd || s.path == vd);
+        if !changed {
+            return Ok(());
+        }
+        let group = match readers {
+            Some(g) => Some(g.clone()),
+            None => {
+                let config = crate::config::Config::load(&self.root)?;
+                readers::reader_group(&config).map_err(|e| AdminError::Invalid(e.to_string()))?
+            }
+        };
+        let path = crate::dovecot::passwd_file::path(&self.root);
+        crate::dovecot::passwd_file::refresh(&self.root, group.as_ref()).map_err(io_at(&path))?;
+        Ok(())
     }
 }
 

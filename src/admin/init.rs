@@ -263,6 +263,8 @@ pub fn init(root: &Path, o: &InitOptions) -> Result<InitReport, InitError> {
         path: r("users/poppasswd"),
         source: io::Error::other(e.to_string()),
     })?;
+    crate::dovecot::passwd_file::write(&root, &pw_text, None)
+        .map_err(io_at(&crate::dovecot::passwd_file::path(&root)))?;
     crate::tls::generate_self_signed(&root, &o.hostname).map_err(io_at(&r("tls")))?;
     if nix::unistd::Uid::effective().is_root() {
         chown_tree(&root, mu)?;

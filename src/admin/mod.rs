@@ -4,6 +4,8 @@
 //! them up by itself.
 
 pub mod alias;
+pub mod aliasdomain;
+pub mod bulletin;
 pub mod demo;
 pub mod dkim;
 pub mod domain;
@@ -13,6 +15,7 @@ pub mod error;
 pub mod import;
 pub mod init;
 pub mod layout;
+pub mod limits;
 pub mod lines;
 pub mod mailuser;
 pub mod names;

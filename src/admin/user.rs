@@ -106,7 +106,9 @@ pub fn add(root: &Path, local: &str, domain: &str, pw: &NewPassword) -> Result<P
     let hash = crypt::hash_new(pw.text.as_bytes())?;
     let login = format!("{local}@{domain}");
     let mut edit = Edit::begin(root)?;
+    super::aliasdomain::refuse_alias(&edit, domain)?;
     let dh = layout::need_domain(&edit, domain)?;
+    super::limits::check_users(&edit, &dh)?;
     let (pw_text, accounts) = layout::read_poppasswd(&edit)?;
     if let Some(a) = accounts
         .iter()

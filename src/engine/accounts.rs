@@ -229,6 +229,8 @@ pub struct LoginContext {
 pub struct LoginPolicy {
     pub default_domain: Option<String>,
     pub ip_domains: HashMap<IpAddr, String>,
+    /// Alias domains (`aliasdomains.rs`): `user@alias` logs in as `user@target`.
+    pub alias_domains: super::aliasdomains::AliasMap,
 }
 
 /// Why a login was refused; each maps to a distinct reply and exit code.
@@ -382,9 +384,21 @@ impl Accounts {
         }
     }
 
+    /// The account stored under `login`, else under its alias domain's target.
+    fn get_or_alias(&self, login: &[u8]) -> Result<Option<Account>, AuthError> {
+        if let Some(a) = self.get(login)? {
+            return Ok(Some(a));
+        }
+        match super::aliasdomains::canonical(login, &self.policy.alias_domains) {
+            Some(target) => self.get(&target),
+            None => Ok(None),
+        }
+    }
+
     /// Find the account for a login in any accepted form: `user@domain`,
     /// `user%domain`, a bare login as stored, or a bare user plus the domain bound to
-    /// the local IP address, then plus the default domain.
+    /// the local IP address, then plus the default domain; `user@alias` of an alias
+    /// domain is `user@target` (an account stored under the alias itself wins).
     pub fn find(&self, login: &[u8], ctx: LoginContext) -> Result<Option<Account>, AuthError> {
         if !login_is_sane(login) {
             return Ok(None);
@@ -395,7 +409,7 @@ impl Accounts {
         {
             login[p] = b'@';
         }
-        if let Some(a) = self.get(&login)? {
+        if let Some(a) = self.get_or_alias(&login)? {
             return Ok(Some(a));
         }
         if login.contains(&b'@') {
@@ -406,7 +420,7 @@ impl Accounts {
             let mut full = login.clone();
             full.push(b'@');
             full.extend_from_slice(domain.as_bytes());
-            if let Some(a) = self.get(&full)? {
+            if let Some(a) = self.get_or_alias(&full)? {
                 return Ok(Some(a));
             }
         }
@@ -625,6 +639,7 @@ mod tests {
         let policy = LoginPolicy {
             default_domain: Some("example.com".into()),
             ip_domains: [(ip, "other.example".to_string())].into(),
+            alias_domains: [(b"example.net".to_vec(), b"example.com".to_vec())].into(),
         };
         let (_d, a) = setup(&text, "", policy);
         let none = LoginContext::default();
@@ -647,6 +662,17 @@ mod tests {
         assert_eq!(login("ann", none), None);
         assert_eq!(login("ann", bound), Some(b"ann@other.example".to_vec()));
         assert_eq!(login("joe@nowhere", none), None);
+        // An alias domain's logins are its target's.
+        assert_eq!(
+            login("Joe@Example.NET", none),
+            Some(b"joe@example.com".to_vec())
+        );
+        assert_eq!(
+            login("joe%example.net", none),
+            Some(b"joe@example.com".to_vec())
+        );
+        assert_eq!(login("ann@example.net", none), None);
+        assert!(a.authenticate(b"joe@example.net", b"pw", none).is_ok());
         for bad in ["", "../etc", "a/b", "a b", "a\0b", "a:b", "a\r\nb"] {
             assert_eq!(login(bad, none), None, "{bad:?}");
         }

@@ -8,6 +8,7 @@
 //! its cdb here, and an invalid text keeps the old cdb and reports the line.
 
 pub mod accounts;
+pub mod aliasdomains;
 pub mod cram;
 pub mod crypt;
 pub mod getpw;
@@ -163,7 +164,12 @@ fn compile_accounts(
     tick: &mut dyn FnMut(usize, usize),
 ) -> Result<usize, String> {
     let group = readers::reader_group(config).map_err(|e| e.to_string())?;
-    accounts::compile_for(text, cdb, group.as_ref(), tick).map_err(|e| e.to_string())
+    let n = accounts::compile_for(text, cdb, group.as_ref(), tick).map_err(|e| e.to_string())?;
+    // Dovecot's view of the same accounts never lags behind the cdb.
+    let users = crate::fsutil::parent_dir(cdb);
+    let root = crate::fsutil::parent_dir(users);
+    crate::dovecot::passwd_file::write(root, text, group.as_ref()).map_err(|e| e.to_string())?;
+    Ok(n)
 }
 
 impl Engine {
@@ -239,6 +245,30 @@ impl Engine {
             report,
             |t, c| compile_accounts(t, c, config, &mut |_, _| {}),
         );
+        Self::sync_dovecot(paths, config, report);
+    }
+
+    /// Dovecot's passwd-file, when it is missing or older than its sources (a root
+    /// from before it existed, a hand edit of virtualdomains): rewritten.
+    fn sync_dovecot(paths: &Paths, config: &Config, report: &mut LoadReport) {
+        use crate::dovecot::passwd_file;
+        let file = passwd_file::path(&paths.root);
+        let vd = paths.control.join("virtualdomains");
+        let stale = !file.exists()
+            || [&paths.poppasswd, &vd]
+                .iter()
+                .any(|s| crate::fsutil::is_newer(s, &file) == Some(true));
+        if !stale || !paths.poppasswd.exists() {
+            return;
+        }
+        let written = readers::reader_group(config)
+            .map_err(|e| e.to_string())
+            .and_then(|g| passwd_file::refresh(&paths.root, g.as_ref()).map_err(|e| e.to_string()));
+        match written {
+            // Not a cdb: logged, not counted among the compiles.
+            Ok(n) => tracing::info!(target: "engine", "wrote {} ({n} lines)", file.display()),
+            Err(e) => report.errors.push(format!("{}: {e}", file.display())),
+        }
     }
 
     fn load_snapshot(paths: &Paths, config: &Arc<Config>) -> Result<Snapshot, EngineError> {
@@ -248,6 +278,12 @@ impl Engine {
         let policy = accounts::LoginPolicy {
             default_domain: config.default_domain.clone(),
             ip_domains: config.ip_domains.clone(),
+            alias_domains: aliasdomains::alias_map(
+                control
+                    .virtualdomains
+                    .entries()
+                    .map(|v| (v.key.as_slice(), v.prepend.as_slice())),
+            ),
         };
         let accounts = accounts::Accounts::open(&paths.poppasswd_cdb, &paths.secrets, policy)?;
         Ok(Snapshot {
@@ -337,6 +373,7 @@ impl Engine {
                 |t, c| compile_accounts(t, c, &self.config, &mut |_, _| {}),
             );
         }
+        Self::sync_dovecot(&self.paths, &self.config, &mut report);
         match Self::load_snapshot(&self.paths, &self.config) {
             Ok(s) => {
                 match self.current.write() {
