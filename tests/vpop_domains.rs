@@ -382,6 +382,17 @@ fn limits_are_stored_shown_and_enforced() {
     assert!(add_user(&d, "bob@example.com", "pw-bob").status.success());
     let out = ok(&d, &["domain", "limits", "example.com"]);
     assert!(out.contains("max users:     unlimited"), "{out}");
+    // The default quota is the one deliveries enforce (users/quota's domain line, each
+    // Maildir's maildirsize); a mailbox's own quota stays under the maximum.
+    let quota = read(&d.root.join("users/quota"));
+    assert!(quota.contains("@example.com:52428800S"), "{quota}");
+    let size = read(&maildir(&d, "joe").join("maildirsize"));
+    assert!(size.starts_with("52428800S\n"), "{size}");
+    let e = refused(&d, &["user", "quota", "joe@example.com", "2G"]);
+    assert!(e.contains("at most 1.0 GiB per mailbox"), "{e}");
+    let e = refused(&d, &["user", "quota", "joe@example.com", "1000C"]);
+    assert!(e.contains("at most"), "{e}");
+    ok(&d, &["user", "quota", "joe@example.com", "500M"]);
 }
 
 /// The bulletin copies in a Maildir (new/ and cur/), by the bulletin id in the name.

@@ -302,14 +302,15 @@ impl Edit {
         Ok(done)
     }
 
-    /// Regenerate Dovecot's passwd-file (`dovecot/passwd_file.rs`) when the accounts
-    /// or the alias domains changed, still under the lock.
+    /// Regenerate Dovecot's passwd-file (`dovecot/passwd_file.rs`) when the accounts,
+    /// the alias domains or the quotas changed, still under the lock.
     fn refresh_dovecot(&self, readers: Option<&ReaderGroup>) -> Result<()> {
         let vd = self.paths.control.join("virtualdomains");
+        let quotas = self.root.join(crate::quota::table::PATH);
         let changed = self
             .staged
             .iter()
-            .any(|s| s.kind == Kind::Poppasswd || s.path == vd);
+            .any(|s| s.kind == Kind::Poppasswd || s.path == vd || s.path == quotas);
         if !changed {
             return Ok(());
         }

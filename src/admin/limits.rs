@@ -259,6 +259,15 @@ pub fn run(root: &Path, a: LimitsArgs) -> Result<()> {
         edit::write_owned(&p, &render(&old, &l), 0o600, (dh.uid, dh.gid))?;
     }
     drop(edit);
+    // The default quota that deliveries enforce is the domain's line in users/quota
+    // (`turnmail user quota @DOMAIN`): it follows, so there is one default, not two.
+    if let Some(d) = changes[2] {
+        let default = d.map(|bytes| crate::quota::Limits {
+            bytes: Some(bytes),
+            messages: None,
+        });
+        super::quota::set(root, &format!("@{domain}"), default)?;
+    }
     if a.json {
         table::print_json(&json!({ "domain": domain, "limits": l }));
         return Ok(());

@@ -105,6 +105,7 @@ pub fn set(root: &Path, key: &str, new: Option<Limits>) -> Result<Vec<(String, O
                     "mailbox {key} (see `turnmail user list`)"
                 )));
             };
+            refuse_past_max_quota(&edit, key, new.as_ref())?;
             match new {
                 Some(l) => t.mailboxes.insert(key.to_string(), l),
                 None => t.mailboxes.remove(key),
@@ -127,6 +128,27 @@ pub fn set(root: &Path, key: &str, new: Option<Limits>) -> Result<Vec<(String, O
         out.push((login.clone(), u));
     }
     Ok(out)
+}
+
+/// A mailbox's own limits may not be larger than its domain's `max_quota`
+/// (`turnmail domain limits`), nor unlimited when there is one.
+fn refuse_past_max_quota(edit: &Edit, login: &str, new: Option<&Limits>) -> Result<()> {
+    let (Some(l), Some((_, domain))) = (new, login.rsplit_once('@')) else {
+        return Ok(());
+    };
+    let Some(dh) = layout::find_domain(edit, domain)? else {
+        return Ok(());
+    };
+    let Some(max) = super::limits::read(edit, &dh)?.max_quota else {
+        return Ok(());
+    };
+    match l.bytes {
+        Some(b) if b <= max => Ok(()),
+        _ => Err(invalid(format!(
+            "{domain} allows at most {} per mailbox (turnmail domain limits {domain})",
+            super::table::human_bytes(max)
+        ))),
+    }
 }
 
 /// Drop a removed mailbox's line from `users/quota` in `edit` (nothing staged when it

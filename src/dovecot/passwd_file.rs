@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::engine::accounts::{self, AccountLine, Owner};
 use crate::engine::aliasdomains::{self, AliasMap};
 use crate::engine::readers::{self, ReaderGroup};
+use crate::quota::table::Table;
 
 /// The file's name under `users/`.
 pub const FILE_NAME: &str = "dovecot-passwd";
@@ -31,12 +32,13 @@ pub fn path(root: &Path) -> PathBuf {
     root.join("users").join(FILE_NAME)
 }
 
-/// The Dovecot quota rule of an account (`userdb_quota_rule`, e.g. `*:storage=100M`),
-/// from the quota the account has. None for now: accounts carry no quota yet; this is
-/// the one place where it is to be read.
-pub fn quota_rule(account: &AccountLine) -> Option<String> {
-    let _ = account;
-    None
+/// The Dovecot quota rule of an account (`userdb_quota_rule`, `*:bytes=N:messages=N`),
+/// from its limits in `users/quota` (its own line, else its domain's default).
+pub fn quota_rule(quotas: &Table, login: &[u8]) -> Option<String> {
+    quotas
+        .effective(&String::from_utf8_lossy(login))
+        .0
+        .dovecot_rule()
 }
 
 /// The text of the file: one line per account, then one per account of each alias
@@ -45,6 +47,7 @@ pub fn quota_rule(account: &AccountLine) -> Option<String> {
 pub fn render(
     lines: &[AccountLine],
     aliases: &AliasMap,
+    quotas: &Table,
     owner: &mut dyn FnMut(&[u8]) -> Option<Owner>,
 ) -> Vec<u8> {
     let mut out = b"# Written by turnmail from users/poppasswd; edits here are lost.\n".to_vec();
@@ -65,21 +68,22 @@ pub fn render(
         }
         usable.push((login, a, o));
     }
-    let emit = |out: &mut Vec<u8>, login: &[u8], a: &AccountLine, o: Owner| {
+    // An alias domain's line carries its target mailbox's quota (`quota_of`).
+    let emit = |out: &mut Vec<u8>, login: &[u8], quota_of: &[u8], a: &AccountLine, o: Owner| {
         out.extend_from_slice(login);
         out.extend_from_slice(b":{CRYPT}");
         out.extend_from_slice(&a.hash);
         out.extend_from_slice(format!(":{}:{}::", o.uid, o.gid).as_bytes());
         out.extend_from_slice(&a.home);
         out.extend_from_slice(b"::");
-        if let Some(rule) = quota_rule(a) {
+        if let Some(rule) = quota_rule(quotas, quota_of) {
             out.extend_from_slice(b"userdb_quota_rule=");
             out.extend_from_slice(rule.as_bytes());
         }
         out.push(b'\n');
     };
     for (login, a, o) in &usable {
-        emit(&mut out, login, a, *o);
+        emit(&mut out, login, login, a, *o);
     }
     // Alias domains, in a stable order.
     let mut alias_list: Vec<(&Vec<u8>, &Vec<u8>)> = aliases.iter().collect();
@@ -92,7 +96,7 @@ pub fn render(
             };
             let name = [local, b"@", alias.as_slice()].concat();
             if seen.insert(name.clone()) {
-                emit(&mut out, &name, a, *o);
+                emit(&mut out, &name, login, a, *o);
             }
         }
     }
@@ -116,7 +120,13 @@ pub fn write(root: &Path, poppasswd: &[u8], group: Option<&ReaderGroup>) -> io::
     );
     // A root has few owners and many accounts: one passwd lookup per owner.
     let mut owners: std::collections::HashMap<Vec<u8>, Option<Owner>> = Default::default();
-    let text = render(&lines, &aliases, &mut |o| {
+    // Unreadable quotas leave the rules out rather than the accounts (logged; `turnmail
+    // check` names the bad line).
+    let quotas = crate::quota::table::load(root).unwrap_or_else(|e| {
+        tracing::warn!(target: "dovecot", "users/quota: {e}: no quota rules in the passwd-file");
+        Table::default()
+    });
+    let text = render(&lines, &aliases, &quotas, &mut |o| {
         *owners
             .entry(o.to_vec())
             .or_insert_with(|| accounts::resolve_owner(o).ok().flatten())
@@ -161,6 +171,31 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn quota_rules_from_users_quota_and_for_alias_domains_the_targets() {
+        let pw = b"joe@example.com:$6$s$h:mail:/m/example.com/joe\n\
+                   ann@example.com:$6$a$a:mail:/m/example.com/ann\n\
+                   sue@example.net:$6$n$n:mail:/m/example.net/sue\n";
+        let lines = accounts::parse_poppasswd(pw).unwrap();
+        let quotas =
+            crate::quota::table::parse(b"joe@example.com:10485760S,1000C\n@example.com:5000000S\n")
+                .unwrap();
+        let mut aliases = AliasMap::new();
+        aliases.insert(b"alias.example".to_vec(), b"example.com".to_vec());
+        let text = String::from_utf8(render(&lines, &aliases, &quotas, &mut owners)).unwrap();
+        let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            body,
+            [
+                "joe@example.com:{CRYPT}$6$s$h:8:12::/m/example.com/joe::userdb_quota_rule=*:bytes=10485760:messages=1000",
+                "ann@example.com:{CRYPT}$6$a$a:8:12::/m/example.com/ann::userdb_quota_rule=*:bytes=5000000",
+                "sue@example.net:{CRYPT}$6$n$n:8:12::/m/example.net/sue::",
+                "joe@alias.example:{CRYPT}$6$s$h:8:12::/m/example.com/joe::userdb_quota_rule=*:bytes=10485760:messages=1000",
+                "ann@alias.example:{CRYPT}$6$a$a:8:12::/m/example.com/ann::userdb_quota_rule=*:bytes=5000000",
+            ]
+        );
+    }
+
     fn owners(o: &[u8]) -> Option<Owner> {
         match o {
             b"mail" => Some(Owner { uid: 8, gid: 12 }),
@@ -180,7 +215,7 @@ mod tests {
         let lines = accounts::parse_poppasswd(pw).unwrap();
         let mut aliases = AliasMap::new();
         aliases.insert(b"example.net".to_vec(), b"example.com".to_vec());
-        let text = render(&lines, &aliases, &mut owners);
+        let text = render(&lines, &aliases, &Table::default(), &mut owners);
         let text = String::from_utf8(text).unwrap();
         let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
@@ -216,7 +251,7 @@ mod tests {
         #[test]
         fn always_eight_fields(text in proptest::collection::vec(any::<u8>(), 0..400)) {
             if let Ok(lines) = accounts::parse_poppasswd(&text) {
-                let out = render(&lines, &AliasMap::new(), &mut |_| Some(Owner { uid: 5, gid: 5 }));
+                let out = render(&lines, &AliasMap::new(), &Table::default(), &mut |_| Some(Owner { uid: 5, gid: 5 }));
                 for l in out.split(|&b| b == b'\n').filter(|l| !l.is_empty() && !l.starts_with(b"#")) {
                     prop_assert_eq!(l.iter().filter(|&&b| b == b':').count(), 7);
                 }

@@ -249,13 +249,14 @@ impl Engine {
     }
 
     /// Dovecot's passwd-file, when it is missing or older than its sources (a root
-    /// from before it existed, a hand edit of virtualdomains): rewritten.
+    /// from before it existed, a hand edit of virtualdomains or users/quota): rewritten.
     fn sync_dovecot(paths: &Paths, config: &Config, report: &mut LoadReport) {
         use crate::dovecot::passwd_file;
         let file = passwd_file::path(&paths.root);
         let vd = paths.control.join("virtualdomains");
+        let quotas = paths.root.join(crate::quota::table::PATH);
         let stale = !file.exists()
-            || [&paths.poppasswd, &vd]
+            || [&paths.poppasswd, &vd, &quotas]
                 .iter()
                 .any(|s| crate::fsutil::is_newer(s, &file) == Some(true));
         if !stale || !paths.poppasswd.exists() {
