@@ -184,7 +184,11 @@ def load(results):
     rows = []
     for path in sorted(glob.glob(os.path.join(results, "*.csv"))):
         with open(path, newline="") as f:
-            for r in csv.DictReader(f):
+            reader = csv.DictReader(f)
+            # Tables of another shape (cost_counts.csv, quota.csv) are not in the tables.
+            if not {"workload", "role"} <= set(reader.fieldnames or []):
+                continue
+            for r in reader:
                 r["_file"] = os.path.basename(path)
                 rows.append(r)
     return rows
