@@ -52,6 +52,13 @@ pub trait MessageSource {
     fn waits(&self) -> bool {
         false
     }
+
+    /// For a source that [`waits`](Self::waits): whether a message can be had now
+    /// without waiting. Then its commands join the output already queued, so one
+    /// write carries several messages' commands, as for a source that never waits.
+    fn ready(&self) -> bool {
+        false
+    }
 }
 
 impl<I, B> MessageSource for I
@@ -184,7 +191,11 @@ where
     loop {
         let action = match session.next_action() {
             // A source that may wait gets its turn once what is queued is written.
-            Action::NextMessage if source.waits() && !session.output().is_empty() => Action::Write,
+            Action::NextMessage
+                if source.waits() && !source.ready() && !session.output().is_empty() =>
+            {
+                Action::Write
+            }
             action => action,
         };
         match action {
@@ -231,7 +242,7 @@ where
                     // Decided messages are told before a wait of unknown length.
                     hand_over(&mut session, &mut report);
                 }
-                let next = if source.waits() && session.awaiting_replies() {
+                let next = if source.waits() && !source.ready() && session.awaiting_replies() {
                     if unflushed {
                         unflushed = false;
                         match timeout(t.write, conn.flush()).await {

@@ -199,6 +199,10 @@ impl MessageSource for Source<'_> {
     fn waits(&self) -> bool {
         true
     }
+
+    fn ready(&self) -> bool {
+        self.first.is_some() || !self.rx.is_empty()
+    }
 }
 
 /// One connection's session; Some(why) when it ended in trouble.
