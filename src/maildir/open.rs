@@ -104,8 +104,10 @@ pub fn read_head(path: &Path, limit: usize) -> Result<Vec<u8>, OpenError> {
 
 /// Read the whole message at `path`, refusing one larger than `limit` bytes.
 pub fn read_message(path: &Path, limit: u64) -> Result<Vec<u8>, OpenError> {
-    let f = open_message(path)?;
-    let mut buf = Vec::new();
+    let (f, len) = open_message_sized(path)?;
+    // Room for the whole file up front (and one byte more, to see its end): two reads,
+    // not one per doubling of a growing buffer.
+    let mut buf = Vec::with_capacity(len.min(limit).saturating_add(1) as usize);
     let n = f.take(limit + 1).read_to_end(&mut buf)?;
     if n as u64 > limit {
         return Err(OpenError::TooLarge(limit));
