@@ -159,3 +159,56 @@ async fn a_waiting_source_gets_its_outcomes_while_it_waits() {
         assert_eq!(log.delivered.len(), 2, "{mode}");
     }
 }
+
+/// A waiting source that says when messages are there without waiting (the outbound
+/// queue's connections).
+struct Ready(mpsc::Receiver<Message<Cursor<Vec<u8>>>>);
+
+impl MessageSource for Ready {
+    type Body = Cursor<Vec<u8>>;
+    async fn next_message(&mut self) -> Option<Message<Self::Body>> {
+        self.0.recv().await
+    }
+    fn waits(&self) -> bool {
+        true
+    }
+    fn ready(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+/// Sends `n` messages already waiting in the channel; the writes it took.
+async fn writes_for<M: MessageSource<Body = Cursor<Vec<u8>>>>(
+    pipelining: bool,
+    chunking: bool,
+    n: usize,
+    source: impl FnOnce(mpsc::Receiver<Message<Cursor<Vec<u8>>>>) -> M,
+) -> u64 {
+    let (stream, server) = Fake::offering(pipelining, chunking).spawn();
+    let (tx, rx) = mpsc::channel(n);
+    for i in 0..n {
+        let to = format!("r{i}@x.example");
+        tx.send(message("s@o.example", &[&to])).await.expect("send");
+    }
+    drop(tx);
+    let no_tls: Option<NoUpgrade<_>> = None;
+    let report = super::send_with_tls(stream, &opts(), no_tls, source(rx), |_, _| {}).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(report.answered, n);
+    assert_eq!(server.await.expect("server").delivered.len(), n);
+    report.stats.writes
+}
+
+#[tokio::test]
+async fn messages_already_waiting_share_writes_on_a_kept_connection() {
+    // One write per message step made a peer's small replies wait for delayed ACKs;
+    // messages that are there already go out with the output queued before them.
+    for (p, c, mode) in MODES.into_iter().filter(|(p, _, _)| *p) {
+        let one_by_one = writes_for(p, c, 20, Waiting).await;
+        let batched = writes_for(p, c, 20, Ready).await;
+        assert!(
+            batched * 3 < one_by_one * 2,
+            "{mode}: {batched} writes batched, {one_by_one} one by one"
+        );
+    }
+}
