@@ -9,10 +9,9 @@ mod common;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::checkpassword;
 use common::daemon::{Client, Daemon, free_port, tool};
 use common::{DemoRoot, demo_root, write};
 
@@ -368,30 +367,6 @@ fn pop_before_smtp_opens_the_address_for_its_window() {
 
 /// `turnmail checkpassword PROG` with the login on fd 3, as qmail-popup runs it under
 /// tcpserver (TCPREMOTEIP set).
-fn checkpassword(root: &Path, user: &str, pw: &str, remote: &str) -> std::process::ExitStatus {
-    let mut c = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(r#"exec "$@" 3<&0 </dev/null"#)
-        .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_turnmail"))
-        .arg("--root")
-        .arg(root)
-        .args(["checkpassword", "/bin/true"])
-        .env_remove("TURNMAIL_ROOT")
-        .env("TCPREMOTEIP", remote)
-        .env("TURNMAIL_CHECKPASSWORD_DELAY_MS", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{user}\0{pw}\0\0").as_bytes())
-        .unwrap();
-    c.wait().unwrap()
-}
 
 #[test]
 fn pop_before_smtp_through_checkpassword() {

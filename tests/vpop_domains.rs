@@ -160,28 +160,9 @@ fn submit(d: &Daemon, user: &str, pw: &str, to: &str) -> (i32, String) {
 
 /// `turnmail checkpassword /bin/true` as qmail-popup runs it; its exit code.
 fn checkpassword(root: &Path, user: &str, pw: &str) -> i32 {
-    let mut c = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(r#"exec "$@" 3<&0 </dev/null"#)
-        .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_turnmail"))
-        .arg("--root")
-        .arg(root)
-        .args(["checkpassword", "/bin/true"])
-        .env_remove("TURNMAIL_ROOT")
-        .env("TCPREMOTEIP", "127.0.0.9")
-        .env("TURNMAIL_CHECKPASSWORD_DELAY_MS", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{user}\0{pw}\0\0").as_bytes())
-        .unwrap();
-    c.wait().unwrap().code().unwrap_or(-1)
+    common::checkpassword(root, user, pw, "127.0.0.9")
+        .code()
+        .unwrap_or(-1)
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {

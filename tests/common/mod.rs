@@ -223,3 +223,31 @@ pub fn terminate(child: &mut std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `turnmail checkpassword /bin/true` as qmail-popup runs it (login and password on
+/// fd 3, the client's address in TCPREMOTEIP, no failure delay); its exit status.
+pub fn checkpassword(root: &Path, user: &str, pw: &str, remote: &str) -> std::process::ExitStatus {
+    use std::io::Write;
+    let mut c = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"exec "$@" 3<&0 </dev/null"#)
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("--root")
+        .arg(root)
+        .args(["checkpassword", "/bin/true"])
+        .env_remove("TURNMAIL_ROOT")
+        .env("TCPREMOTEIP", remote)
+        .env("TURNMAIL_CHECKPASSWORD_DELAY_MS", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{user}\0{pw}\0\0").as_bytes())
+        .unwrap();
+    c.wait().unwrap()
+}
