@@ -221,11 +221,7 @@ where
             Action::Read(wait) => {
                 if unflushed {
                     unflushed = false;
-                    match timeout(t.write, conn.flush()).await {
-                        Err(_) => session.write_timed_out(),
-                        Ok(Err(err)) => session.io_error(err),
-                        Ok(Ok(())) => {}
-                    }
+                    flush_out(&mut conn, &mut session, t.write).await;
                     continue;
                 }
                 hand_over(&mut session, &mut report);
@@ -245,11 +241,7 @@ where
                 let next = if source.waits() && !source.ready() && session.awaiting_replies() {
                     if unflushed {
                         unflushed = false;
-                        match timeout(t.write, conn.flush()).await {
-                            Err(_) => session.write_timed_out(),
-                            Ok(Err(err)) => session.io_error(err),
-                            Ok(Ok(())) => {}
-                        }
+                        flush_out(&mut conn, &mut session, t.write).await;
                         continue;
                     }
                     // Replies to what was sent are read while the source waits.
@@ -338,6 +330,19 @@ enum Progress {
 /// Writes some of `out`, or reads whatever the server sent meanwhile, whichever
 /// comes first. Dropping a pending `poll_write` loses nothing: Pending means nothing
 /// was taken.
+/// Push what was written out before waiting; trouble goes to the session.
+async fn flush_out<C: AsyncWrite + Unpin>(
+    conn: &mut C,
+    session: &mut Session,
+    limit: std::time::Duration,
+) {
+    match timeout(limit, conn.flush()).await {
+        Err(_) => session.write_timed_out(),
+        Ok(Err(err)) => session.io_error(err),
+        Ok(Ok(())) => {}
+    }
+}
+
 async fn write_or_read<C>(conn: &mut C, out: &[u8], rbuf: &mut [u8]) -> io::Result<Progress>
 where
     C: AsyncRead + AsyncWrite + Unpin,
