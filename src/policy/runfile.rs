@@ -130,3 +130,34 @@ pub fn hasher(key: &[u8; 16]) -> siphasher::sip::SipHasher13 {
     let (a, b) = key.split_at(8);
     siphasher::sip::SipHasher13::new_with_keys(u64_at(a, 0), u64_at(b, 0))
 }
+
+/// The header every table file here starts with: magic (8 bytes), slot count (8), the
+/// file's own SipHash key (16), the checksum of everything after the header (8), zeros
+/// to `HEADER`.
+pub const HEADER: usize = 64;
+
+/// The hash key of a table file whose size, magic, slot count and checksum all hold;
+/// None for a file not to be trusted (start afresh).
+pub fn open_frame(b: &[u8], magic: &[u8; 8], slots: usize, size: usize) -> Option<[u8; 16]> {
+    if b.len() != size || &b[..8] != magic || u64_at(b, 8) != slots as u64 {
+        return None;
+    }
+    let key: [u8; 16] = b[16..32].try_into().ok()?;
+    (checksum(&key, &b[HEADER..]) == u64_at(b, 32)).then_some(key)
+}
+
+/// Write the header of a table file whose slots (after `HEADER`) are already in `b`.
+pub fn seal_frame(b: &mut [u8], magic: &[u8; 8], slots: usize, key: &[u8; 16]) {
+    b[..8].copy_from_slice(magic);
+    b[8..16].copy_from_slice(&(slots as u64).to_le_bytes());
+    b[16..32].copy_from_slice(key);
+    let sum = checksum(key, &b[HEADER..]);
+    b[32..40].copy_from_slice(&sum.to_le_bytes());
+}
+
+fn checksum(key: &[u8; 16], slots: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = hasher(key);
+    h.write(slots);
+    h.finish()
+}

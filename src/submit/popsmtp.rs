@@ -12,7 +12,6 @@
 //! every write; a full table forgets the entry expiring first.
 
 use std::fs::File;
-use std::hash::Hasher;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
 use std::os::unix::fs::FileExt;
@@ -27,7 +26,7 @@ pub const FILE_NAME: &str = "pop-before-smtp";
 pub const SLOTS: usize = 1024;
 
 const MAGIC: &[u8; 8] = b"TMPBSMT1";
-const HEADER: usize = 64;
+const HEADER: usize = runfile::HEADER;
 const SLOT: usize = 96;
 /// Longest login kept with an address (for the `account` sender check).
 const MAX_LOGIN: usize = SLOT - 25;
@@ -124,12 +123,6 @@ impl Table {
         }
     }
 
-    fn checksum(&self, slots: &[u8]) -> u64 {
-        let mut h = runfile::hasher(&self.hash_key);
-        h.write(slots);
-        h.finish()
-    }
-
     fn insert(&mut self, e: Entry) {
         self.entries.retain(|x| x.ip != e.ip);
         if self.entries.len() >= SLOTS
@@ -141,17 +134,10 @@ impl Table {
     }
 
     fn decode(b: &[u8]) -> Option<Table> {
-        if b.len() != SIZE || &b[..8] != MAGIC || u64_at(b, 8) != SLOTS as u64 {
-            return None;
-        }
-        let t = Table {
-            hash_key: b[16..32].try_into().ok()?,
+        let mut t = Table {
+            hash_key: runfile::open_frame(b, MAGIC, SLOTS, SIZE)?,
             entries: Vec::new(),
         };
-        if t.checksum(&b[HEADER..]) != u64_at(b, 32) {
-            return None;
-        }
-        let mut t = t;
         for s in b[HEADER..].chunks_exact(SLOT) {
             let expires_ms = u64_at(s, 16);
             if expires_ms == 0 {
@@ -170,9 +156,6 @@ impl Table {
 
     fn encode(&self) -> Vec<u8> {
         let mut b = vec![0u8; SIZE];
-        b[..8].copy_from_slice(MAGIC);
-        b[8..16].copy_from_slice(&(SLOTS as u64).to_le_bytes());
-        b[16..32].copy_from_slice(&self.hash_key);
         for (e, out) in self.entries.iter().zip(b[HEADER..].chunks_exact_mut(SLOT)) {
             let v6 = match e.ip {
                 IpAddr::V4(v4) => v4.to_ipv6_mapped(),
@@ -184,8 +167,7 @@ impl Table {
             out[24] = n as u8;
             out[25..25 + n].copy_from_slice(&e.login[..n]);
         }
-        let sum = self.checksum(&b[HEADER..]);
-        b[32..40].copy_from_slice(&sum.to_le_bytes());
+        runfile::seal_frame(&mut b, MAGIC, SLOTS, &self.hash_key);
         b
     }
 }

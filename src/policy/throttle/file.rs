@@ -25,7 +25,7 @@ pub const FILE_NAME: &str = "login-throttle";
 pub const SLOTS: usize = 2048;
 
 const MAGIC: &[u8; 8] = b"TMTHROT2";
-const HEADER: usize = 64;
+const HEADER: usize = runfile::HEADER;
 const SLOT: usize = 64;
 const SIZE: usize = HEADER + SLOTS * SLOT;
 const KIND_CLIENT: u8 = 1;
@@ -97,12 +97,6 @@ impl Table {
         runfile::hasher(&self.hash_key)
     }
 
-    fn checksum(&self, slots: &[u8]) -> u64 {
-        let mut h = self.hasher();
-        h.write(slots);
-        h.finish()
-    }
-
     fn key(&self, kind: u8, client: &ClientKey, login: &[u8]) -> u64 {
         let mut h = self.hasher();
         h.write_u8(kind);
@@ -114,16 +108,10 @@ impl Table {
     }
 
     fn decode(b: &[u8]) -> Option<Table> {
-        if b.len() != SIZE || &b[..8] != MAGIC || u64_at(b, 8) != SLOTS as u64 {
-            return None;
-        }
         let mut t = Table {
-            hash_key: b[16..32].try_into().ok()?,
+            hash_key: runfile::open_frame(b, MAGIC, SLOTS, SIZE)?,
             slots: Vec::with_capacity(SLOTS),
         };
-        if t.checksum(&b[HEADER..]) != u64_at(b, 32) {
-            return None;
-        }
         for s in b[HEADER..].chunks_exact(SLOT) {
             let key = u64_at(s, 0);
             let kind = s[32];
@@ -152,9 +140,6 @@ impl Table {
 
     fn encode(&self) -> Vec<u8> {
         let mut b = vec![0u8; SIZE];
-        b[..8].copy_from_slice(MAGIC);
-        b[8..16].copy_from_slice(&(SLOTS as u64).to_le_bytes());
-        b[16..32].copy_from_slice(&self.hash_key);
         for (s, out) in self.slots.iter().zip(b[HEADER..].chunks_exact_mut(SLOT)) {
             if s.key == 0 {
                 continue;
@@ -173,8 +158,7 @@ impl Table {
                 out[34..34 + n].copy_from_slice(&cb[..n]);
             }
         }
-        let sum = self.checksum(&b[HEADER..]);
-        b[32..40].copy_from_slice(&sum.to_le_bytes());
+        runfile::seal_frame(&mut b, MAGIC, SLOTS, &self.hash_key);
         b
     }
 
