@@ -14,6 +14,7 @@ pub mod crypt;
 pub mod getpw;
 pub mod readers;
 pub mod resolve;
+pub mod source;
 
 use std::collections::HashMap;
 use std::io;
