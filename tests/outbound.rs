@@ -5,78 +5,14 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, free_port};
+use common::dnsmasq::Dnsmasq;
 use common::sink::{Received, Script, Sink};
 use common::{DemoRoot, demo_root, write};
-
-/// dnsmasq on 127.0.0.1:port serving the test zone `example` only: names it does
-/// not know are NXDOMAIN, types it has no record of are empty (never REFUSED).
-struct Dnsmasq {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dnsmasq_path() -> Option<&'static str> {
-    ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-}
-
-impl Dnsmasq {
-    fn start(records: &[String]) -> Option<Dnsmasq> {
-        let Some(bin) = dnsmasq_path() else {
-            common::skip("dnsmasq is not installed (tests/install-peers installs dnsmasq-base)");
-            return None;
-        };
-        for _ in 0..5 {
-            let port = free_port();
-            let mut c = Command::new(bin);
-            c.args([
-                "--no-daemon",
-                &format!("--port={port}"),
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--no-resolv",
-                "--no-hosts",
-                "--conf-file=/dev/null",
-                "--pid-file=",
-                "--local=/example/",
-                "--local-ttl=0",
-            ]);
-            if common::is_root() {
-                // It would switch to a user named dnsmasq, which dnsmasq-base lacks.
-                c.arg("--user=root");
-            }
-            c.args(records).stdout(Stdio::null()).stderr(Stdio::null());
-            let mut child = c.spawn().expect("starting dnsmasq");
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(10) {
-                if child.try_wait().ok().flatten().is_some() {
-                    break; // the port was taken: try another
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(Dnsmasq { child, port });
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("dnsmasq did not start");
-    }
-}
 
 /// The world of one test: DNS, two sinks' addresses (started by the test), the
 /// daemon.
