@@ -223,6 +223,81 @@ fn an_unreachable_destination_is_retried_and_delivered_when_it_opens() {
 }
 
 #[test]
+fn a_message_waiting_past_delay_warning_hours_warns_its_sender_once() {
+    let Some(w) = world(&[("two", &["x@two.example"])], "delay_warning_hours = 1\n") else {
+        return;
+    };
+    // The sender's domain (bare.example) takes the notice; mx.two.example is down.
+    let senders = w.sink([127, 0, 0, 2], Script::default());
+    w.send("two@example.com", "slow");
+    wait_for("the queued message", &w, || w.queued() == 1);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        with_rcpt(&senders.messages(), SENDER).is_empty(),
+        "no notice before its time"
+    );
+    // Queued two hours ago, as far as the queue can tell.
+    for sub in ["new", "cur"] {
+        for e in std::fs::read_dir(w.d.root.join("queue").join(sub))
+            .unwrap()
+            .flatten()
+        {
+            let o = std::process::Command::new("touch")
+                .args(["-m", "-d", "2 hours ago"])
+                .arg(e.path())
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{o:?}");
+        }
+    }
+    wait_for("the delay notice", &w, || {
+        !with_rcpt(&senders.messages(), SENDER).is_empty()
+    });
+    let got = senders.messages();
+    let notice = with_rcpt(&got, SENDER)[0].clone();
+    assert_eq!(notice.from, "", "notices go out with the null sender");
+    let n = String::from_utf8_lossy(&notice.data);
+    assert!(n.contains("report-type=delivery-status"), "{n}");
+    assert!(
+        n.contains(
+            "Final-Recipient: rfc822; x@two.example\r\nAction: delayed\r\nStatus: 4.4.7\r\n"
+        ),
+        "{n}"
+    );
+    assert!(
+        n.contains("body of slow") || n.contains("Subject: slow"),
+        "{n}"
+    );
+    // Several more attempts: still one notice, the message still queued, marked.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        with_rcpt(&senders.messages(), SENDER).len(),
+        1,
+        "warned once"
+    );
+    assert_eq!(w.queued(), 1);
+    let marked: Vec<String> = std::fs::read_dir(w.d.root.join("queue/cur"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        marked.len() == 1
+            && marked[0]
+                .rsplit_once(":2,")
+                .is_some_and(|(_, f)| f.contains('w')),
+        "{marked:?}"
+    );
+    // The destination comes back: the message goes out, once.
+    let sink = w.sink([127, 0, 0, 3], Script::default());
+    wait_for("the delayed message", &w, || {
+        !with_rcpt(&sink.messages(), "x@two.example").is_empty()
+    });
+    assert_eq!(with_rcpt(&sink.messages(), "x@two.example").len(), 1);
+    wait_for("an empty queue", &w, || w.queued() == 0);
+}
+
+#[test]
 fn mx_preference_next_mx_and_address_fallback() {
     let Some(w) = world(
         &[
