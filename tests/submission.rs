@@ -585,8 +585,15 @@ fn sender_policy_refuses_others_addresses() {
         to,
     );
     assert_eq!(out, "sent");
-    // The domain setting: any address of joe's domain.
-    write(&d.root.join("control/anysender"), "example.com\n");
+    // The domain setting, by the command: any address of joe's domain.
+    let o = common::turnmail(&d.root, &["domain", "senders", "example.com", "any"]);
+    assert!(o.status.success(), "{o:?}");
+    let shown = common::turnmail(&d.root, &["domain", "senders", "example.com"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("any address"),
+        "{shown:?}"
+    );
+    common::touch_later(&d.root.join("control/anysender"), 2);
     let out = smtplib(
         s.submission,
         "starttls",
@@ -595,7 +602,27 @@ fn sender_policy_refuses_others_addresses() {
         "someone@example.com",
         to,
     );
-    assert_eq!(out, "sent");
+    assert_eq!(out, "sent", "{}", s.log_text());
+    // And back: own addresses only.
+    let o = common::turnmail(&d.root, &["domain", "senders", "example.com", "own"]);
+    assert!(o.status.success(), "{o:?}");
+    common::touch_later(&d.root.join("control/anysender"), 4);
+    let out = smtplib(
+        s.submission,
+        "starttls",
+        "",
+        auth,
+        "someone@example.com",
+        to,
+    );
+    assert!(out.starts_with("sender 553 5.7.1"), "{out}");
+    // Not one of ours: refused with a clear message.
+    let o = common::turnmail(&d.root, &["domain", "senders", "bank.example", "any"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bank.example"),
+        "{o:?}"
+    );
 }
 
 #[test]
