@@ -73,6 +73,13 @@ enum Command {
         /// ODMR listen address (repeatable; default port 366).
         #[arg(long, value_name = "ADDR:PORT")]
         odmr: Vec<std::net::SocketAddr>,
+        /// Submission listen address (repeatable; default port 587, STARTTLS and AUTH).
+        #[arg(long, value_name = "ADDR:PORT")]
+        submission: Vec<std::net::SocketAddr>,
+        /// Submission with implicit TLS listen address (repeatable; default port 465,
+        /// when a certificate is given).
+        #[arg(long, value_name = "ADDR:PORT")]
+        submissions: Vec<std::net::SocketAddr>,
         /// PEM certificate chain (e.g. /etc/letsencrypt/live/HOST/fullchain.pem).
         #[arg(long, requires = "key")]
         cert: Option<PathBuf>,
@@ -81,7 +88,7 @@ enum Command {
         key: Option<PathBuf>,
         /// Link ROOT/turnmail.toml to this existing settings file instead of writing
         /// one (the Debian package's /etc/turnmail/turnmail.toml); its listeners apply.
-        #[arg(long, value_name = "PATH", conflicts_with_all = ["smtp", "pop3", "pop3s", "odmr", "cert", "key"])]
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["smtp", "pop3", "pop3s", "odmr", "submission", "submissions", "cert", "key"])]
         config: Option<PathBuf>,
         /// Write over files of a mail root already in the directory.
         #[arg(long)]
@@ -845,6 +852,8 @@ fn main() -> ExitCode {
             pop3,
             pop3s,
             odmr,
+            submission,
+            submissions,
             cert,
             key,
             config,
@@ -861,6 +870,8 @@ fn main() -> ExitCode {
                         pop3,
                         pop3s,
                         odmr,
+                        submission,
+                        submissions,
                     },
                     tls: cert.zip(key),
                     force,
