@@ -934,7 +934,10 @@ fn import_vpopmail_keeps_maildirs_and_uidls() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(new_maildir_count(&dom.join("joe/Maildir")), 2);
     let pw = std::fs::read_to_string(r.join("users/poppasswd")).unwrap();
-    assert!(!pw.contains("stilen.org") && !pw.contains("stilen.net"), "{pw}");
+    assert!(
+        !pw.contains("stilen.org") && !pw.contains("stilen.net"),
+        "{pw}"
+    );
     let v = json(r, &["user", "list", "stilen.com", "--json"]);
     assert_eq!(v[0]["login"], "ann@stilen.com");
     assert_eq!(v[1]["messages"], 3);
