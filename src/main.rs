@@ -497,7 +497,8 @@ fn cmd_resolve(root: &Path, address: &str, local: bool, json: bool) -> Result<Ex
     let engine = open_engine(root)?;
     let hostname = turnmail::daemon::hostname(engine.config(), &engine);
     let domain = turnmail::daemon::postmaster_domain(engine.config(), &hostname);
-    let e = admin::resolve::explain(&engine, address, &domain, local);
+    let over_quota = Some(engine.config().quota.over_quota);
+    let e = admin::resolve::explain(&engine, address, &domain, local, over_quota);
     if json {
         admin::table::print_json(&serde_json::json!(e));
     } else {
