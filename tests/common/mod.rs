@@ -2,8 +2,10 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod mailclients;
 pub mod sink;
 pub mod spool;
+pub mod trixie;
 
 use std::path::{Path, PathBuf};
 
