@@ -33,15 +33,33 @@ struct Dovecot24<'a> {
 }
 
 impl<'a> Dovecot24<'a> {
-    /// contrib/dovecot-2.4/turnmail.conf with the root's path and the mail user's uid,
-    /// first in the file (2.4 wants `dovecot_config_version` first), then this
-    /// instance's directories and loopback ports.
+    /// Dovecot installed as contrib/dovecot-2.4/ says: Debian's own /etc/dovecot (copied
+    /// from the root) with its `auth-system.conf.ext` include commented out and
+    /// turnmail.conf as conf.d/99-turnmail.conf (with the mail root's path and the
+    /// mail user's uid); this instance's directories and loopback ports in local.conf,
+    /// which Debian's dovecot.conf includes last.
     fn start(trixie: &'a Trixie, shared: &Path, root: &Path, first_uid: u32) -> Dovecot24<'a> {
         let work = shared.join("dovecot24");
-        std::fs::create_dir_all(&work).unwrap();
-        let (imap, pop3) = (free_port(), free_port());
-        let log = work.join("dovecot.log");
-        let conf = work.join("dovecot.conf");
+        let etc = work.join("etc");
+        std::fs::create_dir_all(etc.join("conf.d")).unwrap();
+        let debian = trixie.root.join("etc/dovecot");
+        std::fs::copy(debian.join("dovecot.conf"), etc.join("dovecot.conf")).unwrap();
+        for e in std::fs::read_dir(debian.join("conf.d")).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), etc.join("conf.d").join(e.file_name())).unwrap();
+            }
+        }
+        let auth = etc.join("conf.d/10-auth.conf");
+        let text = std::fs::read_to_string(&auth).unwrap();
+        assert!(text.contains("\n!include auth-system.conf.ext"), "{text}");
+        write(
+            &auth,
+            &text.replace(
+                "\n!include auth-system.conf.ext",
+                "\n#!include auth-system.conf.ext",
+            ),
+        );
         let contrib = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/dovecot-2.4/turnmail.conf"),
         )
@@ -52,11 +70,14 @@ impl<'a> Dovecot24<'a> {
             &format!("first_valid_uid = {first_uid}"),
         );
         assert!(contrib.contains(&format!("first_valid_uid = {first_uid}")));
+        write(&etc.join("conf.d/99-turnmail.conf"), &contrib);
+        let (imap, pop3) = (free_port(), free_port());
+        let log = work.join("dovecot.log");
+        let conf = etc.join("dovecot.conf");
         write(
-            &conf,
+            &etc.join("local.conf"),
             &format!(
-                "{contrib}\n\
-                 base_dir = {w}/run\nstate_dir = {w}/state\ninstance_name = turnmail-dovecot24-{imap}\n\
+                "base_dir = {w}/run\nstate_dir = {w}/state\ninstance_name = turnmail-dovecot24-{imap}\n\
                  log_path = {log}\nlisten = 127.0.0.1\nssl = no\nauth_allow_cleartext = yes\n\
                  auth_verbose = yes\nauth_failure_delay = 0\n\
                  service imap-login {{\n  inet_listener imap {{\n    port = {imap}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
@@ -243,6 +264,9 @@ fn dovecot_24_serves_imap_and_pop3_on_turnmails_accounts() {
     assert!(ok && err.trim().is_empty(), "doveconf -n: {err}\n{out}");
     assert!(out.starts_with("# 2.4."), "{out}");
     assert!(out.contains("driver = maildir"), "{out}");
+    // The bare-login setting the file's comment names exists in 2.4.
+    let (ok, out, err) = dc.tool("/usr/bin/doveconf", &["auth_default_domain"]);
+    assert!(ok, "{out}{err}");
 
     // IMAP sees what turnmail delivered and deletes one; the quota is turnmail's.
     let pw = &d.report.password;
