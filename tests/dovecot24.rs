@@ -338,7 +338,11 @@ fn dovecot_24_serves_imap_and_pop3_on_turnmails_accounts() {
     assert!(count >= 20, "{count}");
     let q = dc.quota(JOE);
     let msgs = row(&q, "MESSAGE");
-    assert_eq!((msgs.1.clone(), msgs.2.as_str()), (count.to_string(), "20"), "{q:?}");
+    assert_eq!(
+        (msgs.1.clone(), msgs.2.as_str()),
+        (count.to_string(), "20"),
+        "{q:?}"
+    );
 
     // A wrong password is refused.
     let (code, out) = imap(dc.imap, JOE, "wrong", "");

@@ -530,7 +530,10 @@ fn dovecot_given_turnmails_quota_rule_keeps_the_same_header() {
     assert_eq!(rule, "*:bytes=204800:messages=7");
     // The passwd-file's fields carry 2.4's limits too, which 2.3 leaves alone.
     let fields = turnmail::dovecot::passwd_file::limits_fields(&limits).expect("fields");
-    assert!(fields.contains("userdb_quota_storage_size=204800B"), "{fields}");
+    assert!(
+        fields.contains("userdb_quota_storage_size=204800B"),
+        "{fields}"
+    );
     let work = tempfile::Builder::new()
         .prefix("turnmail-quota-dovecot")
         .tempdir()

@@ -46,7 +46,8 @@ pub fn ensure() -> Result<Trixie, String> {
     let cache = cache_dir();
     std::fs::create_dir_all(&cache).map_err(|e| format!("{}: {e}", cache.display()))?;
     let lock = std::fs::File::create(cache.join("lock")).map_err(|e| e.to_string())?;
-    lock.lock().map_err(|e| format!("lock {}: {e}", cache.display()))?;
+    lock.lock()
+        .map_err(|e| format!("lock {}: {e}", cache.display()))?;
     let root = cache.join("root");
     let stamp = cache.join("stamp");
     let want = stamp_text(&mirror);
@@ -104,36 +105,17 @@ impl Trixie {
     /// name, so files the host's commands give that group (a reader group) are readable
     /// by the root's processes running as it. Ids the host lacks stay as they are.
     pub fn align_ids(&self, name: &str) -> std::io::Result<()> {
-        let uid = nix::unistd::User::from_name(name).ok().flatten().map(|u| u.uid.as_raw());
-        let gid = nix::unistd::Group::from_name(name).ok().flatten().map(|g| g.gid.as_raw());
+        let uid = nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .map(|u| u.uid.as_raw());
+        let gid = nix::unistd::Group::from_name(name)
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw());
         // passwd: name:x:UID:GID:...; group: name:x:GID:...
-        let edits: [(&str, &[(usize, Option<u32>)]); 2] = [
-            ("etc/passwd", &[(2, uid), (3, gid)]),
-            ("etc/group", &[(2, gid)]),
-        ];
-        for (file, fields) in edits {
-            let path = self.root.join(file);
-            let text = std::fs::read_to_string(&path)?;
-            let mut out = String::new();
-            for line in text.lines() {
-                let mut parts: Vec<String> = line.split(':').map(str::to_string).collect();
-                if parts.first().is_some_and(|n| n == name) {
-                    for &(i, id) in fields {
-                        if let (Some(id), Some(p)) = (id, parts.get_mut(i)) {
-                            *p = id.to_string();
-                        }
-                    }
-                }
-                out.push_str(&parts.join(":"));
-                out.push('\n');
-            }
-            if out != text {
-                let tmp = path.with_extension("turnmail-tmp");
-                std::fs::File::create(&tmp)?.write_all(out.as_bytes())?;
-                std::fs::rename(&tmp, &path)?;
-            }
-        }
-        Ok(())
+        set_fields(&self.root.join("etc/passwd"), name, &[(2, uid), (3, gid)])?;
+        set_fields(&self.root.join("etc/group"), name, &[(2, gid)])
     }
 
     /// A command running `program args...` inside the root, in a mount namespace of its
@@ -170,8 +152,7 @@ exec chroot "$r" "$@""#,
     }
 
     fn mount_point(&self, shared: &Path) -> PathBuf {
-        self.root
-            .join(shared.strip_prefix("/").unwrap_or(shared))
+        self.root.join(shared.strip_prefix("/").unwrap_or(shared))
     }
 
     /// Remove the mount point [`Trixie::command`] made for `shared` (empty on the host
@@ -179,4 +160,29 @@ exec chroot "$r" "$@""#,
     pub fn forget(&self, shared: &Path) {
         let _ = std::fs::remove_dir(self.mount_point(shared));
     }
+}
+
+/// In the colon-separated file `path`, the line of `name`: each `(field, Some(id))`
+/// set to `id`. The file is replaced only when that changes it.
+fn set_fields(path: &Path, name: &str, fields: &[(usize, Option<u32>)]) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut parts: Vec<String> = line.split(':').map(str::to_string).collect();
+        if parts.first().is_some_and(|n| n == name) {
+            for &(i, id) in fields {
+                if let (Some(id), Some(p)) = (id, parts.get_mut(i)) {
+                    *p = id.to_string();
+                }
+            }
+        }
+        out.push_str(&parts.join(":"));
+        out.push('\n');
+    }
+    if out != text {
+        let tmp = path.with_extension("turnmail-tmp");
+        std::fs::File::create(&tmp)?.write_all(out.as_bytes())?;
+        std::fs::rename(&tmp, path)?;
+    }
+    Ok(())
 }
