@@ -3,8 +3,10 @@
 
 pub mod daemon;
 pub mod dnsmasq;
+pub mod mailclients;
 pub mod sink;
 pub mod spool;
+pub mod trixie;
 
 use std::path::{Path, PathBuf};
 
