@@ -557,21 +557,16 @@ fn sender_policy_refuses_others_addresses() {
     let s = start(&d, "");
     let to = "friend@remote.example";
     let auth = Some((user.as_str(), pw.as_str()));
-    let out = smtplib(s.submission, "starttls", "", auth, "boss@bank.example", to);
+    // What the account gets when it sends as `from` on 587.
+    let submit_as = |from: &str| smtplib(s.submission, "starttls", "", auth, from, to);
+    let out = submit_as("boss@bank.example");
     assert!(out.starts_with("sender 553 5.7.1"), "{out}");
     assert!(out.contains("not one of"), "{out}");
-    let out = smtplib(
-        s.submission,
-        "starttls",
-        "",
-        auth,
-        "someone@example.com",
-        to,
-    );
+    let out = submit_as("someone@example.com");
     assert!(out.starts_with("sender 553 5.7.1"), "{out}");
-    let out = smtplib(s.submission, "starttls", "", auth, "sales@example.com", to);
+    let out = submit_as("sales@example.com");
     assert_eq!(out, "sent", "{}", s.log_text());
-    let out = smtplib(s.submission, "starttls", "", auth, "", to);
+    let out = submit_as("");
     assert_eq!(out, "sent", "the null sender");
     // A tcp.smtp client (sender_check "domain" by default): our domains only.
     let out = smtplib(s.addr, "plain", "127.0.0.11", None, "x@bank.example", to);
@@ -594,27 +589,13 @@ fn sender_policy_refuses_others_addresses() {
         "{shown:?}"
     );
     common::touch_later(&d.root.join("control/anysender"), 2);
-    let out = smtplib(
-        s.submission,
-        "starttls",
-        "",
-        auth,
-        "someone@example.com",
-        to,
-    );
+    let out = submit_as("someone@example.com");
     assert_eq!(out, "sent", "{}", s.log_text());
     // And back: own addresses only.
     let o = common::turnmail(&d.root, &["domain", "senders", "example.com", "own"]);
     assert!(o.status.success(), "{o:?}");
     common::touch_later(&d.root.join("control/anysender"), 4);
-    let out = smtplib(
-        s.submission,
-        "starttls",
-        "",
-        auth,
-        "someone@example.com",
-        to,
-    );
+    let out = submit_as("someone@example.com");
     assert!(out.starts_with("sender 553 5.7.1"), "{out}");
     // Not one of ours: refused with a clear message.
     let o = common::turnmail(&d.root, &["domain", "senders", "bank.example", "any"]);

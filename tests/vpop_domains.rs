@@ -90,37 +90,9 @@ fn rcpt(d: &Daemon, rcpt: &str) -> String {
     r
 }
 
-const POPLIB: &str = r#"
-import poplib, sys
-host, port, user, password = sys.argv[1:5]
-p = poplib.POP3(host, int(port), timeout=30)
-try:
-    p.user(user)
-    p.pass_(password)
-except poplib.error_proto as e:
-    print("refused", e)
-    sys.exit(3)
-n, size = p.stat()
-print("count", n)
-p.quit()
-"#;
-
+/// A POP3 login with poplib and the message count (exit 3: refused).
 fn pop(d: &Daemon, user: &str, pw: &str) -> (i32, String) {
-    let o = Command::new("python3")
-        .args([
-            "-c",
-            POPLIB,
-            &d.pop3.ip().to_string(),
-            &d.pop3.port().to_string(),
-            user,
-            pw,
-        ])
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-    )
+    common::mailclients::poplib(d.pop3, user, pw)
 }
 
 const SMTPLIB: &str = r#"
