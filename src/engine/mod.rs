@@ -9,11 +9,13 @@
 
 pub mod accounts;
 pub mod aliasdomains;
+pub mod availability;
 pub mod cram;
 pub mod crypt;
 pub mod getpw;
 pub mod readers;
 pub mod resolve;
+pub mod snapshot;
 pub mod source;
 
 use std::collections::HashMap;
@@ -23,11 +25,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
-use crate::qmail::control::ControlFiles;
-use crate::qmail::users_cdb::{self, UsersCdb};
+use crate::qmail::users_cdb;
 
 pub use accounts::{AuthError, Authenticated, LoginContext};
 pub use resolve::{LocalTarget, Resolution, ResolveError};
+pub use snapshot::Snapshot;
 
 /// Where the engine's files live under a mail root.
 #[derive(Debug, Clone)]
@@ -77,14 +79,6 @@ impl Paths {
         ]);
         v
     }
-}
-
-/// Everything a lookup needs, frozen at one instant.
-pub struct Snapshot {
-    pub control: ControlFiles,
-    pub users: Option<UsersCdb>,
-    pub accounts: accounts::Accounts,
-    pub config: Arc<Config>,
 }
 
 /// A file's identity for change detection: (device, inode, size, mtime in ns).
@@ -198,7 +192,7 @@ impl Engine {
         if compile {
             Self::sync_compiled(&paths, &config, false, &mut report);
         }
-        let snapshot = Self::load_snapshot(&paths, &config)?;
+        let snapshot = Snapshot::load(&paths, &config)?;
         let stamps = paths
             .watched()
             .into_iter()
@@ -271,29 +265,6 @@ impl Engine {
             Ok(n) => tracing::info!(target: "engine", "wrote {} ({n} lines)", file.display()),
             Err(e) => report.errors.push(format!("{}: {e}", file.display())),
         }
-    }
-
-    fn load_snapshot(paths: &Paths, config: &Arc<Config>) -> Result<Snapshot, EngineError> {
-        let control = ControlFiles::load(&paths.control)?;
-        let users = UsersCdb::open(&paths.users_cdb)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", paths.users_cdb.display())))?;
-        let policy = accounts::LoginPolicy {
-            default_domain: config.default_domain.clone(),
-            ip_domains: config.ip_domains.clone(),
-            alias_domains: aliasdomains::alias_map(
-                control
-                    .virtualdomains
-                    .entries()
-                    .map(|v| (v.key.as_slice(), v.prepend.as_slice())),
-            ),
-        };
-        let accounts = accounts::Accounts::open(&paths.poppasswd_cdb, &paths.secrets, policy)?;
-        Ok(Snapshot {
-            control,
-            users,
-            accounts,
-            config: config.clone(),
-        })
     }
 
     /// Compile users/assign and users/poppasswd now, as `turnmail newu` does, without
@@ -376,7 +347,7 @@ impl Engine {
             );
         }
         Self::sync_dovecot(&self.paths, &self.config, &mut report);
-        match Self::load_snapshot(&self.paths, &self.config) {
+        match Snapshot::load(&self.paths, &self.config) {
             Ok(s) => {
                 match self.current.write() {
                     Ok(mut g) => *g = Arc::new(s),
