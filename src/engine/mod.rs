@@ -1,11 +1,20 @@
 //! The engine: one place that answers "where does this address go?" and "is this login
 //! good?" for every face of turnmail (SMTP, local delivery, POP3, ODMR, checkpassword).
 //!
-//! An [`Engine`] holds an immutable [`Snapshot`] of the compiled tables behind an `Arc`;
-//! readers take the current snapshot and keep it for as long as they need, while
-//! [`Engine::reload_if_changed`] builds a new one when a source file changed. Text files
-//! are the source of truth: a changed `users/assign` or `users/poppasswd` is compiled to
-//! its cdb here, and an invalid text keeps the old cdb and reports the line.
+//! An [`Engine`] holds an immutable [`Snapshot`] of the tables behind an `Arc`; readers
+//! take the current snapshot and keep it for as long as they need. The tables come from
+//! one of two account sources:
+//!
+//! * the mail root's files (the default): text files are the source of truth, a changed
+//!   `users/assign` or `users/poppasswd` is compiled to its cdb here by
+//!   [`Engine::reload_if_changed`], and an invalid text keeps the old cdb and reports
+//!   the line;
+//! * texts held in memory (`[accounts] backend = "postgres"`, `memory.rs`): the database
+//!   hands the same six texts with a version, [`Engine::install`] builds the snapshot
+//!   from them without any cdb, and [`Engine::set_unavailable`] turns every lookup into
+//!   a temporary failure while the database cannot vouch for them.
+//!
+//! Either way the same parsers, lookups and login rules answer (`snapshot.rs`).
 
 pub mod accounts;
 pub mod aliasdomains;
@@ -13,6 +22,7 @@ pub mod availability;
 pub mod cram;
 pub mod crypt;
 pub mod getpw;
+mod memory;
 pub mod readers;
 pub mod resolve;
 pub mod snapshot;
@@ -55,6 +65,15 @@ impl Paths {
             poppasswd_cdb: users.join("poppasswd.cdb"),
             secrets: users.join("secrets"),
         }
+    }
+
+    /// The control files read beside texts held in memory (`memory.rs`): the
+    /// account files themselves are not the engine's source then.
+    fn watched_control(&self) -> Vec<PathBuf> {
+        ["me", "locals", "smtproutes"]
+            .iter()
+            .map(|f| self.control.join(f))
+            .collect()
     }
 
     /// Files whose change means the snapshot must be rebuilt.
@@ -121,6 +140,10 @@ pub struct Engine {
     config: Arc<Config>,
     current: RwLock<Arc<Snapshot>>,
     stamps: Mutex<HashMap<PathBuf, Stamp>>,
+    /// Shared with every snapshot: down while tables from a database may be stale.
+    availability: availability::Availability,
+    /// The database backend's texts (`memory.rs`); None for the mail root's files.
+    memory: Option<Mutex<memory::Held>>,
 }
 
 /// Compile `source` into `cdb` when the source is newer than the cdb (or `force`).
@@ -192,7 +215,8 @@ impl Engine {
         if compile {
             Self::sync_compiled(&paths, &config, false, &mut report);
         }
-        let snapshot = Snapshot::load(&paths, &config)?;
+        let availability = availability::Availability::default();
+        let snapshot = Snapshot::load(&paths, &config)?.with_availability(&availability);
         let stamps = paths
             .watched()
             .into_iter()
@@ -208,6 +232,8 @@ impl Engine {
                 config,
                 current: RwLock::new(Arc::new(snapshot)),
                 stamps: Mutex::new(stamps),
+                availability,
+                memory: None,
             },
             report,
         ))
@@ -309,6 +335,9 @@ impl Engine {
     }
 
     fn reload_inner(&self, force: bool) -> LoadReport {
+        if self.memory.is_some() {
+            return self.reload_memory(force);
+        }
         let mut report = LoadReport::default();
         let mut stamps = match self.stamps.lock() {
             Ok(g) => g,
@@ -349,6 +378,7 @@ impl Engine {
         Self::sync_dovecot(&self.paths, &self.config, &mut report);
         match Snapshot::load(&self.paths, &self.config) {
             Ok(s) => {
+                let s = s.with_availability(&self.availability);
                 match self.current.write() {
                     Ok(mut g) => *g = Arc::new(s),
                     Err(p) => *p.into_inner() = Arc::new(s),
