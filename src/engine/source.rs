@@ -74,7 +74,11 @@ mod tests {
         assert_eq!(t.rcpthosts, b"example.com\n");
         assert!(t.poppasswd.is_empty() && t.secrets.is_empty() && t.quota.is_empty());
         for (rel, field) in FILES {
-            assert_eq!(field(&t).is_empty(), !dir.path().join(rel).exists(), "{rel}");
+            assert_eq!(
+                field(&t).is_empty(),
+                !dir.path().join(rel).exists(),
+                "{rel}"
+            );
         }
     }
 }
