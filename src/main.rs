@@ -199,6 +199,12 @@ enum Command {
         #[command(subcommand)]
         cmd: admin::queue::QueueCmd,
     },
+    /// The accounts database ([accounts] backend = "postgres"): init, migrate, status,
+    /// import (a mail root's account files), export (the files from the database).
+    Db {
+        #[command(subcommand)]
+        cmd: turnmail::db::cli::DbCmd,
+    },
     /// Move an existing qmail/vpopmail/checkpoppasswd host onto turnmail in place.
     Import {
         #[command(subcommand)]
@@ -920,6 +926,7 @@ fn main() -> ExitCode {
         Command::Import { cmd } => {
             need_root(cli.root).and_then(|r| admin_result(admin::import::run(&r, cmd).map(|_| ())))
         }
+        Command::Db { cmd } => Ok(turnmail::db::cli::run(cli.root.as_deref(), cmd)),
         Command::Generate { what } => cmd_generate(what),
         Command::Resolve {
             address,
