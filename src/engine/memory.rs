@@ -17,7 +17,7 @@ use crate::config::Config;
 /// file read beside them (`me`, `locals`, `smtproutes`) changes.
 pub(super) struct Held {
     texts: Arc<AccountTexts>,
-    version: i64,
+    version: u64,
 }
 
 fn control_stamps(paths: &Paths) -> HashMap<PathBuf, Stamp> {
@@ -38,7 +38,7 @@ impl Engine {
         root: &Path,
         config: Config,
         texts: AccountTexts,
-        version: i64,
+        version: u64,
     ) -> Result<Engine, EngineError> {
         let paths = Paths::new(root);
         let config = Arc::new(config);
@@ -65,7 +65,7 @@ impl Engine {
     }
 
     /// The version of the texts in use (database backend); None on the root's files.
-    pub fn version(&self) -> Option<i64> {
+    pub fn version(&self) -> Option<u64> {
         self.held(|h| h.version)
     }
 
@@ -74,7 +74,7 @@ impl Engine {
     /// tables that missed a change stay unavailable), logs, and is returned. Costs a
     /// parse of every text (tens of milliseconds at 100,000 accounts): call it from a
     /// blocking context. On an engine over the root's files it is refused.
-    pub fn install(&self, texts: AccountTexts, version: i64) -> Result<(), EngineError> {
+    pub fn install(&self, texts: AccountTexts, version: u64) -> Result<(), EngineError> {
         let Some(held) = &self.memory else {
             return Err(EngineError::Io(std::io::Error::other(
                 "this engine reads the mail root's files; it takes no account texts",
