@@ -421,7 +421,7 @@ fn become_mail_user(root: &Path) -> Result<(), String> {
 
 fn open_engine(root: &Path) -> Result<Engine, String> {
     let config = Config::load(root).map_err(|e| e.to_string())?;
-    let (engine, report) = Engine::open(root, config).map_err(|e| e.to_string())?;
+    let (engine, report) = Engine::open_configured(root, config).map_err(|e| e.to_string())?;
     for e in &report.errors {
         eprintln!("turnmail: {e}");
     }
@@ -481,7 +481,14 @@ fn cmd_check(root: &Path, json: bool) -> Result<ExitCode, String> {
     let findings = turnmail::check::check(root).map_err(|e| e.to_string())?;
     if json {
         admin::table::print_json(&turnmail::check::to_json(root, &findings));
-    } else if findings.is_empty() {
+        return Ok(ExitCode::from(u8::from(!findings.is_empty())));
+    }
+    let config = Config::load(root).map_err(|e| e.to_string())?;
+    if config.accounts.backend != turnmail::db::Backend::Files {
+        let info = turnmail::engine::backend::BackendInfo::ask(&config);
+        println!("accounts: {}", info.line());
+    }
+    if findings.is_empty() {
         println!("{}: no problems found", root.display());
     } else {
         for f in &findings {

@@ -19,6 +19,7 @@
 pub mod accounts;
 pub mod aliasdomains;
 pub mod availability;
+pub mod backend;
 pub mod cram;
 pub mod crypt;
 pub mod getpw;

@@ -1,0 +1,83 @@
+//! The daemon on accounts kept in PostgreSQL: one load at start, then the engine
+//! follows the database (`db::cache::follow`: LISTEN/NOTIFY, a version check every
+//! `check_secs`, reconnection) and is told of every new version and of a copy that may
+//! be stale. Lookups never wait on the database; a daemon started while the database
+//! is down answers every lookup with a temporary failure until it is back.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::db::{CacheSink, PgSettings, Store};
+use crate::engine::Engine;
+use crate::engine::source::AccountTexts;
+
+/// Open the engine on the database's accounts (one load, on `rt`, where the store's
+/// pool then lives). An unreachable database is no reason not to start: the engine is
+/// then empty and unavailable, and the follower installs the accounts when it can.
+pub fn open(
+    root: &Path,
+    config: &Config,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(Engine, Store), String> {
+    let settings = &config.postgres;
+    let store = Store::new(settings).map_err(|e| e.to_string())?;
+    let loaded = {
+        let s = store.clone();
+        rt.block_on(async move { s.load().await })
+    };
+    match loaded {
+        Ok((texts, version)) => {
+            tracing::info!(target: "engine", version, database = %store.target(), "accounts loaded from the database");
+            let engine = Engine::open_with_texts(root, config.clone(), texts, version)
+                .map_err(|e| format!("the accounts in the database: {e}"))?;
+            Ok((engine, store))
+        }
+        Err(e) => {
+            let engine = Engine::open_with_texts(root, config.clone(), AccountTexts::default(), 0)
+                .map_err(|e| e.to_string())?;
+            engine.set_unavailable(&e.to_string());
+            Ok((engine, store))
+        }
+    }
+}
+
+/// The engine as the follower's sink.
+struct Sink(Arc<Engine>);
+
+impl CacheSink for Sink {
+    fn install(&self, texts: AccountTexts, version: u64) {
+        // Building the tables is CPU work (tens of ms at 100,000 accounts): off the
+        // runtime's cooperative scheduling where that is possible.
+        let install = || {
+            // A refused text is logged by the engine, which keeps its tables.
+            let _ = self.0.install(texts, version);
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(install),
+            _ => install(),
+        }
+    }
+
+    fn unavailable(&self, reason: String) {
+        self.0.set_unavailable(&reason);
+    }
+
+    fn installed_version(&self) -> Option<u64> {
+        // Tables that are not vouched for are loaded again whatever their version.
+        self.0.available().ok().and(self.0.version())
+    }
+}
+
+/// Spawn the follower on the current runtime; it runs until the task is aborted.
+pub fn follow(
+    store: Store,
+    settings: PgSettings,
+    engine: Arc<Engine>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(crate::db::cache::follow(
+        store,
+        settings,
+        Arc::new(Sink(engine)),
+    ))
+}
