@@ -73,6 +73,13 @@ enum Command {
         /// ODMR listen address (repeatable; default port 366).
         #[arg(long, value_name = "ADDR:PORT")]
         odmr: Vec<std::net::SocketAddr>,
+        /// Submission listen address (repeatable; default port 587, STARTTLS and AUTH).
+        #[arg(long, value_name = "ADDR:PORT")]
+        submission: Vec<std::net::SocketAddr>,
+        /// Submission with implicit TLS listen address (repeatable; default port 465,
+        /// when a certificate is given).
+        #[arg(long, value_name = "ADDR:PORT")]
+        submissions: Vec<std::net::SocketAddr>,
         /// PEM certificate chain (e.g. /etc/letsencrypt/live/HOST/fullchain.pem).
         #[arg(long, requires = "key")]
         cert: Option<PathBuf>,
@@ -81,7 +88,7 @@ enum Command {
         key: Option<PathBuf>,
         /// Link ROOT/turnmail.toml to this existing settings file instead of writing
         /// one (the Debian package's /etc/turnmail/turnmail.toml); its listeners apply.
-        #[arg(long, value_name = "PATH", conflicts_with_all = ["smtp", "pop3", "pop3s", "odmr", "cert", "key"])]
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["smtp", "pop3", "pop3s", "odmr", "submission", "submissions", "cert", "key"])]
         config: Option<PathBuf>,
         /// Write over files of a mail root already in the directory.
         #[arg(long)]
@@ -503,7 +510,8 @@ fn cmd_resolve(root: &Path, address: &str, local: bool, json: bool) -> Result<Ex
     let engine = open_engine(root)?;
     let hostname = turnmail::daemon::hostname(engine.config(), &engine);
     let domain = turnmail::daemon::postmaster_domain(engine.config(), &hostname);
-    let e = admin::resolve::explain(&engine, address, &domain, local);
+    let over_quota = Some(engine.config().quota.over_quota);
+    let e = admin::resolve::explain(&engine, address, &domain, local, over_quota);
     if json {
         admin::table::print_json(&serde_json::json!(e));
     } else {
@@ -858,6 +866,8 @@ fn main() -> ExitCode {
             pop3,
             pop3s,
             odmr,
+            submission,
+            submissions,
             cert,
             key,
             config,
@@ -874,6 +884,8 @@ fn main() -> ExitCode {
                         pop3,
                         pop3s,
                         odmr,
+                        submission,
+                        submissions,
                     },
                     tls: cert.zip(key),
                     force,

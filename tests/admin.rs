@@ -838,6 +838,17 @@ fn import_vpopmail_keeps_maildirs_and_uidls() {
     put(&dom.join(".qmail-sales"), "&joe@stilen.com\n");
     put(&dom.join(".qmail-list"), "|/usr/bin/ezmlm-send ~/list\n");
     put(&v.join("valias.txt"), "info@stilen.com -> ann@stilen.com\n");
+    // Alias domains as vaddaliasdomain left them: an assign line routing stilen.net to
+    // stilen.com's directory, and (older hosts) a domain directory that is a link.
+    let assign = t.path().join("var/qmail/users/assign");
+    put(
+        &assign,
+        &format!(
+            "+stilen.com-:stilen.com:89:89:{d}:-::\n+stilen.net-:stilen.com:89:89:{d}:-::\n.\n",
+            d = dom.display()
+        ),
+    );
+    std::os::unix::fs::symlink("stilen.com", v.join("domains/stilen.org")).unwrap();
     own(t.path());
     let d = demo_root();
     let r = &d.root;
@@ -856,7 +867,14 @@ fn import_vpopmail_keeps_maildirs_and_uidls() {
     assert!(!r.join("domains/stilen.com").exists());
     let o = run(
         r,
-        &["import", "vpopmail", "--from", v.to_str().unwrap()],
+        &[
+            "import",
+            "vpopmail",
+            "--from",
+            v.to_str().unwrap(),
+            "--assign",
+            assign.to_str().unwrap(),
+        ],
         None,
     );
     let out = text(&o);
@@ -867,6 +885,8 @@ fn import_vpopmail_keeps_maildirs_and_uidls() {
         ".qmail-list",
         "quota 50M as 52428800S",
         "2 mailbox(es)",
+        "alias domain stilen.net of stilen.com",
+        "alias domain stilen.org of stilen.com",
     ] {
         assert!(out.contains(want), "{want}: {out}");
     }
@@ -906,14 +926,26 @@ fn import_vpopmail_keeps_maildirs_and_uidls() {
         text(&o)
     );
     check_only(r, &[]);
+    // The alias domains log in and deliver as stilen.com's mailboxes, and are not
+    // domains of their own with copies of its accounts.
+    assert!(authenticates(r, "joe@stilen.net", "joepw"));
+    assert!(authenticates(r, "ann@stilen.org", "annpw"));
+    let o = deliver(r, "joe@stilen.org");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(new_maildir_count(&dom.join("joe/Maildir")), 2);
+    let pw = std::fs::read_to_string(r.join("users/poppasswd")).unwrap();
+    assert!(
+        !pw.contains("stilen.org") && !pw.contains("stilen.net"),
+        "{pw}"
+    );
     let v = json(r, &["user", "list", "stilen.com", "--json"]);
     assert_eq!(v[0]["login"], "ann@stilen.com");
-    assert_eq!(v[1]["messages"], 2);
+    assert_eq!(v[1]["messages"], 3);
     // Fetched over POP3: the old message keeps its UIDL, so clients do not fetch it again.
     // (Messages of the current second are listed from the next second on.)
     std::thread::sleep(Duration::from_millis(1100));
     let uidls = pop3_uidls(r, "joe@stilen.com", "joepw");
-    assert_eq!(uidls.len(), 2, "{uidls:?}");
+    assert_eq!(uidls.len(), 3, "{uidls:?}");
     assert!(
         uidls.contains(&"1111111111.22.vpop".to_string()),
         "{uidls:?}"

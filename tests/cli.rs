@@ -100,6 +100,8 @@ fn setup_makes_an_empty_production_root_every_command_can_use() {
             "mx.example.net",
             "--smtp",
             "127.0.0.1:2525",
+            "--submission",
+            "127.0.0.1:2587",
         ])
         .arg(&root)
         .output()
@@ -111,8 +113,15 @@ fn setup_makes_an_empty_production_root_every_command_can_use() {
         "{out}"
     );
     assert!(out.contains("POP3S (995) is off"), "{out}");
+    assert!(out.contains("127.0.0.1:2587"), "{out}");
     let cfg = turnmail::config::Config::load(&root).unwrap();
     assert_eq!(cfg.smtp.listen, vec!["127.0.0.1:2525".parse().unwrap()]);
+    assert_eq!(
+        cfg.submission.listen,
+        vec!["127.0.0.1:2587".parse().unwrap()]
+    );
+    // Port 465 without a certificate is left out, as POP3S is.
+    assert!(cfg.submissions.listen.is_empty());
     assert_eq!(cfg.pop3.listen[0].port(), 110);
     assert!(cfg.pop3.listen_tls.is_empty());
     // No demo content; check names the one thing left to do.

@@ -5,78 +5,14 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, free_port};
+use common::dnsmasq::Dnsmasq;
 use common::sink::{Received, Script, Sink};
 use common::{DemoRoot, demo_root, write};
-
-/// dnsmasq on 127.0.0.1:port serving the test zone `example` only: names it does
-/// not know are NXDOMAIN, types it has no record of are empty (never REFUSED).
-struct Dnsmasq {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dnsmasq_path() -> Option<&'static str> {
-    ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-}
-
-impl Dnsmasq {
-    fn start(records: &[String]) -> Option<Dnsmasq> {
-        let Some(bin) = dnsmasq_path() else {
-            common::skip("dnsmasq is not installed (tests/install-peers installs dnsmasq-base)");
-            return None;
-        };
-        for _ in 0..5 {
-            let port = free_port();
-            let mut c = Command::new(bin);
-            c.args([
-                "--no-daemon",
-                &format!("--port={port}"),
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--no-resolv",
-                "--no-hosts",
-                "--conf-file=/dev/null",
-                "--pid-file=",
-                "--local=/example/",
-                "--local-ttl=0",
-            ]);
-            if common::is_root() {
-                // It would switch to a user named dnsmasq, which dnsmasq-base lacks.
-                c.arg("--user=root");
-            }
-            c.args(records).stdout(Stdio::null()).stderr(Stdio::null());
-            let mut child = c.spawn().expect("starting dnsmasq");
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(10) {
-                if child.try_wait().ok().flatten().is_some() {
-                    break; // the port was taken: try another
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(Dnsmasq { child, port });
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("dnsmasq did not start");
-    }
-}
 
 /// The world of one test: DNS, two sinks' addresses (started by the test), the
 /// daemon.
@@ -284,6 +220,81 @@ fn an_unreachable_destination_is_retried_and_delivered_when_it_opens() {
         log.contains("Temporary"),
         "the first attempts failed: {log}"
     );
+}
+
+#[test]
+fn a_message_waiting_past_delay_warning_hours_warns_its_sender_once() {
+    let Some(w) = world(&[("two", &["x@two.example"])], "delay_warning_hours = 1\n") else {
+        return;
+    };
+    // The sender's domain (bare.example) takes the notice; mx.two.example is down.
+    let senders = w.sink([127, 0, 0, 2], Script::default());
+    w.send("two@example.com", "slow");
+    wait_for("the queued message", &w, || w.queued() == 1);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        with_rcpt(&senders.messages(), SENDER).is_empty(),
+        "no notice before its time"
+    );
+    // Queued two hours ago, as far as the queue can tell.
+    for sub in ["new", "cur"] {
+        for e in std::fs::read_dir(w.d.root.join("queue").join(sub))
+            .unwrap()
+            .flatten()
+        {
+            let o = std::process::Command::new("touch")
+                .args(["-m", "-d", "2 hours ago"])
+                .arg(e.path())
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{o:?}");
+        }
+    }
+    wait_for("the delay notice", &w, || {
+        !with_rcpt(&senders.messages(), SENDER).is_empty()
+    });
+    let got = senders.messages();
+    let notice = with_rcpt(&got, SENDER)[0].clone();
+    assert_eq!(notice.from, "", "notices go out with the null sender");
+    let n = String::from_utf8_lossy(&notice.data);
+    assert!(n.contains("report-type=delivery-status"), "{n}");
+    assert!(
+        n.contains(
+            "Final-Recipient: rfc822; x@two.example\r\nAction: delayed\r\nStatus: 4.4.7\r\n"
+        ),
+        "{n}"
+    );
+    assert!(
+        n.contains("body of slow") || n.contains("Subject: slow"),
+        "{n}"
+    );
+    // Several more attempts: still one notice, the message still queued, marked.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        with_rcpt(&senders.messages(), SENDER).len(),
+        1,
+        "warned once"
+    );
+    assert_eq!(w.queued(), 1);
+    let marked: Vec<String> = std::fs::read_dir(w.d.root.join("queue/cur"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        marked.len() == 1
+            && marked[0]
+                .rsplit_once(":2,")
+                .is_some_and(|(_, f)| f.contains('w')),
+        "{marked:?}"
+    );
+    // The destination comes back: the message goes out, once.
+    let sink = w.sink([127, 0, 0, 3], Script::default());
+    wait_for("the delayed message", &w, || {
+        !with_rcpt(&sink.messages(), "x@two.example").is_empty()
+    });
+    assert_eq!(with_rcpt(&sink.messages(), "x@two.example").len(), 1);
+    wait_for("an empty queue", &w, || w.queued() == 0);
 }
 
 #[test]

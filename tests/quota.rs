@@ -107,6 +107,15 @@ fn full_mailbox_refused_at_rcpt_then_permanent_when_configured() {
     let (rcpt, _) = smtp(&daemon, 100);
     assert!(rcpt.starts_with("452 4.2.2"), "{rcpt}");
     assert_eq!(messages(&d).len(), 3);
+    // `turnmail resolve` says what RCPT says, and why.
+    let o = common::turnmail(&d.root, &["resolve", JOE]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(111), "{out}");
+    assert!(
+        out.contains("mailbox over quota") && out.contains("of 4000S"),
+        "{out}"
+    );
+    assert!(out.contains("SMTP answers: 452 4.2.2"), "{out}");
     // Mail removed behind maildirsize's back: still "over" while the file is fresh,
     // recounted at RCPT once it is 15 minutes old.
     for p in messages(&d).iter().skip(1) {
@@ -134,6 +143,14 @@ fn full_mailbox_refused_at_rcpt_then_permanent_when_configured() {
     let daemon = Daemon::start(&d.root);
     let (rcpt, _) = smtp(&daemon, 100);
     assert!(rcpt.starts_with("552 5.2.2"), "{rcpt}");
+    let o = common::turnmail(&d.root, &["resolve", JOE, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(100), "{v}");
+    assert_eq!(v["outcome"], "over_quota", "{v}");
+    assert!(
+        v["smtp_reply"].as_str().unwrap().starts_with("552 5.2.2"),
+        "{v}"
+    );
     // Room made again: accepted.
     cli(&d, &["user", "quota", JOE, "none"]);
     assert!(!md.join("maildirsize").exists());

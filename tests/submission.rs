@@ -12,7 +12,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::checkpassword;
+use std::process::Command;
+
 use common::daemon::{Client, Daemon, free_port, tool};
+use common::dnsmasq::Dnsmasq;
 use common::{DemoRoot, demo_root, write};
 
 /// Settings every test here starts from: relayed mail waits in the queue.
@@ -417,10 +420,10 @@ fn tcp_smtp_rules_deny_allow_and_relay_and_are_reread() {
     let mut c = Client::connect_from("127.0.0.6".parse().unwrap(), s.addr);
     assert!(c.reply().starts_with("421 4.7.0"));
     assert_eq!(wait_queued(&d, 3).len(), 3);
-    // `turnmail check` points at a rule it cannot honour.
+    // `turnmail check` points at a rule it cannot honour and at a broken one.
     write(
         &rules,
-        "=host.example:allow,RELAYCLIENT=\"\"\n1.2.3:permit\n",
+        "joe@127.0.0.1:allow,RELAYCLIENT=\"\"\n1.2.3:permit\n",
     );
     let o = common::turnmail(&d.root, &["check"]);
     let out = String::from_utf8_lossy(&o.stdout);
@@ -428,6 +431,113 @@ fn tcp_smtp_rules_deny_allow_and_relay_and_are_reread() {
         out.contains("tcp.smtp:1") && out.contains("tcp.smtp:2"),
         "{out}"
     );
+}
+
+/// Addresses of TEST-NET-2 on the loopback interface for one test: the resolver
+/// answers every 127.in-addr.arpa name with "localhost" itself (RFC 6761), so clients
+/// with reverse names from a real DNS server need addresses of their own.
+struct LoopbackAddresses(Vec<String>);
+
+impl LoopbackAddresses {
+    fn add(addresses: &[&str]) -> Option<LoopbackAddresses> {
+        if !common::is_root() {
+            common::skip("adding addresses to the loopback interface needs root");
+            return None;
+        }
+        let mut added = LoopbackAddresses(Vec::new());
+        for a in addresses {
+            let o = Command::new("ip")
+                .args(["addr", "add", &format!("{a}/32"), "dev", "lo"])
+                .output()
+                .expect("running ip (iproute2)");
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                o.status.success() || err.contains("exists"),
+                "ip addr add {a}: {err}"
+            );
+            added.0.push(a.to_string());
+        }
+        Some(added)
+    }
+}
+
+impl Drop for LoopbackAddresses {
+    fn drop(&mut self) {
+        for a in &self.0 {
+            let _ = Command::new("ip")
+                .args(["addr", "del", &format!("{a}/32"), "dev", "lo"])
+                .output();
+        }
+    }
+}
+
+#[test]
+fn tcp_smtp_rules_name_clients_by_their_confirmed_reverse_names() {
+    let Some(_addrs) = LoopbackAddresses::add(&[
+        "198.51.100.21",
+        "198.51.100.22",
+        "198.51.100.23",
+        "198.51.100.24",
+        "198.51.100.25",
+    ]) else {
+        return;
+    };
+    let Some(dns) = Dnsmasq::start(&[
+        "--local=/100.51.198.in-addr.arpa/".to_string(),
+        "--host-record=relay.customer.example,198.51.100.21".to_string(),
+        "--host-record=b.office.customer.example,198.51.100.22".to_string(),
+        "--host-record=spam.bad.example,198.51.100.23".to_string(),
+        // A PTR record whose name does not lead back to the address: no name.
+        "--ptr-record=24.100.51.198.in-addr.arpa,liar.customer.example".to_string(),
+    ]) else {
+        return;
+    };
+    let d = demo_root();
+    write(
+        &d.root.join("control/tcp.smtp"),
+        "=relay.customer.example:allow,RELAYCLIENT=\"\"\n\
+         =.customer.example:allow,RELAYCLIENT=\"\"\n\
+         =.bad.example:deny\n\
+         :allow\n",
+    );
+    let s = start(&d, &format!("dns = [\"127.0.0.1:{}\"]\n", dns.port));
+    let to = "friend@remote.example";
+    // The exact name, then a suffix of another name.
+    let out = smtplib(
+        s.addr,
+        "plain",
+        "198.51.100.21",
+        None,
+        "joe@example.com",
+        to,
+    );
+    assert_eq!(out, "sent", "{}", s.log_text());
+    let out = smtplib(
+        s.addr,
+        "plain",
+        "198.51.100.22",
+        None,
+        "joe@example.com",
+        to,
+    );
+    assert_eq!(out, "sent", "{}", s.log_text());
+    // A denied domain's host is turned away at connect.
+    let mut c = Client::connect_from("198.51.100.23".parse().unwrap(), s.addr);
+    let r = c.reply();
+    assert!(r.starts_with("421 4.7.0"), "{r}");
+    assert!(c.closed());
+    // Unconfirmed and missing names fall through to the empty rule: no relaying.
+    for src in ["198.51.100.24", "198.51.100.25"] {
+        let out = smtplib(s.addr, "plain", src, None, "joe@example.com", to);
+        assert!(out.starts_with("refused (553"), "{src}: {out}");
+    }
+    assert_eq!(wait_queued(&d, 2).len(), 2);
+    let log = s.log_text();
+    assert!(
+        log.contains("tcp.smtp line 1") && log.contains("tcp.smtp line 2"),
+        "{log}"
+    );
+    assert!(log.contains("spam.bad.example"), "{log}");
 }
 
 #[test]
@@ -475,8 +585,15 @@ fn sender_policy_refuses_others_addresses() {
         to,
     );
     assert_eq!(out, "sent");
-    // The domain setting: any address of joe's domain.
-    write(&d.root.join("control/anysender"), "example.com\n");
+    // The domain setting, by the command: any address of joe's domain.
+    let o = common::turnmail(&d.root, &["domain", "senders", "example.com", "any"]);
+    assert!(o.status.success(), "{o:?}");
+    let shown = common::turnmail(&d.root, &["domain", "senders", "example.com"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("any address"),
+        "{shown:?}"
+    );
+    common::touch_later(&d.root.join("control/anysender"), 2);
     let out = smtplib(
         s.submission,
         "starttls",
@@ -485,7 +602,27 @@ fn sender_policy_refuses_others_addresses() {
         "someone@example.com",
         to,
     );
-    assert_eq!(out, "sent");
+    assert_eq!(out, "sent", "{}", s.log_text());
+    // And back: own addresses only.
+    let o = common::turnmail(&d.root, &["domain", "senders", "example.com", "own"]);
+    assert!(o.status.success(), "{o:?}");
+    common::touch_later(&d.root.join("control/anysender"), 4);
+    let out = smtplib(
+        s.submission,
+        "starttls",
+        "",
+        auth,
+        "someone@example.com",
+        to,
+    );
+    assert!(out.starts_with("sender 553 5.7.1"), "{out}");
+    // Not one of ours: refused with a clear message.
+    let o = common::turnmail(&d.root, &["domain", "senders", "bank.example", "any"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bank.example"),
+        "{o:?}"
+    );
 }
 
 #[test]

@@ -56,6 +56,9 @@ pub enum DomainCmd {
     Limits(super::limits::LimitsArgs),
     /// Deliver one message to every mailbox of a domain (or --all), resumably.
     Bulletin(super::bulletin::BulletinArgs),
+    /// Which senders the domain's accounts may use when they submit: `own` (their
+    /// addresses and aliases) or `any` address of the domain (control/anysender).
+    Senders(super::senders::SendersArgs),
     /// List the virtual domains.
     List {
         /// Print the list as JSON (field names in README).
@@ -141,6 +144,7 @@ pub fn run(root: &Path, cmd: DomainCmd) -> Result<()> {
         DomainCmd::Alias { cmd } => super::aliasdomain::run(root, cmd),
         DomainCmd::Limits(args) => super::limits::run(root, args),
         DomainCmd::Bulletin(args) => super::bulletin::run(root, args),
+        DomainCmd::Senders(args) => super::senders::run(root, args),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod queue;
 pub mod quota;
 pub mod resolve;
 pub mod secret;
+pub mod senders;
 pub mod setup;
 pub mod site;
 pub mod status;

@@ -23,7 +23,8 @@ pub struct Explanation {
     /// What the engine was asked about (source route dropped, postmaster qualified);
     /// None when the address never reaches it.
     pub recipient: Option<String>,
-    /// `local`, `relay`, `trash`, `not_ours`, `unknown`, `bad_address` or `temporary`.
+    /// `local`, `relay`, `trash`, `not_ours`, `unknown`, `over_quota`, `bad_address` or
+    /// `temporary`.
     pub outcome: &'static str,
     /// Why, for everything but `local`.
     pub reason: Option<String>,
@@ -31,8 +32,11 @@ pub struct Explanation {
     pub smtp_reply: Option<String>,
     /// For `relay`: the address the mail is passed on to.
     pub relay_to: Option<String>,
-    /// For `local`: the delivery.
+    /// For `local` and `over_quota`: the delivery.
     pub local: Option<Local>,
+    /// `over_quota` refuses for good (`[quota] over_quota = "permanent"`).
+    #[serde(skip)]
+    pub permanent: bool,
 }
 
 /// A local delivery, as qmail-local would be told.
@@ -70,6 +74,7 @@ impl Explanation {
         match self.outcome {
             "local" | "relay" | "trash" => 0,
             "temporary" => 111,
+            "over_quota" if !self.permanent => 111,
             _ => 100,
         }
     }
@@ -96,11 +101,14 @@ impl Resolver for crate::engine::Engine {
 
 /// Explain `address`. `postmaster_domain` is whose postmaster a bare `Postmaster` is
 /// (`daemon::postmaster_domain`); `local` resolves as `turnmail deliver` does.
+/// `over_quota`: what `[quota] over_quota` makes of a full mailbox (None: no look at
+/// `maildirsize` at all, for tests of the rest).
 pub fn explain(
     engine: &dyn Resolver,
     address: &str,
     postmaster_domain: &str,
     local: bool,
+    over_quota: Option<crate::quota::OverQuota>,
 ) -> Explanation {
     let mut e = Explanation {
         address: address.to_string(),
@@ -110,6 +118,7 @@ pub fn explain(
         smtp_reply: None,
         relay_to: None,
         local: None,
+        permanent: false,
     };
     let recipient = if local {
         address.as_bytes().to_vec()
@@ -167,7 +176,23 @@ pub fn explain(
         }
         Ok(Resolution::Local(t)) => {
             e.local = Some(local_of(&t));
-            ("local", texts::recipient_ok())
+            // As the SMTP listener looks at RCPT (and delivery would find it).
+            let full = over_quota
+                .and_then(|o| crate::quota::enforce::over_at_rcpt(&t).map(|(md, u)| (o, md, u)));
+            match full {
+                Some((o, md, u)) => {
+                    e.permanent = o == crate::quota::OverQuota::Permanent;
+                    e.reason = Some(format!(
+                        "{} is over its quota: {} bytes and {} messages of {}",
+                        md.display(),
+                        u.bytes,
+                        u.messages,
+                        u.limits
+                    ));
+                    ("over_quota", texts::over_quota(&shown, e.permanent))
+                }
+                None => ("local", texts::recipient_ok()),
+            }
         }
     };
     e.outcome = outcome;
@@ -220,6 +245,7 @@ pub fn render(e: &Explanation) -> String {
         "trash" => "accepted and discarded",
         "not_ours" => "not ours",
         "unknown" => "unknown mailbox",
+        "over_quota" => "mailbox over quota",
         "temporary" => "temporary failure",
         _ => "bad address",
     };
@@ -320,7 +346,7 @@ mod tests {
 
     #[test]
     fn paths_and_addresses_are_text() {
-        let e = explain(&Fake, "joe@example.com", "example.com", false);
+        let e = explain(&Fake, "joe@example.com", "example.com", false, None);
         assert_eq!(e.exit_code(), 0);
         let t = render(&e);
         assert!(t.contains("line 1: Maildir ./joe/Maildir/"), "{t}");
@@ -335,25 +361,31 @@ mod tests {
 
     #[test]
     fn smtp_path_handling_comes_first() {
-        let e = explain(&Fake, "@ext.test:joe@example.com", "example.com", false);
+        let e = explain(
+            &Fake,
+            "@ext.test:joe@example.com",
+            "example.com",
+            false,
+            None,
+        );
         assert_eq!(e.outcome, "local");
         assert_eq!(e.recipient.as_deref(), Some("joe@example.com"));
-        let e = explain(&Fake, "<joe@example.com>", "example.com", false);
+        let e = explain(&Fake, "<joe@example.com>", "example.com", false, None);
         assert_eq!(e.outcome, "local");
-        let e = explain(&Fake, "Postmaster", "example.com", false);
+        let e = explain(&Fake, "Postmaster", "example.com", false, None);
         assert_eq!(e.recipient.as_deref(), Some("postmaster@example.com"));
         assert_eq!(e.exit_code(), 0);
-        let e = explain(&Fake, "joe", "example.com", false);
+        let e = explain(&Fake, "joe", "example.com", false, None);
         assert_eq!((e.outcome, e.exit_code()), ("bad_address", 100));
         assert_eq!(
             e.smtp_reply.as_deref(),
             Some("501 5.1.3 Bad address syntax")
         );
-        let e = explain(&Fake, "x@elsewhere.example", "example.com", false);
+        let e = explain(&Fake, "x@elsewhere.example", "example.com", false, None);
         assert_eq!(e.outcome, "not_ours");
         assert!(e.smtp_reply.unwrap().starts_with("553 5.7.1"));
         // --local: as `turnmail deliver`, no rcpthosts, no SMTP reply.
-        let e = explain(&Fake, "x@elsewhere.example", "example.com", true);
+        let e = explain(&Fake, "x@elsewhere.example", "example.com", true, None);
         assert_eq!((e.outcome, e.smtp_reply), ("relay", None));
     }
 }

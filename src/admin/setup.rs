@@ -24,6 +24,8 @@ pub struct Listeners {
     pub pop3: Vec<SocketAddr>,
     pub pop3s: Vec<SocketAddr>,
     pub odmr: Vec<SocketAddr>,
+    pub submission: Vec<SocketAddr>,
+    pub submissions: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +108,13 @@ fn settings(
                     "# {t}\n# (POP3S needs a certificate: [tls] below, or tls/cert.pem and tls/key.pem\n# in the root, `turnmail tls selfsigned` for testing; then uncomment this)"
                 ))
             }
+            ("submission", "listen") if !l.submission.is_empty() => {
+                Some(format!("listen = {}", list(&l.submission)))
+            }
+            // Asked for by address: the certificate may be in the root's tls/.
+            ("submissions", "listen") if !l.submissions.is_empty() => {
+                Some(format!("listen = {}", list(&l.submissions)))
+            }
             ("submissions", "listen") if tls.is_none() => Some(format!(
                 "# {t}\n# (port 465 needs a certificate, as POP3S does; then uncomment this)"
             )),
@@ -144,10 +153,12 @@ fn settings(
     check(&c.pop3.listen, &l.pop3, "POP3")?;
     check(&c.pop3.listen_tls, &l.pop3s, "POP3S")?;
     check(&c.odmr.listen, &l.odmr, "ODMR")?;
+    check(&c.submission.listen, &l.submission, "submission")?;
+    check(&c.submissions.listen, &l.submissions, "submissions")?;
     if c.user != user || (tls.is_some() && c.tls.cert.is_none()) {
         return Err("the settings made are not the ones asked for".into());
     }
-    if tls.is_none() && !c.submissions.listen.is_empty() {
+    if tls.is_none() && l.submissions.is_empty() && !c.submissions.listen.is_empty() {
         return Err("the settings made listen on port 465 without a certificate".into());
     }
     if tls.is_none() && l.pop3s.is_empty() && !c.pop3.listen_tls.is_empty() {

@@ -98,13 +98,15 @@ pub async fn handle(
         let _ = stream.shutdown().await;
         return;
     }
-    let address_grant = match shared
-        .access
-        .at_connect(peer.ip(), &shared.flusher.sites().sites)
-    {
+    let name = shared.access.client_name(peer.ip()).await;
+    let address_grant = match shared.access.at_connect(
+        peer.ip(),
+        name.as_deref(),
+        &shared.flusher.sites().sites,
+    ) {
         AtConnect::Deny { line } => {
             shared.metrics.refused(label, "tcp_rules");
-            tracing::info!(target: "smtp", client = %peer, "refused connection: tcp.smtp line {line} denies it");
+            tracing::info!(target: "smtp", client = %peer, name = name.as_deref().unwrap_or(""), "refused connection: tcp.smtp line {line} denies it");
             let reply = crate::smtp::texts::access_denied(&shared.hostname);
             super::wire::write_all(&mut stream, &reply.to_bytes()).await;
             let _ = stream.shutdown().await;

@@ -23,8 +23,11 @@ pub struct AccountTexts {
     pub quota: Vec<u8>,
 }
 
+/// One text of [`AccountTexts`].
+pub type Field = fn(&AccountTexts) -> &Vec<u8>;
+
 /// Which text lives in which file, relative to the mail root.
-pub const FILES: [(&str, fn(&AccountTexts) -> &Vec<u8>); 6] = [
+pub const FILES: [(&str, Field); 6] = [
     ("users/assign", |t| &t.assign),
     ("users/poppasswd", |t| &t.poppasswd),
     ("users/secrets", |t| &t.secrets),

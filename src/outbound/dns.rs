@@ -103,6 +103,28 @@ impl Dns {
         }
     }
 
+    /// The client's name as tcpserver -p finds it: the first PTR name of `ip`, kept
+    /// only when that name's addresses include `ip` (a PTR record alone is whatever
+    /// the owner of the address block wrote). No name on any failure, as tcpserver
+    /// leaves TCPREMOTEHOST unset.
+    pub async fn client_name(&self, ip: IpAddr) -> Option<String> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let found = self.resolver.reverse_lookup(ip).await.ok()?;
+        let name = found.answers().iter().find_map(|r| match &r.data {
+            RData::PTR(p) => Some(p.0.to_utf8()),
+            _ => None,
+        })?;
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if name.is_empty() || name.parse::<IpAddr>().is_ok() {
+            return None;
+        }
+        let confirmed = self.addresses(&name).await.ok()?.contains(&ip);
+        confirmed.then_some(name)
+    }
+
     /// A host's addresses (an IP literal is its own address).
     pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
         let bare = host.trim_start_matches('[').trim_end_matches(']');

@@ -122,7 +122,14 @@ pub struct Access {
     pub sender_check: SenderCheck,
     /// `[smtp] auth_relay`.
     pub auth_relay_on_25: bool,
+    /// `[relay] dns`: the servers client names are asked of, for `=host` rules.
+    dns_servers: Vec<String>,
+    /// The resolver for client names, made when a rule first needs one.
+    names: std::sync::OnceLock<Option<crate::outbound::dns::Dns>>,
 }
+
+/// How long a client's name may take before the connection goes on without one.
+const NAME_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The tcp.smtp file of a root.
 pub fn tcp_rules_path(root: &Path, config: &Config) -> PathBuf {
@@ -158,15 +165,37 @@ impl Access {
             limits: limits::Limits::new(config.submission_limits.clone()),
             sender_check: config.relay_access.sender_check,
             auth_relay_on_25: config.smtp.auth_relay,
+            dns_servers: config.relay.dns.clone(),
+            names: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The client's confirmed reverse name, looked up only when a tcp.smtp rule names
+    /// clients (as tcpserver -p would set TCPREMOTEHOST); None otherwise, or when DNS
+    /// fails or is slower than [`NAME_TIMEOUT`].
+    pub async fn client_name(&self, ip: IpAddr) -> Option<String> {
+        if !self.tcp_rules.get().names_clients() {
+            return None;
+        }
+        let dns = self.names.get_or_init(|| {
+            crate::outbound::dns::Dns::new(&self.dns_servers)
+                .map_err(|e| tracing::warn!(target: "smtp", "tcp.smtp names clients, but there is no resolver: {e}"))
+                .ok()
+        });
+        let dns = dns.as_ref()?;
+        tokio::time::timeout(NAME_TIMEOUT, dns.client_name(ip))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The address grants of a client connecting from `ip`, first match in this order:
     /// a tcp.smtp rule (whose `deny` ends the connection), a site's relay networks,
     /// a POP-before-SMTP record.
-    pub fn at_connect(&self, ip: IpAddr, sites: &[Site]) -> AtConnect {
+    /// `name` is the client's confirmed name ([`Access::client_name`]).
+    pub fn at_connect(&self, ip: IpAddr, name: Option<&str>, sites: &[Site]) -> AtConnect {
         let rules = self.tcp_rules.get();
-        match rules.lookup(ip) {
+        match rules.lookup_named(ip, name) {
             tcprules::Verdict::Deny { line } => return AtConnect::Deny { line },
             tcprules::Verdict::Allow { relay: true, line } => {
                 return AtConnect::Go(Some(Grant::TcpRule { line }));

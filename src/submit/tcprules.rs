@@ -5,15 +5,19 @@
 //! address is an IPv4 or IPv6 address (`192.0.2.7`, `::1`), a prefix ending in a dot
 //! (`192.0.2.`, `10.`) or, for IPv6, in a colon (`2001:db8:`), a range in its last
 //! component (`192.0.2.37-43`, `10.1-3.`, which tcprules expands into one rule
-//! each), `=host` or `=.domain` (reverse names), `info@address` (ident), or empty (every
-//! client). As tcprules does, the first rule for an address wins.
+//! each), `=host`, `=.domain` or `=` (the client's name: `=` alone is any client that
+//! has one), `info@address` (ident), or empty (every client). As tcprules does, the
+//! first rule for an address wins.
 //!
-//! The lookup is tcpserver's: the client's address as written, then shorter and
-//! shorter prefixes of it ending in a dot (IPv4) or a colon (IPv6, compressed form as
-//! RFC 5952 writes it), then the empty address. Reverse-name and ident rules would be
-//! tried by tcpserver in between, but the daemon looks up neither, so they never
-//! match; `turnmail check` says so for each one. IPv4-mapped IPv6 clients are looked
-//! up as IPv4.
+//! The lookup is tcpserver's: the client's address as written, then `=NAME`, then
+//! shorter and shorter prefixes of the address ending in a dot (IPv4) or a colon (IPv6,
+//! compressed form as RFC 5952 writes it), then shorter and shorter suffixes of the name
+//! starting with a dot (`=.example.com`), then `=`, then the empty address. NAME is the
+//! client's reverse name as tcpserver -p finds it: looked up only when some rule names
+//! one, and kept only when it resolves back to the client's address (the daemon's
+//! `client_name`), so a PTR record alone cannot claim a rule. Ident rules never match:
+//! the daemon does not ask the client's ident, and `turnmail check` says so. IPv4-mapped
+//! IPv6 clients are looked up as IPv4.
 //!
 //! What the daemon does with a rule: `deny` refuses the connection (421 and close,
 //! where tcpserver drops it without a word: a person testing sees why); `allow` with
@@ -119,21 +123,44 @@ impl Rules {
         self.by_address.is_empty()
     }
 
-    /// The rule tcpserver would follow for `ip` (no reverse name, no ident).
+    /// Some rule is for client names (`=...`): the client's name is worth looking up.
+    pub fn names_clients(&self) -> bool {
+        self.by_address.keys().any(|k| k.starts_with('='))
+    }
+
+    /// The rule tcpserver would follow for `ip` with no name (no ident either).
     pub fn lookup(&self, ip: IpAddr) -> Verdict {
+        self.lookup_named(ip, None)
+    }
+
+    /// The rule tcpserver would follow for `ip` whose confirmed reverse name is `name`.
+    pub fn lookup_named(&self, ip: IpAddr, name: Option<&str>) -> Verdict {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
         let text = ip.to_string();
         let sep = if ip.is_ipv4() { '.' } else { ':' };
-        let found = self.by_address.get(&text).or_else(|| {
-            text.char_indices()
-                .rev()
-                .filter(|&(_, c)| c == sep)
-                .find_map(|(i, _)| self.by_address.get(&text[..=i]))
-                .or_else(|| self.by_address.get(""))
-        });
+        let name = name.map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+        let named = |key: &str| self.by_address.get(&format!("={key}"));
+        let found = self
+            .by_address
+            .get(&text)
+            .or_else(|| name.as_deref().and_then(named))
+            .or_else(|| {
+                text.char_indices()
+                    .rev()
+                    .filter(|&(_, c)| c == sep)
+                    .find_map(|(i, _)| self.by_address.get(&text[..=i]))
+            })
+            .or_else(|| {
+                let n = name.as_deref()?;
+                n.char_indices()
+                    .filter(|&(_, c)| c == '.')
+                    .find_map(|(i, _)| named(&n[i..]))
+                    .or_else(|| named(""))
+            })
+            .or_else(|| self.by_address.get(""));
         match found {
             None => Verdict::NoRule,
             Some(r) if r.allow => Verdict::Allow {
@@ -209,10 +236,6 @@ fn parse_line(raw: &str, line: usize) -> Result<Parsed, String> {
         warnings.push(
             "ident (info@address) rules never match: turnmail does not ask the client's ident"
                 .into(),
-        );
-    } else if address.starts_with('=') {
-        warnings.push(
-            "reverse-name (=host) rules never match: turnmail does not look up client names".into(),
         );
     }
     let addresses = expand(address)?;
@@ -333,10 +356,67 @@ mod tests {
         let (r, lints) = Rules::parse(
             b"1.2.3.4\n1.2.3.4:permit\n1.2.3.4:allow,X\n1.2.3.4:allow,X=\"open\n1.2-3.4:allow\n1.2.3.9-2:allow\n=host.example:allow\n",
         );
-        assert!(r.is_empty() || r.len() == 1, "{r:?}");
+        assert_eq!(r.len(), 1, "{r:?}");
         let errors: Vec<usize> = lints.iter().filter(|l| l.error).map(|l| l.line).collect();
         assert_eq!(errors, vec![1, 2, 3, 4, 5, 6]);
-        assert!(lints.iter().any(|l| l.line == 7 && !l.error));
+        assert!(lints.iter().all(|l| l.error), "{lints:?}");
+        let (_, lints) = Rules::parse(b"joe@1.2.3.4:allow\n");
+        assert!(
+            lints
+                .iter()
+                .any(|l| l.line == 1 && !l.error && l.message.contains("ident"))
+        );
+    }
+
+    #[test]
+    fn names_come_between_address_and_prefixes_and_suffixes_after_them() {
+        let (r, lints) = Rules::parse(
+            b"192.0.2.7:deny\n\
+              =mx.Customer.example:allow,RELAYCLIENT=\"\"\n\
+              192.0.2.:deny\n\
+              =.customer.example:allow,RELAYCLIENT=\"\"\n\
+              =.example:deny\n\
+              =:allow\n\
+              :deny\n",
+        );
+        assert!(lints.is_empty(), "{lints:?}");
+        assert!(r.names_clients());
+        let relay = |line| Verdict::Allow { relay: true, line };
+        let named = |a: &str, n: Option<&str>| r.lookup_named(ip(a), n);
+        // The address itself comes first, then the exact name, before any prefix.
+        assert_eq!(
+            named("192.0.2.7", Some("mx.customer.example")),
+            Verdict::Deny { line: 1 }
+        );
+        assert_eq!(named("192.0.2.8", Some("MX.customer.example.")), relay(2));
+        // Prefixes of the address before suffixes of the name.
+        assert_eq!(
+            named("192.0.2.8", Some("other.customer.example")),
+            Verdict::Deny { line: 3 }
+        );
+        // The longest suffix wins, starting with a dot.
+        assert_eq!(
+            named("198.51.100.1", Some("a.b.customer.example")),
+            relay(4)
+        );
+        assert_eq!(
+            named("198.51.100.1", Some("host.example")),
+            Verdict::Deny { line: 5 }
+        );
+        // A name no suffix covers: `=`; no name at all: the empty address.
+        let any_named = Verdict::Allow {
+            relay: false,
+            line: 6,
+        };
+        assert_eq!(named("198.51.100.1", Some("host.test")), any_named);
+        assert_eq!(named("198.51.100.1", None), Verdict::Deny { line: 7 });
+        // A suffix matches at a dot only: `customer.example` itself is not `.customer.example`.
+        assert_eq!(
+            named("198.51.100.1", Some("xcustomer.example")),
+            Verdict::Deny { line: 5 }
+        );
+        let (plain, _) = Rules::parse(b"127.:allow\n");
+        assert!(!plain.names_clients());
     }
 
     proptest! {

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod dnsmasq;
+pub mod pg;
 pub mod sink;
 pub mod spool;
 

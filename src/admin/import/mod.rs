@@ -38,6 +38,10 @@ pub enum ImportCmd {
         /// DIR/valias.txt when present.
         #[arg(long, value_name = "FILE")]
         valias: Option<PathBuf>,
+        /// The old host's users/assign (e.g. /var/qmail/users/assign): its lines that
+        /// vaddaliasdomain wrote become alias domains.
+        #[arg(long, value_name = "FILE")]
+        assign: Option<PathBuf>,
         /// Read and report everything, write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -71,8 +75,9 @@ pub fn run(root: &Path, cmd: ImportCmd) -> Result<Report> {
         ImportCmd::Vpopmail {
             from,
             valias,
+            assign,
             dry_run,
-        } => vpopmail::run(root, &from, valias.as_deref(), dry_run)?,
+        } => vpopmail::run(root, &from, valias.as_deref(), assign.as_deref(), dry_run)?,
         ImportCmd::Qmail {
             from,
             sites,

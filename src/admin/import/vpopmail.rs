@@ -4,8 +4,12 @@
 //! file names (the POP UIDLs) stay exactly where they are; the new domain home
 //! `ROOT/domains/DOMAIN` gets a `.qmail-NAME` pointing at that Maildir by absolute path.
 //! The domain's `.qmail-*` files (aliases, and the `.qmail-default` that runs
-//! vdelivermail) and a valias text export become forwarding files; program lines other
-//! than vdelivermail, quotas and per-user flags are reported, not mapped.
+//! vdelivermail) and a valias text export become forwarding files; quotas become
+//! `users/quota` lines and `maildirsize` headers; program lines other than vdelivermail
+//! and per-user flags are reported, not mapped. Alias domains (vaddaliasdomain) become
+//! turnmail alias domains: those the old host's `users/assign` routes to another
+//! domain's directory (`--assign`, its `+alias-:real:...:/home/vpopmail/domains/real:-::`
+//! lines) and domain directories that are symbolic links to another one.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -24,6 +28,77 @@ use crate::qmail::dotqmail::Instruction;
 struct VDomain {
     name: String,
     dir: PathBuf,
+}
+
+/// Alias domains found: (alias, target), both vpopmail's names.
+type AliasPairs = Vec<(String, String)>;
+
+/// Split off the domains whose directory is a symbolic link to another domain's: they
+/// are alias domains of it, not domains of their own with the same mailboxes.
+fn split_linked(domains: Vec<VDomain>) -> (Vec<VDomain>, AliasPairs) {
+    let canon = |d: &VDomain| d.dir.canonicalize().ok();
+    let real: Vec<(PathBuf, String)> = domains
+        .iter()
+        .filter(|d| !d.dir.is_symlink())
+        .filter_map(|d| canon(d).map(|c| (c, d.name.clone())))
+        .collect();
+    let mut kept = Vec::new();
+    let mut pairs = Vec::new();
+    for d in domains {
+        let target = if d.dir.is_symlink() {
+            canon(&d).and_then(|c| real.iter().find(|(rc, _)| *rc == c).map(|(_, n)| n.clone()))
+        } else {
+            None
+        };
+        match target {
+            Some(t) if t != d.name => pairs.push((d.name, t)),
+            _ => kept.push(d),
+        }
+    }
+    (kept, pairs)
+}
+
+/// The alias domains of the old host's users/assign: `+NEW-` wildcard lines whose home
+/// is the directory of an imported domain other than NEW.
+fn assign_aliases(assign: &Path, domains: &[VDomain], report: &mut Report) -> Result<AliasPairs> {
+    let text = crate::fsutil::read_limited(assign, 1 << 30).map_err(io_at(assign))?;
+    let entries = crate::qmail::assign::parse(&text).map_err(|e| AdminError::BadFile {
+        path: assign.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let dirs: Vec<(PathBuf, &str)> = domains
+        .iter()
+        .filter_map(|d| d.dir.canonicalize().ok().map(|c| (c, d.name.as_str())))
+        .collect();
+    let mut pairs = Vec::new();
+    for e in entries
+        .iter()
+        .filter(|e| e.kind == crate::qmail::assign::AssignKind::Wildcard)
+    {
+        let Some(prefix) = e.local.strip_suffix(b"-") else {
+            continue;
+        };
+        let Ok(new) = names::domain(&String::from_utf8_lossy(prefix)) else {
+            continue;
+        };
+        let home = layout::bytes_path(&e.home);
+        let Some((_, target)) = home
+            .canonicalize()
+            .ok()
+            .and_then(|h| dirs.iter().find(|(d, _)| *d == h))
+        else {
+            continue;
+        };
+        if new != *target && !domains.iter().any(|d| d.name == new) {
+            pairs.push((new, target.to_string()));
+        }
+    }
+    report.found(format!(
+        "{} alias domain(s) in {}",
+        pairs.len(),
+        assign.display()
+    ));
+    Ok(pairs)
 }
 
 /// Domains under DIR/domains, including vpopmail's hashed layout for many domains
@@ -184,10 +259,26 @@ fn read_valias(
     Ok(out)
 }
 
-pub fn run(root: &Path, from: &Path, valias: Option<&Path>, dry_run: bool) -> Result<Report> {
+pub fn run(
+    root: &Path,
+    from: &Path,
+    valias: Option<&Path>,
+    assign: Option<&Path>,
+    dry_run: bool,
+) -> Result<Report> {
     let mut report = Report::new(&format!("vpopmail {}", from.display()), dry_run);
-    let vdomains = find_domains(from, &mut report)?;
+    let (vdomains, mut alias_domains) = split_linked(find_domains(from, &mut report)?);
     report.found(format!("{} domain(s) with a vpasswd file", vdomains.len()));
+    match assign {
+        Some(a) => alias_domains.extend(assign_aliases(a, &vdomains, &mut report)?),
+        None => report.warn(
+            "no --assign: alias domains that vaddaliasdomain wrote into users/assign are not \
+             looked for (pass the old host's, e.g. --assign /var/qmail/users/assign)"
+                .to_string(),
+        ),
+    }
+    alias_domains.sort();
+    alias_domains.dedup();
     let valias_path = valias
         .map(Path::to_path_buf)
         .or_else(|| Some(from.join("valias.txt")).filter(|p| p.is_file()));
@@ -213,6 +304,7 @@ pub fn run(root: &Path, from: &Path, valias: Option<&Path>, dry_run: bool) -> Re
         })
         .sum();
     let mut progress = Progress::new("import vpopmail", total_lines);
+    let mut imported: Vec<String> = Vec::new();
     for vd in &vdomains {
         let d = &vd.name;
         if let Err(e) = domain::check_free(&edit, d) {
@@ -381,6 +473,7 @@ pub fn run(root: &Path, from: &Path, valias: Option<&Path>, dry_run: bool) -> Re
             home.display()
         ));
         total_users += users;
+        imported.push(d.clone());
         if dry_run {
             continue;
         }
@@ -414,6 +507,22 @@ pub fn run(root: &Path, from: &Path, valias: Option<&Path>, dry_run: bool) -> Re
         edit.commit()?;
         for (_, l, md) in &quotas {
             crate::quota::disk::set_limits(md, l).map_err(io_at(md))?;
+        }
+    }
+    for (new, target) in alias_domains {
+        if !imported.contains(&target) {
+            report.unmapped(format!(
+                "alias domain {new} of {target}: {target} was not imported"
+            ));
+            continue;
+        }
+        if dry_run {
+            report.mapped(format!("alias domain {new} of {target}"));
+            continue;
+        }
+        match crate::admin::aliasdomain::add(root, &new, &target) {
+            Ok(_) => report.mapped(format!("alias domain {new} of {target}")),
+            Err(e) => report.unmapped(format!("alias domain {new} of {target}: {e}")),
         }
     }
     report.found(format!("{total_users} mailbox(es) mapped in total"));

@@ -237,7 +237,7 @@ fn noisy(lines: Vec<String>, noise: Vec<u8>) -> String {
     for (i, l) in lines.into_iter().enumerate() {
         match noise.get(i).copied().unwrap_or(0) % 5 {
             1 => out.push_str("# a comment: here\n"),
-            2 => out.push_str("\n"),
+            2 => out.push('\n'),
             _ => {}
         }
         out.push_str(&l);
