@@ -419,3 +419,32 @@ fn two_daemons_on_one_root_and_database_see_the_same_edits() {
         });
     }
 }
+
+#[test]
+fn an_edit_that_raced_another_stores_and_writes_nothing() {
+    use turnmail::admin::edit::{Edit, Kind};
+    let Some((d, pg)) = db_root() else { return };
+    let pw_path = d.root.join("users/poppasswd");
+    let before = std::fs::read(&pw_path).unwrap();
+    let mut edit = Edit::begin(&d.root).unwrap();
+    // Reads answer from the database, not the file.
+    std::fs::write(&pw_path, "").unwrap();
+    let text = edit.read_or_empty(&pw_path).unwrap();
+    assert!(String::from_utf8_lossy(&text).contains("joe@example.com:"));
+    let mut new = text.clone();
+    new.extend_from_slice(b"raced@example.com:x:1:/nonexistent\n");
+    edit.stage(&pw_path, new, 0o640, Kind::Poppasswd);
+    // Another node's editor commits meanwhile.
+    pg.psql("UPDATE turnmail_state SET version = version + 1");
+    let e = edit.commit().unwrap_err();
+    assert!(e.to_string().contains("changed meanwhile"), "{e}");
+    assert_eq!(turnmail::admin::exit_code(&e), 111);
+    assert_eq!(std::fs::read(&pw_path).unwrap(), b"", "no export written");
+    let o = ok(&d, &["user", "list"]);
+    assert!(!o.contains("raced@"), "{o}");
+    // The next edit reads the database afresh and goes through.
+    std::fs::write(&pw_path, before).unwrap();
+    let o = with_password(&d, &["user", "add", "ann@example.com"], "ann-secret-1");
+    assert!(o.status.success(), "{o:?}");
+    assert!(ok(&d, &["user", "list"]).contains("ann@example.com"));
+}

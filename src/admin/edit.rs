@@ -124,6 +124,18 @@ impl Edit {
     }
 
     pub fn begin_with_timeout(root: &Path, timeout: Duration) -> Result<Edit> {
+        Self::begin_on(root, timeout, true)
+    }
+
+    /// An edit of the root's files alone, even when turnmail.toml keeps the accounts
+    /// in PostgreSQL: the account files are read from and written to the root (cdbs
+    /// compiled), the database is not touched. For `turnmail db export`, which writes
+    /// what it read from the database.
+    pub fn begin_files(root: &Path) -> Result<Edit> {
+        Self::begin_on(root, DEFAULT_LOCK_TIMEOUT, false)
+    }
+
+    fn begin_on(root: &Path, timeout: Duration, database: bool) -> Result<Edit> {
         need_mail_root(root)?;
         let run = root.join("run");
         crate::owner::create_dirs(&run, 0o700).map_err(io_at(&run))?;
@@ -142,7 +154,11 @@ impl Edit {
         crate::owner::adopt_file(&file, &path).map_err(io_at(&path))?;
         let lock = lock_within(file, FlockArg::LockExclusiveNonblock, &path, timeout)?;
         // Read under the lock: an edit of this root that committed before is seen.
-        let db = DbAccounts::open(root)?;
+        let db = if database {
+            DbAccounts::open(root)?
+        } else {
+            None
+        };
         Ok(Edit {
             root: root.to_path_buf(),
             paths: Paths::new(root),

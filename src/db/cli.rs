@@ -301,7 +301,7 @@ pub const FILES: [(&str, u32, Kind); 6] = [
 /// and Dovecot's view rebuilt, owners kept): assign and virtualdomains before
 /// rcpthosts, so a daemon reading the files never accepts mail it cannot route.
 pub fn write_root(to: &Path, texts: &AccountTexts) -> Result<(), crate::admin::AdminError> {
-    let mut edit = Edit::begin(to)?;
+    let mut edit = Edit::begin_files(to)?;
     for (rel, mode, kind) in FILES {
         let text = match rel {
             "users/assign" => &texts.assign,
