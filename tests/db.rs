@@ -108,6 +108,26 @@ fn init_twice_changes_nothing_and_status_tells_the_versions() {
 }
 
 #[test]
+fn two_hosts_initialising_at_once_apply_each_step_once() {
+    let Some(pg) = Pg::start_new() else { return };
+    let d = demo_root();
+    let outs: Vec<std::process::Output> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| sc.spawn(|| db(&d.root, &pg, &["init"])))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in &outs {
+        assert!(o.status.success(), "{}", out(o));
+    }
+    assert_eq!(
+        pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM turnmail_schema"),
+        "1,2\n"
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM turnmail_state"), "1\n");
+}
+
+#[test]
 fn migrate_brings_an_older_schema_up_and_a_newer_one_is_refused() {
     let Some(pg) = Pg::start_new() else { return };
     let d = demo_root();
