@@ -536,7 +536,7 @@ fn mutate(r: &mut Records, rng: &mut common::Rng, step: usize) {
             r.routes.insert(
                 at,
                 Route {
-                    wildcard: n % 2 == 0,
+                    wildcard: n.is_multiple_of(2),
                     local: format!("r{n}-"),
                     user: "turnmail".into(),
                     uid: "107".into(),
@@ -554,7 +554,7 @@ fn mutate(r: &mut Records, rng: &mut common::Rng, step: usize) {
         2 => {
             let login = format!("U{n}@Example.com");
             let m = Mailbox {
-                login: if n % 3 == 0 {
+                login: if n.is_multiple_of(3) {
                     login.to_ascii_lowercase()
                 } else {
                     login
@@ -580,13 +580,13 @@ fn mutate(r: &mut Records, rng: &mut common::Rng, step: usize) {
         }
         5 => {
             r.rcpthosts.insert(format!("d{}.example", n % 20));
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 r.rcpthosts.remove(&format!("d{}.example", (n + 1) % 20));
             }
         }
         6 => {
             let d = format!("d{}.example", n % 20);
-            let prefix = if n % 2 == 0 {
+            let prefix = if n.is_multiple_of(2) {
                 d.clone()
             } else {
                 "example.com".to_string()
@@ -595,10 +595,10 @@ fn mutate(r: &mut Records, rng: &mut common::Rng, step: usize) {
         }
         7 => {
             let l = Limits {
-                bytes: (n % 2 == 0).then_some(n + 1),
-                messages: (n % 3 == 0).then_some(step as u64 + 1),
+                bytes: (n.is_multiple_of(2)).then_some(n + 1),
+                messages: (n.is_multiple_of(3)).then_some(step as u64 + 1),
             };
-            if n % 4 == 0 {
+            if n.is_multiple_of(4) {
                 r.domain_quotas.insert(format!("d{}.example", n % 20), l);
             } else {
                 r.mailbox_quotas.insert(format!("u{n}@example.com"), l);
@@ -608,7 +608,7 @@ fn mutate(r: &mut Records, rng: &mut common::Rng, step: usize) {
             if let Some(k) = r.mailbox_quotas.keys().next().cloned() {
                 r.mailbox_quotas.remove(&k);
             }
-            if n % 2 == 0
+            if n.is_multiple_of(2)
                 && let Some(k) = r.domains.keys().next().cloned()
             {
                 r.domains.remove(&k);
