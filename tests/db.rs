@@ -108,6 +108,26 @@ fn init_twice_changes_nothing_and_status_tells_the_versions() {
 }
 
 #[test]
+fn two_hosts_initialising_at_once_apply_each_step_once() {
+    let Some(pg) = Pg::start_new() else { return };
+    let d = demo_root();
+    let outs: Vec<std::process::Output> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| sc.spawn(|| db(&d.root, &pg, &["init"])))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in &outs {
+        assert!(o.status.success(), "{}", out(o));
+    }
+    assert_eq!(
+        pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM turnmail_schema"),
+        "1,2\n"
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM turnmail_state"), "1\n");
+}
+
+#[test]
 fn migrate_brings_an_older_schema_up_and_a_newer_one_is_refused() {
     let Some(pg) = Pg::start_new() else { return };
     let d = demo_root();
@@ -501,5 +521,129 @@ fn a_stopped_database_is_unavailable_at_once_and_service_resumes_when_it_is_back
     assert_eq!(rt.block_on(kept.commit(v, &t)).unwrap(), 2);
     sink.wait_for("the change after the outage", Duration::from_secs(1), |s| {
         s.last_version() == Some(2)
+    });
+}
+
+/// One random edit of `r`: a record of some table added, changed or removed.
+fn mutate(r: &mut Records, rng: &mut common::Rng, step: usize) {
+    use turnmail::db::model::{Mailbox, Route};
+    use turnmail::quota::spec::Limits;
+    let n = rng.range(0, 1000);
+    match rng.range(0, 9) {
+        0 => {
+            // A route inserted anywhere moves the ones after it.
+            let at = rng.range(0, r.routes.len() as u64 + 1) as usize;
+            r.routes.insert(
+                at,
+                Route {
+                    wildcard: n.is_multiple_of(2),
+                    local: format!("r{n}-"),
+                    user: "turnmail".into(),
+                    uid: "107".into(),
+                    gid: "110".into(),
+                    home: format!("/h/{n}"),
+                    dash: "-".into(),
+                    ext: String::new(),
+                },
+            );
+        }
+        1 if !r.routes.is_empty() => {
+            let at = rng.range(0, r.routes.len() as u64) as usize;
+            r.routes.remove(at);
+        }
+        2 => {
+            let login = format!("U{n}@Example.com");
+            let m = Mailbox {
+                login: if n.is_multiple_of(3) {
+                    login.to_ascii_lowercase()
+                } else {
+                    login
+                },
+                hash: format!("$1$s{step}$h"),
+                owner: "turnmail".into(),
+                home: format!("/h/u{n}"),
+            };
+            r.mailboxes.insert(m.login.to_ascii_lowercase(), m);
+        }
+        3 if !r.mailboxes.is_empty() => {
+            let k = r
+                .mailboxes
+                .keys()
+                .nth(n as usize % r.mailboxes.len())
+                .cloned()
+                .unwrap();
+            r.mailboxes.remove(&k);
+        }
+        4 => {
+            r.secrets
+                .insert(format!("u{n}@example.com"), format!("s{step}"));
+        }
+        5 => {
+            r.rcpthosts.insert(format!("d{}.example", n % 20));
+            if n.is_multiple_of(3) {
+                r.rcpthosts.remove(&format!("d{}.example", (n + 1) % 20));
+            }
+        }
+        6 => {
+            let d = format!("d{}.example", n % 20);
+            let prefix = if n.is_multiple_of(2) {
+                d.clone()
+            } else {
+                "example.com".to_string()
+            };
+            r.domains.insert(d, prefix);
+        }
+        7 => {
+            let l = Limits {
+                bytes: (n.is_multiple_of(2)).then_some(n + 1),
+                messages: (n.is_multiple_of(3)).then_some(step as u64 + 1),
+            };
+            if n.is_multiple_of(4) {
+                r.domain_quotas.insert(format!("d{}.example", n % 20), l);
+            } else {
+                r.mailbox_quotas.insert(format!("u{n}@example.com"), l);
+            }
+        }
+        _ => {
+            if let Some(k) = r.mailbox_quotas.keys().next().cloned() {
+                r.mailbox_quotas.remove(&k);
+            }
+            if n.is_multiple_of(2)
+                && let Some(k) = r.domains.keys().next().cloned()
+            {
+                r.domains.remove(&k);
+            }
+        }
+    }
+}
+
+#[test]
+fn any_series_of_commits_loads_back_as_committed() {
+    let Some(pg) = Pg::start_new() else { return };
+    let d = populated_root();
+    db_ok(&d.root, &pg, &["init"]);
+    db_ok(&d.root, &pg, &["import"]);
+    let mut rng = common::Rng::new("db commits");
+    let s = settings(&pg);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = Store::connect(&s).await.unwrap();
+        let (mut r, mut v) = store.load_records().await.unwrap();
+        for step in 0..60 {
+            for _ in 0..rng.range(1, 4) {
+                mutate(&mut r, &mut rng, step);
+            }
+            let nv = store.commit_records(v, &r).await.unwrap();
+            let (back, bv) = store.load_records().await.unwrap();
+            assert_eq!(bv, nv);
+            assert_eq!(back, r, "step {step}");
+            // The texts a reader gets say the same.
+            let (texts, _) = store.load().await.unwrap();
+            assert_eq!(Records::from_texts(&texts).unwrap(), r, "step {step}");
+            v = nv;
+        }
     });
 }

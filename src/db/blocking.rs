@@ -72,4 +72,32 @@ mod tests {
         );
         assert!(t.elapsed() < std::time::Duration::from_secs(3));
     }
+
+    #[test]
+    fn a_server_that_never_answers_is_unavailable_within_the_connect_timeout() {
+        let d = tempfile::tempdir().unwrap();
+        // Accepts connections and never says a word.
+        let l = std::os::unix::net::UnixListener::bind(d.path().join(".s.PGSQL.5432")).unwrap();
+        let held = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            for c in l.incoming().take(4) {
+                conns.push(c);
+            }
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        });
+        let s = PgSettings {
+            connect_timeout_secs: 1,
+            ..PgSettings::with_url(&format!("host={} dbname=x user=x", d.path().display()))
+        };
+        let t = std::time::Instant::now();
+        let e = with_store(&s, |s| async move { s.version().await }).unwrap_err();
+        assert!(e.is_temporary(), "{e}");
+        let took = t.elapsed();
+        assert!(
+            took >= std::time::Duration::from_millis(900)
+                && took < std::time::Duration::from_secs(4),
+            "{took:?}"
+        );
+        drop(held);
+    }
 }

@@ -257,11 +257,14 @@ fn case(s: &str, flip: bool) -> String {
     }
 }
 
+/// A poppasswd line's login, hash, owner and home.
+type AccountFields = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// What each text means to its readers, as comparable values.
 #[derive(Debug, PartialEq)]
 struct Meaning {
     assign: Vec<(bool, Vec<Vec<u8>>)>,
-    poppasswd: BTreeMap<Vec<u8>, (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)>,
+    poppasswd: BTreeMap<Vec<u8>, AccountFields>,
     secrets: BTreeMap<Vec<u8>, Vec<u8>>,
     rcpthosts: Vec<Vec<u8>>,
     virtualdomains: BTreeMap<Vec<u8>, Vec<u8>>,
