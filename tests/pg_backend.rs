@@ -295,6 +295,9 @@ fn every_face_answers_from_the_database_and_edits_arrive_by_notify() {
     // The edit exported the files, and the database holds the account.
     let exported = std::fs::read_to_string(d.root.join("users/poppasswd")).unwrap();
     assert!(exported.contains("ann@example.com:"), "{exported}");
+    // Dovecot's passwd-file view follows the export.
+    let dovecot = std::fs::read_to_string(d.root.join("users/dovecot-passwd")).unwrap();
+    assert!(dovecot.contains("ann@example.com:"), "{dovecot}");
     assert!(!d.root.join("users/poppasswd.cdb").exists());
     assert_eq!(
         smtp(&daemon, "ann@example.com", "to ann").get(..3),

@@ -81,3 +81,29 @@ pub fn follow(
         Arc::new(Sink(engine)),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sink_installs_and_tables_not_vouched_for_are_loaded_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let texts = AccountTexts {
+            rcpthosts: b"example.com\n".to_vec(),
+            ..AccountTexts::default()
+        };
+        let engine = Arc::new(
+            Engine::open_with_texts(dir.path(), Config::default(), texts.clone(), 3).unwrap(),
+        );
+        let sink = Sink(engine.clone());
+        assert_eq!(sink.installed_version(), Some(3));
+        sink.unavailable("database down".into());
+        assert!(engine.available().is_err());
+        // Whatever its version, an unusable copy is loaded again.
+        assert_eq!(sink.installed_version(), None);
+        sink.install(texts, 4);
+        assert!(engine.available().is_ok());
+        assert_eq!(sink.installed_version(), Some(4));
+    }
+}
