@@ -340,7 +340,14 @@ impl Edit {
                 mode,
                 kind,
             };
-            self.write(&export, readers, false, &mut done)?;
+            if let Err(e) = self.write(&export, readers, false, &mut done) {
+                // The database has the edit (so running the command again is wrong):
+                // only its copy in the root is behind.
+                return Err(AdminError::Invalid(format!(
+                    "the accounts are stored in the database (version {version}), but \
+                     writing their export failed: {e}; `turnmail db export` writes it again"
+                )));
+            }
         }
         for s in self.staged[first..].iter().filter(|s| !db.holds(&s.path)) {
             self.write(s, readers, false, &mut done)?;
