@@ -451,3 +451,29 @@ fn an_edit_that_raced_another_stores_and_writes_nothing() {
     assert!(o.status.success(), "{o:?}");
     assert!(ok(&d, &["user", "list"]).contains("ann@example.com"));
 }
+
+#[test]
+fn sighup_loads_the_accounts_again() {
+    let Some((d, pg)) = db_root() else { return };
+    let daemon = Daemon::start(&d.root);
+    let pw = password(&d);
+    assert_eq!(pop(&daemon, "joe@example.com", &pw).0, 0);
+    // A change made behind turnmail's back: no version bump, no notification.
+    pg.psql("DELETE FROM mailboxes WHERE login = 'joe@example.com'");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        pop(&daemon, "joe@example.com", &pw).0,
+        0,
+        "the copy is kept"
+    );
+    let pid = nix::unistd::Pid::from_raw(daemon.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    within(
+        "the deleted mailbox is refused",
+        Duration::from_secs(2),
+        || {
+            let (code, out) = pop(&daemon, "joe@example.com", &pw);
+            code == 3 && !out.contains("SYS/TEMP")
+        },
+    );
+}

@@ -69,17 +69,36 @@ impl CacheSink for Sink {
     }
 }
 
-/// Spawn the follower on the current runtime; it runs until the task is aborted.
+/// Spawn the follower on the current runtime, and a task that loads the accounts
+/// again on SIGHUP (the operator's "reload now", as for the files); both run until
+/// their tasks are aborted.
 pub fn follow(
     store: Store,
     settings: PgSettings,
     engine: Arc<Engine>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(crate::db::cache::follow(
-        store,
-        settings,
-        Arc::new(Sink(engine)),
-    ))
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let sink = Arc::new(Sink(engine));
+    vec![
+        tokio::spawn(reload_on_hangup(store.clone(), sink.clone())),
+        tokio::spawn(crate::db::cache::follow(store, settings, sink)),
+    ]
+}
+
+async fn reload_on_hangup(store: Store, sink: Arc<Sink>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match store.load().await {
+            Ok((texts, version)) => {
+                tracing::info!(target: "engine", version, "SIGHUP: accounts loaded from the database");
+                sink.install(texts, version);
+            }
+            // The follower decides about staleness; one failed load changes nothing.
+            Err(e) => tracing::error!(target: "engine", "SIGHUP: loading the accounts: {e}"),
+        }
+    }
 }
 
 #[cfg(test)]

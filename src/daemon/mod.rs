@@ -331,8 +331,8 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
         let follower = store
             .map(|s| accounts_db::follow(s, shared.config.postgres.clone(), shared.engine.clone()));
         let r = serve(shared, listeners, on_listening).await;
-        if let Some(f) = follower {
-            f.abort();
+        for task in follower.into_iter().flatten() {
+            task.abort();
         }
         r
     })
