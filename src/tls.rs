@@ -145,3 +145,37 @@ pub fn site_connector() -> io::Result<tokio_rustls::TlsConnector> {
         .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
 }
+
+/// A TLS connector that verifies the server's certificate and name against the
+/// public roots (webpki-roots) and, when given, the PEM certificates of `extra`: for a
+/// server that is sent a password.
+pub fn verified_connector(extra: Option<&Path>) -> io::Result<tokio_rustls::TlsConnector> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra {
+        let mut n = 0;
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?
+        {
+            let cert = cert.map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(io::Error::other(format!(
+                "{}: no certificate in it",
+                path.display()
+            )));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
+}

@@ -88,7 +88,7 @@ fn init_twice_changes_nothing_and_status_tells_the_versions() {
     let Some(pg) = Pg::start_new() else { return };
     let d = demo_root();
     let first = db_ok(&d.root, &pg, &["init"]);
-    assert!(first.contains("applied step 1, 2"), "{first}");
+    assert!(first.contains("applied step 1, 2, 3"), "{first}");
     let again = db_ok(&d.root, &pg, &["init"]);
     assert!(again.contains("nothing to do"), "{again}");
     let st = db_ok(&d.root, &pg, &["status"]);
@@ -100,7 +100,7 @@ fn init_twice_changes_nothing_and_status_tells_the_versions() {
         st.contains("mailboxes: 0") && st.contains("reachable: yes"),
         "{st}"
     );
-    assert_eq!(pg.psql("SELECT count(*) FROM turnmail_schema"), "2\n");
+    assert_eq!(pg.psql("SELECT count(*) FROM turnmail_schema"), "3\n");
     let js = db_ok(&d.root, &pg, &["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(js.trim()).unwrap();
     assert_eq!(v["schema_version"], schema::LATEST);
@@ -122,7 +122,7 @@ fn two_hosts_initialising_at_once_apply_each_step_once() {
     }
     assert_eq!(
         pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM turnmail_schema"),
-        "1,2\n"
+        "1,2,3\n"
     );
     assert_eq!(pg.psql("SELECT count(*) FROM turnmail_state"), "1\n");
 }
@@ -158,7 +158,7 @@ fn migrate_brings_an_older_schema_up_and_a_newer_one_is_refused() {
         out(&o)
     );
     let m = db_ok(&d.root, &pg, &["migrate"]);
-    assert!(m.contains("applied step 2"), "{m}");
+    assert!(m.contains("applied step 2, 3"), "{m}");
     // The rows stayed, the views of step 2 are there.
     assert_eq!(
         pg.psql("SELECT login, quota_source FROM accounts"),
@@ -326,6 +326,26 @@ fn commits_write_differences_and_a_stale_base_is_a_conflict() {
             .iter()
             .any(|r| matches!(r, Err(DbError::Conflict { .. })))
     );
+    // An operator's SQL moves the version on too: an editor that read before it is
+    // refused instead of writing over it.
+    let (t, v) = store(&pg, move |s: Store| async move { s.load().await }).unwrap();
+    pg.psql("INSERT INTO rcpthosts VALUES ('sql.example')");
+    assert_eq!(
+        pg.psql("SELECT version FROM turnmail_state"),
+        format!("{}\n", v + 1)
+    );
+    let e = store(&pg, move |s: Store| async move { s.commit(v, &t).await }).unwrap_err();
+    assert_eq!(
+        e,
+        DbError::Conflict {
+            base: v,
+            current: v + 1
+        }
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM rcpthosts WHERE name = 'sql.example'"),
+        "1\n"
+    );
 }
 
 /// A sink that records what the follower tells it.
@@ -412,9 +432,9 @@ fn a_commit_is_announced_and_installed_by_a_follower_within_a_second() {
         Records::from_texts(&t).unwrap()
     );
     assert!(sink.unavailable.lock().unwrap().is_empty());
-    // An operator's SQL with a NOTIFY of its own is followed too.
+    // An operator's SQL is announced by the tables' triggers and followed too.
     drop(installs);
-    pg.psql("BEGIN; DELETE FROM mailboxes WHERE login = 'new@example.com'; UPDATE turnmail_state SET version = version + 1; NOTIFY turnmail_accounts, '3'; COMMIT;");
+    pg.psql("DELETE FROM mailboxes WHERE login = 'new@example.com'");
     sink.wait_for("the operator's change", Duration::from_secs(1), |s| {
         s.last_version() == Some(3)
     });

@@ -349,3 +349,210 @@ fn required_tls_without_starttls_is_deferred_not_sent_in_clear() {
         "{log}"
     );
 }
+
+/// A CA and a certificate it signed for 127.0.0.1, made with openssl: (ca.pem,
+/// cert.pem, key.pem).
+fn ca_and_leaf(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl");
+        assert!(o.status.success(), "openssl {args:?}: {o:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Test ISP CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=smarthost.test",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
+#[test]
+fn an_authenticated_smarthost_gets_the_login_only_under_verified_tls() {
+    // The provider's relay: another turnmail, whose submission port wants AUTH, with a
+    // certificate from a private CA.
+    let up = demo_root();
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_leaf(certs.path());
+    for (from, to) in [(&cert, "tls/cert.pem"), (&key, "tls/key.pem")] {
+        let dst = up.root.join(to);
+        std::fs::copy(from, &dst).unwrap();
+        if common::is_root() {
+            let mu = common::mail_user();
+            std::os::unix::fs::chown(&dst, Some(mu.uid), Some(mu.gid)).unwrap();
+        }
+    }
+    let closed = free_port();
+    common::config(
+        &up,
+        &format!("[relay]\nsmarthost = \"127.0.0.1:{closed}\"\ninterval_secs = 3600\n"),
+    );
+    let upstream = Daemon::start(&up.root);
+    let (user, pw) = (up.report.login.clone(), up.report.password.clone());
+
+    // This host: remote mail goes to the relay with the login; no CA configured yet.
+    let d = demo_root();
+    forward(
+        &d,
+        "out",
+        &["friend@remote.example", "other@remote.example"],
+    );
+    let relay = |ca: &str| {
+        format!(
+            "[relay]\nsmarthost = \"127.0.0.1:{}\"\nsmarthost_user = \"{user}\"\nsmarthost_password = \"{pw}\"\n{ca}interval_secs = 1\nretry_secs = 1\ntimeout_secs = 10\n",
+            upstream.submission.port()
+        )
+    };
+    common::config(&d, &relay(""));
+    let mut daemon = Daemon::start(&d.root);
+    let mut c = daemon.connect();
+    assert!(c.reply().starts_with("220"));
+    c.cmd("EHLO client.example");
+    // The relay lets the account send as itself only.
+    assert!(c.cmd(&format!("MAIL FROM:<{user}>")).starts_with("250"));
+    assert!(c.cmd("RCPT TO:<out@example.com>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    assert!(
+        c.cmd("Subject: via the ISP\r\n\r\nbody\r\n.")
+            .starts_with("250")
+    );
+    c.cmd("QUIT");
+    let up_queue = |root: &std::path::Path| -> Vec<String> {
+        ["new", "cur"]
+            .iter()
+            .flat_map(|s| {
+                std::fs::read_dir(root.join("queue").join(s))
+                    .into_iter()
+                    .flatten()
+            })
+            .flatten()
+            .map(|e| String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned())
+            .collect()
+    };
+    // The relay's certificate is not from a public CA: nothing is sent, the login
+    // never leaves, the mail stays queued.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(up_queue(&up.root).is_empty(), "{}", upstream.log_text());
+    let log = daemon.log_text();
+    assert!(
+        log.contains("certificate") || log.contains("UnknownIssuer"),
+        "{log}"
+    );
+    assert!(
+        !upstream.log_text().contains("AUTH"),
+        "{}",
+        upstream.log_text()
+    );
+    let queued: usize = ["new", "cur"]
+        .iter()
+        .map(|s| {
+            std::fs::read_dir(d.root.join("queue").join(s))
+                .map(|r| r.count())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(queued, 2);
+    // Told the provider's CA: STARTTLS, AUTH, both recipients in one transaction.
+    daemon.terminate();
+    common::config(
+        &d,
+        &relay(&format!("smarthost_ca = \"{}\"\n", ca.display())),
+    );
+    let daemon = Daemon::start(&d.root);
+    let start = Instant::now();
+    while up_queue(&up.root).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not relayed:\n{}\n---\n{}",
+            daemon.log_text(),
+            upstream.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = up_queue(&up.root);
+    assert_eq!(got.len(), 2, "{got:?}");
+    for m in &got {
+        assert!(m.contains("with ESMTPSA"), "{m}");
+        assert!(m.contains(&format!("authenticated as {user}")), "{m}");
+        assert!(m.contains("Subject: via the ISP"), "{m}");
+    }
+    // One transaction: the relay queued the two recipients as one group.
+    let group = |m: &str| m.lines().next().unwrap_or("").to_string();
+    assert!(
+        group(&got[0]).starts_with("X-Turnmail-Group:"),
+        "{}",
+        got[0]
+    );
+    assert_eq!(group(&got[0]), group(&got[1]));
+    let start = Instant::now();
+    while up_queue(&d.root).len()
+        + ["new", "cur"]
+            .iter()
+            .map(|s| {
+                std::fs::read_dir(d.root.join("queue").join(s))
+                    .map(|r| r.count())
+                    .unwrap_or(0)
+            })
+            .sum::<usize>()
+        > 0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

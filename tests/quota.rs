@@ -545,6 +545,12 @@ fn dovecot_given_turnmails_quota_rule_keeps_the_same_header() {
     let limits = turnmail::quota::table::account_quota(&d.root, JOE).unwrap();
     let rule = limits.dovecot_rule().expect("a rule");
     assert_eq!(rule, "*:bytes=204800:messages=7");
+    // The passwd-file's fields carry 2.4's limits too, which 2.3 leaves alone.
+    let fields = turnmail::dovecot::passwd_file::limits_fields(&limits).expect("fields");
+    assert!(
+        fields.contains("userdb_quota_storage_size=204800B"),
+        "{fields}"
+    );
     let work = tempfile::Builder::new()
         .prefix("turnmail-quota-dovecot")
         .tempdir()
@@ -554,7 +560,7 @@ fn dovecot_given_turnmails_quota_rule_keeps_the_same_header() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let dc = Dovecot::start(&d, work.path(), &format!("userdb_quota_rule={rule}"));
+    let dc = Dovecot::start(&d, work.path(), &fields);
     let q = dc.quota();
     let s = q.iter().find(|r| r.0 == "STORAGE").expect("STORAGE row");
     let m = q.iter().find(|r| r.0 == "MESSAGE").expect("MESSAGE row");

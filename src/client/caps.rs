@@ -16,6 +16,9 @@ pub struct Capabilities {
     pub eightbitmime: bool,
     pub starttls: bool,
     pub enhanced_status_codes: bool,
+    /// SASL mechanisms offered (`AUTH PLAIN LOGIN`, or the old `AUTH=` form).
+    pub auth_plain: bool,
+    pub auth_login: bool,
 }
 
 impl Capabilities {
@@ -27,7 +30,24 @@ impl Capabilities {
             let Some(keyword) = words.next() else {
                 continue;
             };
-            match keyword.to_ascii_uppercase().as_str() {
+            let keyword = keyword.to_ascii_uppercase();
+            // Some servers still write `AUTH=PLAIN LOGIN` (before RFC 2554's form).
+            if let Some(first) = keyword.strip_prefix("AUTH=") {
+                for m in
+                    std::iter::once(first.to_string()).chain(words.map(|w| w.to_ascii_uppercase()))
+                {
+                    caps.auth_plain |= m == "PLAIN";
+                    caps.auth_login |= m == "LOGIN";
+                }
+                continue;
+            }
+            match keyword.as_str() {
+                "AUTH" => {
+                    for m in words.by_ref() {
+                        caps.auth_plain |= m.eq_ignore_ascii_case("PLAIN");
+                        caps.auth_login |= m.eq_ignore_ascii_case("LOGIN");
+                    }
+                }
                 "PIPELINING" => caps.pipelining = true,
                 "CHUNKING" => caps.chunking = true,
                 // A limit that does not parse is treated as "no limit stated".
@@ -75,8 +95,12 @@ mod tests {
                 eightbitmime: true,
                 starttls: true,
                 enhanced_status_codes: true,
+                auth_plain: true,
+                auth_login: false,
             }
         );
+        let old = Capabilities::from_ehlo(&reply(&["mx", "AUTH=login plain"]));
+        assert!(old.auth_login && old.auth_plain);
     }
 
     #[test]

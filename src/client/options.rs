@@ -62,6 +62,24 @@ impl Default for Window {
     }
 }
 
+/// A login for AUTH (RFC 4954) to a relay that wants one (an ISP's smarthost). Sent
+/// only under TLS; never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Credentials {{ user: {:?}, password: <hidden> }}",
+            self.user
+        )
+    }
+}
+
 /// Everything a flush session needs besides the stream and the messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientOptions {
@@ -73,6 +91,9 @@ pub struct ClientOptions {
     /// Use PIPELINING / CHUNKING when offered (off: for interop trouble and benches).
     pub pipelining: bool,
     pub chunking: bool,
+    /// AUTH PLAIN (or LOGIN when that is all the server offers) after STARTTLS, before
+    /// any MAIL; a session without TLS or without AUTH offered sends no mail.
+    pub auth: Option<Credentials>,
 }
 
 impl ClientOptions {
@@ -84,6 +105,7 @@ impl ClientOptions {
             window: Window::default(),
             pipelining: true,
             chunking: true,
+            auth: None,
         }
     }
 }

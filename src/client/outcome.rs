@@ -52,6 +52,12 @@ pub enum SessionError {
     NoTlsUpgrade,
     #[error("server is closing the connection: {0}")]
     Closing(Reply),
+    #[error("a login is configured but the session is not under TLS: the password is not sent")]
+    AuthNeedsTls,
+    #[error("a login is configured but the server offers neither AUTH PLAIN nor AUTH LOGIN")]
+    AuthUnavailable,
+    #[error("AUTH failed: {0}")]
+    AuthRefused(Reply),
     #[error("protocol violation: {0}")]
     Protocol(#[from] ProtocolError),
     #[error("timed out {0}")]

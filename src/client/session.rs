@@ -111,6 +111,7 @@ enum Expect {
     Ehlo,
     Helo,
     StartTls,
+    Auth(AuthStep),
     Quit,
     /// RSET in front of message `usize`.
     Rset(usize),
@@ -131,6 +132,7 @@ impl Expect {
             Expect::Ehlo => "waiting for the reply to EHLO",
             Expect::Helo => "waiting for the reply to HELO",
             Expect::StartTls => "waiting for the reply to STARTTLS",
+            Expect::Auth(_) => "waiting for the reply to AUTH",
             Expect::Quit => "waiting for the reply to QUIT",
             Expect::Rset(_) => "waiting for the reply to RSET",
             Expect::Msg(_, Step::Mail) => "waiting for the reply to MAIL",
@@ -140,6 +142,19 @@ impl Expect {
             Expect::Msg(_, Step::Bdat(_)) => "waiting for the reply to BDAT",
         }
     }
+}
+
+/// Where an AUTH exchange is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthStep {
+    /// `AUTH PLAIN <initial response>` sent: 235 or a refusal.
+    Plain,
+    /// `AUTH LOGIN` sent: 334 for the user name.
+    Login,
+    /// The user name sent: 334 for the password.
+    LoginUser,
+    /// The password sent: 235 or a refusal.
+    LoginPassword,
 }
 
 #[derive(Debug)]

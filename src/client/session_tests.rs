@@ -367,3 +367,90 @@ mod prop {
         }
     }
 }
+
+/// Greeting, EHLO, STARTTLS and the EHLO under TLS (answered with `ehlo_tls`), for a
+/// session with a login.
+fn under_tls_with_login(ehlo_tls: &[u8]) -> Session {
+    let mut o = opts(TlsPolicy::Required);
+    o.auth = Some(super::Credentials {
+        user: "me@isp.example".into(),
+        password: "s3cret".into(),
+    });
+    let mut s = Session::new(&o);
+    s.feed(b"220 hi\r\n");
+    written(&mut s);
+    s.feed(EHLO_ALL);
+    assert_eq!(written(&mut s), "STARTTLS\r\n");
+    s.feed(b"220 go\r\n");
+    assert_eq!(s.next_action(), Action::StartTls);
+    s.tls_established();
+    assert_eq!(s.next_action(), Action::Write);
+    assert_eq!(written(&mut s), "EHLO me.example\r\n");
+    s.feed(ehlo_tls);
+    s
+}
+
+#[test]
+fn auth_plain_after_starttls_before_any_mail() {
+    let mut s = under_tls_with_login(b"250-fake\r\n250-PIPELINING\r\n250 AUTH LOGIN PLAIN\r\n");
+    assert_eq!(s.next_action(), Action::Write);
+    // base64 of "\0me@isp.example\0s3cret"
+    assert_eq!(
+        written(&mut s),
+        "AUTH PLAIN AG1lQGlzcC5leGFtcGxlAHMzY3JldA==\r\n"
+    );
+    assert!(matches!(s.next_action(), Action::Read(_)));
+    s.feed(b"235 2.7.0 ok\r\n");
+    assert_eq!(s.next_action(), Action::NextMessage);
+    assert!(
+        format!(
+            "{:?}",
+            super::Credentials {
+                user: "u".into(),
+                password: "s3cret".into()
+            }
+        )
+        .contains("hidden")
+    );
+}
+
+#[test]
+fn auth_login_when_it_is_all_the_server_offers() {
+    let mut s = under_tls_with_login(b"250-fake\r\n250 AUTH=LOGIN\r\n");
+    assert_eq!(written(&mut s), "AUTH LOGIN\r\n");
+    s.feed(b"334 VXNlcm5hbWU6\r\n");
+    assert_eq!(s.next_action(), Action::Write);
+    assert_eq!(written(&mut s), "bWVAaXNwLmV4YW1wbGU=\r\n");
+    s.feed(b"334 UGFzc3dvcmQ6\r\n");
+    assert_eq!(s.next_action(), Action::Write);
+    assert_eq!(written(&mut s), "czNjcmV0\r\n");
+    s.feed(b"235 ok\r\n");
+    assert_eq!(s.next_action(), Action::NextMessage);
+}
+
+#[test]
+fn a_refused_or_impossible_login_sends_no_mail() {
+    let mut s = under_tls_with_login(b"250-fake\r\n250 AUTH PLAIN\r\n");
+    written(&mut s);
+    s.feed(b"535 5.7.8 bad credentials\r\n");
+    assert!(matches!(error(&mut s), Some(SessionError::AuthRefused(r)) if r.code == 535));
+    assert_eq!(written(&mut s), "QUIT\r\n");
+
+    let mut s = under_tls_with_login(b"250-fake\r\n250 PIPELINING\r\n");
+    assert!(matches!(error(&mut s), Some(SessionError::AuthUnavailable)));
+    assert_eq!(written(&mut s), "QUIT\r\n");
+
+    // A login without TLS: the password never goes out in clear text.
+    let mut o = opts(TlsPolicy::Off);
+    o.auth = Some(super::Credentials {
+        user: "u".into(),
+        password: "p".into(),
+    });
+    let mut s = Session::new(&o);
+    s.feed(b"220 hi\r\n");
+    written(&mut s);
+    s.feed(b"250-fake\r\n250 AUTH PLAIN\r\n");
+    assert!(matches!(error(&mut s), Some(SessionError::AuthNeedsTls)));
+    let out = written(&mut s);
+    assert_eq!(out, "QUIT\r\n");
+}

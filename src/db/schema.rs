@@ -17,7 +17,10 @@
 //!
 //! Views for an operator's SQL: `accounts` (a mailbox with its domain, effective quota
 //! and where it comes from, and whether it has a secret) and `alias_domains`
-//! (alias → target, by the rule of `engine/aliasdomains.rs`).
+//! (alias → target, by the rule of `engine/aliasdomains.rs`). An operator may also
+//! change the tables by SQL: a trigger on each bumps the version and notifies once per
+//! statement (turnmail's own commits set `turnmail.writer` and bump it once), so every
+//! daemon reloads and an editor that read the older version gets a conflict.
 //!
 //! Not in the database: `.qmail` alias files, sites (site.toml, RELAYHOST, spools),
 //! Maildirs and the other control files stay on the mail root's file system.
@@ -48,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "operator views",
         sql: include_str!("migrations/0002_views.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "changes by SQL announced",
+        sql: include_str!("migrations/0003_change_triggers.sql"),
     },
 ];
 

@@ -211,6 +211,10 @@ impl Store {
                     current,
                 });
             }
+            // The tables' triggers leave the version to this commit (schema step 3).
+            tx.batch_execute("SET LOCAL turnmail.writer = 'on'")
+                .await
+                .map_err(self.pg())?;
             let old = self.read_all(&tx).await?;
             if !self.write_differences(&tx, &old, new).await? {
                 return Ok(current);

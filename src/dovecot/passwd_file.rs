@@ -9,7 +9,8 @@
 //!
 //! Line format (Dovecot's passwd-file: `user:password:uid:gid:gecos:home:shell:extra`):
 //! `login:{CRYPT}hash:uid:gid::home::extra`, logins lowercased (Dovecot lowercases the
-//! login it looks up with its default `auth_username_format`). The Maildir location is
+//! login it looks up with its default `auth_username_format`); `extra` carries the
+//! account's quota in the fields of both versions ([`quota_fields`]). The Maildir location is
 //! left to the configuration (`mail_location` in 2.3, `mail_driver`/`mail_path` in 2.4,
 //! see `contrib/`), since the two versions name it differently. Left out: accounts
 //! without a hash, owned by root or by an owner that does not resolve (turnmail refuses
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::engine::accounts::{self, AccountLine, Owner};
 use crate::engine::aliasdomains::{self, AliasMap};
 use crate::engine::readers::{self, ReaderGroup};
+use crate::quota::spec::Limits;
 use crate::quota::table::Table;
 
 /// The file's name under `users/`.
@@ -32,13 +34,27 @@ pub fn path(root: &Path) -> PathBuf {
     root.join("users").join(FILE_NAME)
 }
 
-/// The Dovecot quota rule of an account (`userdb_quota_rule`, `*:bytes=N:messages=N`),
-/// from its limits in `users/quota` (its own line, else its domain's default).
-pub fn quota_rule(quotas: &Table, login: &[u8]) -> Option<String> {
-    quotas
-        .effective(&String::from_utf8_lossy(login))
-        .0
-        .dovecot_rule()
+/// The userdb extra fields of an account's quota, from its limits in `users/quota` (its
+/// own line, else its domain's default): Dovecot 2.3's `quota_rule`
+/// (`*:bytes=N:messages=N`) and 2.4's `quota_storage_size` / `quota_message_count`.
+/// Each version ignores the other's fields, and both need theirs: without limits from
+/// its userdb, 2.4 rewrites the `maildirsize` header to "no limit" (2.3 would take the
+/// header's limits instead).
+pub fn quota_fields(quotas: &Table, login: &[u8]) -> Option<String> {
+    limits_fields(&quotas.effective(&String::from_utf8_lossy(login)).0)
+}
+
+/// [`quota_fields`] of given limits (None for no limits).
+pub fn limits_fields(limits: &Limits) -> Option<String> {
+    let rule = limits.dovecot_rule()?;
+    let mut fields = format!("userdb_quota_rule={rule}");
+    if let Some(b) = limits.bytes {
+        fields.push_str(&format!(" userdb_quota_storage_size={b}B"));
+    }
+    if let Some(c) = limits.messages {
+        fields.push_str(&format!(" userdb_quota_message_count={c}"));
+    }
+    Some(fields)
 }
 
 /// The text of the file: one line per account, then one per account of each alias
@@ -76,9 +92,8 @@ pub fn render(
         out.extend_from_slice(format!(":{}:{}::", o.uid, o.gid).as_bytes());
         out.extend_from_slice(&a.home);
         out.extend_from_slice(b"::");
-        if let Some(rule) = quota_rule(quotas, quota_of) {
-            out.extend_from_slice(b"userdb_quota_rule=");
-            out.extend_from_slice(rule.as_bytes());
+        if let Some(fields) = quota_fields(quotas, quota_of) {
+            out.extend_from_slice(fields.as_bytes());
         }
         out.push(b'\n');
     };
@@ -187,11 +202,11 @@ mod tests {
         assert_eq!(
             body,
             [
-                "joe@example.com:{CRYPT}$6$s$h:8:12::/m/example.com/joe::userdb_quota_rule=*:bytes=10485760:messages=1000",
-                "ann@example.com:{CRYPT}$6$a$a:8:12::/m/example.com/ann::userdb_quota_rule=*:bytes=5000000",
+                "joe@example.com:{CRYPT}$6$s$h:8:12::/m/example.com/joe::userdb_quota_rule=*:bytes=10485760:messages=1000 userdb_quota_storage_size=10485760B userdb_quota_message_count=1000",
+                "ann@example.com:{CRYPT}$6$a$a:8:12::/m/example.com/ann::userdb_quota_rule=*:bytes=5000000 userdb_quota_storage_size=5000000B",
                 "sue@example.net:{CRYPT}$6$n$n:8:12::/m/example.net/sue::",
-                "joe@alias.example:{CRYPT}$6$s$h:8:12::/m/example.com/joe::userdb_quota_rule=*:bytes=10485760:messages=1000",
-                "ann@alias.example:{CRYPT}$6$a$a:8:12::/m/example.com/ann::userdb_quota_rule=*:bytes=5000000",
+                "joe@alias.example:{CRYPT}$6$s$h:8:12::/m/example.com/joe::userdb_quota_rule=*:bytes=10485760:messages=1000 userdb_quota_storage_size=10485760B userdb_quota_message_count=1000",
+                "ann@alias.example:{CRYPT}$6$a$a:8:12::/m/example.com/ann::userdb_quota_rule=*:bytes=5000000 userdb_quota_storage_size=5000000B",
             ]
         );
     }

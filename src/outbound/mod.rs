@@ -36,9 +36,13 @@ use serde::{Deserialize, Serialize};
 pub struct RelayConfig {
     /// `host[:port]` all remote mail goes to when smtproutes names no route.
     pub smarthost: Option<String>,
-    /// Credentials for the smarthost (AUTH PLAIN/LOGIN, only over TLS).
+    /// Credentials for the smarthost (AUTH PLAIN/LOGIN, only over TLS whose
+    /// certificate is verified: the public roots, or `smarthost_ca`).
     pub smarthost_user: Option<String>,
     pub smarthost_password: Option<String>,
+    /// PEM certificates trusted for the smarthost besides the public roots (a
+    /// provider's private CA); relative paths are under the mail root.
+    pub smarthost_ca: Option<std::path::PathBuf>,
     /// Require TLS to the smarthost (otherwise STARTTLS when offered).
     pub smarthost_require_tls: bool,
     /// Recipient domains whose mail is never sent in clear text: without STARTTLS
@@ -74,6 +78,7 @@ impl Default for RelayConfig {
             smarthost: None,
             smarthost_user: None,
             smarthost_password: None,
+            smarthost_ca: None,
             smarthost_require_tls: false,
             require_tls: Vec::new(),
             dns: Vec::new(),

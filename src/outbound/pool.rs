@@ -240,7 +240,13 @@ async fn session(
             .collect();
         cb(attempts);
     };
-    let report = match &ctx.connector {
+    // A login goes only to a server whose certificate checks out.
+    let connector = if opts.auth.is_some() {
+        &ctx.verified
+    } else {
+        &ctx.connector
+    };
+    let report = match connector {
         Some(c) => {
             let c = c.clone();
             let name =

@@ -15,9 +15,9 @@ use tokio::sync::mpsc;
 
 use super::dns::Dns;
 use super::pool::{Job, Pool, PoolStats};
-use super::route::{Destination, Route};
+use super::route::Destination;
 use super::settle::{self, Attempt, Settled};
-use super::transport::{self, Ctx};
+use super::transport::Ctx;
 use super::{RelayConfig, warn};
 use crate::deliver::{DeliverEnv, Message, Outcome, deliver_local};
 use crate::engine::{Engine, Resolution};
@@ -79,8 +79,6 @@ struct Group {
 struct Plan {
     local: Vec<(Spooled, Resolution)>,
     remote: Vec<Group>,
-    /// Sent one by one with lettre (a smarthost with credentials).
-    authenticated: Vec<(Spooled, Destination)>,
 }
 
 fn domain_of(rcpt: &[u8]) -> String {
@@ -119,11 +117,18 @@ impl QueueRunner {
                 None
             }
         };
+        let verified = cfg.smarthost_user.as_ref().and_then(|_| {
+            let ca = cfg.smarthost_ca.as_ref().map(|p| engine.paths().root.join(p));
+            crate::tls::verified_connector(ca.as_deref())
+                .map_err(|e| tracing::error!(target: "relay", "no verifying TLS client for the smarthost ({e}): its mail stays queued"))
+                .ok()
+        });
         let pool = Pool::new(Ctx {
             dns,
             helo: hostname.clone(),
             cfg: cfg.clone(),
             connector,
+            verified,
         });
         QueueRunner {
             engine,
@@ -235,10 +240,6 @@ impl QueueRunner {
         drop(tx);
         for (s, res) in plan.local {
             let attempt = self.attempt_local(&s, res).await;
-            self.finish(&[s], &[attempt], &mut report);
-        }
-        for (s, dest) in plan.authenticated {
-            let attempt = self.attempt_authenticated(&s, &dest).await;
             self.finish(&[s], &[attempt], &mut report);
         }
         while pending > 0 {
@@ -439,46 +440,16 @@ impl QueueRunner {
             }
         }
     }
-
-    async fn attempt_authenticated(&self, s: &Spooled, dest: &Destination) -> Attempt {
-        let body = match read_body(s) {
-            Ok(b) => b,
-            Err(e) => return Attempt::Temporary(e),
-        };
-        let Route::Hosts { hosts, .. } = &dest.route else {
-            return Attempt::Temporary("no smarthost".into());
-        };
-        let mut last = Attempt::Temporary("no host to try".into());
-        for (h, p) in hosts {
-            last = transport::send_one(
-                h,
-                *p,
-                &self.hostname,
-                &s.envelope.sender,
-                &s.envelope.recipient,
-                &body,
-                &self.cfg,
-                true,
-            )
-            .await;
-            if !matches!(last, Attempt::Temporary(_)) {
-                break;
-            }
-        }
-        last
-    }
 }
 
 /// What a group's files came to: the files, their attempts, what was done.
 type Outcomes = (Vec<Spooled>, Vec<Attempt>, Vec<Settled>);
 
 /// Sort the due files: local ones (with their resolution), remote ones grouped by
-/// message and destination (in the order of their first file), and those for an
-/// authenticated smarthost.
+/// message and destination (in the order of their first file).
 fn plan(engine: &Engine, cfg: &RelayConfig, due: Vec<Spooled>) -> Plan {
     let mut plan = Plan::default();
     let snap = engine.snapshot();
-    let authenticated = cfg.smarthost_user.is_some() && cfg.smarthost_password.is_some();
     let mut index: HashMap<(Vec<u8>, Vec<u8>, Destination), usize> = HashMap::new();
     for s in due {
         let res = match engine.resolve(&s.envelope.recipient, false) {
@@ -495,18 +466,6 @@ fn plan(engine: &Engine, cfg: &RelayConfig, due: Vec<Spooled>) -> Plan {
         }
         let domain = domain_of(&s.envelope.recipient);
         let dest = Destination::of(&snap.control.smtproutes, cfg, &domain);
-        if authenticated
-            && matches!(
-                dest.route,
-                Route::Hosts {
-                    smarthost: true,
-                    ..
-                }
-            )
-        {
-            plan.authenticated.push((s, dest));
-            continue;
-        }
         let token = s
             .envelope
             .group

@@ -3,9 +3,11 @@
 
 pub mod daemon;
 pub mod dnsmasq;
+pub mod mailclients;
 pub mod pg;
 pub mod sink;
 pub mod spool;
+pub mod trixie;
 
 use std::path::{Path, PathBuf};
 

@@ -8,7 +8,7 @@ use std::io;
 
 use super::super::flight::{Flight, Step};
 use super::super::{Capabilities, ProtocolError, Reply, ReplyParser, SessionError, TlsPolicy};
-use super::{Expect, Phase, Session, Txn};
+use super::{AuthStep, Expect, Phase, Session, Txn};
 
 impl Session {
     /// Bytes from the server.
@@ -142,7 +142,8 @@ impl Session {
             Expect::StartTls if self.opts.tls == TlsPolicy::Required => {
                 self.fail_quit(SessionError::StartTlsRefused(reply));
             }
-            Expect::StartTls => self.enter_mail(),
+            Expect::StartTls => self.after_tls(),
+            Expect::Auth(step) => self.on_auth_reply(step, reply),
             // Anything else after QUIT is a reply left over from earlier: out of step.
             Expect::Quit if matches!(reply.code, 221 | 421) => self.phase = Phase::Done,
             Expect::Quit => self.fail(
@@ -179,7 +180,53 @@ impl Session {
         } else if want_tls && self.opts.tls == TlsPolicy::Required {
             self.fail_quit(SessionError::TlsUnavailable);
         } else {
-            self.enter_mail();
+            self.after_tls();
+        }
+    }
+
+    /// TLS is settled: log in when a login is configured, then mail.
+    fn after_tls(&mut self) {
+        let Some(c) = self.opts.auth.clone() else {
+            return self.enter_mail();
+        };
+        if !self.tls_active {
+            return self.fail_quit(SessionError::AuthNeedsTls);
+        }
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        if self.caps.auth_plain {
+            // RFC 4616: no authorization identity, the user, the password.
+            let mut token = vec![0u8];
+            token.extend_from_slice(c.user.as_bytes());
+            token.push(0);
+            token.extend_from_slice(c.password.as_bytes());
+            let line = format!("AUTH PLAIN {}\r\n", b64(&token));
+            self.command(line.as_bytes(), Expect::Auth(AuthStep::Plain));
+        } else if self.caps.auth_login {
+            self.command(b"AUTH LOGIN\r\n", Expect::Auth(AuthStep::Login));
+        } else {
+            self.fail_quit(SessionError::AuthUnavailable);
+        }
+    }
+
+    fn on_auth_reply(&mut self, step: AuthStep, reply: Reply) {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let (user, password) = match &self.opts.auth {
+            Some(c) => (c.user.clone(), c.password.clone()),
+            None => (String::new(), String::new()),
+        };
+        match (step, reply.code) {
+            (AuthStep::Plain | AuthStep::LoginPassword, 235) => self.enter_mail(),
+            (AuthStep::Login, 334) => {
+                let line = format!("{}\r\n", b64(user.as_bytes()));
+                self.command(line.as_bytes(), Expect::Auth(AuthStep::LoginUser));
+            }
+            (AuthStep::LoginUser, 334) => {
+                let line = format!("{}\r\n", b64(password.as_bytes()));
+                self.command(line.as_bytes(), Expect::Auth(AuthStep::LoginPassword));
+            }
+            _ => self.fail_quit(SessionError::AuthRefused(reply)),
         }
     }
 
