@@ -99,7 +99,21 @@ pub fn check(root: &Path) -> Result<Vec<Finding>, Unusable> {
     check_dkim(root, &control, &mut out);
     check_relay_access(root, &config, &mut out);
     check_quotas(root, &paths, &mut out);
+    check_database(root, &config, &mut out);
     Ok(out.findings)
+}
+
+/// With the accounts in PostgreSQL: the database answers (the account files checked
+/// above are then its export).
+fn check_database(root: &Path, config: &Config, out: &mut Out) {
+    let info = crate::engine::backend::BackendInfo::ask(config);
+    if let Some(e) = info.error {
+        out.add(
+            &root.join("turnmail.toml"),
+            None,
+            format!("[accounts] backend = \"postgres\": {e}"),
+        );
+    }
 }
 
 /// tcp.smtp's bad and never-matching lines; listeners that cannot work.

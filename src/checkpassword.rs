@@ -617,7 +617,7 @@ fn run(root: Option<PathBuf>, args: Vec<OsString>, fd3: Option<std::os::fd::Owne
         tracing::error!(target: "checkpassword", "no mail root: pass --root DIR or set TURNMAIL_ROOT");
         return EXIT_TEMPORARY;
     };
-    let (engine, config) = match open_engine(&root) {
+    let (engine, config) = match open_engine(&root, &req.login) {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(target: "checkpassword", root = %root.display(), "{e}");
@@ -765,10 +765,24 @@ fn shared_throttle(root: &Path, config: &Config) -> Throttle<FileStore> {
 }
 
 /// Open the mail root's tables read-only, refusing a root that is not there (an
-/// unmounted or mistyped root must not look like "no such account").
-fn open_engine(root: &Path) -> Result<(Engine, Config), String> {
+/// unmounted or mistyped root must not look like "no such account"). With the
+/// accounts in PostgreSQL, only what `login` needs is read from the database (one
+/// short read-only transaction); a database that cannot answer is an error, which
+/// the caller turns into exit 111.
+fn open_engine(root: &Path, login: &[u8]) -> Result<(Engine, Config), String> {
     crate::mailroot::require(root).map_err(|e| e.to_string())?;
     let config = Config::load(root).map_err(|e| e.to_string())?;
+    if config.accounts.backend == crate::db::Backend::Postgres {
+        let login = login.to_vec();
+        let texts = crate::db::blocking::with_store(&config.postgres, move |s| async move {
+            s.load_for_login(&login).await
+        })
+        .map_err(|e| e.to_string())?;
+        // The texts of one login carry no version of their own.
+        let engine =
+            Engine::open_with_texts(root, config.clone(), texts, 0).map_err(|e| e.to_string())?;
+        return Ok((engine, config));
+    }
     let engine = Engine::open_readonly(root, config.clone()).map_err(|e| e.to_string())?;
     let paths = engine.paths();
     if paths.poppasswd.exists() && !paths.poppasswd_cdb.exists() {

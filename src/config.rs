@@ -48,6 +48,8 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// `[quota]`: what over-quota mailboxes answer, the warning level.
     pub quota: crate::quota::QuotaSettings,
+    /// `[postgres]`: the database of `[accounts] backend = "postgres"`.
+    pub postgres: crate::db::PgSettings,
 }
 
 impl Default for Config {
@@ -78,6 +80,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsSettings::default(),
             quota: crate::quota::QuotaSettings::default(),
+            postgres: crate::db::PgSettings::default(),
         }
     }
 }
@@ -334,6 +337,9 @@ pub struct AccountsSettings {
     /// them this group and mode 0640, and `turnmail check` accepts that. Unset: the
     /// cdb is 0640 with the mail user's group and the secrets 0600.
     pub reader_group: Option<String>,
+    /// Where the account records live: "files" (the root's qmail files) or
+    /// "postgres" (the `[postgres]` database; the files are then an export).
+    pub backend: crate::db::Backend,
 }
 
 /// `[flush]`: when and how much the daemon flushes.
@@ -577,9 +583,28 @@ mod tests {
         assert_eq!(c.default_delivery, d.default_delivery);
         assert_eq!(c.system_accounts, d.system_accounts);
         assert_eq!(c.log, d.log);
+        assert_eq!(c.accounts.backend, d.accounts.backend);
+        assert_eq!(c.postgres, d.postgres);
         // IPv4 and IPv6 wildcards side by side: IPv6 listeners are IPv6-only.
         assert_eq!(c.smtp.listen.len(), 2);
         assert!(c.smtp.listen[0].is_ipv4() && c.smtp.listen[1].is_ipv6());
+    }
+
+    #[test]
+    fn the_accounts_backend_and_postgres_settings_parse() {
+        let c = Config::parse(
+            "[accounts]\nbackend = \"postgres\"\n[postgres]\nurl = \"host=/run/pg dbname=mail\"\npool_size = 4\nmax_stale_secs = 10\ncheck_secs = 60\nconnect_timeout_secs = 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.accounts.backend, crate::db::Backend::Postgres);
+        assert_eq!(c.postgres.pool_size, 4);
+        assert_eq!(c.postgres.max_stale_secs, 10);
+        assert_eq!(
+            Config::default().accounts.backend,
+            crate::db::Backend::Files
+        );
+        assert!(Config::parse("[accounts]\nbackend = \"mysql\"").is_err());
+        assert!(Config::parse("[postgres]\nurll = \"x\"").is_err());
     }
 
     #[test]

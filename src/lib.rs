@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod datetime;
+pub mod db;
 pub mod deliver;
 pub mod dkim;
 pub mod dovecot;

@@ -206,6 +206,12 @@ enum Command {
         #[command(subcommand)]
         cmd: admin::queue::QueueCmd,
     },
+    /// The accounts database ([accounts] backend = "postgres"): init, migrate, status,
+    /// import (a mail root's account files), export (the files from the database).
+    Db {
+        #[command(subcommand)]
+        cmd: turnmail::db::cli::DbCmd,
+    },
     /// Move an existing qmail/vpopmail/checkpoppasswd host onto turnmail in place.
     Import {
         #[command(subcommand)]
@@ -422,7 +428,7 @@ fn become_mail_user(root: &Path) -> Result<(), String> {
 
 fn open_engine(root: &Path) -> Result<Engine, String> {
     let config = Config::load(root).map_err(|e| e.to_string())?;
-    let (engine, report) = Engine::open(root, config).map_err(|e| e.to_string())?;
+    let (engine, report) = Engine::open_configured(root, config).map_err(|e| e.to_string())?;
     for e in &report.errors {
         eprintln!("turnmail: {e}");
     }
@@ -482,7 +488,14 @@ fn cmd_check(root: &Path, json: bool) -> Result<ExitCode, String> {
     let findings = turnmail::check::check(root).map_err(|e| e.to_string())?;
     if json {
         admin::table::print_json(&turnmail::check::to_json(root, &findings));
-    } else if findings.is_empty() {
+        return Ok(ExitCode::from(u8::from(!findings.is_empty())));
+    }
+    let config = Config::load(root).map_err(|e| e.to_string())?;
+    if config.accounts.backend != turnmail::db::Backend::Files {
+        let info = turnmail::engine::backend::BackendInfo::ask(&config);
+        println!("accounts: {}", info.line());
+    }
+    if findings.is_empty() {
         println!("{}: no problems found", root.display());
     } else {
         for f in &findings {
@@ -932,6 +945,7 @@ fn main() -> ExitCode {
         Command::Import { cmd } => {
             need_root(cli.root).and_then(|r| admin_result(admin::import::run(&r, cmd).map(|_| ())))
         }
+        Command::Db { cmd } => Ok(turnmail::db::cli::run(cli.root.as_deref(), cmd)),
         Command::Generate { what } => cmd_generate(what),
         Command::Resolve {
             address,

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
+use super::edit_db::DbAccounts;
 use super::error::{AdminError, Result, io_at};
 use crate::engine::readers::{self, ReaderGroup};
 use crate::engine::{Paths, accounts};
@@ -67,6 +68,9 @@ pub struct Edit {
     staged: Vec<Staged>,
     /// Opened by [`Edit::begin_read`]: nothing may be written.
     shared: bool,
+    /// The accounts as the database holds them (`[accounts] backend = "postgres"`,
+    /// `edit_db.rs`); None when the root's files are the accounts.
+    db: Option<DbAccounts>,
 }
 
 /// What a commit did.
@@ -75,6 +79,8 @@ pub struct Committed {
     pub written: Vec<PathBuf>,
     /// Compiled cdbs and their number of entries.
     pub compiled: Vec<(PathBuf, usize)>,
+    /// The accounts' new version in the database, when the edit stored them there.
+    pub version: Option<u64>,
 }
 
 fn lock_path(root: &Path) -> PathBuf {
@@ -118,6 +124,18 @@ impl Edit {
     }
 
     pub fn begin_with_timeout(root: &Path, timeout: Duration) -> Result<Edit> {
+        Self::begin_on(root, timeout, true)
+    }
+
+    /// An edit of the root's files alone, even when turnmail.toml keeps the accounts
+    /// in PostgreSQL: the account files are read from and written to the root (cdbs
+    /// compiled), the database is not touched. For `turnmail db export`, which writes
+    /// what it read from the database.
+    pub fn begin_files(root: &Path) -> Result<Edit> {
+        Self::begin_on(root, DEFAULT_LOCK_TIMEOUT, false)
+    }
+
+    fn begin_on(root: &Path, timeout: Duration, database: bool) -> Result<Edit> {
         need_mail_root(root)?;
         let run = root.join("run");
         crate::owner::create_dirs(&run, 0o700).map_err(io_at(&run))?;
@@ -135,12 +153,19 @@ impl Edit {
             .map_err(io_at(&path))?;
         crate::owner::adopt_file(&file, &path).map_err(io_at(&path))?;
         let lock = lock_within(file, FlockArg::LockExclusiveNonblock, &path, timeout)?;
+        // Read under the lock: an edit of this root that committed before is seen.
+        let db = if database {
+            DbAccounts::open(root)?
+        } else {
+            None
+        };
         Ok(Edit {
             root: root.to_path_buf(),
             paths: Paths::new(root),
             _lock: Some(lock),
             staged: Vec::new(),
             shared: false,
+            db,
         })
     }
 
@@ -173,12 +198,14 @@ impl Edit {
             }
             Err(e) => return Err(io_at(&path)(e)),
         };
+        let db = DbAccounts::open(root)?;
         Ok(Edit {
             root: root.to_path_buf(),
             paths: Paths::new(root),
             _lock: lock,
             staged: Vec::new(),
             shared: true,
+            db,
         })
     }
 
@@ -195,6 +222,9 @@ impl Edit {
     pub fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
         if let Some(s) = self.staged.iter().rev().find(|s| s.path == path) {
             return Ok(Some(s.bytes.clone()));
+        }
+        if let Some(text) = self.db.as_ref().and_then(|db| db.read(path)) {
+            return Ok(text);
         }
         match fsutil::read_limited(path, 1 << 30) {
             Ok(b) => Ok(Some(b)),
@@ -241,7 +271,8 @@ impl Edit {
     }
 
     /// Validate, write every staged file atomically in order, recompile the cdbs whose
-    /// sources changed, then release the lock.
+    /// sources changed, then release the lock. With the accounts in the database, the
+    /// account texts go there in one transaction instead (`commit_db`).
     pub fn commit(self) -> Result<Committed> {
         if self.shared && !self.staged.is_empty() {
             return Err(AdminError::Invalid(
@@ -250,56 +281,139 @@ impl Edit {
         }
         self.validate()?;
         let readers = self.readers()?;
+        if let Some(db) = &self.db {
+            return self.commit_db(db, readers.as_ref());
+        }
         let mut done = Committed::default();
         for s in &self.staged {
-            let old = std::fs::metadata(&s.path).ok();
-            let mut mode = old
-                .as_ref()
-                .map_or(s.mode, |m| m.permissions().mode() & 0o7777);
-            let mut group = None;
-            if s.kind == Kind::Secrets && readers.is_some() {
-                mode = readers::secrets_mode(readers.as_ref());
-                group = readers.as_ref();
-            }
-            if let Some(dir) = s.path.parent()
-                && !dir.exists()
-            {
-                crate::owner::create_dirs(dir, 0o755).map_err(io_at(dir))?;
-            }
-            // Run as root, the new file gets the owner of the one it replaces (or of
-            // its directory) before it takes the name.
-            fsutil::replace_with_group(&s.path, mode, group, |f| {
-                std::io::Write::write_all(f, &s.bytes)
-            })
-            .map_err(io_at(&s.path))?;
-            done.written.push(s.path.clone());
-            let compiled = match s.kind {
-                Kind::Assign => {
-                    let cdb = sibling(&s.path, "cdb");
-                    let n =
-                        users_cdb::compile(&s.bytes, &cdb).map_err(|e| AdminError::BadFile {
-                            path: cdb.clone(),
-                            reason: e.to_string(),
-                        })?;
-                    Some((cdb, n))
-                }
-                Kind::Poppasswd => {
-                    let cdb = sibling(&s.path, "poppasswd.cdb");
-                    let n = accounts::compile_for(&s.bytes, &cdb, readers.as_ref(), &mut |_, _| {})
-                        .map_err(|e| AdminError::BadFile {
-                            path: cdb.clone(),
-                            reason: e.to_string(),
-                        })?;
-                    Some((cdb, n))
-                }
-                _ => None,
-            };
-            if let Some((cdb, n)) = compiled {
-                done.compiled.push((cdb, n));
-            }
+            self.write(s, readers.as_ref(), true, &mut done)?;
         }
         self.refresh_dovecot(readers.as_ref())?;
         Ok(done)
+    }
+
+    /// The database backend's commit: the files staged before the first account file
+    /// are written first, then the six texts go to the database in one transaction
+    /// (refused when another editor committed since this edit read them), then the six
+    /// files are exported, then the rest staged is written: the order a command chose
+    /// still holds (a home before the route to it, a route removed before its home).
+    fn commit_db(&self, db: &DbAccounts, readers: Option<&ReaderGroup>) -> Result<Committed> {
+        let mut done = Committed::default();
+        let first = self.staged.iter().position(|s| db.holds(&s.path));
+        let Some(first) = first else {
+            for s in &self.staged {
+                self.write(s, readers, false, &mut done)?;
+            }
+            return Ok(done);
+        };
+        for s in &self.staged[..first] {
+            self.write(s, readers, false, &mut done)?;
+        }
+        let new = db.merged(|p| {
+            self.staged
+                .iter()
+                .find(|s| s.path == p)
+                .map(|s| s.bytes.as_slice())
+        });
+        let version = db.commit(&new)?;
+        tracing::info!(target: "admin", version, "accounts stored in the database");
+        done.version = Some(version);
+        for (path, bytes) in db.export(&new) {
+            let staged = self.staged.iter().find(|s| s.path == path);
+            if staged.is_none()
+                && fsutil::read_limited(path, 1 << 30).ok().as_deref() == Some(bytes)
+            {
+                continue;
+            }
+            let kind = staged.map_or_else(|| export_kind(&self.paths, path), |s| s.kind);
+            let mode = staged.map_or(
+                match kind {
+                    Kind::Poppasswd => 0o640,
+                    Kind::Secrets => readers::secrets_mode(None),
+                    _ => 0o644,
+                },
+                |s| s.mode,
+            );
+            let export = Staged {
+                path: path.to_path_buf(),
+                bytes: bytes.to_vec(),
+                mode,
+                kind,
+            };
+            if let Err(e) = self.write(&export, readers, false, &mut done) {
+                // The database has the edit (so running the command again is wrong):
+                // only its copy in the root is behind.
+                return Err(AdminError::Invalid(format!(
+                    "the accounts are stored in the database (version {version}), but \
+                     writing their export failed: {e}; `turnmail db export` writes it again"
+                )));
+            }
+        }
+        for s in self.staged[first..].iter().filter(|s| !db.holds(&s.path)) {
+            self.write(s, readers, false, &mut done)?;
+        }
+        self.refresh_dovecot(readers)?;
+        Ok(done)
+    }
+
+    /// Replace one file atomically; with `compile`, a users/assign or users/poppasswd
+    /// is compiled to its cdb right after.
+    fn write(
+        &self,
+        s: &Staged,
+        readers: Option<&ReaderGroup>,
+        compile: bool,
+        done: &mut Committed,
+    ) -> Result<()> {
+        let old = std::fs::metadata(&s.path).ok();
+        let mut mode = old
+            .as_ref()
+            .map_or(s.mode, |m| m.permissions().mode() & 0o7777);
+        let mut group = None;
+        if s.kind == Kind::Secrets && readers.is_some() {
+            mode = readers::secrets_mode(readers);
+            group = readers;
+        }
+        if let Some(dir) = s.path.parent()
+            && !dir.exists()
+        {
+            crate::owner::create_dirs(dir, 0o755).map_err(io_at(dir))?;
+        }
+        // Run as root, the new file gets the owner of the one it replaces (or of
+        // its directory) before it takes the name.
+        fsutil::replace_with_group(&s.path, mode, group, |f| {
+            std::io::Write::write_all(f, &s.bytes)
+        })
+        .map_err(io_at(&s.path))?;
+        done.written.push(s.path.clone());
+        if !compile {
+            return Ok(());
+        }
+        let compiled = match s.kind {
+            Kind::Assign => {
+                let cdb = sibling(&s.path, "cdb");
+                let n = users_cdb::compile(&s.bytes, &cdb).map_err(|e| AdminError::BadFile {
+                    path: cdb.clone(),
+                    reason: e.to_string(),
+                })?;
+                Some((cdb, n))
+            }
+            Kind::Poppasswd => {
+                let cdb = sibling(&s.path, "poppasswd.cdb");
+                let n = accounts::compile_for(&s.bytes, &cdb, readers, &mut |_, _| {}).map_err(
+                    |e| AdminError::BadFile {
+                        path: cdb.clone(),
+                        reason: e.to_string(),
+                    },
+                )?;
+                Some((cdb, n))
+            }
+            _ => None,
+        };
+        if let Some((cdb, n)) = compiled {
+            done.compiled.push((cdb, n));
+        }
+        Ok(())
     }
 
     /// Regenerate Dovecot's passwd-file (`dovecot/passwd_file.rs`) when the accounts,
@@ -350,6 +464,19 @@ impl Edit {
             readers::conform(secrets, mode, Some(g)).map_err(io_at(secrets))?;
         }
         Ok(group)
+    }
+}
+
+/// What an exported account file is, for the rules of its writing (secrets' mode).
+fn export_kind(paths: &Paths, path: &Path) -> Kind {
+    if path == paths.assign {
+        Kind::Assign
+    } else if path == paths.poppasswd {
+        Kind::Poppasswd
+    } else if path == paths.secrets {
+        Kind::Secrets
+    } else {
+        Kind::Control
     }
 }
 

@@ -34,6 +34,10 @@ pub enum AdminError {
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     MailUser(#[from] super::mailuser::MailUserError),
+    /// The accounts database (`[accounts] backend = "postgres"`): unreachable, an
+    /// edit that raced another, a schema to migrate. Nothing was stored.
+    #[error("accounts database: {0}")]
+    Database(#[from] crate::db::DbError),
 }
 
 pub type Result<T> = std::result::Result<T, AdminError>;

@@ -11,6 +11,7 @@ pub mod dkim;
 pub mod domain;
 pub mod dotfiles;
 pub mod edit;
+pub mod edit_db;
 pub mod error;
 pub mod import;
 pub mod init;
@@ -40,6 +41,7 @@ pub use error::AdminError;
 pub fn exit_code(e: &AdminError) -> u8 {
     match e {
         AdminError::LockTimeout { .. } | AdminError::Io { .. } => 111,
+        AdminError::Database(e) if e.is_temporary() => 111,
         AdminError::NoRoot(_) => crate::mailroot::EXIT_NO_ROOT,
         _ => 1,
     }

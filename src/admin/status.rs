@@ -69,12 +69,16 @@ pub fn run(root: &Path, json: bool) -> Result<()> {
             "queue": { "queued": queued, "oldest_secs": oldest_secs },
             "last_24h": { "sites_flushed": flushes, "delivered": delivered, "bounced": bounced },
             "daemon": daemon,
+            "accounts": accounts_info(root)?,
             "problems": problems,
         }));
         return Ok(());
     }
     println!("mail root  {}", root.display());
     print_daemon(daemon.as_ref());
+    if let Some(line) = accounts_line(root, daemon.as_ref())? {
+        println!("accounts   {line}");
+    }
     println!(
         "domains    {} ({} not in rcpthosts)",
         domains.len(),
@@ -114,6 +118,30 @@ pub fn run(root: &Path, json: bool) -> Result<()> {
         eprintln!("turnmail: {p}");
     }
     Ok(())
+}
+
+/// The account source with the database's version (only said for `postgres`).
+fn accounts_info(root: &Path) -> Result<crate::engine::backend::BackendInfo> {
+    let config = crate::config::Config::load(root)?;
+    Ok(crate::engine::backend::BackendInfo::ask(&config))
+}
+
+fn accounts_line(root: &Path, d: Option<&DaemonState>) -> Result<Option<String>> {
+    let info = accounts_info(root)?;
+    if info.backend == "files" {
+        return Ok(None);
+    }
+    let mut line = info.line();
+    if let Some(a) = d.and_then(|d| d.accounts.as_ref()) {
+        match (&a.unavailable, a.version) {
+            (Some(why), _) => {
+                line.push_str(&format!("; the daemon answers temporary failures: {why}"))
+            }
+            (None, Some(v)) => line.push_str(&format!("; the daemon has version {v}")),
+            (None, None) => {}
+        }
+    }
+    Ok(Some(line))
 }
 
 fn print_daemon(d: Option<&DaemonState>) {

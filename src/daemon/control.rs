@@ -54,6 +54,22 @@ pub struct DaemonState {
     pub listening: Vec<Listening>,
     pub counters: super::metrics::Counters,
     pub sites: Vec<SiteState>,
+    /// The daemon's account tables (absent from older daemons).
+    #[serde(default)]
+    pub accounts: Option<AccountsState>,
+}
+
+/// Where the daemon's account tables come from and whether it answers from them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountsState {
+    /// `files` or `postgres`.
+    pub backend: String,
+    /// The database's version installed (postgres).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Why lookups are temporary failures now, if they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,6 +217,16 @@ async fn answer(req: Request, shared: &Arc<Shared>) -> Response {
                     .collect(),
                 counters: shared.metrics.snapshot(),
                 sites: states,
+                accounts: Some(AccountsState {
+                    backend: if shared.engine.is_memory() {
+                        "postgres"
+                    } else {
+                        "files"
+                    }
+                    .into(),
+                    version: shared.engine.version(),
+                    unavailable: shared.engine.available().err(),
+                }),
             }))
         }
         Request::Reload => {

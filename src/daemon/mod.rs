@@ -4,6 +4,7 @@
 //! change or on SIGHUP, and on SIGTERM stops accepting and lets sessions finish within
 //! a bound.
 
+mod accounts_db;
 pub mod autoturn;
 pub mod control;
 mod dkim_sign;
@@ -199,10 +200,22 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
             .map_err(|e| format!("switching to user {}: {e}", mu.name))?;
         tracing::info!("running as {} (uid {}, gid {})", mu.name, mu.uid, mu.gid);
     }
-    let (engine, report) = Engine::open(root, config.clone()).map_err(|e| e.to_string())?;
-    for e in &report.errors {
-        tracing::error!(target: "engine", "{e}");
-    }
+    // Built before the engine: with the accounts in PostgreSQL, the store's pool lives
+    // on this runtime.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    let (engine, store) = if config.accounts.backend == crate::db::Backend::Postgres {
+        let (engine, store) = accounts_db::open(root, &config, &rt)?;
+        (engine, Some(store))
+    } else {
+        let (engine, report) = Engine::open(root, config.clone()).map_err(|e| e.to_string())?;
+        for e in &report.errors {
+            tracing::error!(target: "engine", "{e}");
+        }
+        (engine, None)
+    };
     let engine = Arc::new(engine);
     let tls = match crate::tls::configured_paths(root, &config.tls) {
         Some((c, k)) => Some(tokio_rustls::TlsAcceptor::from(
@@ -314,11 +327,15 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
         metrics,
         listening,
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the runtime: {e}"))?;
-    rt.block_on(serve(shared, listeners, on_listening))
+    rt.block_on(async move {
+        let follower = store
+            .map(|s| accounts_db::follow(s, shared.config.postgres.clone(), shared.engine.clone()));
+        let r = serve(shared, listeners, on_listening).await;
+        for task in follower.into_iter().flatten() {
+            task.abort();
+        }
+        r
+    })
 }
 
 async fn serve(

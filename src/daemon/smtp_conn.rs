@@ -411,6 +411,14 @@ impl Conn {
         let Some(grant) = self.grant() else {
             return SenderVerdict::Accept;
         };
+        // The sender is judged against the accounts: tables that may be stale judge
+        // nothing (a refusal here would be permanent).
+        if let Err(e) = self.shared.engine.available() {
+            tracing::error!(target: "smtp", client = %self.peer, "sender {}: {e}", show(sender));
+            return SenderVerdict::Temporary(
+                "temporary trouble with the accounts, try again later".into(),
+            );
+        }
         let key = grant.limit_key(self.peer.ip());
         let access = &self.shared.access;
         if let Err(e) = access

@@ -140,23 +140,30 @@ pub fn compile_for(
             if i % crate::qmail::users_cdb::TICK_EVERY == 0 {
                 tick(i, lines.len());
             }
-            let mut v = Vec::with_capacity(a.login.len() + a.hash.len() + a.home.len() + 16);
-            for (i, part) in [&a.login, &a.hash, &a.owner, &a.home]
-                .into_iter()
-                .enumerate()
-            {
-                if i > 0 {
-                    v.push(0);
-                }
-                v.extend_from_slice(part);
-            }
-            m.add(&cdb_key(&a.login), &v)?;
+            let (k, v) = record(a);
+            m.add(&k, &v)?;
         }
         tick(lines.len(), lines.len());
         m.finish()?;
         Ok(())
     })?;
     Ok(lines.len())
+}
+
+/// One line's poppasswd.cdb record: key the lowercased login, value
+/// `login\0hash\0owner\0home`.
+fn record(a: &AccountLine) -> (Vec<u8>, Vec<u8>) {
+    let mut v = Vec::with_capacity(a.login.len() + a.hash.len() + a.home.len() + 16);
+    for (i, part) in [&a.login, &a.hash, &a.owner, &a.home]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            v.push(0);
+        }
+        v.extend_from_slice(part);
+    }
+    (cdb_key(&a.login), v)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,9 +261,16 @@ pub struct Authenticated {
 /// The account tables of one engine snapshot.
 #[derive(Default)]
 pub struct Accounts {
-    cdb: Option<cdb2::CDB>,
+    table: Option<Table>,
     secrets: HashMap<Vec<u8>, Secret>,
     policy: LoginPolicy,
+    availability: super::availability::Availability,
+}
+
+/// poppasswd.cdb, or the same records in memory (accounts kept in a database).
+enum Table {
+    File(cdb2::CDB),
+    Memory(HashMap<Vec<u8>, Vec<u8>>),
 }
 
 /// One account's APOP/CRAM-MD5 secret, as stored in `users/secrets`.
@@ -354,20 +368,56 @@ impl Accounts {
             }
         };
         Ok(Accounts {
-            cdb,
+            table: cdb.map(Table::File),
             secrets,
             policy,
+            availability: Default::default(),
         })
     }
 
+    /// The tables of a poppasswd and a secrets text, in memory: the records
+    /// poppasswd.cdb would hold (first line of a login wins), the secrets as read from
+    /// the file.
+    pub fn from_texts(
+        poppasswd: &[u8],
+        secrets: &[u8],
+        policy: LoginPolicy,
+    ) -> Result<Accounts, PoppasswdError> {
+        let lines = parse_poppasswd(poppasswd)?;
+        let mut map = HashMap::with_capacity(lines.len());
+        for a in &lines {
+            let (k, v) = record(a);
+            map.entry(k).or_insert(v);
+        }
+        Ok(Accounts {
+            table: Some(Table::Memory(map)),
+            secrets: parse_secrets(secrets),
+            policy,
+            availability: Default::default(),
+        })
+    }
+
+    /// Share the engine's availability: while it is unavailable every lookup is a
+    /// temporary failure, never "no such account".
+    pub fn with_availability(mut self, availability: super::availability::Availability) -> Self {
+        self.availability = availability;
+        self
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Account>, AuthError> {
-        let Some(cdb) = &self.cdb else {
-            return Ok(None);
+        let v = match &self.table {
+            None => return Ok(None),
+            Some(Table::File(cdb)) => match cdb.get(&cdb_key(key)) {
+                None => return Ok(None),
+                Some(v) => {
+                    v.map_err(|e| AuthError::Temporary(format!("reading poppasswd.cdb: {e}")))?
+                }
+            },
+            Some(Table::Memory(map)) => match map.get(&cdb_key(key)) {
+                None => return Ok(None),
+                Some(v) => v.clone(),
+            },
         };
-        let Some(v) = cdb.get(&cdb_key(key)) else {
-            return Ok(None);
-        };
-        let v = v.map_err(|e| AuthError::Temporary(format!("reading poppasswd.cdb: {e}")))?;
         let mut f = v.split(|&b| b == 0);
         match (f.next(), f.next(), f.next(), f.next()) {
             (Some(login), Some(hash), Some(owner), Some(home)) => Ok(Some(Account {
@@ -400,6 +450,7 @@ impl Accounts {
     /// the local IP address, then plus the default domain; `user@alias` of an alias
     /// domain is `user@target` (an account stored under the alias itself wins).
     pub fn find(&self, login: &[u8], ctx: LoginContext) -> Result<Option<Account>, AuthError> {
+        self.availability.check().map_err(AuthError::Temporary)?;
         if !login_is_sane(login) {
             return Ok(None);
         }
@@ -523,7 +574,7 @@ impl Accounts {
     }
 
     pub fn is_loaded(&self) -> bool {
-        self.cdb.is_some()
+        self.table.is_some()
     }
 }
 

@@ -1,19 +1,32 @@
 //! The engine: one place that answers "where does this address go?" and "is this login
 //! good?" for every face of turnmail (SMTP, local delivery, POP3, ODMR, checkpassword).
 //!
-//! An [`Engine`] holds an immutable [`Snapshot`] of the compiled tables behind an `Arc`;
-//! readers take the current snapshot and keep it for as long as they need, while
-//! [`Engine::reload_if_changed`] builds a new one when a source file changed. Text files
-//! are the source of truth: a changed `users/assign` or `users/poppasswd` is compiled to
-//! its cdb here, and an invalid text keeps the old cdb and reports the line.
+//! An [`Engine`] holds an immutable [`Snapshot`] of the tables behind an `Arc`; readers
+//! take the current snapshot and keep it for as long as they need. The tables come from
+//! one of two account sources:
+//!
+//! * the mail root's files (the default): text files are the source of truth, a changed
+//!   `users/assign` or `users/poppasswd` is compiled to its cdb here by
+//!   [`Engine::reload_if_changed`], and an invalid text keeps the old cdb and reports
+//!   the line;
+//! * texts held in memory (`[accounts] backend = "postgres"`, `memory.rs`): the database
+//!   hands the same six texts with a version, [`Engine::install`] builds the snapshot
+//!   from them without any cdb, and [`Engine::set_unavailable`] turns every lookup into
+//!   a temporary failure while the database cannot vouch for them.
+//!
+//! Either way the same parsers, lookups and login rules answer (`snapshot.rs`).
 
 pub mod accounts;
 pub mod aliasdomains;
+pub mod availability;
+pub mod backend;
 pub mod cram;
 pub mod crypt;
 pub mod getpw;
+mod memory;
 pub mod readers;
 pub mod resolve;
+pub mod snapshot;
 pub mod source;
 
 use std::collections::HashMap;
@@ -23,11 +36,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
-use crate::qmail::control::ControlFiles;
-use crate::qmail::users_cdb::{self, UsersCdb};
+use crate::qmail::users_cdb;
 
 pub use accounts::{AuthError, Authenticated, LoginContext};
 pub use resolve::{LocalTarget, Resolution, ResolveError};
+pub use snapshot::Snapshot;
 
 /// Where the engine's files live under a mail root.
 #[derive(Debug, Clone)]
@@ -55,6 +68,15 @@ impl Paths {
         }
     }
 
+    /// The control files read beside texts held in memory (`memory.rs`): the
+    /// account files themselves are not the engine's source then.
+    fn watched_control(&self) -> Vec<PathBuf> {
+        ["me", "locals", "smtproutes"]
+            .iter()
+            .map(|f| self.control.join(f))
+            .collect()
+    }
+
     /// Files whose change means the snapshot must be rebuilt.
     fn watched(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = [
@@ -77,14 +99,6 @@ impl Paths {
         ]);
         v
     }
-}
-
-/// Everything a lookup needs, frozen at one instant.
-pub struct Snapshot {
-    pub control: ControlFiles,
-    pub users: Option<UsersCdb>,
-    pub accounts: accounts::Accounts,
-    pub config: Arc<Config>,
 }
 
 /// A file's identity for change detection: (device, inode, size, mtime in ns).
@@ -127,6 +141,10 @@ pub struct Engine {
     config: Arc<Config>,
     current: RwLock<Arc<Snapshot>>,
     stamps: Mutex<HashMap<PathBuf, Stamp>>,
+    /// Shared with every snapshot: down while tables from a database may be stale.
+    availability: availability::Availability,
+    /// The database backend's texts (`memory.rs`); None for the mail root's files.
+    memory: Option<Mutex<memory::Held>>,
 }
 
 /// Compile `source` into `cdb` when the source is newer than the cdb (or `force`).
@@ -198,7 +216,8 @@ impl Engine {
         if compile {
             Self::sync_compiled(&paths, &config, false, &mut report);
         }
-        let snapshot = Self::load_snapshot(&paths, &config)?;
+        let availability = availability::Availability::default();
+        let snapshot = Snapshot::load(&paths, &config)?.with_availability(&availability);
         let stamps = paths
             .watched()
             .into_iter()
@@ -214,6 +233,8 @@ impl Engine {
                 config,
                 current: RwLock::new(Arc::new(snapshot)),
                 stamps: Mutex::new(stamps),
+                availability,
+                memory: None,
             },
             report,
         ))
@@ -273,29 +294,6 @@ impl Engine {
         }
     }
 
-    fn load_snapshot(paths: &Paths, config: &Arc<Config>) -> Result<Snapshot, EngineError> {
-        let control = ControlFiles::load(&paths.control)?;
-        let users = UsersCdb::open(&paths.users_cdb)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", paths.users_cdb.display())))?;
-        let policy = accounts::LoginPolicy {
-            default_domain: config.default_domain.clone(),
-            ip_domains: config.ip_domains.clone(),
-            alias_domains: aliasdomains::alias_map(
-                control
-                    .virtualdomains
-                    .entries()
-                    .map(|v| (v.key.as_slice(), v.prepend.as_slice())),
-            ),
-        };
-        let accounts = accounts::Accounts::open(&paths.poppasswd_cdb, &paths.secrets, policy)?;
-        Ok(Snapshot {
-            control,
-            users,
-            accounts,
-            config: config.clone(),
-        })
-    }
-
     /// Compile users/assign and users/poppasswd now, as `turnmail newu` does, without
     /// loading anything; `tick(source, done, total)` reports progress.
     pub fn compile_sources(
@@ -338,6 +336,9 @@ impl Engine {
     }
 
     fn reload_inner(&self, force: bool) -> LoadReport {
+        if self.memory.is_some() {
+            return self.reload_memory(force);
+        }
         let mut report = LoadReport::default();
         let mut stamps = match self.stamps.lock() {
             Ok(g) => g,
@@ -376,8 +377,9 @@ impl Engine {
             );
         }
         Self::sync_dovecot(&self.paths, &self.config, &mut report);
-        match Self::load_snapshot(&self.paths, &self.config) {
+        match Snapshot::load(&self.paths, &self.config) {
             Ok(s) => {
+                let s = s.with_availability(&self.availability);
                 match self.current.write() {
                     Ok(mut g) => *g = Arc::new(s),
                     Err(p) => *p.into_inner() = Arc::new(s),

@@ -85,6 +85,8 @@ pub fn resolve(
             "address has control bytes or is too long",
         ));
     }
+    // Tables that may be stale answer nothing, not even "not ours".
+    snap.availability.check().map_err(ResolveError)?;
     let Some(at) = recipient.iter().rposition(|&b| b == b'@') else {
         return Ok(Resolution::BadAddress("address must include a domain"));
     };

@@ -355,7 +355,6 @@ impl ControlFiles {
     /// Read `dir` (the `control/` directory). Missing files are normal; unreadable
     /// ones are errors.
     pub fn load(dir: &Path) -> io::Result<ControlFiles> {
-        let me = read_optional(&dir.join("me"))?.and_then(|t| first_line(&t));
         let rcpt_text = read_optional(&dir.join("rcpthosts"))?;
         let more_path = dir.join("morercpthosts.cdb");
         let more = match cdb2::CDB::open(&more_path) {
@@ -369,12 +368,37 @@ impl ControlFiles {
             }
         };
         let rcpthosts = RcptHosts::parse(rcpt_text.as_deref()).with_more(more);
+        let virtualdomains =
+            VirtualDomains::parse(read_optional(&dir.join("virtualdomains"))?.as_deref());
+        Self::load_rest(dir, rcpthosts, virtualdomains)
+    }
+
+    /// Read `me`, `locals` and `smtproutes` from `dir` but take rcpthosts and
+    /// virtualdomains from texts (accounts kept in a database, which holds those two;
+    /// no morercpthosts.cdb then). An empty rcpthosts text accepts nothing, as a
+    /// missing file does.
+    pub fn load_with(
+        dir: &Path,
+        rcpthosts: &[u8],
+        virtualdomains: &[u8],
+    ) -> io::Result<ControlFiles> {
+        Self::load_rest(
+            dir,
+            RcptHosts::parse(Some(rcpthosts)),
+            VirtualDomains::parse(Some(virtualdomains)),
+        )
+    }
+
+    fn load_rest(
+        dir: &Path,
+        rcpthosts: RcptHosts,
+        virtualdomains: VirtualDomains,
+    ) -> io::Result<ControlFiles> {
+        let me = read_optional(&dir.join("me"))?.and_then(|t| first_line(&t));
         let locals = Locals::parse(
             read_optional(&dir.join("locals"))?.as_deref(),
             me.as_deref(),
         );
-        let virtualdomains =
-            VirtualDomains::parse(read_optional(&dir.join("virtualdomains"))?.as_deref());
         let smtproutes = SmtpRoutes::parse(read_optional(&dir.join("smtproutes"))?.as_deref());
         Ok(ControlFiles {
             me,

@@ -6,6 +6,7 @@
 //! values and the record order follow qmail 1.03 byte for byte, with one documented
 //! exception in the wildcard-character record (see [`records`]).
 
+use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 
@@ -157,13 +158,20 @@ pub enum LookupError {
     Read(#[from] io::Error),
 }
 
-/// An opened users/cdb.
+/// An opened users/cdb, or the same records held in memory.
 ///
-/// The file is mapped when opened and later replacements (which are renames) are not
+/// A file is mapped when opened and later replacements (which are renames) are not
 /// seen, just as qmail-lspawn sees the file it opened; open it again for each
-/// delivery, or whenever it may have changed.
+/// delivery, or whenever it may have changed. The in-memory form (accounts kept in a
+/// database) holds exactly the records the file would, first record per key, so both
+/// answer every lookup alike.
 pub struct UsersCdb {
-    cdb: cdb2::CDB,
+    table: Table,
+}
+
+enum Table {
+    File(cdb2::CDB),
+    Memory(HashMap<Vec<u8>, Vec<u8>>),
 }
 
 impl UsersCdb {
@@ -171,17 +179,45 @@ impl UsersCdb {
     /// qmail-getpw. Any other failure is temporary.
     pub fn open(path: &Path) -> io::Result<Option<UsersCdb>> {
         match cdb2::CDB::open(path) {
-            Ok(cdb) => Ok(Some(UsersCdb { cdb })),
+            Ok(cdb) => Ok(Some(UsersCdb {
+                table: Table::File(cdb),
+            })),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The table `records` would make as a file, held in memory (the first record of
+    /// a key is the one kept, as a cdb reader finds it).
+    pub fn from_records(records: Vec<(Vec<u8>, Vec<u8>)>) -> UsersCdb {
+        let mut map = HashMap::with_capacity(records.len());
+        for (k, v) in records {
+            map.entry(k).or_insert(v);
+        }
+        UsersCdb {
+            table: Table::Memory(map),
+        }
+    }
+
+    /// users/assign text compiled in memory. An empty text is an absent file
+    /// (`Ok(None)`: no table, as when users/cdb does not exist).
+    pub fn from_text(assign_text: &[u8]) -> Result<Option<UsersCdb>, AssignError> {
+        if assign_text.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Self::from_records(records(&assign::parse(
+            assign_text,
+        )?))))
     }
 
     /// Resolve `local` (the part before the last `@`, in its original case) exactly
     /// as qmail-lspawn's `nughde_get` does. `Ok(None)` means no assignment matched and
     /// qmail would ask qmail-getpw.
     pub fn lookup(&self, local: &[u8]) -> Result<Option<Assignment>, LookupError> {
-        resolve(|key| self.cdb.get(key).transpose(), local)
+        match &self.table {
+            Table::File(cdb) => resolve(|key| cdb.get(key).transpose(), local),
+            Table::Memory(map) => resolve(|key| Ok(map.get(key).cloned()), local),
+        }
     }
 }
 
@@ -565,7 +601,9 @@ mod tests {
             let map = in_memory(&recs);
             for local in &locals {
                 let want = resolve(|k| Ok(map.get(k).cloned()), local).unwrap();
-                prop_assert_eq!(cdb.lookup(local).unwrap(), want);
+                prop_assert_eq!(cdb.lookup(local).unwrap(), want.clone());
+                let mem = UsersCdb::from_records(recs.clone());
+                prop_assert_eq!(mem.lookup(local).unwrap(), want);
             }
         }
     }

@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod dnsmasq;
 pub mod mailclients;
+pub mod pg;
 pub mod sink;
 pub mod spool;
 pub mod trixie;

@@ -1,0 +1,232 @@
+//! A private PostgreSQL server for one test, from Debian's `postgresql` package
+//! (/usr/lib/postgresql/*/bin): `initdb` into a temporary directory, listening on a
+//! Unix socket in that directory only (no TCP), one database `turnmail`. Run as the
+//! system user `turnmail` when the tests run as root (the server refuses root), as
+//! the current user otherwise. Stopped (`pg_ctl stop -m immediate`) when dropped;
+//! `stop()` and `start()` make outages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A running private server.
+pub struct Pg {
+    _dir: tempfile::TempDir,
+    bin: PathBuf,
+    data: PathBuf,
+    socket_dir: PathBuf,
+    log: PathBuf,
+    /// Run the server's programs as this user (when we are root).
+    run_as: Option<String>,
+    running: bool,
+}
+
+/// The newest installed server's bin directory.
+fn find_bin() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, b)| b)
+}
+
+impl Pg {
+    /// A fresh server with an empty database `turnmail`; None (after
+    /// `common::skip`, a failure under CI) when no server is installed.
+    pub fn start_new() -> Option<Pg> {
+        let Some(bin) = find_bin() else {
+            super::skip("no PostgreSQL server (Debian package postgresql) in /usr/lib/postgresql");
+            return None;
+        };
+        let dir = tempfile::Builder::new().prefix("tm-pg").tempdir().unwrap();
+        let run_as = super::is_root().then(|| "turnmail".to_string());
+        if let Some(user) = &run_as {
+            let u = nix::unistd::User::from_name(user)
+                .unwrap()
+                .unwrap_or_else(|| panic!("the system user {user} is needed to run PostgreSQL as"));
+            nix::unistd::chown(dir.path(), Some(u.uid), Some(u.gid)).unwrap();
+        }
+        let data = dir.path().join("data");
+        let socket_dir = dir.path().to_path_buf();
+        let log = dir.path().join("server.log");
+        let mut pg = Pg {
+            bin,
+            data,
+            socket_dir,
+            log,
+            run_as,
+            running: false,
+            _dir: dir,
+        };
+        let o = pg.tool(
+            "initdb",
+            &[
+                "-D",
+                pg.data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "turnmail",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        pg.start();
+        let o = pg.tool(
+            "createdb",
+            &[
+                "-h",
+                pg.socket_dir.to_str().unwrap(),
+                "-U",
+                "turnmail",
+                "turnmail",
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "createdb: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Some(pg)
+    }
+
+    fn tool(&self, name: &str, args: &[&str]) -> Output {
+        let prog = self.bin.join(name);
+        let mut c = match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&prog);
+                c
+            }
+            None => Command::new(&prog),
+        };
+        c.args(args)
+            .current_dir(&self.socket_dir)
+            .env_remove("PGHOST")
+            .env_remove("PGDATABASE")
+            .env_remove("PGUSER")
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", prog.display()))
+    }
+
+    /// The connection string for `[postgres] url` (a Unix socket in the temp dir).
+    pub fn url(&self) -> String {
+        format!(
+            "host={} dbname=turnmail user=turnmail",
+            self.socket_dir.display()
+        )
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// Start the server (again) and wait until it accepts connections.
+    pub fn start(&mut self) {
+        // fsync off (the OS keeps what a killed server wrote); synchronous_commit
+        // stays on, so an immediate stop loses no committed change.
+        let opts = format!(
+            "-k {} -c listen_addresses='' -c fsync=off -c max_connections=60",
+            self.socket_dir.display()
+        );
+        let o = self.tool(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-l",
+                self.log.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "pg_ctl start: {}{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        self.running = true;
+    }
+
+    /// Stop the server at once (connections are cut, as in a crash).
+    pub fn stop(&mut self) {
+        let o = self.tool(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        self.running = false;
+    }
+
+    /// SQL through psql as the superuser; its stdout (unaligned, tuples only).
+    pub fn psql(&self, sql: &str) -> String {
+        let o = self.tool(
+            "psql",
+            &[
+                "-h",
+                self.socket_dir.to_str().unwrap(),
+                "-U",
+                "turnmail",
+                "-d",
+                "turnmail",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+                sql,
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self.tool(
+                "pg_ctl",
+                &[
+                    "-D",
+                    self.data.to_str().unwrap_or(""),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ],
+            );
+        }
+    }
+}
