@@ -99,7 +99,21 @@ pub fn check(root: &Path) -> Result<Vec<Finding>, Unusable> {
     check_dkim(root, &control, &mut out);
     check_relay_access(root, &config, &mut out);
     check_quotas(root, &paths, &mut out);
+    check_cluster(root, &config, &mut out);
     Ok(out.findings)
+}
+
+/// `[cluster] node`: a name that is no safe file name stops the daemon.
+fn check_cluster(root: &Path, config: &Config, out: &mut Out) {
+    if let Some(n) = &config.cluster.node
+        && let Err(e) = crate::cluster::NodeName::parse(n)
+    {
+        out.add(
+            &root.join("turnmail.toml"),
+            None,
+            format!("[cluster] {e}: the daemon will not start"),
+        );
+    }
 }
 
 /// tcp.smtp's bad and never-matching lines; listeners that cannot work.

@@ -57,6 +57,8 @@ pub struct ServeOptions {
     pub submissions: Vec<SocketAddr>,
     /// Replaces `[metrics] listen`.
     pub metrics: Option<SocketAddr>,
+    /// Replaces `[cluster] node`.
+    pub node: Option<String>,
 }
 
 /// What a listener speaks.
@@ -91,6 +93,8 @@ impl Service {
 /// Everything a connection handler needs, shared by all of them.
 pub struct Shared {
     pub root: PathBuf,
+    /// This daemon's node name when several share the root (`cluster.rs`).
+    pub node: Option<crate::cluster::NodeName>,
     pub config: Arc<Config>,
     pub engine: Arc<Engine>,
     pub deliver: DeliverEnv,
@@ -154,7 +158,10 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
 /// [`run`], calling `on_listening` once the daemon listens (the demo prints its hints
 /// there, with the real ports; nothing is printed when binding or setup fails).
 pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> Result<(), String> {
-    let config = Config::load(root).map_err(|e| e.to_string())?;
+    let mut config = Config::load(root).map_err(|e| e.to_string())?;
+    let node = crate::cluster::effective(opts.node.as_deref(), config.cluster.node.as_deref())
+        .map_err(|e| e.to_string())?;
+    config.cluster.node = node.as_ref().map(|n| n.to_string());
     let pick = |cli: &Vec<SocketAddr>, file: &Vec<SocketAddr>| {
         if cli.is_empty() {
             file.clone()
@@ -199,6 +206,16 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
             .map_err(|e| format!("switching to user {}: {e}", mu.name))?;
         tracing::info!("running as {} (uid {}, gid {})", mu.name, mu.uid, mu.gid);
     }
+    // Held until this function returns, i.e. while the daemon serves.
+    let _node_lock = match &node {
+        Some(n) => {
+            let l = crate::cluster::claim(root, n).map_err(|e| e.to_string())?;
+            crate::maildir::set_node_name(n);
+            tracing::info!("node {n} of the mail root {}", root.display());
+            Some(l)
+        }
+        None => None,
+    };
     let (engine, report) = Engine::open(root, config.clone()).map_err(|e| e.to_string())?;
     for e in &report.errors {
         tracing::error!(target: "engine", "{e}");
@@ -289,6 +306,7 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
     });
     let shared = Arc::new(Shared {
         root: root.to_path_buf(),
+        node,
         queue_runner: Arc::new(crate::outbound::runner::QueueRunner::new(
             engine.clone(),
             deliver.clone(),
