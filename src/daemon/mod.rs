@@ -314,7 +314,7 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
             config.relay.clone(),
         )),
         deliver,
-        policy: crate::policy::Policy::from_config(&config),
+        policy: crate::policy::Policy::from_config(root, &config),
         access: crate::submit::Access::from_config(root, &config),
         dkim: Arc::new(crate::dkim::Signer::open(root)),
         submission,
