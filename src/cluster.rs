@@ -150,7 +150,9 @@ mod tests {
         for good in ["n1", "mx-2.example", "A_b", "0"] {
             assert_eq!(NodeName::parse(good).unwrap().as_str(), good);
         }
-        for bad in ["", ".", "..", "-n", "_n", "a/b", "a b", "nöde", "a:b", "a\0"] {
+        for bad in [
+            "", ".", "..", "-n", "_n", "a/b", "a b", "nöde", "a:b", "a\0",
+        ] {
             assert!(NodeName::parse(bad).is_err(), "{bad:?}");
         }
         assert!(NodeName::parse(&"a".repeat(MAX_NODE_LEN)).is_ok());
@@ -176,7 +178,10 @@ mod tests {
     fn the_command_line_wins() {
         let e = effective(Some("cli"), Some("file")).unwrap().unwrap();
         assert_eq!(e.as_str(), "cli");
-        assert_eq!(effective(None, Some("file")).unwrap().unwrap().as_str(), "file");
+        assert_eq!(
+            effective(None, Some("file")).unwrap().unwrap().as_str(),
+            "file"
+        );
         assert_eq!(effective(None, None).unwrap(), None);
         assert!(effective(None, Some("a/b")).is_err());
     }

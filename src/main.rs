@@ -10,8 +10,8 @@ use turnmail::admin::{
     self,
     init::{self, InitOptions},
 };
-use turnmail::config::{Config, LogFormat};
 use turnmail::cluster::NodeName;
+use turnmail::config::{Config, LogFormat};
 use turnmail::engine::Engine;
 
 #[derive(Parser)]
@@ -721,7 +721,8 @@ fn cmd_flush(
     };
     wait_until_listed(&sites);
     let names: Vec<String> = sites.iter().map(|s| s.name.clone()).collect();
-    if !queue && let Some(code) = flush_via_daemon(root, node.as_ref(), &names, to.as_deref(), json) {
+    if !queue && let Some(code) = flush_via_daemon(root, node.as_ref(), &names, to.as_deref(), json)
+    {
         return Ok(ExitCode::from(code));
     }
     let ctx = flush_context(root, &engine);

@@ -75,7 +75,10 @@ pub fn run(root: &Path, node: Option<&crate::cluster::NodeName>, json: bool) -> 
     }
     println!("mail root  {}", root.display());
     let socket = crate::daemon::control::socket_path(root, node);
-    print_daemon(daemon.as_ref(), socket.strip_prefix(root).unwrap_or(&socket));
+    print_daemon(
+        daemon.as_ref(),
+        socket.strip_prefix(root).unwrap_or(&socket),
+    );
     println!(
         "domains    {} ({} not in rcpthosts)",
         domains.len(),

@@ -13,8 +13,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
 use super::Shared;
-use crate::cluster::NodeName;
 use super::flusher::Flusher;
+use crate::cluster::NodeName;
 use crate::flush::FlushResult;
 
 /// Longest request line accepted.

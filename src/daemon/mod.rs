@@ -445,6 +445,9 @@ async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 }
 
 /// Run the outbound queue every `interval_secs`, and soon after delivery queued mail.
+/// How soon a queue run that found the queue's lock held tries again.
+const BUSY_QUEUE_RETRY: Duration = Duration::from_secs(1);
+
 async fn queue_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_secs(shared.config.relay.interval_secs.max(1));
     loop {
@@ -453,8 +456,15 @@ async fn queue_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if r.delivered + r.bounced + r.deferred > 0 || !r.trouble.is_empty() {
             tracing::info!(target: "relay", "queue run: {r:?}");
         }
+        // Another node's runner is at work: its run may have begun before our newest
+        // files were queued, so look again soon rather than after a whole interval.
+        let wait = if r.busy {
+            every.min(BUSY_QUEUE_RETRY)
+        } else {
+            every
+        };
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shared.queue_kick.notified() => {
                 // Let a burst of deliveries settle into one run.
                 tokio::time::sleep(Duration::from_millis(200)).await;

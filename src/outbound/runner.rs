@@ -35,6 +35,9 @@ pub struct RunReport {
     /// Delay notices queued.
     pub warned: usize,
     pub trouble: Vec<String>,
+    /// Another runner held the queue's lock (another node, or the operator's
+    /// `flush --queue`): nothing was looked at.
+    pub busy: bool,
 }
 
 impl RunReport {
@@ -169,7 +172,10 @@ impl QueueRunner {
         }
         let _lock = match crate::spool::lock::try_queue(&qdir) {
             Ok(Some(l)) => l,
-            Ok(None) => return report, // another runner (of this node or another) is at work
+            Ok(None) => {
+                report.busy = true;
+                return report;
+            }
             Err(e) => {
                 report
                     .trouble

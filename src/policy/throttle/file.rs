@@ -69,8 +69,7 @@ impl FileStore {
         Self::lock(&file)?;
         let t = self.read_table(&file)?;
         let now = now_ms();
-        Ok(t
-            .slots
+        Ok(t.slots
             .iter()
             .filter(|s| s.kind == KIND_CLIENT && s.record.blocked_until_ms > now)
             .count())
