@@ -386,6 +386,7 @@ pub fn scan(site: &Site, now: SystemTime) -> io::Result<Scan> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
 
     #[test]
     fn pattern_bases() {
