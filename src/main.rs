@@ -852,6 +852,14 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Checkpassword { .. }) {
         init_logging(format);
     }
+    // What this process delivers or bounces carries its node's name in the unique
+    // names, as the daemon's does (`serve` names itself once it knows its node).
+    if !matches!(cli.command, Command::Serve { .. })
+        && let Some(r) = cli.root.as_deref()
+        && let Ok(Some(n)) = node_of(r, cli.node.as_deref())
+    {
+        turnmail::maildir::set_node_name(&n);
+    }
     let result = match cli.command {
         Command::Init { dir, user, force } => dir
             .or(cli.root)

@@ -266,7 +266,9 @@ fn etrn_and_the_operator_on_one_node_see_another_nodes_flush() {
     site_setup(&d, &sink, "");
     common::config(&d, "[flush]\nschedule = \"0 0 1 1 *\"\n");
     let ns = nodes(&d, 3);
-    spool_n(&d, 10);
+    // About ten seconds of flushing: time for the other nodes to be asked meanwhile.
+    const N: usize = 20;
+    spool_n(&d, N);
     let r = etrn(&ns[0]);
     assert!(r.starts_with("253"), "{r}");
     // Node 1's flush holds the site's lock once its connection is up.
@@ -292,10 +294,10 @@ fn etrn_and_the_operator_on_one_node_see_another_nodes_flush() {
         ns[2].log_text()
     );
     assert!(ns[2].log_text().contains("reason=\"operator\""));
-    wait_for("all 10", Duration::from_secs(30), || spooled(&d) == 0);
+    wait_for("all of them", Duration::from_secs(90), || spooled(&d) == 0);
     std::thread::sleep(Duration::from_millis(500));
     let counts = by_recipient(&sink.messages());
-    assert_eq!(counts.len(), 10);
+    assert_eq!(counts.len(), N);
     assert!(counts.values().all(|&c| c == 1), "{counts:?}");
     // Each node answers for itself on its own control socket.
     for (i, n) in ns.iter().enumerate() {
@@ -503,4 +505,41 @@ fn a_second_process_under_one_node_name_is_refused() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("[cluster] node name \"../x\""), "{o:?}");
     assert!(!o.status.success(), "{o:?}");
+}
+
+#[test]
+fn a_delivery_by_the_command_carries_the_node_name() {
+    let d = demo_root();
+    let c = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("--root")
+        .arg(&d.root)
+        .env("TURNMAIL_NODE", "n7")
+        .args(["deliver", "-f", "bob@example.org", "--", "joe@example.com"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(b"Subject: by hand\n\nbody\n");
+    assert!(c.status.success(), "{c:?}");
+    let md = d.root.join("domains/example.com/joe/Maildir");
+    let names: Vec<String> = maildir_files(&md)
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1);
+    assert!(names[0].contains(".n7."), "{names:?}");
+}
+
+/// Run with `input` on standard input.
+trait WithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output;
+}
+
+impl WithStdin for Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output {
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
 }
