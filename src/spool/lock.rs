@@ -86,13 +86,17 @@ pub fn try_queue(queue_dir: &Path) -> io::Result<Option<SenderLock>> {
 }
 
 fn try_both(f: File, what: Sender<'_>) -> io::Result<Option<SenderLock>> {
+    try_with(f, what, second())
+}
+
+fn try_with(f: File, what: Sender<'_>, second: &dyn SecondLock) -> io::Result<Option<SenderLock>> {
     use nix::fcntl::{Flock, FlockArg};
     let flock = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
         Ok(l) => l,
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
         Err((_, e)) => return Err(e.into()),
     };
-    Ok(second().try_lock(what)?.map(|g| SenderLock {
+    Ok(second.try_lock(what)?.map(|g| SenderLock {
         _second: g,
         _flock: flock,
     }))
@@ -110,6 +114,51 @@ mod tests {
         assert!(try_queue(d.path()).unwrap().is_none());
         drop(held);
         assert!(try_queue(d.path()).unwrap().is_some());
+    }
+
+    /// A second lock held elsewhere: refuses the queue, records what it was asked.
+    struct HeldElsewhere(std::sync::Mutex<Vec<String>>);
+
+    impl SecondLock for HeldElsewhere {
+        fn try_lock(&self, what: Sender<'_>) -> io::Result<Option<Box<dyn Send>>> {
+            self.0.lock().unwrap().push(format!("{what:?}"));
+            Ok(match what {
+                Sender::Queue => None,
+                Sender::Site(_) => Some(Box::new(())),
+            })
+        }
+    }
+
+    #[test]
+    fn a_second_lock_held_elsewhere_refuses_and_lets_the_flock_go() {
+        let d = tempfile::tempdir().unwrap();
+        let open = || {
+            File::options()
+                .create(true)
+                .append(true)
+                .open(d.path().join(".lock"))
+                .unwrap()
+        };
+        let second = HeldElsewhere(std::sync::Mutex::default());
+        assert!(try_with(open(), Sender::Queue, &second).unwrap().is_none());
+        // The flock taken before the refusal was given back.
+        assert!(
+            try_with(open(), Sender::Site("s"), &second)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(*second.0.lock().unwrap(), ["Queue", "Site(\"s\")"]);
+        // A flock held here is refused before the second lock is asked.
+        let held = try_with(open(), Sender::Site("s"), &second)
+            .unwrap()
+            .expect("free");
+        assert!(
+            try_with(open(), Sender::Site("s"), &second)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(second.0.lock().unwrap().len(), 3);
+        drop(held);
     }
 
     #[test]
