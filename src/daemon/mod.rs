@@ -444,10 +444,10 @@ async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Run the outbound queue every `interval_secs`, and soon after delivery queued mail.
 /// How soon a queue run that found the queue's lock held tries again.
 const BUSY_QUEUE_RETRY: Duration = Duration::from_secs(1);
 
+/// Run the outbound queue every `interval_secs`, and soon after delivery queued mail.
 async fn queue_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_secs(shared.config.relay.interval_secs.max(1));
     loop {
