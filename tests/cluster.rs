@@ -1,130 +1,20 @@
 //! Several nodes on one mail root: three `turnmail serve` processes, each with its own
 //! ports and `--node`, sharing one root as the nodes of an ISP share one on NFS. Mail
 //! sent to all of them lands once; a site's mail goes out once whichever nodes flush;
-//! a killed node's flush is finished by another; ETRN, POP3's IN-USE, the outbound
-//! queue and the login limits hold across nodes.
+//! a killed node's flush is finished by another; ETRN, ATRN, POP3's IN-USE, the
+//! outbound queue and the login limits hold across nodes.
 
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use common::daemon::{Client, Daemon};
-use common::sink::{Received, Script, Sink};
-use common::{DemoRoot, demo_root, write};
-use turnmail::maildir::Maildir;
-
-fn own(path: &Path) {
-    if nix::unistd::Uid::effective().is_root() {
-        let mu = common::mail_user();
-        std::os::unix::fs::chown(path, Some(mu.uid), Some(mu.gid)).unwrap();
-    }
-}
-
-/// Nodes `n1`..`nN` on the root.
-fn nodes(d: &DemoRoot, n: usize) -> Vec<Daemon> {
-    (1..=n)
-        .map(|i| Daemon::start_with(&d.root, &["--node", &format!("n{i}")]))
-        .collect()
-}
-
-/// The demo site points at `sink`, with `extra` site.toml settings.
-fn site_setup(d: &DemoRoot, sink: &Sink, extra: &str) {
-    write(
-        &d.root.join("sites/acme/RELAYHOST"),
-        &format!("{}\n", sink.addr),
-    );
-    let toml = d.root.join("sites/acme/site.toml");
-    write(&toml, &format!("domains = [\"acme.example\"]\n{extra}"));
-    own(&toml);
-}
-
-/// `n` messages in the site's spool, to u0@ .. u{n-1}@acme.example, a few seconds old.
-fn spool_n(d: &DemoRoot, n: usize) {
-    let md = Maildir::new(d.root.join("sites/acme/Maildir"));
-    for i in 0..n {
-        let head =
-            format!("Return-Path: <bob@example.org>\nDelivered-To: site-acme-u{i}@acme.example\n");
-        let got = md
-            .deliver(&[head.as_bytes(), b"Subject: t\n\nbody\n"])
-            .unwrap();
-        own(&got.path);
-        common::set_mtime(&got.path, SystemTime::now() - Duration::from_secs(5));
-    }
-}
-
-fn spooled(d: &DemoRoot) -> usize {
-    Maildir::new(d.root.join("sites/acme/Maildir"))
-        .list(SystemTime::now() + Duration::from_secs(2))
-        .unwrap()
-        .len()
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// How many times each recipient reached the sink.
-fn by_recipient(got: &[Received]) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for r in got {
-        *m.entry(r.to.clone()).or_default() += 1;
-    }
-    m
-}
-
-fn ehlo(c: &mut Client) {
-    assert!(c.reply().starts_with("220"));
-    assert!(c.cmd("EHLO client.example").starts_with("250"));
-}
-
-/// Send messages `ids` to `rcpt` over one SMTP connection to `addr`, each with its own
-/// Message-ID.
-fn send_all(addr: SocketAddr, from: &str, rcpt: &str, ids: &[String]) {
-    let mut c = Client::connect(addr);
-    ehlo(&mut c);
-    for id in ids {
-        let r = c.cmd(&format!("MAIL FROM:<{from}>"));
-        assert!(r.starts_with("250"), "MAIL: {r}");
-        let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
-        assert!(r.starts_with("250"), "RCPT: {r}");
-        let r = c.cmd("DATA");
-        assert!(r.starts_with("354"), "DATA: {r}");
-        c.send(
-            format!("Message-ID: <{id}>\r\nSubject: cluster {id}\r\n\r\nbody of {id}\r\n.\r\n")
-                .as_bytes(),
-        );
-        let r = c.reply();
-        assert!(r.starts_with("250"), "end of data for {id}: {r}");
-    }
-    assert!(c.cmd("QUIT").starts_with("221"));
-}
-
-/// The Message-ID of a stored message.
-fn message_id(text: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("Message-ID: <"))
-        .map(|v| v.trim_end_matches('>').to_string())
-}
-
-fn maildir_files(md: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for sub in ["new", "cur"] {
-        for e in std::fs::read_dir(md.join(sub)).unwrap().flatten() {
-            out.push(e.path());
-        }
-    }
-    out
-}
+use common::cluster::*;
+use common::daemon::Client;
+use common::sink::{Script, Sink};
+use common::{demo_root, write};
 
 #[test]
 fn a_thousand_messages_to_three_nodes_land_once_each() {
@@ -209,13 +99,6 @@ fn a_schedule_firing_on_every_node_flushes_each_message_once() {
         })
         .count();
     assert!(fired >= 2, "the schedule fired on {fired} node(s)");
-}
-
-/// ETRN on `node` for the demo site; the reply.
-fn etrn(node: &Daemon) -> String {
-    let mut c = node.connect();
-    ehlo(&mut c);
-    c.cmd("ETRN acme.example")
 }
 
 #[test]
@@ -314,44 +197,6 @@ fn etrn_and_the_operator_on_one_node_see_another_nodes_flush() {
         assert_eq!(v["daemon"]["pid"], n.child.id(), "{v}");
     }
     assert!(!d.root.join("run/control.sock").exists());
-}
-
-/// A POP3 conversation: the reply to each line.
-struct Pop {
-    r: BufReader<TcpStream>,
-}
-
-impl Pop {
-    fn connect(addr: SocketAddr) -> Pop {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut p = Pop {
-            r: BufReader::new(s),
-        };
-        let g = p.line();
-        assert!(g.starts_with("+OK"), "{g}");
-        p
-    }
-
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.r.read_line(&mut l).unwrap();
-        l.trim_end().to_string()
-    }
-
-    fn cmd(&mut self, c: &str) -> String {
-        self.r
-            .get_mut()
-            .write_all(format!("{c}\r\n").as_bytes())
-            .unwrap();
-        self.line()
-    }
-
-    fn login(&mut self, user: &str, pass: &str) -> String {
-        let r = self.cmd(&format!("USER {user}"));
-        assert!(r.starts_with("+OK"), "{r}");
-        self.cmd(&format!("PASS {pass}"))
-    }
 }
 
 #[test]
@@ -527,19 +372,61 @@ fn a_delivery_by_the_command_carries_the_node_name() {
     assert!(names[0].contains(".n7."), "{names:?}");
 }
 
-/// Run with `input` on standard input.
-trait WithStdin {
-    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output;
-}
-
-impl WithStdin for Command {
-    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output {
-        let mut child = self
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        child.wait_with_output().unwrap()
-    }
+#[test]
+fn atrn_on_one_node_leaves_a_site_another_node_flushes() {
+    let d = demo_root();
+    let sink = Sink::start(Script {
+        delay: Duration::from_millis(100),
+        ..Script::default()
+    });
+    site_setup(&d, &sink, "accounts = [\"acme@acme.example\"]\n");
+    // The site's ODMR account.
+    let mu = common::mail_user();
+    let hash = turnmail::engine::crypt::hash_new(b"odmr-pw").unwrap();
+    let pw = d.root.join("users/poppasswd");
+    let mut text = std::fs::read_to_string(&pw).unwrap();
+    text.push_str(&format!(
+        "acme@acme.example:{hash}:{}:{}\n",
+        mu.name,
+        d.root.join("sites/acme").display()
+    ));
+    write(&pw, &text);
+    own(&pw);
+    let o = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("--root")
+        .arg(&d.root)
+        .arg("newu")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    common::config(
+        &d,
+        "[odmr]\nplaintext_auth = true\n[flush]\nschedule = \"0 0 1 1 *\"\n",
+    );
+    let ns = nodes(&d, 2);
+    spool_n(&d, 20);
+    let r = etrn(&ns[0]);
+    assert!(r.starts_with("253"), "{r}");
+    wait_for("node 1's connection", Duration::from_secs(20), || {
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    });
+    // The customer's ATRN on node 2: its only site is being flushed by node 1.
+    let mut c = Client::connect(ns[1].odmr);
+    assert!(c.reply().starts_with("220"));
+    assert!(c.cmd("EHLO customer.example").contains("ATRN"));
+    use base64::Engine;
+    let blob = base64::engine::general_purpose::STANDARD.encode("\0acme@acme.example\0odmr-pw");
+    let r = c.cmd(&format!("AUTH PLAIN {blob}"));
+    assert!(r.starts_with("235"), "{r}");
+    let r = c.cmd("ATRN");
+    assert!(
+        r.starts_with("450 4.7.0"),
+        "ATRN on node 2 while node 1 flushes: {r}"
+    );
+    wait_for("node 1's flush", Duration::from_secs(60), || {
+        spooled(&d) == 0
+    });
+    let counts = by_recipient(&sink.messages());
+    assert_eq!(counts.len(), 20);
+    assert!(counts.values().all(|&c| c == 1), "{counts:?}");
 }
