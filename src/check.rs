@@ -100,6 +100,7 @@ pub fn check(root: &Path) -> Result<Vec<Finding>, Unusable> {
     check_relay_access(root, &config, &mut out);
     check_quotas(root, &paths, &mut out);
     check_database(root, &config, &mut out);
+    check_cluster(root, &config, &mut out);
     Ok(out.findings)
 }
 
@@ -112,6 +113,19 @@ fn check_database(root: &Path, config: &Config, out: &mut Out) {
             &root.join("turnmail.toml"),
             None,
             format!("[accounts] backend = \"postgres\": {e}"),
+        );
+    }
+}
+
+/// `[cluster] node`: a name that is no safe file name stops the daemon.
+fn check_cluster(root: &Path, config: &Config, out: &mut Out) {
+    if let Some(n) = &config.cluster.node
+        && let Err(e) = crate::cluster::NodeName::parse(n)
+    {
+        out.add(
+            &root.join("turnmail.toml"),
+            None,
+            format!("[cluster] {e}: the daemon will not start"),
         );
     }
 }

@@ -50,6 +50,8 @@ pub struct Config {
     pub quota: crate::quota::QuotaSettings,
     /// `[postgres]`: the database of `[accounts] backend = "postgres"`.
     pub postgres: crate::db::PgSettings,
+    /// `[cluster]`: this process's node name, when several share the root.
+    pub cluster: ClusterSettings,
 }
 
 impl Default for Config {
@@ -81,8 +83,18 @@ impl Default for Config {
             metrics: MetricsSettings::default(),
             quota: crate::quota::QuotaSettings::default(),
             postgres: crate::db::PgSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
+}
+
+/// `[cluster]`: several daemons ("nodes") on one shared mail root (see `cluster.rs`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// This node's name (`--node` wins). None: a single host, its runtime files
+    /// directly in `ROOT/run/`. Checked where it is used (`turnmail check` lints it).
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod check;
 pub mod checkpassword;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod datetime;

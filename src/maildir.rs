@@ -47,6 +47,9 @@ const MAX_LINK_ATTEMPTS: u32 = 4;
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// The escaped host name; it does not change while we run, so ask the kernel once.
 static HOST: OnceLock<String> = OnceLock::new();
+/// The node name of a daemon sharing its root with others (`cluster.rs`), set once
+/// before the first delivery.
+static NODE: OnceLock<String> = OnceLock::new();
 
 /// A maildir directory, holding `tmp/`, `new/` and `cur/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -456,18 +459,37 @@ fn next_name(size: u64, crlf: u64) -> String {
     format!("{unique},S={size},W={crlf}")
 }
 
+/// Make this process's unique names carry `node` (see [`host_part`]). Call before the
+/// first delivery; false (and no change) when names were already made.
+pub fn set_node_name(node: &crate::cluster::NodeName) -> bool {
+    HOST.get().is_none() && NODE.set(node.to_string()).is_ok() && HOST.get().is_none()
+}
+
 fn local_host() -> &'static str {
     HOST.get_or_init(|| {
         let raw = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // A name needs a host part even on a machine that has none configured.
-        if raw.is_empty() {
-            "localhost".to_owned()
-        } else {
-            escape_host(&raw)
-        }
+        host_part(&raw, NODE.get().map(String::as_str))
     })
+}
+
+/// The host part of our unique names: the host name (`localhost` when none is set),
+/// escaped, after the node's name when several daemons share the root. Time, pid and
+/// counter keep the names of one machine's processes apart, but not those of machines
+/// that share a host name (cloned images) and pids (containers, or simply chance), nor
+/// of containers on one kernel with their own pid spaces; the node name does, as each
+/// node's name is claimed by one process at a time (`cluster::claim`).
+pub fn host_part(hostname: &str, node: Option<&str>) -> String {
+    let host = if hostname.is_empty() {
+        "localhost".to_owned()
+    } else {
+        escape_host(hostname)
+    };
+    match node {
+        Some(n) => format!("{}.{host}", escape_host(n)),
+        None => host,
+    }
 }
 
 /// Create a new `tmp/` file with mode exactly 0600, trying a fresh name on EEXIST.
@@ -1293,6 +1315,19 @@ mod tests {
         assert_eq!(escape_host("a b\0"), "a\\040b\\000");
         assert_eq!(escape_host("é"), "\\303\\251");
         assert_eq!(unique_name(1, 2, 3, 4, "h/x"), "1.M2P3Q4.h\\057x");
+    }
+
+    #[test]
+    fn host_part_with_and_without_a_node() {
+        assert_eq!(host_part("mx.example.org", None), "mx.example.org");
+        assert_eq!(host_part("", None), "localhost");
+        assert_eq!(host_part("mx.example.org", Some("n1")), "n1.mx.example.org");
+        assert_eq!(host_part("a:b", Some("n-2")), "n-2.a\\072b");
+        // Two nodes on machines of one name, with the same pid, time and counter.
+        assert_ne!(
+            format_unique(1, 2, 3, 4, &host_part("mx", Some("n1"))),
+            format_unique(1, 2, 3, 4, &host_part("mx", Some("n2")))
+        );
     }
 
     #[test]

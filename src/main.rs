@@ -10,6 +10,7 @@ use turnmail::admin::{
     self,
     init::{self, InitOptions},
 };
+use turnmail::cluster::NodeName;
 use turnmail::config::{Config, LogFormat};
 use turnmail::engine::Engine;
 
@@ -23,6 +24,10 @@ struct Cli {
     /// The mail root (control/, users/, domains/, sites/, ...).
     #[arg(long, global = true, env = "TURNMAIL_ROOT")]
     root: Option<PathBuf>,
+    /// The node, when several daemons share the root: `serve` runs as it, `flush` and
+    /// `status` ask its daemon (default: [cluster] node in turnmail.toml).
+    #[arg(long, global = true, env = "TURNMAIL_NODE", value_name = "NAME")]
+    node: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogArg>,
@@ -646,16 +651,22 @@ fn worse(a: u8, b: u8) -> u8 {
 }
 
 /// `turnmail flush` through a running daemon; None when no daemon answers.
-fn flush_via_daemon(root: &Path, sites: &[String], to: Option<&str>, json: bool) -> Option<u8> {
+fn flush_via_daemon(
+    root: &Path,
+    node: Option<&NodeName>,
+    sites: &[String],
+    to: Option<&str>,
+    json: bool,
+) -> Option<u8> {
     use turnmail::daemon::control::{Request, Response, ask};
-    ask(root, &Request::Status)?;
+    ask(root, node, &Request::Status)?;
     let mut worst = 0;
     for name in sites {
         let req = Request::Flush {
             site: name.clone(),
             to: to.map(str::to_string),
         };
-        match ask(root, &req) {
+        match ask(root, node, &req) {
             Some(Response::Flushed { site, result }) => {
                 worst = worse(worst, result.exit_code());
                 if json {
@@ -695,8 +706,15 @@ fn wait_until_listed(sites: &[turnmail::spool::site::Site]) {
     }
 }
 
+/// The node a command is about: `--node`, else `[cluster] node`.
+fn node_of(root: &Path, cli: Option<&str>) -> Result<Option<NodeName>, String> {
+    let configured = Config::load(root).map_err(|e| e.to_string())?.cluster.node;
+    turnmail::cluster::effective(cli, configured.as_deref()).map_err(|e| e.to_string())
+}
+
 fn cmd_flush(
     root: &Path,
+    node: Option<&str>,
     site: Option<String>,
     to: Option<String>,
     all: bool,
@@ -704,6 +722,7 @@ fn cmd_flush(
     json: bool,
 ) -> Result<ExitCode, String> {
     use turnmail::flush;
+    let node = node_of(root, node)?;
     become_mail_user(root)?;
     let engine = open_engine(root)?;
     let found = turnmail::spool::site::discover(root, &engine.config().sites.roots);
@@ -723,7 +742,8 @@ fn cmd_flush(
     };
     wait_until_listed(&sites);
     let names: Vec<String> = sites.iter().map(|s| s.name.clone()).collect();
-    if !queue && let Some(code) = flush_via_daemon(root, &names, to.as_deref(), json) {
+    if !queue && let Some(code) = flush_via_daemon(root, node.as_ref(), &names, to.as_deref(), json)
+    {
         return Ok(ExitCode::from(code));
     }
     let ctx = flush_context(root, &engine);
@@ -853,6 +873,14 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Checkpassword { .. }) {
         init_logging(format);
     }
+    // What this process delivers or bounces carries its node's name in the unique
+    // names, as the daemon's does (`serve` names itself once it knows its node).
+    if !matches!(cli.command, Command::Serve { .. })
+        && let Some(r) = cli.root.as_deref()
+        && let Ok(Some(n)) = node_of(r, cli.node.as_deref())
+    {
+        turnmail::maildir::set_node_name(&n);
+    }
     let result = match cli.command {
         Command::Init { dir, user, force } => dir
             .or(cli.root)
@@ -916,6 +944,7 @@ fn main() -> ExitCode {
                 submission,
                 submissions,
                 metrics,
+                node: cli.node,
             },
         ),
         Command::Newu => mail_root(cli.root).and_then(|r| cmd_newu(&r)),
@@ -929,13 +958,20 @@ fn main() -> ExitCode {
             all,
             queue,
             json,
-        } => mail_root(cli.root).and_then(|r| cmd_flush(&r, site, to, all, queue, json)),
+        } => mail_root(cli.root)
+            .and_then(|r| cmd_flush(&r, cli.node.as_deref(), site, to, all, queue, json)),
         Command::Checkpassword { prog } => Ok(turnmail::checkpassword::main(cli.root, prog)),
         Command::Domain { cmd } => cmd_admin(cli.root, |r| admin::domain::run(r, cmd)),
         Command::User { cmd } => cmd_admin(cli.root, |r| admin::user::run(r, cmd)),
         Command::Alias { cmd } => cmd_admin(cli.root, |r| admin::alias::run(r, cmd)),
         Command::Site { cmd } => cmd_admin(cli.root, |r| admin::site::run(r, cmd)),
-        Command::Status { json } => cmd_admin(cli.root, |r| admin::status::run(r, json)),
+        Command::Status { json } => {
+            let node = cli.node;
+            cmd_admin(cli.root, |r| {
+                let node = node_of(r, node.as_deref()).map_err(admin::AdminError::Invalid)?;
+                admin::status::run(r, node.as_ref(), json)
+            })
+        }
         Command::Queue { cmd } => cmd_admin(cli.root, |r| {
             // Spool files and bounces belong to the mail user, never to root.
             become_mail_user(r).map_err(admin::AdminError::Invalid)?;

@@ -7,11 +7,10 @@
 //! are the Maildir unique names (the file name up to `:`), matched exactly; anything
 //! that could name a path outside the spool is refused before the disk is touched.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::fcntl::{Flock, FlockArg};
+use crate::spool::lock::SenderLock;
 use serde_json::json;
 
 use super::error::{AdminError, Result, invalid, io_at};
@@ -93,6 +92,8 @@ pub struct Spool {
     lock: PathBuf,
     /// The outbound queue (whose files may start with a resume line).
     queue: bool,
+    /// The site, for a site's spool (its lock is taken through `spool::lock`).
+    site: Option<crate::spool::site::Site>,
 }
 
 impl Spool {
@@ -116,6 +117,7 @@ pub fn open(root: &Path, site: Option<&str>) -> Result<Spool> {
                 prefixes: Vec::new(),
                 lock: q.path().join(".lock"),
                 queue: true,
+                site: None,
             })
         }
         Some(name) => {
@@ -134,6 +136,7 @@ pub fn open(root: &Path, site: Option<&str>) -> Result<Spool> {
                 prefixes: s.prefixes.clone(),
                 lock: s.relayhost_path(),
                 queue: false,
+                site: Some(s.clone()),
             })
         }
     }
@@ -320,30 +323,29 @@ pub fn show(root: &Path, site: Option<&str>, id: &str, body: bool, json_out: boo
 }
 
 /// Take the lock of whoever sends from this spool, waiting a little.
-fn lock(spool: &Spool) -> Result<Flock<File>> {
-    let mut file = File::options()
-        .create(true)
-        .append(true)
-        .open(&spool.lock)
-        .map_err(io_at(&spool.lock))?;
+fn lock(spool: &Spool) -> Result<SenderLock> {
     let start = Instant::now();
     loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(l),
-            Err((f, nix::errno::Errno::EWOULDBLOCK)) if start.elapsed() < LOCK_WAIT => {
-                file = f;
+        let tried = match (&spool.site, spool.lock.parent()) {
+            (Some(site), _) => crate::spool::lock::try_site(site),
+            (None, Some(dir)) => crate::spool::lock::try_queue(dir),
+            (None, None) => Err(std::io::Error::other("no queue directory")),
+        };
+        match tried {
+            Ok(Some(l)) => return Ok(l),
+            Ok(None) if start.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            Ok(None) => {
                 return Err(AdminError::LockTimeout {
                     path: spool.lock.clone(),
                     secs: LOCK_WAIT.as_secs(),
                 });
             }
-            Err((_, e)) => {
+            Err(source) => {
                 return Err(AdminError::Io {
                     path: spool.lock.clone(),
-                    source: e.into(),
+                    source,
                 });
             }
         }

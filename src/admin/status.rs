@@ -14,11 +14,11 @@ use super::{domain, layout, site, table, user};
 use crate::daemon::control::{DaemonState, Request, Response};
 use crate::daemon::metrics::Counters;
 
-pub fn run(root: &Path, json: bool) -> Result<()> {
+pub fn run(root: &Path, node: Option<&crate::cluster::NodeName>, json: bool) -> Result<()> {
     let domains = domain::rows(root)?;
     let users = user::rows(root, None)?;
     let (mut sites, problems) = site::rows(root)?;
-    let daemon = match crate::daemon::control::ask(root, &Request::Status) {
+    let daemon = match crate::daemon::control::ask(root, node, &Request::Status) {
         Some(Response::Status(d)) => Some(*d),
         _ => None,
     };
@@ -75,7 +75,11 @@ pub fn run(root: &Path, json: bool) -> Result<()> {
         return Ok(());
     }
     println!("mail root  {}", root.display());
-    print_daemon(daemon.as_ref());
+    let socket = crate::daemon::control::socket_path(root, node);
+    print_daemon(
+        daemon.as_ref(),
+        socket.strip_prefix(root).unwrap_or(&socket),
+    );
     if let Some(line) = accounts_line(root, daemon.as_ref())? {
         println!("accounts   {line}");
     }
@@ -144,13 +148,18 @@ fn accounts_line(root: &Path, d: Option<&DaemonState>) -> Result<Option<String>>
     Ok(Some(line))
 }
 
-fn print_daemon(d: Option<&DaemonState>) {
+fn print_daemon(d: Option<&DaemonState>, socket: &Path) {
     let Some(d) = d else {
-        println!("daemon     not running (no answer on run/control.sock)");
+        println!("daemon     not running (no answer on {})", socket.display());
         return;
     };
+    let node = d
+        .node
+        .as_deref()
+        .map(|n| format!("node {n}, "))
+        .unwrap_or_default();
     println!(
-        "daemon     running: pid {}, version {}, up {} (since {})",
+        "daemon     running: {node}pid {}, version {}, up {} (since {})",
         d.pid,
         d.version,
         table::human_age(d.uptime_secs),

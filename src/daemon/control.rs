@@ -1,4 +1,5 @@
-//! The daemon's control socket (`ROOT/run/control.sock`, mode 0600): one JSON request
+//! The daemon's control socket (`ROOT/run/control.sock`, a node's in `ROOT/run/NODE/`;
+//! mode 0600): one JSON request
 //! per line, one JSON answer per line. `turnmail flush` and `turnmail status` use it
 //! when a daemon runs, so an operator's flush takes the same path (and the same
 //! one-flush-per-site rule) as every other trigger.
@@ -13,6 +14,7 @@ use tokio::sync::watch;
 
 use super::Shared;
 use super::flusher::Flusher;
+use crate::cluster::NodeName;
 use crate::flush::FlushResult;
 
 /// Longest request line accepted.
@@ -48,6 +50,9 @@ pub struct Listening {
 pub struct DaemonState {
     pub pid: u32,
     pub version: String,
+    /// The node answering (`[cluster] node`), None for a single host.
+    #[serde(default)]
+    pub node: Option<String>,
     /// Unix time the daemon started.
     pub started: u64,
     pub uptime_secs: u64,
@@ -95,13 +100,14 @@ pub enum Response {
     },
 }
 
-pub fn socket_path(root: &Path) -> PathBuf {
-    root.join("run/control.sock")
+/// The socket of the daemon of `node` (None: the single host's).
+pub fn socket_path(root: &Path, node: Option<&NodeName>) -> PathBuf {
+    crate::cluster::control_socket(root, node)
 }
 
 /// Listen on the control socket until stopped.
 pub async fn serve(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let path = socket_path(&shared.root);
+    let path = socket_path(&shared.root, shared.node.as_ref());
     let _ = std::fs::remove_file(&path);
     if let Some(dir) = path.parent() {
         let _ = crate::owner::create_dirs(dir, 0o700);
@@ -205,6 +211,7 @@ async fn answer(req: Request, shared: &Arc<Shared>) -> Response {
             Response::Status(Box::new(DaemonState {
                 pid: std::process::id(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                node: shared.node.as_ref().map(|n| n.to_string()),
                 started: shared.metrics.started_unix(),
                 uptime_secs: shared.metrics.uptime().as_secs(),
                 listening: shared
@@ -245,9 +252,9 @@ async fn answer(req: Request, shared: &Arc<Shared>) -> Response {
 }
 
 /// The client side, for the CLI: one request, one response. None if no daemon answers.
-pub fn ask(root: &Path, req: &Request) -> Option<Response> {
+pub fn ask(root: &Path, node: Option<&NodeName>, req: &Request) -> Option<Response> {
     use std::io::{BufRead, Write};
-    let path = socket_path(root);
+    let path = socket_path(root, node);
     let mut s = std::os::unix::net::UnixStream::connect(&path).ok()?;
     let mut line = serde_json::to_vec(req).ok()?;
     line.push(b'\n');

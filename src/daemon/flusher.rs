@@ -175,6 +175,14 @@ impl Flusher {
             .contains(name)
     }
 
+    /// Whether a flush of `site` runs here, or in another process or on another node
+    /// (its lock is held). A lock that cannot be tried counts as free: the flush
+    /// reports the trouble. The probe holds the lock for an instant, so a flush trying
+    /// it at that very instant skips the site until its next trigger; nothing is lost.
+    pub fn running_anywhere(&self, site: &Site) -> bool {
+        self.is_running(&site.name) || matches!(crate::spool::site::try_lock(site), Ok(None))
+    }
+
     fn claim(&self, name: &str) -> Option<Running> {
         let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if !r.insert(name.to_string()) {

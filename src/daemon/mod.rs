@@ -58,6 +58,8 @@ pub struct ServeOptions {
     pub submissions: Vec<SocketAddr>,
     /// Replaces `[metrics] listen`.
     pub metrics: Option<SocketAddr>,
+    /// Replaces `[cluster] node`.
+    pub node: Option<String>,
 }
 
 /// What a listener speaks.
@@ -92,6 +94,8 @@ impl Service {
 /// Everything a connection handler needs, shared by all of them.
 pub struct Shared {
     pub root: PathBuf,
+    /// This daemon's node name when several share the root (`cluster.rs`).
+    pub node: Option<crate::cluster::NodeName>,
     pub config: Arc<Config>,
     pub engine: Arc<Engine>,
     pub deliver: DeliverEnv,
@@ -155,7 +159,10 @@ pub fn run(root: &Path, opts: ServeOptions) -> Result<(), String> {
 /// [`run`], calling `on_listening` once the daemon listens (the demo prints its hints
 /// there, with the real ports; nothing is printed when binding or setup fails).
 pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> Result<(), String> {
-    let config = Config::load(root).map_err(|e| e.to_string())?;
+    let mut config = Config::load(root).map_err(|e| e.to_string())?;
+    let node = crate::cluster::effective(opts.node.as_deref(), config.cluster.node.as_deref())
+        .map_err(|e| e.to_string())?;
+    config.cluster.node = node.as_ref().map(|n| n.to_string());
     let pick = |cli: &Vec<SocketAddr>, file: &Vec<SocketAddr>| {
         if cli.is_empty() {
             file.clone()
@@ -200,6 +207,16 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
             .map_err(|e| format!("switching to user {}: {e}", mu.name))?;
         tracing::info!("running as {} (uid {}, gid {})", mu.name, mu.uid, mu.gid);
     }
+    // Held until this function returns, i.e. while the daemon serves.
+    let _node_lock = match &node {
+        Some(n) => {
+            let l = crate::cluster::claim(root, n).map_err(|e| e.to_string())?;
+            crate::maildir::set_node_name(n);
+            tracing::info!("node {n} of the mail root {}", root.display());
+            Some(l)
+        }
+        None => None,
+    };
     // Built before the engine: with the accounts in PostgreSQL, the store's pool lives
     // on this runtime.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -302,6 +319,7 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
     });
     let shared = Arc::new(Shared {
         root: root.to_path_buf(),
+        node,
         queue_runner: Arc::new(crate::outbound::runner::QueueRunner::new(
             engine.clone(),
             deliver.clone(),
@@ -309,7 +327,7 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
             config.relay.clone(),
         )),
         deliver,
-        policy: crate::policy::Policy::from_config(&config),
+        policy: crate::policy::Policy::from_config(root, &config),
         access: crate::submit::Access::from_config(root, &config),
         dkim: Arc::new(crate::dkim::Signer::open(root)),
         submission,
@@ -443,6 +461,9 @@ async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// How soon a queue run that found the queue's lock held tries again.
+const BUSY_QUEUE_RETRY: Duration = Duration::from_secs(1);
+
 /// Run the outbound queue every `interval_secs`, and soon after delivery queued mail.
 async fn queue_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_secs(shared.config.relay.interval_secs.max(1));
@@ -452,8 +473,15 @@ async fn queue_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if r.delivered + r.bounced + r.deferred > 0 || !r.trouble.is_empty() {
             tracing::info!(target: "relay", "queue run: {r:?}");
         }
+        // Another node's runner is at work: its run may have begun before our newest
+        // files were queued, so look again soon rather than after a whole interval.
+        let wait = if r.busy {
+            every.min(BUSY_QUEUE_RETRY)
+        } else {
+            every
+        };
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shared.queue_kick.notified() => {
                 // Let a burst of deliveries settle into one run.
                 tokio::time::sleep(Duration::from_millis(200)).await;

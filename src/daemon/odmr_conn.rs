@@ -222,7 +222,7 @@ impl Conn {
         // Sites another flush holds are left for it; the rest turn together.
         let free: Vec<Site> = with_mail
             .iter()
-            .filter(|s| !self.shared.flusher.is_running(&s.name) && !locked_elsewhere(s))
+            .filter(|s| !self.shared.flusher.running_anywhere(s))
             .map(|s| (*s).clone())
             .collect();
         if free.is_empty() {
@@ -267,12 +267,4 @@ impl Conn {
             }
         }
     }
-}
-
-/// Whether another process (or host) holds the site's flush lock right now. A lock
-/// that cannot be tried counts as free: the flush reports the trouble. The probe holds
-/// the lock for an instant, so a flush trying it at that very instant skips the site
-/// until its next trigger; nothing is lost.
-fn locked_elsewhere(site: &Site) -> bool {
-    matches!(crate::spool::site::try_lock(site), Ok(None))
 }

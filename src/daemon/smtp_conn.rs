@@ -496,7 +496,8 @@ impl Conn {
         let mut running = false;
         let mut to_client = None;
         for s in named {
-            if f.is_running(&s.name) {
+            // Another node's flush counts as much as this one's.
+            if f.running_anywhere(s) {
                 running = true;
                 continue;
             }

@@ -320,11 +320,12 @@ where
             first = Some((i, p, walker, walked));
             break;
         }
-        locks[i] = None;
         let r = FlushResult::NothingQueued {
             expired_bounced: walked.expired_bounced,
         };
+        // Recorded under the lock: the next node's flush of the site records after.
         status::record(&ctx.status_dir, site, &r);
+        locks[i] = None;
         results[i] = Some(r);
     }
     let Some(first) = first else {
@@ -494,13 +495,13 @@ fn settle_results(
                 .clone()
                 .unwrap_or_else(|| "the session ended before this site's turn".into());
             tracing::info!(target: "flush", site = %site.name, queued = listed[i], "not flushed: {error}");
-            locks[i] = None;
             let r = FlushResult::Failed {
                 error,
                 queued: listed[i],
                 lines: Vec::new(),
             };
             status::record(&ctx.status_dir, site, &r);
+            locks[i] = None;
             results[i] = Some(r);
             continue;
         };
@@ -512,7 +513,6 @@ fn settle_results(
         summary.kept += listed[i].saturating_sub(taken.max(answered) + walked.skipped);
         summary.tls = ended.tls;
         summary.error = if i >= last { error.clone() } else { None };
-        locks[i] = None;
         let r = if i != fi && taken == 0 && summary.kept == 0 {
             // A later site whose files had all expired: nothing was sent for it.
             FlushResult::NothingQueued {
@@ -528,6 +528,7 @@ fn settle_results(
             FlushResult::Done(summary)
         };
         status::record(&ctx.status_dir, site, &r);
+        locks[i] = None;
         results[i] = Some(r);
     }
 }

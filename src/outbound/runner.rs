@@ -35,6 +35,9 @@ pub struct RunReport {
     /// Delay notices queued.
     pub warned: usize,
     pub trouble: Vec<String>,
+    /// Another runner held the queue's lock (another node, or the operator's
+    /// `flush --queue`): nothing was looked at.
+    pub busy: bool,
 }
 
 impl RunReport {
@@ -172,21 +175,18 @@ impl QueueRunner {
         if !qdir.join("new").is_dir() {
             return report;
         }
-        let lock_path = qdir.join(".lock");
-        let lock_file = match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&lock_path)
-        {
-            Ok(f) => f,
-            Err(e) => {
-                report.trouble.push(format!("{}: {e}", lock_path.display()));
+        let _lock = match crate::spool::lock::try_queue(&qdir) {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                report.busy = true;
                 return report;
             }
-        };
-        let mut lock = fd_lock::RwLock::new(lock_file);
-        let Ok(_guard) = lock.try_write() else {
-            return report; // another runner is at work
+            Err(e) => {
+                report
+                    .trouble
+                    .push(format!("{}: {e}", qdir.join(".lock").display()));
+                return report;
+            }
         };
         // Queue files appear in new/ whole (linked there complete), so the current
         // second need not settle first: mail queued a moment ago goes now.

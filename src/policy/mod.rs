@@ -30,7 +30,7 @@ use crate::config::Config;
 use client::ClientKey;
 use conn::{ConnLimits, Permit};
 use throttle::Throttle;
-use throttle::memory::MemoryStore;
+use throttle::shared::DaemonStore;
 use window::WindowCounter;
 
 /// The listeners.
@@ -51,7 +51,7 @@ pub struct Policy {
     pop3_conns: ConnLimits,
     odmr_conns: ConnLimits,
     /// Password guessing on every face.
-    pub logins: Throttle<MemoryStore>,
+    pub logins: Throttle<DaemonStore>,
     /// What every failed login waits before its answer.
     pub failure_delay: Duration,
     /// ETRN and ATRN requests per client per minute.
@@ -75,7 +75,9 @@ pub fn login_rules(config: &Config) -> throttle::Rules {
 }
 
 impl Policy {
-    pub fn from_config(c: &Config) -> Policy {
+    /// The limits of `c`; the login counts are kept in `root`'s shared file when
+    /// `c` names a node (several daemons share the root), else in memory.
+    pub fn from_config(root: &std::path::Path, c: &Config) -> Policy {
         let l = &c.limits;
         let secs = Duration::from_secs;
         let deadlines = |idle, session| deadline::Limits {
@@ -95,7 +97,7 @@ impl Policy {
             logins: Throttle {
                 rules: login_rules(c),
                 ipv6_prefix: l.ipv6_prefix,
-                store: MemoryStore::default(),
+                store: DaemonStore::new(root, login_rules(c), c.cluster.node.is_some()),
             },
             failure_delay: Duration::from_millis(c.login_settings().failure_delay_ms),
             requests: WindowCounter::new(c.flush.etrn_per_minute, secs(60)),

@@ -5,6 +5,7 @@
 
 pub mod envelope;
 pub mod group;
+pub mod lock;
 pub mod relayhost;
 pub mod resume;
 pub mod routes;

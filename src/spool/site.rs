@@ -7,7 +7,6 @@
 //! on RELAYHOST, the same lock `setlock -n` and `flock -n` take), scanning its spool and
 //! quarantining files that are not in spool format.
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -365,27 +364,13 @@ fn load_site(dir: &Path, routes: &Routes) -> Result<Site, String> {
     })
 }
 
-/// The site's flush lock, held until dropped.
-pub struct SiteLock {
-    _lock: fd_lock::RwLock<File>,
-}
+/// The site's flush lock, held until dropped (see `lock.rs`).
+pub type SiteLock = super::lock::SenderLock;
 
 /// Take the RELAYHOST lock without waiting. Ok(None): someone else holds it
-/// (another flush, `setlock -n`, `flock -n`).
+/// (another flush, on this node or another, `setlock -n`, `flock -n`).
 pub fn try_lock(site: &Site) -> io::Result<Option<SiteLock>> {
-    let f = File::open(site.relayhost_path())?;
-    let mut lock = fd_lock::RwLock::new(f);
-    let acquired = match lock.try_write() {
-        Ok(guard) => {
-            // The flock lasts until the descriptor is closed, i.e. until SiteLock is
-            // dropped; forgetting the guard only skips its early unlock.
-            std::mem::forget(guard);
-            true
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-        Err(e) => return Err(e),
-    };
-    Ok(acquired.then_some(SiteLock { _lock: lock }))
+    super::lock::try_site(site)
 }
 
 /// Scan the site's spool (see [`super::scan::scan`]).
@@ -401,6 +386,7 @@ pub fn scan(site: &Site, now: SystemTime) -> io::Result<Scan> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
 
     #[test]
     fn pattern_bases() {

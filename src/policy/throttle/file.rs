@@ -63,6 +63,18 @@ impl FileStore {
         &self.path
     }
 
+    /// Clients blocked now, by the file.
+    pub fn blocked(&self) -> io::Result<usize> {
+        let file = self.open()?;
+        Self::lock(&file)?;
+        let t = self.read_table(&file)?;
+        let now = now_ms();
+        Ok(t.slots
+            .iter()
+            .filter(|s| s.kind == KIND_CLIENT && s.record.blocked_until_ms > now)
+            .count())
+    }
+
     fn open(&self) -> io::Result<File> {
         runfile::open(&self.path)
     }

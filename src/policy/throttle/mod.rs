@@ -21,6 +21,7 @@
 
 pub mod file;
 pub mod memory;
+pub mod shared;
 
 use std::io;
 use std::net::IpAddr;
