@@ -289,12 +289,16 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
     });
     let shared = Arc::new(Shared {
         root: root.to_path_buf(),
-        queue_runner: Arc::new(crate::outbound::runner::QueueRunner::new(
-            engine.clone(),
-            deliver.clone(),
-            hostname.clone(),
-            config.relay.clone(),
-        )),
+        queue_runner: Arc::new({
+            let m = metrics.clone();
+            crate::outbound::runner::QueueRunner::new(
+                engine.clone(),
+                deliver.clone(),
+                hostname.clone(),
+                config.relay.clone(),
+            )
+            .with_observer(Box::new(move |r| m.queue_settled(r)))
+        }),
         deliver,
         policy: crate::policy::Policy::from_config(&config),
         access: crate::submit::Access::from_config(root, &config),

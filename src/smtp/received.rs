@@ -54,7 +54,7 @@ pub fn received_line(t: &Trace<'_>, hostname: &str, queue_id: &str, date_rfc5322
     );
     let date = keep(
         date_rfc5322,
-        |c| c.is_ascii_alphanumeric() || " ,:+-".contains(c),
+        |c| c.is_ascii_alphanumeric() || matches!(c, ' ' | ',' | ':' | '+' | '-'),
         "",
     );
     let protocol = match (tls, auth.is_some()) {
@@ -67,7 +67,7 @@ pub fn received_line(t: &Trace<'_>, hostname: &str, queue_id: &str, date_rfc5322
     let auth = auth.map(|login| {
         keep(
             login,
-            |c| c.is_ascii_alphanumeric() || ".-_@+=".contains(c),
+            |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@' | '+' | '='),
             "unknown",
         )
     });
@@ -101,7 +101,7 @@ pub fn received_line(t: &Trace<'_>, hostname: &str, queue_id: &str, date_rfc5322
 
 /// Letters, digits and what host names and address literals need.
 fn is_host_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || ".-_:[]".contains(c)
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
 }
 
 /// `text` with every character `allowed` rejects replaced by `_` (spaces dropped at
