@@ -456,6 +456,9 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // A listener bound to one address is every connection's local address: no
+    // getsockname per connection (one bound to all addresses still asks).
+    let bound = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
     loop {
         let (stream, peer) = tokio::select! {
             r = l.accept() => match r {
@@ -483,7 +486,7 @@ async fn accept_loop(
                 let permit = shared.policy.admit(Listener::Smtp, peer.ip());
                 tokio::spawn(smtp_conn::handle(
                     stream,
-                    peer,
+                    (peer, bound),
                     shared,
                     permit,
                     smtp_conn::Role::Mx,
@@ -494,7 +497,13 @@ async fn accept_loop(
                 let role = smtp_conn::Role::Submission {
                     implicit_tls: service == Service::Submissions,
                 };
-                tokio::spawn(smtp_conn::handle(stream, peer, shared, permit, role));
+                tokio::spawn(smtp_conn::handle(
+                    stream,
+                    (peer, bound),
+                    shared,
+                    permit,
+                    role,
+                ));
             }
             Service::Odmr => {
                 let permit = shared.policy.admit(Listener::Odmr, peer.ip());

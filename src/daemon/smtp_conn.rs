@@ -71,13 +71,16 @@ fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `addrs`: the client's address, and the local one when the listener's address
+/// already says it.
 pub async fn handle(
     mut stream: TcpStream,
-    peer: SocketAddr,
+    addrs: (SocketAddr, Option<SocketAddr>),
     shared: Arc<Shared>,
     permit: Permit,
     role: Role,
 ) {
+    let (peer, bound) = addrs;
     let label = role.name();
     if let Some(why) = permit.refusal {
         shared.metrics.refused(label, "limit");
@@ -119,7 +122,10 @@ pub async fn handle(
     if let Some(g) = &address_grant {
         tracing::info!(target: "smtp", client = %peer, listener = label, "may relay: {}", g.describe());
     }
-    let local = stream.local_addr().unwrap_or(peer);
+    let local = match bound {
+        Some(a) => a,
+        None => stream.local_addr().unwrap_or(peer),
+    };
     let cfg = match role {
         Role::Mx => shared.smtp.clone(),
         Role::Submission { .. } => shared.submission.clone(),

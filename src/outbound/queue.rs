@@ -240,4 +240,29 @@ mod tests {
         let e = parse_in(&std::fs::read(&one[0].path).unwrap(), Format::Queue).unwrap();
         assert_eq!(e.group, None);
     }
+
+    #[test]
+    fn files_handed_back_are_what_a_scan_of_the_queue_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::new(dir.path());
+        let text: &[u8] = b"Subject: x\n\nhi\n";
+        for rcpts in [&[&b"a@y"[..], b"\"odd name\"@z"][..], &[b"one@y"]] {
+            let (done, spooled) = q.enqueue_group_spooled(b"s@x", rcpts, &[text]).unwrap();
+            assert_eq!(done.len(), rcpts.len());
+            assert_eq!(spooled.len(), rcpts.len());
+            for (d, s) in done.iter().zip(&spooled) {
+                let on_disk = std::fs::read(&d.path).unwrap();
+                let scanned = parse_in(&on_disk, Format::Queue).unwrap();
+                assert_eq!(s.envelope.sender, scanned.sender);
+                assert_eq!(s.envelope.recipient, scanned.recipient);
+                assert_eq!(s.envelope.group, scanned.group);
+                assert_eq!(s.envelope.body_offset, scanned.body_offset);
+                assert_eq!(&on_disk[s.envelope.body_offset..], text);
+                assert_eq!(s.entry.path, d.path);
+                assert_eq!(s.entry.rel, format!("new/{}", d.name));
+                assert_eq!(s.entry.unique, d.name);
+                assert_eq!(s.entry.size, on_disk.len() as u64);
+            }
+        }
+    }
 }

@@ -759,6 +759,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_queue_lock_is_shared_here_and_keeps_other_holders_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let ours = QueueLock::new(path.clone());
+        // Another open file description: what another process's runner holds.
+        let other = || {
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap()
+        };
+        assert_eq!(ours.acquire(1), Ok(true));
+        assert_eq!(ours.acquire(2), Ok(true), "shares in one process");
+        assert!(other().try_lock().is_err());
+        ours.release();
+        ours.release();
+        assert!(other().try_lock().is_err(), "one share left");
+        ours.release();
+        let theirs = other();
+        theirs.try_lock().unwrap();
+        assert_eq!(ours.acquire(1), Ok(false), "held elsewhere");
+        drop(theirs);
+        assert_eq!(ours.acquire(1), Ok(true));
+        ours.release();
+    }
+
+    #[test]
     fn backoff_grows_to_an_hour() {
         assert_eq!(backoff_after(60, 1), Duration::from_secs(60));
         assert_eq!(backoff_after(60, 2), Duration::from_secs(120));
