@@ -67,6 +67,9 @@ pub struct QueueRunner {
     observer: Option<Observer>,
 }
 
+/// Files handed off and not yet settled, at most (their texts are held in memory).
+const MAX_IN_FLIGHT: usize = 1000;
+
 /// The wait after `attempts` failures: `first`, doubling, at most an hour.
 fn backoff_after(first: u64, attempts: u32) -> Duration {
     Duration::from_secs(
@@ -338,14 +341,19 @@ impl QueueRunner {
     /// after their envelope lines. Each is settled on its own result as in a pass.
     /// False when they are left to a pass (the caller wakes one): another process
     /// is sending from the queue (its lock is taken), a pass already took one of
-    /// them, or they need a smarthost login.
+    /// them, [`MAX_IN_FLIGHT`] files are on their way already, or they need a
+    /// smarthost login.
     pub fn offer(self: &Arc<Self>, files: Vec<Spooled>, body: Vec<u8>) -> bool {
         if files.is_empty() || self.authenticated() {
             return false;
         }
         {
             let mut claimed = lock(&self.claimed);
-            if files.iter().any(|s| claimed.contains(&s.entry.unique)) {
+            // A destination slower than the mail coming in: what waits stays on disk
+            // for passes, not in memory here.
+            if claimed.len() + files.len() > MAX_IN_FLIGHT
+                || files.iter().any(|s| claimed.contains(&s.entry.unique))
+            {
                 return false;
             }
             for s in &files {
