@@ -24,6 +24,7 @@ pub mod net;
 pub mod odmr;
 pub mod outbound;
 pub mod owner;
+pub mod pid;
 pub mod policy;
 pub mod pop3;
 pub mod privilege;

@@ -436,7 +436,7 @@ pub fn crlf_size(parts: &[&[u8]]) -> u64 {
     let mut total = 0u64;
     let mut last = None;
     for part in parts {
-        let lfs = part.iter().filter(|&&b| b == b'\n').count();
+        let lfs = memchr::memchr_iter(b'\n', part).count();
         total += part.len() as u64 + lfs as u64;
         if let Some(&b) = part.last() {
             last = Some(b);
@@ -455,7 +455,7 @@ fn next_name(size: u64, crlf: u64) -> String {
         Err(_) => (0, 0),
     };
     let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let unique = format_unique(secs, usecs, std::process::id(), counter, local_host());
+    let unique = format_unique(secs, usecs, crate::pid::pid(), counter, local_host());
     format!("{unique},S={size},W={crlf}")
 }
 

@@ -556,3 +556,57 @@ fn an_authenticated_smarthost_gets_the_login_only_under_verified_tls() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn relayed_mail_goes_out_at_once_but_never_while_another_runner_holds_the_queue() {
+    // The sender is a stranger's address: no sender policy here.
+    let Some(w) = world(&[], "\n[relay_access]\nsender_check = \"off\"\n") else {
+        return;
+    };
+    // The test's client may relay, as a customer's network would.
+    let rules = w.d.root.join("control/tcp.smtp");
+    write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n");
+    let sink = w.sink(
+        [127, 0, 0, 2],
+        Script {
+            pipelining: true,
+            ..Script::default()
+        },
+    );
+    // Sent as soon as it is queued, by the session that queued it: no queue pass.
+    w.send("first@one.example", "at once");
+    wait_for("the relayed message", &w, || {
+        !with_rcpt(&sink.messages(), "first@one.example").is_empty()
+    });
+    wait_for("an empty queue", &w, || w.queued() == 0);
+    let log = w.daemon.log_text();
+    assert!(log.contains("-> Removed"), "{log}");
+    assert!(!log.contains("queue run:"), "sent without a pass: {log}");
+    // Another process sending from the queue (`turnmail flush --queue`) holds its
+    // lock: the daemon leaves the new file alone until it is let go.
+    let lock_path = w.d.root.join("queue/.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&lock_path)
+        .unwrap();
+    if common::is_root() {
+        let mu = common::mail_user();
+        std::os::unix::fs::chown(&lock_path, Some(mu.uid), Some(mu.gid)).unwrap();
+    }
+    lock.lock().unwrap();
+    w.send("second@one.example", "after the lock");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        with_rcpt(&sink.messages(), "second@one.example").is_empty(),
+        "sent while another runner held the queue: {}",
+        w.daemon.log_text()
+    );
+    assert_eq!(w.queued(), 1);
+    lock.unlock().unwrap();
+    wait_for("the message after the lock", &w, || {
+        !with_rcpt(&sink.messages(), "second@one.example").is_empty()
+    });
+    wait_for("an empty queue", &w, || w.queued() == 0);
+    assert_eq!(with_rcpt(&sink.messages(), "second@one.example").len(), 1);
+}

@@ -45,7 +45,7 @@ impl Encoder {
             if self.stuff_dots && first == b'.' && self.at_line_start() {
                 out.push(b'.');
             }
-            let Some(lf) = input.iter().position(|&b| b == b'\n') else {
+            let Some(lf) = memchr::memchr(b'\n', input) else {
                 out.extend_from_slice(input);
                 self.last = Some(input[input.len() - 1]);
                 return;

@@ -407,6 +407,11 @@ impl Metrics {
 
     pub fn queue_run(&self, r: &crate::outbound::runner::RunReport) {
         self.queue_runs.inc();
+        self.queue_settled(r);
+    }
+
+    /// Queue files settled, by a pass or sent at once after an SMTP session queued them.
+    pub fn queue_settled(&self, r: &crate::outbound::runner::RunReport) {
         for (name, n) in [
             ("delivered", r.delivered),
             ("bounced", r.bounced),

@@ -320,12 +320,16 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
     let shared = Arc::new(Shared {
         root: root.to_path_buf(),
         node,
-        queue_runner: Arc::new(crate::outbound::runner::QueueRunner::new(
-            engine.clone(),
-            deliver.clone(),
-            hostname.clone(),
-            config.relay.clone(),
-        )),
+        queue_runner: Arc::new({
+            let m = metrics.clone();
+            crate::outbound::runner::QueueRunner::new(
+                engine.clone(),
+                deliver.clone(),
+                hostname.clone(),
+                config.relay.clone(),
+            )
+            .with_observer(Box::new(move |r| m.queue_settled(r)))
+        }),
         deliver,
         policy: crate::policy::Policy::from_config(root, &config),
         access: crate::submit::Access::from_config(root, &config),
@@ -497,6 +501,9 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // A listener bound to one address is every connection's local address: no
+    // getsockname per connection (one bound to all addresses still asks).
+    let bound = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
     loop {
         let (stream, peer) = tokio::select! {
             r = l.accept() => match r {
@@ -524,7 +531,7 @@ async fn accept_loop(
                 let permit = shared.policy.admit(Listener::Smtp, peer.ip());
                 tokio::spawn(smtp_conn::handle(
                     stream,
-                    peer,
+                    (peer, bound),
                     shared,
                     permit,
                     smtp_conn::Role::Mx,
@@ -535,7 +542,13 @@ async fn accept_loop(
                 let role = smtp_conn::Role::Submission {
                     implicit_tls: service == Service::Submissions,
                 };
-                tokio::spawn(smtp_conn::handle(stream, peer, shared, permit, role));
+                tokio::spawn(smtp_conn::handle(
+                    stream,
+                    (peer, bound),
+                    shared,
+                    permit,
+                    role,
+                ));
             }
             Service::Odmr => {
                 let permit = shared.policy.admit(Listener::Odmr, peer.ip());

@@ -71,13 +71,16 @@ fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `addrs`: the client's address, and the local one when the listener's address
+/// already says it.
 pub async fn handle(
     mut stream: TcpStream,
-    peer: SocketAddr,
+    addrs: (SocketAddr, Option<SocketAddr>),
     shared: Arc<Shared>,
     permit: Permit,
     role: Role,
 ) {
+    let (peer, bound) = addrs;
     let label = role.name();
     if let Some(why) = permit.refusal {
         shared.metrics.refused(label, "limit");
@@ -98,8 +101,10 @@ pub async fn handle(
         let _ = stream.shutdown().await;
         return;
     }
-    let name = shared.access.client_name(peer.ip()).await;
+    let rules = shared.access.tcp_rules();
+    let name = shared.access.client_name(&rules, peer.ip()).await;
     let address_grant = match shared.access.at_connect(
+        &rules,
         peer.ip(),
         name.as_deref(),
         &shared.flusher.sites().sites,
@@ -117,7 +122,10 @@ pub async fn handle(
     if let Some(g) = &address_grant {
         tracing::info!(target: "smtp", client = %peer, listener = label, "may relay: {}", g.describe());
     }
-    let local = stream.local_addr().unwrap_or(peer);
+    let local = match bound {
+        Some(a) => a,
+        None => stream.local_addr().unwrap_or(peer),
+    };
     let cfg = match role {
         Role::Mx => shared.smtp.clone(),
         Role::Submission { .. } => shared.submission.clone(),
@@ -662,7 +670,7 @@ impl Conn {
         let size = received.len() + data.len();
         let sign = self.grant().is_some();
         let (peer, id) = (self.peer, qid.clone());
-        let report = match tokio::task::spawn_blocking(move || {
+        let (mut report, msg) = match tokio::task::spawn_blocking(move || {
             // RSA signing takes most of a millisecond: off the session's thread.
             let signature = if sign {
                 super::dkim_sign::signature(&shared, peer, &id, &data)
@@ -676,14 +684,15 @@ impl Conn {
             msg.extend_from_slice(&received);
             msg.extend_from_slice(&data);
             drop(data);
-            transaction::deliver_message(
+            let report = transaction::deliver_message(
                 &shared.deliver,
                 &shared.hostname,
                 &sender2,
                 &resolved,
                 &msg,
                 now,
-            )
+            );
+            (report, msg)
         })
         .await
         {
@@ -713,10 +722,21 @@ impl Conn {
             "message: {}",
             rcpts.join(", ")
         );
-        if report
+        // The relayed recipients' files go out now; anything else queued (or one
+        // that cannot go now) waits for a pass.
+        let relayed = std::mem::take(&mut report.relayed);
+        let handed = relayed.len();
+        let handed = if handed > 0 && self.shared.queue_runner.offer(relayed, msg) {
+            handed
+        } else {
+            0
+        };
+        let queued = report
             .recipients
             .iter()
-            .any(|(_, r)| matches!(r, transaction::RecipientResult::Queued(_)))
+            .filter(|(_, r)| matches!(r, transaction::RecipientResult::Queued(_)))
+            .count();
+        if queued > handed
             || report
                 .recipients
                 .iter()

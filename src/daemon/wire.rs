@@ -145,7 +145,7 @@ pub fn challenge(host: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     format!(
         "<{}.{}.{}@{host}>",
-        std::process::id(),
+        crate::pid::pid(),
         crate::datetime::now_unix(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )

@@ -17,6 +17,7 @@ use crate::engine::Resolution;
 use crate::outbound::bounce::queue_bounce;
 pub use crate::outbound::bounce::unique_token;
 use crate::outbound::dsn::Failure;
+use crate::spool::scan::Spooled;
 
 /// The reply to give after DATA, and what happened to each recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,9 @@ pub enum RecipientResult {
 pub struct Report {
     pub verdict: Verdict,
     pub recipients: Vec<(Vec<u8>, RecipientResult)>,
+    /// The queue files of the relayed recipients, as a scan of the queue finds them
+    /// (on disk already), for sending at once.
+    pub relayed: Vec<Spooled>,
 }
 
 /// Deliver `data` from `sender` to every resolved recipient.
@@ -87,6 +91,7 @@ pub fn deliver_message(
                 .into_iter()
                 .map(|(r, o)| (r, RecipientResult::Deferred(format!("{o:?}"))))
                 .collect(),
+            relayed: Vec::new(),
         };
     }
     let all_perm = results
@@ -107,6 +112,7 @@ pub fn deliver_message(
                 .into_iter()
                 .map(|(r, o)| (r, RecipientResult::Failed(format!("{o:?}"))))
                 .collect(),
+            relayed: Vec::new(),
         };
     }
     let mut out = Vec::with_capacity(results.len());
@@ -119,11 +125,12 @@ pub fn deliver_message(
         .filter(|(_, r)| matches!(r, Resolution::Relay { .. }))
         .map(|(a, _)| a.as_slice())
         .collect();
-    let relay_queued = env.queue.enqueue_group(sender, &relayed, &[data]);
+    let relay_queued = env.queue.enqueue_group_spooled(sender, &relayed, &[data]);
     if let Err(e) = &relay_queued {
         verdict = Verdict::Temporary(format!("cannot queue the relayed recipients: {e}"));
     }
-    let mut relay_names = relay_queued.as_deref().unwrap_or_default().iter();
+    let (relay_queued, relay_spooled) = relay_queued.unwrap_or_default();
+    let mut relay_names = relay_queued.iter();
     for ((rcpt, outcome), (_, res)) in results.into_iter().zip(recipients) {
         let r = match outcome {
             Outcome::Temporary(why) if matches!(res, Resolution::Relay { .. }) => {
@@ -178,5 +185,6 @@ pub fn deliver_message(
     Report {
         verdict,
         recipients: out,
+        relayed: relay_spooled,
     }
 }

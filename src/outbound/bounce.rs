@@ -12,7 +12,7 @@ pub fn unique_token(now: u64) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     format!(
         "{now}.{}.{}",
-        std::process::id(),
+        crate::pid::pid(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }

@@ -6,9 +6,12 @@
 //! (`spool/group.rs`) so that they leave together.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-use crate::maildir::{DeliverError, Delivered, Maildir};
+use crate::maildir::{DeliverError, DeliverStep, Delivered, Entry, Maildir};
 use crate::qmail::dotqmail::Instruction;
+use crate::spool::envelope::Format;
+use crate::spool::scan::Spooled;
 use crate::spool::{envelope, group, resume};
 
 #[derive(Debug, Clone)]
@@ -52,9 +55,40 @@ impl Queue {
         recipients: &[&[u8]],
         message: &[&[u8]],
     ) -> Result<Vec<Delivered>, DeliverError> {
+        self.write_group(sender, recipients, message)
+            .map(|(_, done)| done)
+    }
+
+    /// As [`Queue::enqueue_group`], and each file also as a scan of the queue would
+    /// find it, so that the caller can send it at once without reading it back.
+    pub fn enqueue_group_spooled(
+        &self,
+        sender: &[u8],
+        recipients: &[&[u8]],
+        message: &[&[u8]],
+    ) -> Result<(Vec<Delivered>, Vec<Spooled>), DeliverError> {
+        let (line, done) = self.write_group(sender, recipients, message)?;
+        let now = SystemTime::now();
+        let spooled = done
+            .iter()
+            .zip(recipients)
+            .filter_map(|(d, r)| spooled(d, line.as_deref(), sender, r, now))
+            .collect();
+        Ok((done, spooled))
+    }
+
+    /// The files of one message and their group line (none for one recipient).
+    fn write_group(
+        &self,
+        sender: &[u8],
+        recipients: &[&[u8]],
+        message: &[&[u8]],
+    ) -> Result<(Option<Vec<u8>>, Vec<Delivered>), DeliverError> {
         let line = match recipients {
-            [] => return Ok(Vec::new()),
-            [one] => return self.enqueue(sender, one, message).map(|d| vec![d]),
+            [] => return Ok((None, Vec::new())),
+            [one] => {
+                return self.enqueue(sender, one, message).map(|d| (None, vec![d]));
+            }
             _ => group::line(new_token().as_bytes()),
         };
         let mut done = Vec::with_capacity(recipients.len());
@@ -71,7 +105,7 @@ impl Queue {
                 }
             }
         }
-        Ok(done)
+        Ok((line, done))
     }
 
     /// Durably add a local delivery of which only `rest` is left to do (see
@@ -105,11 +139,6 @@ impl Queue {
         recipient: &[u8],
         message: &[&[u8]],
     ) -> Result<Delivered, DeliverError> {
-        if !self.maildir.path().join("new").is_dir()
-            && let Err(e) = Maildir::create(self.maildir.path())
-        {
-            tracing::warn!(target: "queue", "creating {}: {e}", self.maildir.path().display());
-        }
         let (rp, dt) = envelope::lines(sender, recipient);
         let mut parts: Vec<&[u8]> = Vec::with_capacity(message.len() + 4);
         parts.extend(group);
@@ -117,12 +146,52 @@ impl Queue {
         parts.push(&rp);
         parts.push(&dt);
         parts.extend_from_slice(message);
-        self.maildir.deliver(&parts)
+        match self.maildir.deliver(&parts) {
+            // The queue is made when first needed (a failed step leaves nothing).
+            Err(e)
+                if e.io_error().kind() == std::io::ErrorKind::NotFound
+                    && matches!(e.step(), DeliverStep::CreateTmp | DeliverStep::Link) =>
+            {
+                if let Err(e) = Maildir::create(self.maildir.path()) {
+                    tracing::warn!(target: "queue", "creating {}: {e}", self.maildir.path().display());
+                }
+                self.maildir.deliver(&parts)
+            }
+            done => done,
+        }
     }
 
     pub fn new_dir(&self) -> PathBuf {
         self.maildir.path().join("new")
     }
+}
+
+/// A file just written as a scan finds it: its envelope read back from the lines
+/// written (the same parser, so the same result), its time taken as now.
+fn spooled(
+    d: &Delivered,
+    group: Option<&[u8]>,
+    sender: &[u8],
+    recipient: &[u8],
+    now: SystemTime,
+) -> Option<Spooled> {
+    let (rp, dt) = envelope::lines(sender, recipient);
+    let mut head = Vec::with_capacity(group.map_or(0, <[u8]>::len) + rp.len() + dt.len());
+    head.extend(group.unwrap_or_default());
+    head.extend_from_slice(&rp);
+    head.extend_from_slice(&dt);
+    let envelope = envelope::parse_in(&head, Format::Queue)?;
+    Some(Spooled {
+        entry: Entry {
+            rel: format!("new/{}", d.name),
+            unique: d.name.clone(),
+            path: d.path.clone(),
+            mtime: now,
+            size: d.size,
+            in_new: true,
+        },
+        envelope,
+    })
 }
 
 /// A group token no other message has: time, process, a counter and 64 random bits
@@ -135,7 +204,7 @@ fn new_token() -> String {
         .map_or(0, |d| d.as_secs());
     format!(
         "{secs}.{}.{}.{:016x}",
-        std::process::id(),
+        crate::pid::pid(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
         rand::random::<u64>()
     )
@@ -170,5 +239,30 @@ mod tests {
         let one = q.enqueue_group(b"s@x", &[b"a@y"], &[b"x\n"]).unwrap();
         let e = parse_in(&std::fs::read(&one[0].path).unwrap(), Format::Queue).unwrap();
         assert_eq!(e.group, None);
+    }
+
+    #[test]
+    fn files_handed_back_are_what_a_scan_of_the_queue_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::new(dir.path());
+        let text: &[u8] = b"Subject: x\n\nhi\n";
+        for rcpts in [&[&b"a@y"[..], b"\"odd name\"@z"][..], &[b"one@y"]] {
+            let (done, spooled) = q.enqueue_group_spooled(b"s@x", rcpts, &[text]).unwrap();
+            assert_eq!(done.len(), rcpts.len());
+            assert_eq!(spooled.len(), rcpts.len());
+            for (d, s) in done.iter().zip(&spooled) {
+                let on_disk = std::fs::read(&d.path).unwrap();
+                let scanned = parse_in(&on_disk, Format::Queue).unwrap();
+                assert_eq!(s.envelope.sender, scanned.sender);
+                assert_eq!(s.envelope.recipient, scanned.recipient);
+                assert_eq!(s.envelope.group, scanned.group);
+                assert_eq!(s.envelope.body_offset, scanned.body_offset);
+                assert_eq!(&on_disk[s.envelope.body_offset..], text);
+                assert_eq!(s.entry.path, d.path);
+                assert_eq!(s.entry.rel, format!("new/{}", d.name));
+                assert_eq!(s.entry.unique, d.name);
+                assert_eq!(s.entry.size, on_disk.len() as u64);
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! keep with back-off), and a file kept past `delay_warning_hours` gets one delay
 //! notice. One runner per root at a time (a flock on `queue/.lock`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -51,6 +51,9 @@ impl RunReport {
     }
 }
 
+/// Called with what the settling of handed-off files did (metrics).
+pub type Observer = Box<dyn Fn(&RunReport) + Send + Sync>;
+
 pub struct QueueRunner {
     engine: Arc<Engine>,
     env: DeliverEnv,
@@ -59,7 +62,16 @@ pub struct QueueRunner {
     pool: Arc<Pool>,
     /// Per file: attempts so far and when the next one is due.
     backoff: Mutex<HashMap<String, (u32, Instant)>>,
+    /// `queue/.lock`, held while this process sends from the queue.
+    lock: QueueLock,
+    /// The files this process is sending now (by unique name): a pass leaves alone
+    /// what was handed off, and a hand-off what a pass took.
+    claimed: Mutex<HashSet<String>>,
+    observer: Option<Observer>,
 }
+
+/// Files handed off and not yet settled, at most (their texts are held in memory).
+const MAX_IN_FLIGHT: usize = 1000;
 
 /// The wait after `attempts` failures: `first`, doubling, at most an hour.
 fn backoff_after(first: u64, attempts: u32) -> Duration {
@@ -134,13 +146,22 @@ impl QueueRunner {
             verified,
         });
         QueueRunner {
+            lock: QueueLock::new(env.queue.path().join(".lock")),
             engine,
             env,
             hostname,
             cfg,
             pool,
             backoff: Mutex::new(HashMap::new()),
+            claimed: Mutex::new(HashSet::new()),
+            observer: None,
         }
+    }
+
+    /// Tell `observer` what settling handed-off files did (passes report themselves).
+    pub fn with_observer(mut self, observer: Observer) -> QueueRunner {
+        self.observer = Some(observer);
+        self
     }
 
     /// Connections opened and reused so far.
@@ -175,19 +196,19 @@ impl QueueRunner {
         if !qdir.join("new").is_dir() {
             return report;
         }
-        let _lock = match crate::spool::lock::try_queue(&qdir) {
-            Ok(Some(l)) => l,
-            Ok(None) => {
+        match self.lock.acquire(1) {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another process's runner is at work: look again soon.
                 report.busy = true;
                 return report;
             }
             Err(e) => {
-                report
-                    .trouble
-                    .push(format!("{}: {e}", qdir.join(".lock").display()));
+                report.trouble.push(e);
                 return report;
             }
-        };
+        }
+        let _lock = Held(&self.lock);
         // Queue files appear in new/ whole (linked there complete), so the current
         // second need not settle first: mail queued a moment ago goes now.
         let now = SystemTime::now() + Duration::from_secs(1);
@@ -209,11 +230,23 @@ impl QueueRunner {
         };
         let mut due = Vec::with_capacity(scanned.ready.len());
         let at = Instant::now();
-        for s in scanned.ready {
-            if force || self.due(&s.entry.unique, at) {
-                due.push(s);
-            } else {
-                report.skipped_backoff += 1;
+        let mut claims = Claims {
+            runner: self,
+            names: Vec::new(),
+        };
+        {
+            let mut claimed = lock(&self.claimed);
+            for s in scanned.ready {
+                if claimed.contains(&s.entry.unique) {
+                    continue; // handed off and on its way
+                }
+                if force || self.due(&s.entry.unique, at) {
+                    claimed.insert(s.entry.unique.clone());
+                    claims.names.push(s.entry.unique.clone());
+                    due.push(s);
+                } else {
+                    report.skipped_backoff += 1;
+                }
             }
         }
         if due.is_empty() {
@@ -259,6 +292,10 @@ impl QueueRunner {
         let Some(first) = g.files.first() else {
             return;
         };
+        if !first.entry.path.exists() {
+            // Sent and removed by a hand-off since the listing: nothing to do.
+            return;
+        }
         let body = match read_body(first) {
             Ok(b) => b,
             Err(why) => {
@@ -267,6 +304,17 @@ impl QueueRunner {
                 let _ = done.send((g.files, attempts, settled));
                 return;
             }
+        };
+        self.send_group(g, body, move |outcomes| {
+            let _ = done.send(outcomes);
+        });
+    }
+
+    /// Hand one group and its text to the pool; its files are settled the moment
+    /// its results come, on the pool's task, then given to `then`.
+    fn send_group(&self, g: Group, body: Vec<u8>, then: impl FnOnce(Outcomes) + Send + 'static) {
+        let Some(first) = g.files.first() else {
+            return;
         };
         let env = self.env.clone();
         let hostname = self.hostname.clone();
@@ -282,7 +330,7 @@ impl QueueRunner {
             let pairs: Vec<(&Spooled, &Attempt)> = files.iter().zip(&attempts).collect();
             let settled =
                 settle::settle_group(&env, &hostname, &pairs, lifetime, SystemTime::now());
-            let _ = done.send((files, attempts, settled));
+            then((files, attempts, settled));
         });
         self.pool.send(
             g.dest,
@@ -293,6 +341,89 @@ impl QueueRunner {
                 on_result,
             },
         );
+    }
+
+    /// Send the queue files of one message at once, as an SMTP session has just
+    /// queued them (durably: they are in `new/`), instead of waiting for a pass to
+    /// find and read them: `files` one recipient each, all relayed, `body` the text
+    /// after their envelope lines. Each is settled on its own result as in a pass.
+    /// False when they are left to a pass (the caller wakes one): another process
+    /// is sending from the queue (its lock is taken), a pass already took one of
+    /// them, [`MAX_IN_FLIGHT`] files are on their way already, or they need a
+    /// smarthost login.
+    pub fn offer(self: &Arc<Self>, files: Vec<Spooled>, body: Vec<u8>) -> bool {
+        if files.is_empty() || self.authenticated() {
+            return false;
+        }
+        {
+            let mut claimed = lock(&self.claimed);
+            // A destination slower than the mail coming in: what waits stays on disk
+            // for passes, not in memory here.
+            if claimed.len() + files.len() > MAX_IN_FLIGHT
+                || files.iter().any(|s| claimed.contains(&s.entry.unique))
+            {
+                return false;
+            }
+            for s in &files {
+                claimed.insert(s.entry.unique.clone());
+            }
+        }
+        let snap = self.engine.snapshot();
+        let mut groups: Vec<Group> = Vec::new();
+        for s in files {
+            let dest = Destination::of(
+                &snap.control.smtproutes,
+                &self.cfg,
+                &domain_of(&s.envelope.recipient),
+            );
+            match groups.iter_mut().find(|g| g.dest == dest) {
+                Some(g) => g.files.push(s),
+                None => groups.push(Group {
+                    dest,
+                    files: vec![s],
+                }),
+            }
+        }
+        let held = match self.lock.acquire(groups.len()) {
+            Ok(true) => true,
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(target: "relay", "{e}");
+                false
+            }
+        };
+        if !held {
+            let mut claimed = lock(&self.claimed);
+            for g in &groups {
+                for s in &g.files {
+                    claimed.remove(&s.entry.unique);
+                }
+            }
+            return false;
+        }
+        let n = groups.len();
+        let mut body = Some(body);
+        for (i, g) in groups.into_iter().enumerate() {
+            // Each group's claims and share of the lock end with its results, or
+            // with the job should the pool drop it unanswered.
+            let inflight = InFlight {
+                runner: self.clone(),
+                names: g.files.iter().map(|s| s.entry.unique.clone()).collect(),
+            };
+            let text = if i + 1 == n {
+                body.take().unwrap_or_default()
+            } else {
+                body.clone().unwrap_or_default()
+            };
+            self.send_group(g, text, move |(files, attempts, settled)| {
+                inflight.settled(&files, &attempts, &settled);
+            });
+        }
+        true
+    }
+
+    fn authenticated(&self) -> bool {
+        self.cfg.smarthost_user.is_some() && self.cfg.smarthost_password.is_some()
     }
 
     /// Settle files here (local and one-by-one sends) and account for them.
@@ -442,6 +573,112 @@ impl QueueRunner {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The flock on `queue/.lock` (interoperating with other processes' runners, such as
+/// `turnmail flush --queue`), shared by this process's senders: a pass holds a share
+/// while it runs, each handed-off group until its result; the last share to go
+/// unlocks it.
+struct QueueLock {
+    path: std::path::PathBuf,
+    state: Mutex<(Option<crate::spool::lock::SenderLock>, usize)>,
+}
+
+impl QueueLock {
+    fn new(path: std::path::PathBuf) -> QueueLock {
+        QueueLock {
+            path,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Take `shares`; Ok(false) when another process holds the lock.
+    fn acquire(&self, shares: usize) -> Result<bool, String> {
+        let mut state = lock(&self.state);
+        if state.1 == 0 {
+            // The one way a sender's lock is taken (with the backend's second lock).
+            let dir = crate::fsutil::parent_dir(&self.path);
+            match crate::spool::lock::try_queue(dir) {
+                Ok(Some(l)) => state.0 = Some(l),
+                Ok(None) => return Ok(false),
+                Err(e) => return Err(format!("locking {}: {e}", self.path.display())),
+            }
+        }
+        state.1 += shares;
+        Ok(true)
+    }
+
+    fn release(&self) {
+        let mut state = lock(&self.state);
+        state.1 = state.1.saturating_sub(1);
+        if state.1 == 0 {
+            // Closing the file lets the lock go.
+            state.0 = None;
+        }
+    }
+}
+
+/// A pass's share of the queue lock.
+struct Held<'a>(&'a QueueLock);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// The files a pass took, given back when it ends.
+struct Claims<'a> {
+    runner: &'a QueueRunner,
+    names: Vec<String>,
+}
+
+impl Drop for Claims<'_> {
+    fn drop(&mut self) {
+        let mut claimed = lock(&self.runner.claimed);
+        for n in &self.names {
+            claimed.remove(n);
+        }
+    }
+}
+
+/// One handed-off group on its way: its files' claims and its share of the lock.
+struct InFlight {
+    runner: Arc<QueueRunner>,
+    names: Vec<String>,
+}
+
+impl InFlight {
+    /// Account for the settled files as a pass does (log line, back-off, delay
+    /// notice), then let them go.
+    fn settled(self, files: &[Spooled], attempts: &[Attempt], settled: &[Settled]) {
+        let r = &self.runner;
+        let mut report = RunReport::default();
+        r.account(files, attempts, settled, &mut report);
+        r.warn_if_due(files, attempts, settled, &mut report);
+        if !report.trouble.is_empty() {
+            tracing::warn!(target: "relay", "sending at once: {:?}", report.trouble);
+        }
+        if let Some(observe) = &r.observer {
+            observe(&report);
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        {
+            let mut claimed = lock(&self.runner.claimed);
+            for n in &self.names {
+                claimed.remove(n);
+            }
+        }
+        self.runner.lock.release();
+    }
+}
+
 /// What a group's files came to: the files, their attempts, what was done.
 type Outcomes = (Vec<Spooled>, Vec<Attempt>, Vec<Settled>);
 
@@ -489,6 +726,34 @@ fn plan(engine: &Engine, cfg: &RelayConfig, due: Vec<Spooled>) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_queue_lock_is_shared_here_and_keeps_other_holders_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let ours = QueueLock::new(path.clone());
+        // Another open file description: what another process's runner holds.
+        let other = || {
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap()
+        };
+        assert_eq!(ours.acquire(1), Ok(true));
+        assert_eq!(ours.acquire(2), Ok(true), "shares in one process");
+        assert!(other().try_lock().is_err());
+        ours.release();
+        ours.release();
+        assert!(other().try_lock().is_err(), "one share left");
+        ours.release();
+        let theirs = other();
+        theirs.try_lock().unwrap();
+        assert_eq!(ours.acquire(1), Ok(false), "held elsewhere");
+        drop(theirs);
+        assert_eq!(ours.acquire(1), Ok(true));
+        ours.release();
+    }
 
     #[test]
     fn backoff_grows_to_an_hour() {

@@ -74,10 +74,7 @@ impl DotDecoder {
                 }
                 State::Text => {
                     let rest = &input[i..];
-                    let stop = rest
-                        .iter()
-                        .position(|&b| b == b'\r' || b == b'\n')
-                        .unwrap_or(rest.len());
+                    let stop = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
                     sink.text(&rest[..stop]);
                     i += stop;
                     match rest.get(stop) {

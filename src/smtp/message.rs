@@ -79,7 +79,7 @@ impl MessageBuilder {
         if self.line_len > self.max_line {
             self.long_line = true;
         }
-        if !self.eight_bit && bytes.iter().any(|&b| b >= 0x80) {
+        if !self.eight_bit && !bytes.is_ascii() {
             self.eight_bit = true;
         }
         self.grow(bytes.len() as u64);

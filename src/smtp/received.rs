@@ -54,7 +54,7 @@ pub fn received_line(t: &Trace<'_>, hostname: &str, queue_id: &str, date_rfc5322
     );
     let date = keep(
         date_rfc5322,
-        |c| c.is_ascii_alphanumeric() || " ,:+-".contains(c),
+        |c| c.is_ascii_alphanumeric() || matches!(c, ' ' | ',' | ':' | '+' | '-'),
         "",
     );
     let protocol = match (tls, auth.is_some()) {
@@ -67,7 +67,7 @@ pub fn received_line(t: &Trace<'_>, hostname: &str, queue_id: &str, date_rfc5322
     let auth = auth.map(|login| {
         keep(
             login,
-            |c| c.is_ascii_alphanumeric() || ".-_@+=".contains(c),
+            |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@' | '+' | '='),
             "unknown",
         )
     });
@@ -101,12 +101,29 @@ pub fn received_line(t: &Trace<'_>, hostname: &str, queue_id: &str, date_rfc5322
 
 /// Letters, digits and what host names and address literals need.
 fn is_host_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || ".-_:[]".contains(c)
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
 }
 
 /// `text` with every character `allowed` rejects replaced by `_` (spaces dropped at
 /// the ends), cut to [`MAX_PART`]; `empty` if nothing is left.
 fn keep(text: &str, allowed: impl Fn(char) -> bool, empty: &str) -> String {
+    // The usual case (a plain host name, address, id or date) is kept as it is.
+    let bytes = text.as_bytes();
+    let plain = !bytes.is_empty()
+        && bytes.len() <= MAX_PART
+        && !bytes[0].is_ascii_whitespace()
+        && !bytes[bytes.len() - 1].is_ascii_whitespace()
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii() && allowed(char::from(b)));
+    if plain {
+        return text.to_string();
+    }
+    keep_slowly(text, allowed, empty)
+}
+
+/// [`keep`] character by character.
+fn keep_slowly(text: &str, allowed: impl Fn(char) -> bool, empty: &str) -> String {
     let kept: String = text
         .trim()
         .chars()
@@ -147,6 +164,23 @@ fn fold_into(out: &mut String, words: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn keeping_plain_text_as_it_is_agrees_with_the_slow_walk(
+            text in "[ \t\x0ba-z0-9.:,+=@_\\[\\]()é-]{0,12}|.{0,300}"
+        ) {
+            let rules: [fn(char) -> bool; 3] = [
+                is_host_char,
+                |c| c.is_ascii_alphanumeric() || matches!(c, ' ' | ',' | ':' | '+' | '-'),
+                |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@' | '+' | '='),
+            ];
+            for allowed in rules {
+                prop_assert_eq!(keep(&text, allowed, "e"), keep_slowly(&text, allowed, "e"));
+            }
+        }
+    }
 
     fn text(bytes: Vec<u8>) -> String {
         String::from_utf8(bytes).unwrap_or_default()

@@ -64,10 +64,15 @@ impl Reply {
             &self.lines
         };
         for (i, line) in lines.iter().enumerate() {
-            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
-            out.extend_from_slice(format!("{code}{sep}").as_bytes());
+            push_number(out, code);
+            out.push(if i + 1 == lines.len() { b' ' } else { b'-' });
             if let Some((class, subject, detail)) = enhanced {
-                out.extend_from_slice(format!("{class}.{subject}.{detail} ").as_bytes());
+                push_number(out, u16::from(class));
+                out.push(b'.');
+                push_number(out, subject);
+                out.push(b'.');
+                push_number(out, detail);
+                out.push(b' ');
             }
             push_clean(out, line);
             out.extend_from_slice(b"\r\n");
@@ -75,10 +80,31 @@ impl Reply {
     }
 }
 
+/// Appends `n` in decimal (replies are written for every command: no formatter).
+fn push_number(out: &mut Vec<u8>, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// Appends `text` as printable ASCII: control characters become spaces and anything
 /// else outside ASCII becomes `?`, so nothing in it can end the reply line.
 fn push_clean(out: &mut Vec<u8>, text: &str) {
-    for byte in text.bytes().take(MAX_TEXT) {
+    let text = &text.as_bytes()[..text.len().min(MAX_TEXT)];
+    if text.iter().all(|b| (0x20..=0x7e).contains(b)) {
+        out.extend_from_slice(text);
+        return;
+    }
+    for &byte in text {
         out.push(match byte {
             0x20..=0x7e => byte,
             0x80..=0xff => b'?',
@@ -144,6 +170,15 @@ mod tests {
             lines: vec![],
         };
         assert_eq!(r.to_bytes(), b"250 \r\n");
+    }
+
+    #[test]
+    fn every_part_of_an_enhanced_code_is_written_in_decimal() {
+        for (class, subject, detail) in [(5, 7, 26), (4, 0, 0), (2, 10, 999), (5, 65535, 65535)] {
+            let r = Reply::new(u16::from(class) * 100 + 1, (class, subject, detail), "t");
+            let want = format!("{}01 {class}.{subject}.{detail} t\r\n", class);
+            assert_eq!(r.to_bytes(), want.as_bytes());
+        }
     }
 
     #[test]

@@ -170,11 +170,17 @@ impl Access {
         }
     }
 
+    /// tcp.smtp's rules as they are now (a stat; parsed again when it changed), for
+    /// one connection's [`Access::client_name`] and [`Access::at_connect`].
+    pub fn tcp_rules(&self) -> Arc<tcprules::Rules> {
+        self.tcp_rules.get()
+    }
+
     /// The client's confirmed reverse name, looked up only when a tcp.smtp rule names
     /// clients (as tcpserver -p would set TCPREMOTEHOST); None otherwise, or when DNS
     /// fails or is slower than [`NAME_TIMEOUT`].
-    pub async fn client_name(&self, ip: IpAddr) -> Option<String> {
-        if !self.tcp_rules.get().names_clients() {
+    pub async fn client_name(&self, rules: &tcprules::Rules, ip: IpAddr) -> Option<String> {
+        if !rules.names_clients() {
             return None;
         }
         let dns = self.names.get_or_init(|| {
@@ -193,8 +199,13 @@ impl Access {
     /// a tcp.smtp rule (whose `deny` ends the connection), a site's relay networks,
     /// a POP-before-SMTP record.
     /// `name` is the client's confirmed name ([`Access::client_name`]).
-    pub fn at_connect(&self, ip: IpAddr, name: Option<&str>, sites: &[Site]) -> AtConnect {
-        let rules = self.tcp_rules.get();
+    pub fn at_connect(
+        &self,
+        rules: &tcprules::Rules,
+        ip: IpAddr,
+        name: Option<&str>,
+        sites: &[Site],
+    ) -> AtConnect {
         match rules.lookup_named(ip, name) {
             tcprules::Verdict::Deny { line } => return AtConnect::Deny { line },
             tcprules::Verdict::Allow { relay: true, line } => {
