@@ -196,8 +196,14 @@ fn queue_files(root: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     for sub in ["new", "cur"] {
         if let Ok(dir) = std::fs::read_dir(root.join("queue").join(sub)) {
-            for e in dir {
-                out.push(std::fs::read_to_string(e.unwrap().path()).unwrap());
+            for e in dir.flatten() {
+                // A running daemon may send and remove a file between the listing and
+                // the read: what is gone is no longer queued.
+                match std::fs::read_to_string(e.path()) {
+                    Ok(text) => out.push(text),
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => panic!("{}: {err}", e.path().display()),
+                }
             }
         }
     }
