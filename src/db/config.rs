@@ -35,6 +35,10 @@ pub struct PgSettings {
     pub check_secs: u64,
     /// How long making a connection may take.
     pub connect_timeout_secs: u64,
+    /// Whether every site flush and queue run also takes the database's advisory lock
+    /// (`db::advisory`), for nodes whose shared storage may not share flocks; false:
+    /// the flocks alone.
+    pub advisory_locks: bool,
 }
 
 impl Default for PgSettings {
@@ -45,6 +49,7 @@ impl Default for PgSettings {
             max_stale_secs: 5,
             check_secs: 30,
             connect_timeout_secs: 5,
+            advisory_locks: true,
         }
     }
 }
