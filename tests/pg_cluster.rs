@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use std::io::Write;
+use std::process::Stdio;
 
 use common::cluster::*;
 use common::daemon::Daemon;
@@ -197,4 +199,195 @@ fn a_flush_due_while_the_database_is_down_sends_nothing_and_says_why() {
     });
     std::thread::sleep(Duration::from_millis(500));
     each_once(&sink, 4);
+}
+
+const POPLIB: &str = r#"
+import poplib, sys
+host, port, user, password = sys.argv[1:5]
+p = poplib.POP3(host, int(port), timeout=30)
+try:
+    p.user(user)
+    p.pass_(password)
+except poplib.error_proto as e:
+    print("refused", e.args[0].decode(errors="replace"))
+    sys.exit(3)
+print("count", p.stat()[0])
+p.quit()
+"#;
+
+/// A POP3 login by Python's poplib: exit code (0 in, 3 refused) and what it printed.
+fn pop(node: &Daemon, user: &str, pw: &str) -> (i32, String) {
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(POPLIB)
+        .args([
+            &node.pop3.ip().to_string(),
+            &node.pop3.port().to_string(),
+            user,
+            pw,
+        ])
+        .output()
+        .expect("python3");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+/// RCPT's reply alone (no message is sent).
+fn rcpt(node: &Daemon, to: &str) -> String {
+    let mut c = node.connect();
+    assert!(c.reply().starts_with("220"));
+    c.cmd("HELO test.example");
+    c.cmd("MAIL FROM:<a@example.org>");
+    let r = c.cmd(&format!("RCPT TO:<{to}>"));
+    c.cmd("QUIT");
+    r
+}
+
+fn add_user(d: &DemoRoot, node: &str, user: &str, pw: &str) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("--root")
+        .arg(&d.root)
+        .args(["--node", node, "user", "add", user, "--password-stdin"])
+        .env_remove("TURNMAIL_ROOT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{pw}\n").as_bytes())
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "user add: {o:?}");
+}
+
+/// Message-IDs of the files in a Maildir, each with how often it is there.
+fn ids_in(md: &std::path::Path) -> HashMap<String, usize> {
+    let mut ids = HashMap::new();
+    for f in maildir_files(md) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let id = message_id(&text).unwrap_or_else(|| panic!("no Message-ID in {f:?}"));
+        *ids.entry(id).or_insert(0) += 1;
+    }
+    ids
+}
+
+#[test]
+fn three_nodes_on_one_database_share_accounts_mail_and_flushes() {
+    let Some((d, _pg)) = pg_root("[flush]\nschedule = \"* * * * *\"\njitter_secs = 0\n") else {
+        return;
+    };
+    let sink = Sink::start(Script {
+        delay: Duration::from_millis(20),
+        ..Script::default()
+    });
+    site_setup(&d, &sink, "");
+    let ns = nodes(&d, 3);
+    for n in &ns {
+        assert!(n.log_text().contains("advisory locks"), "{}", n.log_text());
+    }
+
+    // A user added through node 1's command logs in on node 2 within a second.
+    add_user(&d, "n1", "ann@example.com", "ann-secret-1");
+    let t = Instant::now();
+    wait_for("ann on node 2", Duration::from_secs(1), || {
+        pop(&ns[1], "ann@example.com", "ann-secret-1").0 == 0
+    });
+    eprintln!("ann logged in on node 2 {:?} after the edit", t.elapsed());
+
+    // A few hundred messages to all three nodes at once land once each.
+    const TOTAL: usize = 300;
+    let clients = ns.len() * 2;
+    let mut threads = Vec::new();
+    for c in 0..clients {
+        let addr = ns[c % ns.len()].addr;
+        let ids: Vec<String> = (c..TOTAL)
+            .step_by(clients)
+            .map(|i| format!("m{i}@pgcluster.test"))
+            .collect();
+        threads.push(std::thread::spawn(move || {
+            send_all(addr, "bob@example.org", "ann@example.com", &ids)
+        }));
+    }
+    for t in threads {
+        t.join().expect("a client failed");
+    }
+    let ids = ids_in(&d.root.join("domains/example.com/ann/Maildir"));
+    assert_eq!(ids.len(), TOTAL, "every message");
+    assert!(ids.values().all(|&c| c == 1), "a message twice");
+
+    // A site's mail, with the schedule firing on all three nodes: sent once.
+    spool_n(&d, 30);
+    wait_for("the scheduled flush", Duration::from_secs(90), || {
+        sink.messages().len() >= 30 && spooled(&d) == 0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    each_once(&sink, 30);
+    assert_eq!(sink.messages().len(), 30);
+    let fired = ns
+        .iter()
+        .filter(|n| {
+            let log = n.log_text();
+            log.contains("reason=\"schedule\"") || log.contains("another flush holds the lock")
+        })
+        .count();
+    assert!(fired >= 2, "the schedule fired on {fired} node(s)");
+}
+
+#[test]
+fn three_nodes_fail_temporarily_while_the_database_is_down_and_lose_nothing() {
+    let Some((d, mut pg)) = pg_root(NEVER) else {
+        return;
+    };
+    let ns = nodes(&d, 3);
+    let joe = "joe@example.com";
+    let pw = d.report.password.clone();
+    for (i, n) in ns.iter().enumerate() {
+        send_all(n.addr, "bob@example.org", joe, &[format!("before{i}@pg.test")]);
+    }
+
+    pg.stop();
+    let stopped = Instant::now();
+    for (i, n) in ns.iter().enumerate() {
+        wait_for(&format!("RCPT 451 on node {}", i + 1), Duration::from_secs(6), || {
+            rcpt(n, joe).starts_with("451 4.3.0")
+        });
+    }
+    // For the rest of ten seconds: temporary on every face of every node, never "no
+    // such user" or a bad password.
+    while stopped.elapsed() < Duration::from_secs(10) {
+        for n in &ns {
+            let r = rcpt(n, joe);
+            assert!(r.starts_with("451 4.3.0"), "RCPT while down: {r}");
+            let (code, out) = pop(n, joe, &pw);
+            assert!(code == 3 && out.contains("[SYS/TEMP]"), "POP3 while down: {out}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    pg.start();
+    let back = Instant::now();
+    for n in &ns {
+        wait_for("service back", Duration::from_secs(10), || {
+            rcpt(n, joe).starts_with("250")
+        });
+    }
+    eprintln!("all three nodes serving {:?} after the start", back.elapsed());
+    for (i, n) in ns.iter().enumerate() {
+        send_all(n.addr, "bob@example.org", joe, &[format!("after{i}@pg.test")]);
+    }
+    let ids = ids_in(&d.root.join("domains/example.com/joe/Maildir"));
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    assert!(ids.values().all(|&c| c == 1), "{ids:?}");
+    for (i, n) in ns.iter().enumerate() {
+        // POP3 lists a message once its second is over.
+        wait_for(&format!("POP3 on node {}", i + 1), Duration::from_secs(3), || {
+            let (code, out) = pop(n, joe, &pw);
+            code == 0 && out.contains("count 6")
+        });
+    }
 }
