@@ -8,11 +8,11 @@
 mod common;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-use std::time::{Duration, Instant};
-use std::io::Write;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use common::cluster::*;
 use common::daemon::Daemon;
@@ -141,7 +141,10 @@ fn queued_mail_waits_while_the_queues_database_lock_is_held_elsewhere() {
     send_all(daemon.addr, "joe@example.com", "out@remote.example", &ids);
     assert_eq!(queued(&d), 3);
     std::thread::sleep(Duration::from_secs(3));
-    assert!(sink.messages().is_empty(), "the queue ran under a held lock");
+    assert!(
+        sink.messages().is_empty(),
+        "the queue ran under a held lock"
+    );
     assert_eq!(queued(&d), 3, "the queue is left as it was");
     // The operator's commands wait for it too.
     let id = std::fs::read_dir(d.root.join("queue/new"))
@@ -187,16 +190,23 @@ fn a_flush_due_while_the_database_is_down_sends_nothing_and_says_why() {
     );
     let log = daemon.log_text();
     assert!(log.contains("database unavailable"), "{log}");
-    assert!(sink.messages().is_empty(), "sent without the database's lock");
+    assert!(
+        sink.messages().is_empty(),
+        "sent without the database's lock"
+    );
     assert_eq!(spooled(&d), 4);
 
     pg.start();
-    wait_for("a flush once the database is back", Duration::from_secs(30), || {
-        etrn(&daemon).starts_with("253") && {
-            std::thread::sleep(Duration::from_millis(500));
-            spooled(&d) == 0
-        }
-    });
+    wait_for(
+        "a flush once the database is back",
+        Duration::from_secs(30),
+        || {
+            etrn(&daemon).starts_with("253") && {
+                std::thread::sleep(Duration::from_millis(500));
+                spooled(&d) == 0
+            }
+        },
+    );
     std::thread::sleep(Duration::from_millis(500));
     each_once(&sink, 4);
 }
@@ -347,15 +357,22 @@ fn three_nodes_fail_temporarily_while_the_database_is_down_and_lose_nothing() {
     let joe = "joe@example.com";
     let pw = d.report.password.clone();
     for (i, n) in ns.iter().enumerate() {
-        send_all(n.addr, "bob@example.org", joe, &[format!("before{i}@pg.test")]);
+        send_all(
+            n.addr,
+            "bob@example.org",
+            joe,
+            &[format!("before{i}@pg.test")],
+        );
     }
 
     pg.stop();
     let stopped = Instant::now();
     for (i, n) in ns.iter().enumerate() {
-        wait_for(&format!("RCPT 451 on node {}", i + 1), Duration::from_secs(6), || {
-            rcpt(n, joe).starts_with("451 4.3.0")
-        });
+        wait_for(
+            &format!("RCPT 451 on node {}", i + 1),
+            Duration::from_secs(6),
+            || rcpt(n, joe).starts_with("451 4.3.0"),
+        );
     }
     // For the rest of ten seconds: temporary on every face of every node, never "no
     // such user" or a bad password.
@@ -364,7 +381,10 @@ fn three_nodes_fail_temporarily_while_the_database_is_down_and_lose_nothing() {
             let r = rcpt(n, joe);
             assert!(r.starts_with("451 4.3.0"), "RCPT while down: {r}");
             let (code, out) = pop(n, joe, &pw);
-            assert!(code == 3 && out.contains("[SYS/TEMP]"), "POP3 while down: {out}");
+            assert!(
+                code == 3 && out.contains("[SYS/TEMP]"),
+                "POP3 while down: {out}"
+            );
         }
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -376,18 +396,30 @@ fn three_nodes_fail_temporarily_while_the_database_is_down_and_lose_nothing() {
             rcpt(n, joe).starts_with("250")
         });
     }
-    eprintln!("all three nodes serving {:?} after the start", back.elapsed());
+    eprintln!(
+        "all three nodes serving {:?} after the start",
+        back.elapsed()
+    );
     for (i, n) in ns.iter().enumerate() {
-        send_all(n.addr, "bob@example.org", joe, &[format!("after{i}@pg.test")]);
+        send_all(
+            n.addr,
+            "bob@example.org",
+            joe,
+            &[format!("after{i}@pg.test")],
+        );
     }
     let ids = ids_in(&d.root.join("domains/example.com/joe/Maildir"));
     assert_eq!(ids.len(), 6, "{ids:?}");
     assert!(ids.values().all(|&c| c == 1), "{ids:?}");
     for (i, n) in ns.iter().enumerate() {
         // POP3 lists a message once its second is over.
-        wait_for(&format!("POP3 on node {}", i + 1), Duration::from_secs(3), || {
-            let (code, out) = pop(n, joe, &pw);
-            code == 0 && out.contains("count 6")
-        });
+        wait_for(
+            &format!("POP3 on node {}", i + 1),
+            Duration::from_secs(3),
+            || {
+                let (code, out) = pop(n, joe, &pw);
+                code == 0 && out.contains("count 6")
+            },
+        );
     }
 }

@@ -236,7 +236,9 @@ impl SecondLock for AdvisoryLocks {
         match self.try_key(key(what)) {
             Ok(Some(g)) => Ok(Some(Box::new(g))),
             Ok(None) => Ok(None),
-            Err(e) => Err(io::Error::other(format!("the database's advisory lock: {e}"))),
+            Err(e) => Err(io::Error::other(format!(
+                "the database's advisory lock: {e}"
+            ))),
         }
     }
 }
@@ -296,6 +298,9 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        assert!(rt.block_on(async { locks.try_lock(Sender::Site("s")) }).is_err());
+        assert!(
+            rt.block_on(async { locks.try_lock(Sender::Site("s")) })
+                .is_err()
+        );
     }
 }

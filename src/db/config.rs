@@ -157,6 +157,15 @@ mod tests {
     }
 
     #[test]
+    fn advisory_locks_default_on_and_unknown_keys_are_refused() {
+        let s: PgSettings = toml::from_str("url = \"host=/x dbname=y\"\n").unwrap();
+        assert!(s.advisory_locks);
+        let s: PgSettings = toml::from_str("advisory_locks = false\n").unwrap();
+        assert!(!s.advisory_locks);
+        assert!(toml::from_str::<PgSettings>("advisory_lock = false\n").is_err());
+    }
+
+    #[test]
     fn bad_values_are_refused_with_their_key() {
         assert!(PgSettings::with_url("nohost=1").validate().is_err());
         assert!(
