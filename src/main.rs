@@ -725,6 +725,8 @@ fn cmd_flush(
     let node = node_of(root, node)?;
     become_mail_user(root)?;
     let engine = open_engine(root)?;
+    // Every process that sends from a spool agrees on the backend's second lock.
+    turnmail::db::advisory::install(engine.config())?;
     let found = turnmail::spool::site::discover(root, &engine.config().sites.roots);
     for p in &found.problems {
         eprintln!("turnmail flush: {p}");
@@ -975,6 +977,9 @@ fn main() -> ExitCode {
         Command::Queue { cmd } => cmd_admin(cli.root, |r| {
             // Spool files and bounces belong to the mail user, never to root.
             become_mail_user(r).map_err(admin::AdminError::Invalid)?;
+            // bounce and delete take the senders' lock, with the backend's second lock.
+            let config = Config::load(r)?;
+            turnmail::db::advisory::install(&config).map_err(admin::AdminError::Invalid)?;
             admin::queue::run(r, cmd)
         }),
         // An import may make the root (or adopt a qmail tree): its own checks apply.

@@ -224,6 +224,10 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
     let (engine, store) = if config.accounts.backend == crate::db::Backend::Postgres {
+        // Before any flush or queue run takes a sender's lock.
+        if crate::db::advisory::install(&config)? {
+            tracing::info!(target: "flush", "site flushes and the queue also take the database's advisory locks");
+        }
         let (engine, store) = accounts_db::open(root, &config, &rt)?;
         (engine, Some(store))
     } else {

@@ -35,6 +35,10 @@ pub struct PgSettings {
     pub check_secs: u64,
     /// How long making a connection may take.
     pub connect_timeout_secs: u64,
+    /// Whether every site flush and queue run also takes the database's advisory lock
+    /// (`db::advisory`), for nodes whose shared storage may not share flocks; false:
+    /// the flocks alone.
+    pub advisory_locks: bool,
 }
 
 impl Default for PgSettings {
@@ -45,6 +49,7 @@ impl Default for PgSettings {
             max_stale_secs: 5,
             check_secs: 30,
             connect_timeout_secs: 5,
+            advisory_locks: true,
         }
     }
 }
@@ -149,6 +154,15 @@ mod tests {
         s.validate().unwrap();
         assert!(!s.target().contains("sekrit"), "{}", s.target());
         assert!(s.target().contains("127.0.0.1"), "{}", s.target());
+    }
+
+    #[test]
+    fn advisory_locks_default_on_and_unknown_keys_are_refused() {
+        let s: PgSettings = toml::from_str("url = \"host=/x dbname=y\"\n").unwrap();
+        assert!(s.advisory_locks);
+        let s: PgSettings = toml::from_str("advisory_locks = false\n").unwrap();
+        assert!(!s.advisory_locks);
+        assert!(toml::from_str::<PgSettings>("advisory_lock = false\n").is_err());
     }
 
     #[test]

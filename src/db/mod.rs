@@ -8,8 +8,10 @@
 //! - `pool.rs`, `store.rs`: the connection pool and [`Store`] (load, commit, ...).
 //! - `listen.rs` ([`cache`]): keeping a process's copy current with LISTEN/NOTIFY.
 //! - `blocking.rs`: the store from synchronous code.
+//! - `advisory.rs`: the database's advisory locks as the senders' second lock.
 //! - `cli.rs`: `turnmail db init|migrate|status|import|export`.
 
+pub mod advisory;
 pub mod blocking;
 pub mod cli;
 pub mod config;

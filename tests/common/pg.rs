@@ -101,7 +101,7 @@ impl Pg {
         Some(pg)
     }
 
-    fn tool(&self, name: &str, args: &[&str]) -> Output {
+    fn command(&self, name: &str, args: &[&str]) -> Command {
         let prog = self.bin.join(name);
         let mut c = match &self.run_as {
             Some(user) => {
@@ -115,9 +115,59 @@ impl Pg {
             .current_dir(&self.socket_dir)
             .env_remove("PGHOST")
             .env_remove("PGDATABASE")
-            .env_remove("PGUSER")
+            .env_remove("PGUSER");
+        c
+    }
+
+    fn tool(&self, name: &str, args: &[&str]) -> Output {
+        self.command(name, args)
             .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", prog.display()))
+            .unwrap_or_else(|e| panic!("running {name}: {e}"))
+    }
+
+    /// A psql session that holds the advisory lock `key` (`pg_advisory_lock`, a session
+    /// lock) until the returned holder is dropped; returns once `pg_locks` shows it.
+    pub fn hold_advisory_lock(&self, key: i64) -> AdvisoryHolder {
+        let socket = self.socket_dir.to_str().unwrap().to_string();
+        let mut child = self
+            .command(
+                "psql",
+                &["-h", &socket, "-U", "turnmail", "-d", "turnmail", "-At"],
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("psql");
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!("SELECT pg_advisory_lock({key});\n").as_bytes())
+            .unwrap();
+        stdin.flush().unwrap();
+        let t = std::time::Instant::now();
+        while !self.advisory_lock_held(key) {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(10),
+                "psql did not take the advisory lock {key}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        AdvisoryHolder {
+            child,
+            stdin: Some(stdin),
+        }
+    }
+
+    /// Whether some session holds the advisory lock `key` (one bigint).
+    pub fn advisory_lock_held(&self, key: i64) -> bool {
+        let k = key as u64;
+        let sql = format!(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND objsubid = 1 AND classid::bigint = {} AND objid::bigint = {}",
+            k >> 32,
+            k & 0xffff_ffff
+        );
+        self.psql(&sql).trim() != "0"
     }
 
     /// The connection string for `[postgres] url` (a Unix socket in the temp dir).
@@ -210,6 +260,21 @@ impl Pg {
             String::from_utf8_lossy(&o.stderr)
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+/// A psql session holding an advisory lock; dropped, it ends (the server releases
+/// the lock).
+pub struct AdvisoryHolder {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl Drop for AdvisoryHolder {
+    fn drop(&mut self) {
+        // End of input: psql quits and its session ends.
+        drop(self.stdin.take());
+        let _ = self.child.wait();
     }
 }
 

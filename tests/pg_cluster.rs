@@ -1,0 +1,425 @@
+//! Nodes on one root and one PostgreSQL database: the database's advisory locks as the
+//! senders' second lock (a lock held by another session keeps a site's flush and the
+//! queue from running although the flocks are free; a database that is down sends
+//! nothing and says why), and three `turnmail serve` nodes sharing the accounts, the
+//! mail and the locks (edits seen at once, mail landing and leaving once, an outage
+//! giving temporary failures everywhere and nothing lost).
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::cluster::*;
+use common::daemon::Daemon;
+use common::pg::Pg;
+use common::sink::{Script, Sink};
+use common::{DemoRoot, demo_root, turnmail, write};
+
+/// The key turnmail documents for a sender's lock (`db/advisory.rs`): "tm" in the top
+/// 16 bits, FNV-1a 64 of `site:NAME` or `queue` folded to the low 48.
+fn sender_key(what: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in what.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    ((0x746d_u64 << 48) | ((h ^ (h >> 48)) & 0xffff_ffff_ffff)) as i64
+}
+
+/// A demo root with `extra` settings whose accounts live in a fresh database (the
+/// cdbs removed). None when no PostgreSQL server is installed (a failure under CI).
+fn pg_root(extra: &str) -> Option<(DemoRoot, Pg)> {
+    let pg = Pg::start_new()?;
+    let d = demo_root();
+    common::config(&d, extra);
+    let toml = d.root.join("turnmail.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(&format!(
+        "\n[accounts]\nbackend = \"postgres\"\n\n[postgres]\nurl = \"{}\"\nmax_stale_secs = 2\nconnect_timeout_secs = 2\n",
+        pg.url()
+    ));
+    std::fs::write(&toml, text).unwrap();
+    for args in [&["db", "init"][..], &["db", "import"][..]] {
+        let o = turnmail(&d.root, args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    }
+    for cdb in ["users/cdb", "users/poppasswd.cdb"] {
+        std::fs::remove_file(d.root.join(cdb)).unwrap();
+    }
+    Some((d, pg))
+}
+
+/// Whether `flock -n` (util-linux) gets the RELAYHOST lock at once.
+fn relayhost_flock_free(d: &DemoRoot) -> bool {
+    let o = Command::new("flock")
+        .arg("-n")
+        .arg(d.root.join("sites/acme/RELAYHOST"))
+        .arg("true")
+        .output()
+        .expect("flock(1)");
+    o.status.success()
+}
+
+fn each_once(sink: &Sink, n: usize) {
+    let counts = by_recipient(&sink.messages());
+    assert_eq!(counts.len(), n, "every message arrived: {counts:?}");
+    assert!(counts.values().all(|&c| c == 1), "twice: {counts:?}");
+}
+
+const NEVER: &str = "[flush]\nschedule = \"0 0 1 1 *\"\n";
+
+#[test]
+fn a_site_whose_database_lock_is_held_elsewhere_is_not_flushed_until_released() {
+    let Some((d, pg)) = pg_root(NEVER) else {
+        return;
+    };
+    let sink = Sink::start(Script::default());
+    site_setup(&d, &sink, "");
+    spool_n(&d, 5);
+    let held = pg.hold_advisory_lock(sender_key("site:acme"));
+    assert!(relayhost_flock_free(&d), "the flock is not what refuses");
+
+    // The operator's one-shot flush (no daemon running).
+    let o = turnmail(&d.root, &["flush", "acme"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("another flush holds the lock"), "{o:?}");
+    assert_eq!(o.status.code(), Some(111));
+
+    // The daemon: ETRN is told a flush runs, the operator asking it too.
+    let daemon = Daemon::start(&d.root);
+    let r = etrn(&daemon);
+    assert!(r.starts_with("252"), "ETRN while the lock is held: {r}");
+    let o = turnmail(&d.root, &["flush", "acme"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("another flush holds the lock"), "{o:?}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(sink.messages().is_empty(), "sent while the lock was held");
+    assert_eq!(spooled(&d), 5);
+
+    drop(held);
+    assert!(!pg.advisory_lock_held(sender_key("site:acme")));
+    let r = etrn(&daemon);
+    assert!(r.starts_with("253"), "ETRN once released: {r}");
+    wait_for("the flush", Duration::from_secs(30), || spooled(&d) == 0);
+    std::thread::sleep(Duration::from_millis(500));
+    each_once(&sink, 5);
+    // The lock went back with the flush.
+    assert!(!pg.advisory_lock_held(sender_key("site:acme")));
+}
+
+/// The client may relay; remote.example is routed to `sink`.
+fn relay_setup(d: &DemoRoot, sink: &Sink) {
+    let rules = d.root.join("control/tcp.smtp");
+    write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n");
+    std::fs::set_permissions(&rules, PermissionsExt::from_mode(0o644)).unwrap();
+    let routes = d.root.join("control/smtproutes");
+    write(
+        &routes,
+        &format!("remote.example:127.0.0.1:{}\n", sink.addr.port()),
+    );
+    own(&rules);
+    own(&routes);
+}
+
+fn queued(d: &DemoRoot) -> usize {
+    std::fs::read_dir(d.root.join("queue/new")).map_or(0, |r| r.count())
+}
+
+#[test]
+fn queued_mail_waits_while_the_queues_database_lock_is_held_elsewhere() {
+    let Some((d, pg)) = pg_root("") else { return };
+    let sink = Sink::start(Script::default());
+    relay_setup(&d, &sink);
+    let held = pg.hold_advisory_lock(sender_key("queue"));
+    let daemon = Daemon::start(&d.root);
+    let ids: Vec<String> = (0..3).map(|i| format!("q{i}@pglock.test")).collect();
+    send_all(daemon.addr, "joe@example.com", "out@remote.example", &ids);
+    assert_eq!(queued(&d), 3);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        sink.messages().is_empty(),
+        "the queue ran under a held lock"
+    );
+    assert_eq!(queued(&d), 3, "the queue is left as it was");
+    // The operator's commands wait for it too.
+    let id = std::fs::read_dir(d.root.join("queue/new"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .file_name();
+    let o = turnmail(&d.root, &["queue", "delete", id.to_str().unwrap()]);
+    assert!(!o.status.success(), "deleted under a held lock: {o:?}");
+    assert_eq!(queued(&d), 3);
+
+    drop(held);
+    wait_for("the queue's run", Duration::from_secs(20), || {
+        sink.messages().len() >= 3 && queued(&d) == 0
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let mut seen = HashMap::new();
+    for m in sink.messages() {
+        let id = message_id(&String::from_utf8_lossy(&m.data)).expect("a Message-ID");
+        *seen.entry(id).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.values().all(|&c| c == 1), "{seen:?}");
+}
+
+#[test]
+fn a_flush_due_while_the_database_is_down_sends_nothing_and_says_why() {
+    let Some((d, mut pg)) = pg_root(NEVER) else {
+        return;
+    };
+    let sink = Sink::start(Script::default());
+    site_setup(&d, &sink, "");
+    spool_n(&d, 4);
+    let daemon = Daemon::start(&d.root);
+    pg.stop();
+    let r = etrn(&daemon);
+    assert!(r.starts_with('2'), "ETRN: {r}");
+    wait_for(
+        "the flush's failure in the log",
+        Duration::from_secs(15),
+        || daemon.log_text().contains("advisory lock"),
+    );
+    let log = daemon.log_text();
+    assert!(log.contains("database unavailable"), "{log}");
+    assert!(
+        sink.messages().is_empty(),
+        "sent without the database's lock"
+    );
+    assert_eq!(spooled(&d), 4);
+
+    pg.start();
+    wait_for(
+        "a flush once the database is back",
+        Duration::from_secs(30),
+        || {
+            etrn(&daemon).starts_with("253") && {
+                std::thread::sleep(Duration::from_millis(500));
+                spooled(&d) == 0
+            }
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    each_once(&sink, 4);
+}
+
+const POPLIB: &str = r#"
+import poplib, sys
+host, port, user, password = sys.argv[1:5]
+p = poplib.POP3(host, int(port), timeout=30)
+try:
+    p.user(user)
+    p.pass_(password)
+except poplib.error_proto as e:
+    print("refused", e.args[0].decode(errors="replace"))
+    sys.exit(3)
+print("count", p.stat()[0])
+p.quit()
+"#;
+
+/// A POP3 login by Python's poplib: exit code (0 in, 3 refused) and what it printed.
+fn pop(node: &Daemon, user: &str, pw: &str) -> (i32, String) {
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(POPLIB)
+        .args([
+            &node.pop3.ip().to_string(),
+            &node.pop3.port().to_string(),
+            user,
+            pw,
+        ])
+        .output()
+        .expect("python3");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+/// RCPT's reply alone (no message is sent).
+fn rcpt(node: &Daemon, to: &str) -> String {
+    let mut c = node.connect();
+    assert!(c.reply().starts_with("220"));
+    c.cmd("HELO test.example");
+    c.cmd("MAIL FROM:<a@example.org>");
+    let r = c.cmd(&format!("RCPT TO:<{to}>"));
+    c.cmd("QUIT");
+    r
+}
+
+fn add_user(d: &DemoRoot, node: &str, user: &str, pw: &str) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_turnmail"))
+        .arg("--root")
+        .arg(&d.root)
+        .args(["--node", node, "user", "add", user, "--password-stdin"])
+        .env_remove("TURNMAIL_ROOT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{pw}\n").as_bytes())
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "user add: {o:?}");
+}
+
+/// Message-IDs of the files in a Maildir, each with how often it is there.
+fn ids_in(md: &std::path::Path) -> HashMap<String, usize> {
+    let mut ids = HashMap::new();
+    for f in maildir_files(md) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let id = message_id(&text).unwrap_or_else(|| panic!("no Message-ID in {f:?}"));
+        *ids.entry(id).or_insert(0) += 1;
+    }
+    ids
+}
+
+#[test]
+fn three_nodes_on_one_database_share_accounts_mail_and_flushes() {
+    let Some((d, _pg)) = pg_root("[flush]\nschedule = \"* * * * *\"\njitter_secs = 0\n") else {
+        return;
+    };
+    let sink = Sink::start(Script {
+        delay: Duration::from_millis(20),
+        ..Script::default()
+    });
+    site_setup(&d, &sink, "");
+    let ns = nodes(&d, 3);
+    for n in &ns {
+        assert!(n.log_text().contains("advisory locks"), "{}", n.log_text());
+    }
+
+    // A user added through node 1's command logs in on node 2 within a second.
+    add_user(&d, "n1", "ann@example.com", "ann-secret-1");
+    let t = Instant::now();
+    wait_for("ann on node 2", Duration::from_secs(1), || {
+        pop(&ns[1], "ann@example.com", "ann-secret-1").0 == 0
+    });
+    eprintln!("ann logged in on node 2 {:?} after the edit", t.elapsed());
+
+    // A few hundred messages to all three nodes at once land once each.
+    const TOTAL: usize = 300;
+    let clients = ns.len() * 2;
+    let mut threads = Vec::new();
+    for c in 0..clients {
+        let addr = ns[c % ns.len()].addr;
+        let ids: Vec<String> = (c..TOTAL)
+            .step_by(clients)
+            .map(|i| format!("m{i}@pgcluster.test"))
+            .collect();
+        threads.push(std::thread::spawn(move || {
+            send_all(addr, "bob@example.org", "ann@example.com", &ids)
+        }));
+    }
+    for t in threads {
+        t.join().expect("a client failed");
+    }
+    let ids = ids_in(&d.root.join("domains/example.com/ann/Maildir"));
+    assert_eq!(ids.len(), TOTAL, "every message");
+    assert!(ids.values().all(|&c| c == 1), "a message twice");
+
+    // A site's mail, with the schedule firing on all three nodes: sent once.
+    spool_n(&d, 30);
+    wait_for("the scheduled flush", Duration::from_secs(90), || {
+        sink.messages().len() >= 30 && spooled(&d) == 0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    each_once(&sink, 30);
+    assert_eq!(sink.messages().len(), 30);
+    let fired = ns
+        .iter()
+        .filter(|n| {
+            let log = n.log_text();
+            log.contains("reason=\"schedule\"") || log.contains("another flush holds the lock")
+        })
+        .count();
+    assert!(fired >= 2, "the schedule fired on {fired} node(s)");
+}
+
+#[test]
+fn three_nodes_fail_temporarily_while_the_database_is_down_and_lose_nothing() {
+    let Some((d, mut pg)) = pg_root(NEVER) else {
+        return;
+    };
+    let ns = nodes(&d, 3);
+    let joe = "joe@example.com";
+    let pw = d.report.password.clone();
+    for (i, n) in ns.iter().enumerate() {
+        send_all(
+            n.addr,
+            "bob@example.org",
+            joe,
+            &[format!("before{i}@pg.test")],
+        );
+    }
+
+    pg.stop();
+    let stopped = Instant::now();
+    for (i, n) in ns.iter().enumerate() {
+        wait_for(
+            &format!("RCPT 451 on node {}", i + 1),
+            Duration::from_secs(6),
+            || rcpt(n, joe).starts_with("451 4.3.0"),
+        );
+    }
+    // For the rest of ten seconds: temporary on every face of every node, never "no
+    // such user" or a bad password.
+    while stopped.elapsed() < Duration::from_secs(10) {
+        for n in &ns {
+            let r = rcpt(n, joe);
+            assert!(r.starts_with("451 4.3.0"), "RCPT while down: {r}");
+            let (code, out) = pop(n, joe, &pw);
+            assert!(
+                code == 3 && out.contains("[SYS/TEMP]"),
+                "POP3 while down: {out}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    pg.start();
+    let back = Instant::now();
+    for n in &ns {
+        wait_for("service back", Duration::from_secs(10), || {
+            rcpt(n, joe).starts_with("250")
+        });
+    }
+    eprintln!(
+        "all three nodes serving {:?} after the start",
+        back.elapsed()
+    );
+    for (i, n) in ns.iter().enumerate() {
+        send_all(
+            n.addr,
+            "bob@example.org",
+            joe,
+            &[format!("after{i}@pg.test")],
+        );
+    }
+    let ids = ids_in(&d.root.join("domains/example.com/joe/Maildir"));
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    assert!(ids.values().all(|&c| c == 1), "{ids:?}");
+    for (i, n) in ns.iter().enumerate() {
+        // POP3 lists a message once its second is over.
+        wait_for(
+            &format!("POP3 on node {}", i + 1),
+            Duration::from_secs(3),
+            || {
+                let (code, out) = pop(n, joe, &pw);
+                code == 0 && out.contains("count 6")
+            },
+        );
+    }
+}
