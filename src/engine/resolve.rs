@@ -173,7 +173,10 @@ pub fn resolve(
         default_part: None,
         instructions: DotQmail::default(),
     };
-    let chosen = dotqmail::search(&target.home, &target.dash, &target.ext)
+    let home_key = target.home.as_os_str().as_bytes().to_vec();
+    let chosen = dotqmail::search_with(&target.home, &target.dash, &target.ext, |name| {
+        snap.aliases.get(&(home_key.clone(), name.to_vec())).cloned()
+    })
         .map_err(|e| ResolveError(format!("{}: {e}", target.home.display())))?;
     if let Some(c) = chosen {
         let path = target.home.join(OsStr::from_bytes(&c.candidate.name));
