@@ -62,7 +62,10 @@ pub(super) fn add(
     if all.is_empty() {
         let n = table
             .keys()
-            .filter(|k| k.rsplit_once('@').is_some_and(|(l, d)| d == domain && l != "default"))
+            .filter(|k| {
+                k.rsplit_once('@')
+                    .is_some_and(|(l, d)| d == domain && l != "default")
+            })
             .count();
         super::limits::check_alias_count(&edit, dh, n as u64)?;
     }
@@ -111,7 +114,9 @@ pub(super) fn del(
             let before = left.len();
             left.retain(|x| !x.eq_ignore_ascii_case(&t));
             if left.len() == before {
-                return Err(AdminError::NotFound(format!("{key} does not forward to {t}")));
+                return Err(AdminError::NotFound(format!(
+                    "{key} does not forward to {t}"
+                )));
             }
         }
     }
@@ -196,8 +201,7 @@ pub fn from_files(texts: &AccountTexts) -> std::result::Result<Aliases, String> 
         }
         for f in dotfiles::scan(&home).into_iter().filter(|f| f.is_alias()) {
             let key = format!("{}@{domain}", f.local.to_ascii_lowercase());
-            aliastable::check_address(&key)
-                .map_err(|e| format!("{}: {e}", f.path.display()))?;
+            aliastable::check_address(&key).map_err(|e| format!("{}: {e}", f.path.display()))?;
             out.insert(key, f.forwards().iter().map(|t| format!("&{t}")).collect());
         }
     }

@@ -23,10 +23,10 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::edit_db::DbAccounts;
 use super::error::{AdminError, Result, io_at};
+use crate::engine::aliastable;
 use crate::engine::readers::{self, ReaderGroup};
 use crate::engine::{Paths, accounts};
 use crate::fsutil::{self, write_atomic};
-use crate::engine::aliastable;
 use crate::qmail::{assign, dotqmail, users_cdb};
 
 /// How long an edit waits for another one by default.

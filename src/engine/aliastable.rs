@@ -41,9 +41,7 @@ pub fn check_address(address: &str) -> Result<(&str, &str), String> {
         .chars()
         .any(|c| c.is_ascii_control() || matches!(c, ':' | '/' | ' '))
     {
-        return Err(format!(
-            "{address:?} has a control byte, space, ':' or '/'"
-        ));
+        return Err(format!("{address:?} has a control byte, space, ':' or '/'"));
     }
     Ok((local, domain))
 }
@@ -74,7 +72,10 @@ pub fn parse(text: &[u8]) -> Result<Aliases, AliasTextError> {
         });
     }
     for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
-        let bad = |reason: String| AliasTextError { line: i + 1, reason };
+        let bad = |reason: String| AliasTextError {
+            line: i + 1,
+            reason,
+        };
         if raw.is_empty() || raw.starts_with(b"#") {
             continue;
         }
@@ -105,7 +106,10 @@ pub fn render(aliases: &Aliases) -> Vec<u8> {
 
 /// The `.qmail` file text of one alias's lines.
 pub fn file_text(lines: &[String]) -> Vec<u8> {
-    lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect()
+    lines
+        .iter()
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect()
 }
 
 #[cfg(test)]

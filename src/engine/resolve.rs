@@ -175,9 +175,11 @@ pub fn resolve(
     };
     let home_key = target.home.as_os_str().as_bytes().to_vec();
     let chosen = dotqmail::search_with(&target.home, &target.dash, &target.ext, |name| {
-        snap.aliases.get(&(home_key.clone(), name.to_vec())).cloned()
+        snap.aliases
+            .get(&(home_key.clone(), name.to_vec()))
+            .cloned()
     })
-        .map_err(|e| ResolveError(format!("{}: {e}", target.home.display())))?;
+    .map_err(|e| ResolveError(format!("{}: {e}", target.home.display())))?;
     if let Some(c) = chosen {
         let path = target.home.join(OsStr::from_bytes(&c.candidate.name));
         target.instructions = if c.content.is_empty() {

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use super::availability::Availability;
 use super::source::AccountTexts;
 use super::{EngineError, Paths, accounts, aliasdomains, aliastable};
-use crate::qmail::control::{Rewrite, rewrite};
-use crate::qmail::dotqmail;
 use crate::config::Config;
 use crate::qmail::control::ControlFiles;
+use crate::qmail::control::{Rewrite, rewrite};
+use crate::qmail::dotqmail;
 use crate::qmail::users_cdb::{self, UsersCdb};
 
 /// Everything a lookup needs, frozen at one instant.
@@ -327,7 +327,10 @@ mod tests {
         assert_eq!(first("info@example.com"), fwd("table@elsewhere.org"));
         assert_eq!(first("INFO@Example.COM"), fwd("table@elsewhere.org"));
         assert_eq!(first("info@alias.org"), fwd("table@elsewhere.org"));
-        assert_eq!(first("box@example.com"), Instruction::Maildir(b"./box/Maildir/".to_vec()));
+        assert_eq!(
+            first("box@example.com"),
+            Instruction::Maildir(b"./box/Maildir/".to_vec())
+        );
         // What no row names still reaches the disk's catch-all.
         assert_eq!(first("nobody@example.com"), fwd("catchall@elsewhere.org"));
         // Without the catch-all, an address that no row names is unknown.
@@ -343,5 +346,4 @@ mod tests {
         };
         assert!(Snapshot::from_texts(&dir.path().join("control"), &bad, &config).is_err());
     }
-
 }
