@@ -100,7 +100,7 @@ fn init_twice_changes_nothing_and_status_tells_the_versions() {
         st.contains("mailboxes: 0") && st.contains("reachable: yes"),
         "{st}"
     );
-    assert_eq!(pg.psql("SELECT count(*) FROM turnmail_schema"), "3\n");
+    assert_eq!(pg.psql("SELECT count(*) FROM turnmail_schema"), "4\n");
     let js = db_ok(&d.root, &pg, &["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(js.trim()).unwrap();
     assert_eq!(v["schema_version"], schema::LATEST);
@@ -122,7 +122,7 @@ fn two_hosts_initialising_at_once_apply_each_step_once() {
     }
     assert_eq!(
         pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM turnmail_schema"),
-        "1,2,3\n"
+        "1,2,3,4\n"
     );
     assert_eq!(pg.psql("SELECT count(*) FROM turnmail_state"), "1\n");
 }
