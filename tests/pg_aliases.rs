@@ -126,7 +126,7 @@ fn aliases_live_in_the_table_and_reach_the_running_daemon() {
         Duration::from_secs(1),
         || smtp(&daemon, "info@example.com").starts_with("550"),
     );
-    assert!(pg.psql("SELECT count(*) FROM aliases").contains('0'));
+    assert_eq!(pg.psql("SELECT count(*) FROM aliases"), "0\n");
     assert!(!home(&d).join(".qmail-info").exists());
 
     // A row written by an operator's SQL is announced by its trigger.
@@ -190,6 +190,19 @@ fn aliases_live_in_the_table_and_reach_the_running_daemon() {
     within("the legacy alias is gone", Duration::from_secs(1), || {
         smtp(&daemon, "legacy@example.com").starts_with("550")
     });
+
+    // `domain list` counts the rows; removing the domain removes them in its commit.
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&d, &["domain", "list", "--json"])).unwrap();
+    let row = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["domain"] == "example.com")
+        .unwrap();
+    assert_eq!(row["aliases"], 1, "{row}");
+    ok(&d, &["domain", "del", "example.com"]);
+    assert_eq!(pg.psql("SELECT count(*) FROM aliases"), "0\n");
 }
 
 #[test]
