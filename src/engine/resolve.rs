@@ -173,8 +173,12 @@ pub fn resolve(
         default_part: None,
         instructions: DotQmail::default(),
     };
+    // The database's aliases, asked before the disk name by name (none on files).
     let home_key = target.home.as_os_str().as_bytes().to_vec();
     let chosen = dotqmail::search_with(&target.home, &target.dash, &target.ext, |name| {
+        if snap.aliases.is_empty() {
+            return None;
+        }
         snap.aliases
             .get(&(home_key.clone(), name.to_vec()))
             .cloned()
