@@ -88,7 +88,7 @@ fn init_twice_changes_nothing_and_status_tells_the_versions() {
     let Some(pg) = Pg::start_new() else { return };
     let d = demo_root();
     let first = db_ok(&d.root, &pg, &["init"]);
-    assert!(first.contains("applied step 1, 2, 3"), "{first}");
+    assert!(first.contains("applied step 1, 2, 3, 4"), "{first}");
     let again = db_ok(&d.root, &pg, &["init"]);
     assert!(again.contains("nothing to do"), "{again}");
     let st = db_ok(&d.root, &pg, &["status"]);
@@ -100,7 +100,7 @@ fn init_twice_changes_nothing_and_status_tells_the_versions() {
         st.contains("mailboxes: 0") && st.contains("reachable: yes"),
         "{st}"
     );
-    assert_eq!(pg.psql("SELECT count(*) FROM turnmail_schema"), "3\n");
+    assert_eq!(pg.psql("SELECT count(*) FROM turnmail_schema"), "4\n");
     let js = db_ok(&d.root, &pg, &["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(js.trim()).unwrap();
     assert_eq!(v["schema_version"], schema::LATEST);
@@ -122,7 +122,7 @@ fn two_hosts_initialising_at_once_apply_each_step_once() {
     }
     assert_eq!(
         pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM turnmail_schema"),
-        "1,2,3\n"
+        "1,2,3,4\n"
     );
     assert_eq!(pg.psql("SELECT count(*) FROM turnmail_state"), "1\n");
 }
@@ -158,7 +158,7 @@ fn migrate_brings_an_older_schema_up_and_a_newer_one_is_refused() {
         out(&o)
     );
     let m = db_ok(&d.root, &pg, &["migrate"]);
-    assert!(m.contains("applied step 2, 3"), "{m}");
+    assert!(m.contains("applied step 2, 3, 4"), "{m}");
     // The rows stayed, the views of step 2 are there.
     assert_eq!(
         pg.psql("SELECT login, quota_source FROM accounts"),

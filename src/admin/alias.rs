@@ -1,7 +1,8 @@
 //! `turnmail alias add|del|list`: forwarding addresses of a virtual domain, each a
 //! `.qmail-LOCAL` file in the domain home holding one `&TARGET` line per target, the
 //! way qmail users have always written them. A file that delivers into a mailbox is a
-//! user's, not an alias, and is never changed or removed here.
+//! user's, not an alias, and is never changed or removed here. With the accounts in
+//! PostgreSQL the aliases are rows of its `aliases` table instead (`alias_db.rs`).
 
 use std::path::Path;
 
@@ -59,6 +60,9 @@ pub fn add(root: &Path, address: &str, targets: &[String]) -> Result<()> {
     let edit = Edit::begin(root)?;
     super::aliasdomain::refuse_alias(&edit, &domain)?;
     let dh = layout::need_domain(&edit, &domain)?;
+    if let Some(table) = edit.db_aliases()? {
+        return super::alias_db::add(edit, table, &dh, &local, targets);
+    }
     let path = dh.home.join(names::dotqmail_name(&local));
     let mut all = match dotfiles::read(&path, &local) {
         None => Vec::new(),
@@ -99,9 +103,16 @@ pub fn add(root: &Path, address: &str, targets: &[String]) -> Result<()> {
 
 pub fn del(root: &Path, address: &str, targets: &[String]) -> Result<()> {
     let (local, domain) = names::address(address)?;
-    let edit = Edit::begin(root)?;
+    let mut edit = Edit::begin(root)?;
     super::aliasdomain::refuse_alias(&edit, &domain)?;
     let dh = layout::need_domain(&edit, &domain)?;
+    if let Some(table) = edit.db_aliases()? {
+        if super::alias_db::del(edit, table, &dh, &local, targets)? {
+            return Ok(());
+        }
+        // No row of that name: an alias file of the home, removed as before.
+        edit = Edit::begin(root)?;
+    }
     let path = dh.home.join(names::dotqmail_name(&local));
     let f = dotfiles::read(&path, &local)
         .ok_or_else(|| AdminError::NotFound(format!("no alias {local}@{domain}")))?;
@@ -157,7 +168,18 @@ pub fn rows(root: &Path, domain: Option<&str>) -> Result<Vec<AliasRow>> {
     {
         return Err(AdminError::NotFound(format!("no domain {d}")));
     }
+    let table = Edit::begin_read(root)?.db_aliases()?;
     for d in domains {
+        if let Some(table) = &table {
+            if d.alias_of.is_none() {
+                out.extend(super::alias_db::rows_of(
+                    table,
+                    &d.domain,
+                    d.home.as_deref().map(Path::new),
+                ));
+            }
+            continue;
+        }
         let Some(home) = d.home else { continue };
         for f in dotfiles::scan(Path::new(&home)) {
             if f.is_alias() {

@@ -412,6 +412,14 @@ pub fn del(root: &Path, domain: &str, purge: bool) -> Result<()> {
     super::secret::stage_removal(&mut edit, &|l| {
         l.to_ascii_lowercase().ends_with(suffix.as_bytes())
     })?;
+    // With the accounts in the database, its aliases' rows go in the same commit.
+    if let Some(mut table) = edit.db_aliases()? {
+        let before = table.len();
+        table.retain(|k, _| !k.ends_with(&suffix));
+        if table.len() != before {
+            edit.stage_aliases(table)?;
+        }
+    }
     let root_c = edit
         .root()
         .canonicalize()
@@ -462,6 +470,7 @@ pub fn rows(root: &Path) -> Result<Vec<DomainRow>> {
     let (_, accounts) = layout::read_poppasswd(&edit.0)?;
     let (_, entries) = layout::read_assign(&edit.0)?;
     let alias_map = super::aliasdomain::aliases(&edit.0)?;
+    let table = edit.0.db_aliases()?;
     let mut out = Vec::new();
     for (_, key, prefix) in layout::virtualdomains(&vd) {
         if prefix.starts_with("site-") || key.is_empty() || key.starts_with('.') {
@@ -491,6 +500,30 @@ pub fn rows(root: &Path) -> Result<Vec<DomainRow>> {
                 .find(|f| f.local == "default")
                 .map_or_else(|| "bounce".to_string(), |f| f.summary()),
         };
+        let aliases = match (&table, &alias_of) {
+            // The table's rows, and the home's alias files no row shadows.
+            (Some(t), None) => {
+                super::alias_db::rows_of(t, &key, None)
+                    .iter()
+                    .filter(|r| !r.address.starts_with("*@"))
+                    .count()
+                    + files
+                        .iter()
+                        .filter(|f| {
+                            f.is_alias()
+                                && f.local != "default"
+                                && !t.contains_key(&format!(
+                                    "{}@{key}",
+                                    f.local.to_ascii_lowercase()
+                                ))
+                        })
+                        .count()
+            }
+            _ => files
+                .iter()
+                .filter(|f| f.is_alias() && f.local != "default")
+                .count(),
+        };
         out.push(DomainRow {
             alias_of,
             accepted: crate::qmail::control::RcptHosts::parse(Some(&rh))
@@ -500,10 +533,7 @@ pub fn rows(root: &Path) -> Result<Vec<DomainRow>> {
             prefix,
             home: home.map(|h| h.display().to_string()),
             users,
-            aliases: files
-                .iter()
-                .filter(|f| f.is_alias() && f.local != "default")
-                .count(),
+            aliases,
             policy,
         });
     }

@@ -23,6 +23,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::edit_db::DbAccounts;
 use super::error::{AdminError, Result, io_at};
+use crate::engine::aliastable;
 use crate::engine::readers::{self, ReaderGroup};
 use crate::engine::{Paths, accounts};
 use crate::fsutil::{self, write_atomic};
@@ -71,6 +72,8 @@ pub struct Edit {
     /// The accounts as the database holds them (`[accounts] backend = "postgres"`,
     /// `edit_db.rs`); None when the root's files are the accounts.
     db: Option<DbAccounts>,
+    /// The database's alias table after this edit, when it changes it.
+    aliases: Option<aliastable::Aliases>,
 }
 
 /// What a commit did.
@@ -166,6 +169,7 @@ impl Edit {
             staged: Vec::new(),
             shared: false,
             db,
+            aliases: None,
         })
     }
 
@@ -206,6 +210,7 @@ impl Edit {
             staged: Vec::new(),
             shared: true,
             db,
+            aliases: None,
         })
     }
 
@@ -256,7 +261,32 @@ impl Edit {
 
     /// Whether anything is staged.
     pub fn is_empty(&self) -> bool {
-        self.staged.is_empty()
+        self.staged.is_empty() && self.aliases.is_none()
+    }
+
+    /// The database's alias table as this edit sees it (what is staged, else what was
+    /// read); None for the files backend, whose aliases are `.qmail` files.
+    pub fn db_aliases(&self) -> Result<Option<aliastable::Aliases>> {
+        if let Some(a) = &self.aliases {
+            return Ok(Some(a.clone()));
+        }
+        let Some(db) = &self.db else {
+            return Ok(None);
+        };
+        aliastable::parse(db.aliases())
+            .map(Some)
+            .map_err(|e| AdminError::Invalid(format!("the database's aliases: {e}")))
+    }
+
+    /// Stage the database's whole alias table (committed with the account texts).
+    pub fn stage_aliases(&mut self, aliases: aliastable::Aliases) -> Result<()> {
+        if self.db.is_none() {
+            return Err(AdminError::Invalid(
+                "internal error: the alias table exists only with the postgres backend".into(),
+            ));
+        }
+        self.aliases = Some(aliases);
+        Ok(())
     }
 
     /// Parse every staged text back; the first failure refuses the whole edit.
@@ -300,6 +330,8 @@ impl Edit {
     fn commit_db(&self, db: &DbAccounts, readers: Option<&ReaderGroup>) -> Result<Committed> {
         let mut done = Committed::default();
         let first = self.staged.iter().position(|s| db.holds(&s.path));
+        // Only aliases changed: the database's commit comes after the files staged.
+        let first = first.or(self.aliases.is_some().then_some(self.staged.len()));
         let Some(first) = first else {
             for s in &self.staged {
                 self.write(s, readers, false, &mut done)?;
@@ -309,12 +341,15 @@ impl Edit {
         for s in &self.staged[..first] {
             self.write(s, readers, false, &mut done)?;
         }
-        let new = db.merged(|p| {
+        let mut new = db.merged(|p| {
             self.staged
                 .iter()
                 .find(|s| s.path == p)
                 .map(|s| s.bytes.as_slice())
         });
+        if let Some(a) = &self.aliases {
+            new.aliases = aliastable::render(a);
+        }
         let version = db.commit(&new)?;
         tracing::info!(target: "admin", version, "accounts stored in the database");
         done.version = Some(version);

@@ -43,6 +43,11 @@ impl DbAccounts {
         }))
     }
 
+    /// The alias table's text as read.
+    pub fn aliases(&self) -> &[u8] {
+        &self.texts.aliases
+    }
+
     /// Whether `path` is one of the six account files.
     pub fn holds(&self, path: &Path) -> bool {
         self.paths.iter().any(|p| p == path)

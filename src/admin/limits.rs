@@ -179,13 +179,18 @@ pub fn check_users(edit: &Edit, dh: &DomainHome) -> Result<()> {
 
 /// Refuse one more alias in `dh`'s domain past `maxaliases`.
 pub fn check_aliases(edit: &Edit, dh: &DomainHome) -> Result<()> {
-    let Some(max) = read(edit, dh)?.max_aliases else {
-        return Ok(());
-    };
     let n = dotfiles::scan(&dh.home)
         .iter()
         .filter(|f| f.is_alias() && f.local != "default")
         .count() as u64;
+    check_alias_count(edit, dh, n)
+}
+
+/// Refuse one more alias in `dh`'s domain, which has `n`, past `maxaliases`.
+pub fn check_alias_count(edit: &Edit, dh: &DomainHome, n: u64) -> Result<()> {
+    let Some(max) = read(edit, dh)?.max_aliases else {
+        return Ok(());
+    };
     if n >= max {
         return Err(invalid(format!(
             "{} has {n} alias(es), its limit is {max} (turnmail domain limits {} \

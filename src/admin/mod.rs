@@ -4,6 +4,7 @@
 //! them up by itself.
 
 pub mod alias;
+pub mod alias_db;
 pub mod aliasdomain;
 pub mod bulletin;
 pub mod demo;

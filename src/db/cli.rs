@@ -244,7 +244,11 @@ fn status(s: &PgSettings, json: bool) -> Result<(), Failure> {
 
 /// The records of a mail root's account files.
 pub fn read_root(from: &Path) -> Result<Records, Failure> {
-    let texts = AccountTexts::read(from).map_err(|e| fail(e.to_string(), 111))?;
+    let mut texts = AccountTexts::read(from).map_err(|e| fail(e.to_string(), 111))?;
+    // The domains' alias files become rows of the aliases table.
+    let aliases = crate::admin::alias_db::from_files(&texts)
+        .map_err(|e| fail(format!("{}: {e}; nothing imported", from.display()), 1))?;
+    texts.aliases = crate::engine::aliastable::render(&aliases);
     Records::from_texts(&texts)
         .map_err(|e| fail(format!("{}: {e}; nothing imported", from.display()), 1))
 }
@@ -314,6 +318,13 @@ pub fn write_root(to: &Path, texts: &AccountTexts) -> Result<(), crate::admin::A
         edit.stage(&to.join(rel), text.clone(), mode, kind);
     }
     edit.commit()?;
+    // The aliases table's rows as the domains' .qmail files, once their homes are known.
+    let table = crate::engine::aliastable::parse(&texts.aliases)
+        .map_err(|e| crate::admin::AdminError::Invalid(e.to_string()))?;
+    if !table.is_empty() {
+        let edit = Edit::begin_files(to)?;
+        crate::admin::alias_db::to_files(&edit, &table)?;
+    }
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! The six account texts as the records the database's tables hold, and back. Pure:
+//! The six account texts and the alias table's as the records the database's tables hold, and back. Pure:
 //! bytes in, records out, and the reverse, so that the database and the files can
 //! never disagree about what a line means.
 //!
@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::engine::accounts::{self, Secret};
+use crate::engine::aliastable;
 use crate::engine::source::AccountTexts;
 use crate::qmail::assign::{self, AssignEntry, AssignKind};
 use crate::qmail::control::read_lines;
@@ -63,6 +64,8 @@ pub struct Records {
     pub mailbox_quotas: BTreeMap<String, Limits>,
     /// `domain` → the domain's default limits (users/quota's `@domain` lines).
     pub domain_quotas: BTreeMap<String, Limits>,
+    /// `local@domain` → the lines of its `.qmail-LOCAL` (`aliases`, `engine/aliastable.rs`).
+    pub aliases: aliastable::Aliases,
 }
 
 /// A text or record that the other side cannot hold.
@@ -165,6 +168,7 @@ impl Records {
         let q = qtable::parse(&t.quota).map_err(parsed)?;
         r.mailbox_quotas = q.mailboxes;
         r.domain_quotas = q.domains;
+        r.aliases = aliastable::parse(&t.aliases).map_err(parsed)?;
         // What the files' readers accept but the canonical form could not say back
         // (a quota key that would start a comment, a limit past i64) is refused here.
         r.check()?;
@@ -225,6 +229,7 @@ impl Records {
             rcpthosts,
             virtualdomains,
             quota,
+            aliases: aliastable::render(&self.aliases),
         }
     }
 
@@ -317,11 +322,21 @@ impl Records {
             }
             limits(&what, l)?;
         }
+        for (address, lines) in &self.aliases {
+            let what = || format!("aliases row {address:?}");
+            aliastable::check_address(address).map_err(|e| err(what(), e))?;
+            if lines.is_empty() {
+                return Err(err(what(), "no lines"));
+            }
+            for l in lines {
+                aliastable::check_line(l).map_err(|e| err(what(), e))?;
+            }
+        }
         Ok(())
     }
 
     /// How many records of each kind, in table order.
-    pub fn counts(&self) -> [(&'static str, usize); 7] {
+    pub fn counts(&self) -> [(&'static str, usize); 8] {
         [
             ("domains", self.domains.len()),
             ("rcpthosts", self.rcpthosts.len()),
@@ -330,6 +345,7 @@ impl Records {
             ("secrets", self.secrets.len()),
             ("mailbox_quotas", self.mailbox_quotas.len()),
             ("domain_quotas", self.domain_quotas.len()),
+            ("aliases", self.aliases.len()),
         ]
     }
 

@@ -12,6 +12,7 @@
 //! | `secrets(login, secret)` | APOP/CRAM-MD5 secrets by lowercase login | `users/secrets` |
 //! | `mailbox_quotas(address, bytes, messages)` | a mailbox's own limits (both NULL: NOQUOTA) | `users/quota` |
 //! | `domain_quotas(domain, bytes, messages)` | a domain's default limits | `users/quota` (`@domain`) |
+//! | `aliases(domain, local, lines)` | step 4: an alias of a domain (both keys lowercase) and the lines its `.qmail-LOCAL` file would hold (`&address` forwards, `./Maildir/` or `/abs/Maildir/` deliveries), as vpopmail's valias: read before the domain's `.qmail` files, which still answer what no row names | the domain's `.qmail-LOCAL` alias files (`db import`/`db export`) |
 //! | `turnmail_state(version)` | one row: bumped by every change, sent with `NOTIFY turnmail_accounts` | |
 //! | `turnmail_schema(version, name, applied_at)` | the migrations applied | |
 //!
@@ -22,8 +23,10 @@
 //! statement (turnmail's own commits set `turnmail.writer` and bump it once), so every
 //! daemon reloads and an editor that read the older version gets a conflict.
 //!
-//! Not in the database: `.qmail` alias files, sites (site.toml, RELAYHOST, spools),
-//! Maildirs and the other control files stay on the mail root's file system.
+//! Not in the database: `.qmail` files other than the aliases' rows (a user's own, a
+//! `.qmail-default` written by hand: still read from the domain's home), sites
+//! (site.toml, RELAYHOST, spools), Maildirs and the other control files stay on the
+//! mail root's file system.
 
 use tokio_postgres::Client;
 
@@ -56,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "changes by SQL announced",
         sql: include_str!("migrations/0003_change_triggers.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "aliases",
+        sql: include_str!("migrations/0004_aliases.sql"),
     },
 ];
 

@@ -180,6 +180,13 @@ impl Store {
         for row in q("SELECT domain, bytes, messages FROM domain_quotas").await? {
             r.domain_quotas.insert(text(&row, 0)?, limits_of(&row)?);
         }
+        for row in q("SELECT domain, local, lines FROM aliases").await? {
+            let lines: Vec<String> = row
+                .try_get(2)
+                .map_err(|e| DbError::Invalid(format!("aliases.lines: {e}")))?;
+            let address = format!("{}@{}", text(&row, 1)?, text(&row, 0)?);
+            r.aliases.insert(address, lines);
+        }
         Ok(r)
     }
 
@@ -438,6 +445,42 @@ impl Store {
                     .map_err(self.pg())?;
             }
         }
+
+        let (gone, came) = diff(&old.aliases, &new.aliases);
+        changed |= !gone.is_empty() || !came.is_empty();
+        // Keys are checked local@domain (the last '@' splits them, as in the text).
+        let split = |a: &str| {
+            a.rsplit_once('@')
+                .map(|(l, d)| (l.to_string(), d.to_string()))
+                .unwrap_or_default()
+        };
+        if !gone.is_empty() {
+            let (l, d): (Vec<String>, Vec<String>) = gone.iter().map(|a| split(a)).unzip();
+            exec(
+                "DELETE FROM aliases a USING unnest($1::text[], $2::text[]) AS g(local, domain) \
+                 WHERE a.local = g.local AND a.domain = g.domain",
+                vec![Box::new(l), Box::new(d)],
+            )
+            .await?;
+        }
+        if !came.is_empty() {
+            let mut cols: [Vec<String>; 3] = Default::default();
+            for (a, lines) in came {
+                let (l, d) = split(&a);
+                cols[0].push(l);
+                cols[1].push(d);
+                // Lines never hold a newline (checked), so it separates them here.
+                cols[2].push(lines.join("\n"));
+            }
+            let [l, d, lines] = cols;
+            exec(
+                "INSERT INTO aliases (local, domain, lines) \
+                 SELECT l, d, string_to_array(t, E'\\n') \
+                 FROM unnest($1::text[], $2::text[], $3::text[]) AS n(l, d, t)",
+                vec![Box::new(l), Box::new(d), Box::new(lines)],
+            )
+            .await?;
+        }
         Ok(changed)
     }
 
@@ -570,7 +613,7 @@ impl Store {
 type Param = Box<dyn ToSql + Sync + Send>;
 
 /// The account tables, in the order `db status` shows them.
-pub const TABLES: [&str; 7] = [
+pub const TABLES: [&str; 8] = [
     "domains",
     "rcpthosts",
     "routes",
@@ -578,6 +621,7 @@ pub const TABLES: [&str; 7] = [
     "secrets",
     "mailbox_quotas",
     "domain_quotas",
+    "aliases",
 ];
 
 /// Keys that went or changed, and entries that came or changed.

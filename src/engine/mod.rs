@@ -18,6 +18,7 @@
 
 pub mod accounts;
 pub mod aliasdomains;
+pub mod aliastable;
 pub mod availability;
 pub mod backend;
 pub mod cram;
@@ -123,6 +124,8 @@ pub enum EngineError {
     Assign(#[from] users_cdb::CompileError),
     #[error("{0}")]
     Poppasswd(#[from] accounts::CompileError),
+    #[error("{0}")]
+    Aliases(aliastable::AliasTextError),
 }
 
 /// What a (re)load did, for logs and `turnmail newu`.

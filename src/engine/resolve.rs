@@ -173,8 +173,17 @@ pub fn resolve(
         default_part: None,
         instructions: DotQmail::default(),
     };
-    let chosen = dotqmail::search(&target.home, &target.dash, &target.ext)
-        .map_err(|e| ResolveError(format!("{}: {e}", target.home.display())))?;
+    // The database's aliases, asked before the disk name by name (none on files).
+    let home_key = target.home.as_os_str().as_bytes().to_vec();
+    let chosen = dotqmail::search_with(&target.home, &target.dash, &target.ext, |name| {
+        if snap.aliases.is_empty() {
+            return None;
+        }
+        snap.aliases
+            .get(&(home_key.clone(), name.to_vec()))
+            .cloned()
+    })
+    .map_err(|e| ResolveError(format!("{}: {e}", target.home.display())))?;
     if let Some(c) = chosen {
         let path = target.home.join(OsStr::from_bytes(&c.candidate.name));
         target.instructions = if c.content.is_empty() {

@@ -2,15 +2,18 @@
 //! kept in a database, from the same texts held in memory. Both ways end in the same
 //! types and the same lookups, so a face cannot tell them apart.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::availability::Availability;
 use super::source::AccountTexts;
-use super::{EngineError, Paths, accounts, aliasdomains};
+use super::{EngineError, Paths, accounts, aliasdomains, aliastable};
 use crate::config::Config;
 use crate::qmail::control::ControlFiles;
+use crate::qmail::control::{Rewrite, rewrite};
+use crate::qmail::dotqmail;
 use crate::qmail::users_cdb::{self, UsersCdb};
 
 /// Everything a lookup needs, frozen at one instant.
@@ -21,6 +24,9 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     /// Shared with the engine: while it is down, every lookup is a temporary failure.
     pub availability: Availability,
+    /// The database's aliases by where their file would be: (home, `.qmail-EXT`
+    /// name) → the file's text. Empty for the files backend.
+    pub aliases: HashMap<(Vec<u8>, Vec<u8>), Vec<u8>>,
 }
 
 impl Snapshot {
@@ -38,6 +44,7 @@ impl Snapshot {
             accounts,
             config: config.clone(),
             availability: Availability::default(),
+            aliases: HashMap::new(),
         })
     }
 
@@ -57,12 +64,15 @@ impl Snapshot {
         let policy = login_policy(&control, config);
         let accounts = accounts::Accounts::from_texts(&texts.poppasswd, &texts.secrets, policy)
             .map_err(|e| EngineError::Poppasswd(accounts::CompileError::Parse(e)))?;
+        let table = aliastable::parse(&texts.aliases).map_err(EngineError::Aliases)?;
+        let aliases = alias_files(&control, users.as_ref(), &table);
         Ok(Snapshot {
             control,
             users,
             accounts,
             config: config.clone(),
             availability: Availability::default(),
+            aliases,
         })
     }
 
@@ -72,6 +82,38 @@ impl Snapshot {
         self.availability = availability.clone();
         self
     }
+}
+
+/// Each alias where the files backend would have its file: `local@domain` rewritten
+/// and looked up as a recipient is (the route's home, the first `.qmail` name tried).
+/// An alias of a domain that has no route here leads nowhere and is left out.
+fn alias_files(
+    control: &ControlFiles,
+    users: Option<&UsersCdb>,
+    table: &aliastable::Aliases,
+) -> HashMap<(Vec<u8>, Vec<u8>), Vec<u8>> {
+    let mut out = HashMap::new();
+    let Some(users) = users else {
+        return out;
+    };
+    for (address, lines) in table {
+        let Rewrite::Local { address, .. } =
+            rewrite(address.as_bytes(), &control.locals, &control.virtualdomains)
+        else {
+            continue;
+        };
+        let at = address
+            .iter()
+            .rposition(|&b| b == b'@')
+            .unwrap_or(address.len());
+        let Ok(Some(a)) = users.lookup(&address[..at]) else {
+            continue;
+        };
+        if let Some(first) = dotqmail::candidates(&a.dash, &a.ext).into_iter().next() {
+            out.insert((a.home, first.name), aliastable::file_text(lines));
+        }
+    }
+    out
 }
 
 fn login_policy(control: &ControlFiles, config: &Config) -> accounts::LoginPolicy {
@@ -166,6 +208,7 @@ mod tests {
                 rcpthosts: b"x\n.y\n".to_vec(),
                 virtualdomains: b"y:a\n".to_vec(),
                 quota: Vec::new(),
+                aliases: Vec::new(),
             };
             let config = Arc::new(Config { default_domain: Some("x".into()), ..Config::default() });
             let (_dir, files, memory) = root_with(&texts, &config);
@@ -246,5 +289,61 @@ mod tests {
         assert!(super::super::resolve::resolve(&s, b"a@x", true).is_err());
         a.set_available();
         assert!(s.accounts.find(b"a@x", ctx).unwrap().is_some());
+    }
+
+    #[test]
+    fn aliases_answer_before_the_homes_files_and_defaults_still_catch() {
+        use crate::engine::resolve::{Resolution, resolve};
+        use crate::qmail::dotqmail::Instruction;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("dom");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::create_dir(dir.path().join("control")).unwrap();
+        let write = |name: &str, text: &str| {
+            let p = home.join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        };
+        write(".qmail-info", "&file@elsewhere.org\n");
+        write(".qmail-default", "&catchall@elsewhere.org\n");
+        let texts = AccountTexts {
+            assign: format!("+example.com-:u:1000:1000:{}:-::\n.\n", home.display()).into_bytes(),
+            rcpthosts: b"example.com\nalias.org\n".to_vec(),
+            virtualdomains: b"example.com:example.com\nalias.org:example.com\n".to_vec(),
+            aliases: b"info@example.com:&table@elsewhere.org\nbox@example.com:./box/Maildir/\n"
+                .to_vec(),
+            ..AccountTexts::default()
+        };
+        let config = Arc::new(Config::default());
+        let snap = Snapshot::from_texts(&dir.path().join("control"), &texts, &config).unwrap();
+        let first = |address: &str| match resolve(&snap, address.as_bytes(), true).unwrap() {
+            Resolution::Local(t) => t.instructions.instructions[0].1.clone(),
+            other => panic!("{address}: {other:?}"),
+        };
+        let fwd = |a: &str| Instruction::Forward(a.as_bytes().to_vec());
+        // The row outranks the file of its own name, in any case, through the alias domain.
+        assert_eq!(first("info@example.com"), fwd("table@elsewhere.org"));
+        assert_eq!(first("INFO@Example.COM"), fwd("table@elsewhere.org"));
+        assert_eq!(first("info@alias.org"), fwd("table@elsewhere.org"));
+        assert_eq!(
+            first("box@example.com"),
+            Instruction::Maildir(b"./box/Maildir/".to_vec())
+        );
+        // What no row names still reaches the disk's catch-all.
+        assert_eq!(first("nobody@example.com"), fwd("catchall@elsewhere.org"));
+        // Without the catch-all, an address that no row names is unknown.
+        std::fs::remove_file(home.join(".qmail-default")).unwrap();
+        assert!(matches!(
+            resolve(&snap, b"nobody@example.com", true).unwrap(),
+            Resolution::Unknown { .. }
+        ));
+        // A bad alias text is refused (the caller keeps its old tables).
+        let bad = AccountTexts {
+            aliases: b"info@example.com:|rm -rf /\n".to_vec(),
+            ..texts
+        };
+        assert!(Snapshot::from_texts(&dir.path().join("control"), &bad, &config).is_err());
     }
 }

@@ -21,6 +21,10 @@ pub struct AccountTexts {
     pub virtualdomains: Vec<u8>,
     /// `users/quota`
     pub quota: Vec<u8>,
+    /// The alias table of the database (`engine/aliastable.rs`): no file of its own,
+    /// always empty when read from a root (the files backend's aliases are `.qmail`
+    /// files, read where they are).
+    pub aliases: Vec<u8>,
 }
 
 /// One text of [`AccountTexts`].
@@ -57,6 +61,7 @@ impl AccountTexts {
             rcpthosts: read("control/rcpthosts")?,
             virtualdomains: read("control/virtualdomains")?,
             quota: read("users/quota")?,
+            aliases: Vec::new(),
         })
     }
 }

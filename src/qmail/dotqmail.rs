@@ -340,7 +340,27 @@ fn show(name: &[u8]) -> String {
 /// Each candidate is opened non-blocking and then judged by fstat, as qmail
 /// does: a FIFO in its place can neither make the open wait nor be read.
 pub fn search(home: &Path, dash: &[u8], ext: &[u8]) -> Result<Option<Chosen>, SearchError> {
+    search_with(home, dash, ext, |_| None)
+}
+
+/// [`search`] with a table of files held elsewhere (the database's aliases): for each
+/// candidate in turn, `table`'s text for that name (a mode of 0600) wins over the
+/// disk's file, so an alias outranks a file of its own name and a `-default` file
+/// still catches what no nearer name holds, in either place.
+pub fn search_with(
+    home: &Path,
+    dash: &[u8],
+    ext: &[u8],
+    table: impl Fn(&[u8]) -> Option<Vec<u8>>,
+) -> Result<Option<Chosen>, SearchError> {
     for candidate in candidates(dash, ext) {
+        if let Some(content) = table(&candidate.name) {
+            return Ok(Some(Chosen {
+                candidate,
+                content,
+                mode: file_mode(0o600),
+            }));
+        }
         if let Some((content, mode)) = read_candidate(home, &candidate.name)? {
             return Ok(Some(Chosen {
                 candidate,

@@ -20,6 +20,7 @@ fn texts(
         rcpthosts: rcpthosts.into(),
         virtualdomains: virtualdomains.into(),
         quota: quota.into(),
+        aliases: Vec::new(),
     }
 }
 
@@ -211,9 +212,26 @@ fn records() -> impl Strategy<Value = Records> {
         proptest::collection::btree_map("[a-z0-9.@-]{0,10}", "[a-zA-Z0-9.-]{0,10}", 0..4),
         proptest::collection::btree_map("[a-z0-9._-]{1,6}@[a-z0-9.-]{1,6}", limit(), 0..4),
         proptest::collection::btree_map("[a-z0-9.-]{1,8}", limit(), 0..4),
+        proptest::collection::btree_map(
+            "[a-z0-9._-]{1,6}@[a-z0-9.-]{1,6}",
+            proptest::collection::vec(
+                prop_oneof!["&[a-z0-9.]{1,6}@[a-z.]{1,6}", "\\./[a-z]{1,6}/Maildir/"],
+                1..3,
+            ),
+            0..4,
+        ),
     )
         .prop_map(
-            |(routes, mailboxes, secrets, rcpthosts, domains, mailbox_quotas, domain_quotas)| {
+            |(
+                routes,
+                mailboxes,
+                secrets,
+                rcpthosts,
+                domains,
+                mailbox_quotas,
+                domain_quotas,
+                aliases,
+            )| {
                 Records {
                     routes,
                     mailboxes: mailboxes
@@ -225,6 +243,7 @@ fn records() -> impl Strategy<Value = Records> {
                     domains,
                     mailbox_quotas,
                     domain_quotas,
+                    aliases,
                 }
             },
         )
@@ -403,6 +422,7 @@ fn source_texts() -> impl Strategy<Value = AccountTexts> {
             rcpthosts: noisy(r, n.clone()).into_bytes(),
             virtualdomains: noisy(v, n.clone()).into_bytes(),
             quota: noisy(q, n).into_bytes(),
+            aliases: Vec::new(),
         })
 }
 
@@ -427,7 +447,7 @@ proptest! {
     fn arbitrary_bytes_never_panic_and_what_is_accepted_reads_back(
         a in proptest::collection::vec(any::<u8>(), 0..200),
         b in proptest::collection::vec(any::<u8>(), 0..200),
-        which in 0usize..6,
+        which in 0usize..7,
     ) {
         let mut t = AccountTexts::default();
         let slot = match which {
@@ -436,6 +456,7 @@ proptest! {
             2 => &mut t.secrets,
             3 => &mut t.rcpthosts,
             4 => &mut t.virtualdomains,
+            5 => &mut t.aliases,
             _ => &mut t.quota,
         };
         *slot = [a, b"\n".to_vec(), b].concat();
