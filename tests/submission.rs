@@ -720,3 +720,39 @@ fn a_site_relays_from_its_networks_with_its_own_senders() {
         "{page}"
     );
 }
+
+#[test]
+fn a_qmail_forward_starts_a_queue_run_at_once() {
+    // Queue runs every hour here: a forward must not wait for the next one.
+    let d = demo_root();
+    let p = d.root.join("domains/example.com/.qmail-away");
+    write(&p, "&friend@remote.example\n");
+    std::fs::set_permissions(&p, PermissionsExt::from_mode(0o600)).unwrap();
+    if common::is_root() {
+        let mu = common::mail_user();
+        std::os::unix::fs::chown(&p, Some(mu.uid), Some(mu.gid)).unwrap();
+    }
+    let s = start(&d, "");
+    let mut c = Client::connect(s.addr);
+    assert!(c.reply().starts_with("220"));
+    c.cmd("HELO client.example");
+    assert!(c.cmd("MAIL FROM:<a@example.org>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<away@example.com>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    assert!(c.cmd("Subject: fwd\r\n\r\nhi\r\n.").starts_with("250"));
+    c.cmd("QUIT");
+    // The smarthost is a closed port: the forward's attempt fails, within seconds.
+    let start = std::time::Instant::now();
+    let attempted = |log: &str| {
+        log.lines()
+            .any(|l| l.contains("relay:") && l.contains("recipient=friend@remote.example"))
+    };
+    while !attempted(&s.log_text()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no attempt at the forward: {}",
+            s.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -736,7 +736,9 @@ impl Conn {
             .iter()
             .filter(|(_, r)| matches!(r, transaction::RecipientResult::Queued(_)))
             .count();
+        // A `.qmail` forward is queued mail too: it should not wait for the interval.
         if queued > handed
+            || report.forwarded > 0
             || report
                 .recipients
                 .iter()

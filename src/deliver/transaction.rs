@@ -43,6 +43,8 @@ pub struct Report {
     /// The queue files of the relayed recipients, as a scan of the queue finds them
     /// (on disk already), for sending at once.
     pub relayed: Vec<Spooled>,
+    /// Forwards (`&address` lines of `.qmail` files) put in the queue.
+    pub forwarded: usize,
 }
 
 /// Deliver `data` from `sender` to every resolved recipient.
@@ -92,6 +94,7 @@ pub fn deliver_message(
                 .map(|(r, o)| (r, RecipientResult::Deferred(format!("{o:?}"))))
                 .collect(),
             relayed: Vec::new(),
+            forwarded: 0,
         };
     }
     let all_perm = results
@@ -113,6 +116,7 @@ pub fn deliver_message(
                 .map(|(r, o)| (r, RecipientResult::Failed(format!("{o:?}"))))
                 .collect(),
             relayed: Vec::new(),
+            forwarded: 0,
         };
     }
     let mut out = Vec::with_capacity(results.len());
@@ -131,6 +135,13 @@ pub fn deliver_message(
     }
     let (relay_queued, relay_spooled) = relay_queued.unwrap_or_default();
     let mut relay_names = relay_queued.iter();
+    let forwarded = results
+        .iter()
+        .map(|(_, o)| match o {
+            Outcome::Delivered { forwards, .. } => *forwards,
+            _ => 0,
+        })
+        .sum();
     for ((rcpt, outcome), (_, res)) in results.into_iter().zip(recipients) {
         let r = match outcome {
             Outcome::Temporary(why) if matches!(res, Resolution::Relay { .. }) => {
@@ -186,5 +197,6 @@ pub fn deliver_message(
         verdict,
         recipients: out,
         relayed: relay_spooled,
+        forwarded,
     }
 }
