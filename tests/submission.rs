@@ -756,3 +756,27 @@ fn a_qmail_forward_starts_a_queue_run_at_once() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn the_recipient_limit_counts_one_transaction_not_the_session() {
+    let d = demo_root();
+    write(
+        &d.root.join("control/tcp.smtp"),
+        "127.0.0.12:allow,RELAYCLIENT=\"\"\n",
+    );
+    let s = start(&d, "[submission_limits]\nrecipients_per_message = 2\n");
+    let mut c = Client::connect_from("127.0.0.12".parse().unwrap(), s.addr);
+    assert!(c.reply().starts_with("220"));
+    c.cmd("EHLO client.example");
+    for round in 0..3 {
+        assert!(c.cmd("MAIL FROM:<joe@example.com>").starts_with("250"));
+        for n in 0..2 {
+            let r = c.cmd(&format!("RCPT TO:<r{round}x{n}@remote.example>"));
+            assert!(r.starts_with("250"), "round {round}, recipient {n}: {r}");
+        }
+        let r = c.cmd("RCPT TO:<one-too-many@remote.example>");
+        assert!(r.starts_with("451 4.7.1"), "round {round}: {r}");
+        assert!(c.cmd("RSET").starts_with("250"));
+    }
+    c.cmd("QUIT");
+}

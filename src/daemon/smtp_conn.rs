@@ -245,6 +245,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     session.answer_sender(v);
                 }
                 Action::CheckRecipient { address } => {
+                    // The first recipient of a transaction: what an earlier one (ended
+                    // by RSET or a refused DATA) resolved is no longer wanted.
+                    if session.accepted_recipients() == 0 {
+                        conn.rcpts.clear();
+                    }
                     let v = conn.check(address).await;
                     session.answer_recipient(v);
                 }

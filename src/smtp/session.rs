@@ -325,6 +325,11 @@ impl Session {
     }
 
     /// No more input is read; output may still need writing.
+    /// Recipients accepted in the current transaction (0 outside one, and after RSET).
+    pub fn accepted_recipients(&self) -> usize {
+        self.tx.as_ref().map_or(0, |t| t.recipients.len())
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed
     }
