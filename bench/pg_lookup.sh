@@ -14,7 +14,8 @@
 #   RUNS           runs of each backend (3)
 #   PG_N           accounts (100000)
 #   PG_RCPTS       RCPT commands per run (200000), over PG_SESSIONS SMTP sessions (8),
-#                  PG_BATCH pipelined at a time (50), PG_UNKNOWN_PCT % unknown (10)
+#                  PG_BATCH pipelined at a time (50), PG_UNKNOWN_PCT % unknown (10),
+#                  a new connection after PG_PER_SESSION RCPTs (1000)
 #   PG_LOGINS      POP3 logins per run (4000), over PG_CLIENTS clients (8)
 #   QUIET_STEP     seconds each measurement may wait for a quiet machine (60)
 #   TURNMAIL       target/release/turnmail
@@ -31,6 +32,7 @@ RCPTS=${PG_RCPTS:-200000}
 SESSIONS=${PG_SESSIONS:-8}
 BATCH=${PG_BATCH:-50}
 UNKNOWN_PCT=${PG_UNKNOWN_PCT:-10}
+PER_SESSION=${PG_PER_SESSION:-1000}
 LOGINS=${PG_LOGINS:-4000}
 CLIENTS=${PG_CLIENTS:-8}
 QUIET_STEP=${QUIET_STEP:-60}
@@ -58,7 +60,7 @@ id "$PG_USER" >/dev/null 2>&1 || die "no system user $PG_USER (the package's mai
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] ||
     die "no PostgreSQL server (apt-get install postgresql)"
-PG_VERSION=$("$PG_BIN/postgres" --version | awk '{print $NF}')
+PG_VERSION=$("$PG_BIN/postgres" --version | awk '{print $3}')
 TM_VERSION=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo "?")
 if [ -n "$(cd "$REPO" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
     TM_VERSION="$TM_VERSION+dirty"
@@ -210,7 +212,7 @@ start() {
     READY_S=$(python3 -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.1f}')" "$t0")
     local out
     out=$("$PG_LOAD" rcpt-all "127.0.0.1:$SMTP" --accounts "$W/accounts" --sessions "$SESSIONS" \
-        --batch "$BATCH") || die "the warm-up pass ($1) failed"
+        --batch "$BATCH" --per-session "$PER_SESSION") || die "the warm-up pass ($1) failed"
     [ "$(kv failures "$out")" = 0 ] && [ "$(kv accepted "$out")" = "$N" ] ||
         die "the warm-up pass ($1) did not accept every account: $out"
     WARM_S=$(kv seconds "$out")
@@ -222,7 +224,7 @@ start() {
 
 rm -f "$CSV"
 echo "workload,role,system,run,n,value,unit,seconds,peak_rss_kb,cpu_busy_pct,iowait_pct,machine_cpu_s,server_cpu_s,client_cpu_s,note" >"$CSV"
-say "pg_lookup: $RUNS run(s) of each backend; $N accounts; $RCPTS RCPTs ($SESSIONS sessions, $BATCH pipelined, $UNKNOWN_PCT% unknown); $LOGINS logins ($CLIENTS clients; MD5-crypt, ${CRYPT_US} µs a verification here)"
+say "pg_lookup: $RUNS run(s) of each backend; $N accounts; $RCPTS RCPTs ($SESSIONS sessions of $PER_SESSION, $BATCH pipelined, $UNKNOWN_PCT% unknown); $LOGINS logins ($CLIENTS clients; MD5-crypt, ${CRYPT_US} µs a verification here)"
 
 for ((r = 1; r <= RUNS; r++)); do
     order="files postgres"
@@ -235,14 +237,15 @@ for ((r = 1; r <= RUNS; r++)); do
             role=peer name="files backend (cdb; turnmail $TM_VERSION)"
         fi
         start "$b"
-        note="$N accounts; ready ${READY_S}s after start"
+        note="$N accounts"
         settle
         out=$("$PG_LOAD" rcpt "127.0.0.1:$SMTP" --accounts "$W/accounts" --sessions "$SESSIONS" \
-            --count "$RCPTS" --unknown-pct "$UNKNOWN_PCT" --batch "$BATCH" --pid "$TM_PID" 2>>"$LOG") ||
+            --count "$RCPTS" --unknown-pct "$UNKNOWN_PCT" --batch "$BATCH" \
+            --per-session "$PER_SESSION" --pid "$TM_PID" 2>>"$LOG") ||
             die "the RCPT load ($b) failed (see $LOG)"
         say "  pg-lookup-rcpt $b: $out"
         csv_row pg-lookup-rcpt "$role" "$name" "$r" "$RCPTS" lookups/s "$out" \
-            "$note; $(kv accepted "$out") accepted (250) and $(kv refused "$out") unknown (550)"
+            "$note; $UNKNOWN_PCT% unknown (550); a new connection every $PER_SESSION RCPTs"
         sleep 0.5
         out=$("$PG_LOAD" logins "127.0.0.1:$POP" --accounts "$W/accounts" --clients "$CLIENTS" \
             --count "$LOGINS" --password "$PASSWORD" --pid "$TM_PID" 2>>"$LOG") ||

@@ -3,14 +3,17 @@
 //! so that the client's CPU stays small beside the daemon's on a small machine.
 //!
 //!   pg_lookup_load rcpt ADDR --accounts FILE --sessions S --count N [--unknown-pct P]
-//!       [--batch B] [--pid P]
+//!       [--batch B] [--per-session K] [--pid P]
 //!       S sessions, each EHLO, MAIL, then RCPT TO random accounts of FILE (one address
 //!       a line), B commands in one write (PIPELINING) and then their B replies, until N
 //!       replies are counted over all sessions. P per cent of the recipients are made
 //!       unknown (`no` before an existing local part, in an existing domain). A known
 //!       recipient must get 250 and an unknown one 550; anything else is a failure.
 //!       A transaction is reset (RSET, MAIL, in the same write) before it could pass
-//!       100 recipients, the daemon's default limit.
+//!       100 recipients, the daemon's default limit, and a session ends (QUIT, a new
+//!       connection) after K RCPTs (`--per-session K`, default 1000), as a sender's
+//!       would: the daemon keeps every recipient's resolution for the whole session, so
+//!       one endless session measures that list's growth, not the lookups.
 //!   pg_lookup_load rcpt-all ADDR --accounts FILE --sessions S
 //!       Every account of FILE once (no unknown ones), as above: the warm-up pass, and
 //!       the proof that the daemon accepts every account (failures are counted).
@@ -29,8 +32,8 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -44,7 +47,7 @@ const MAX_RECIPIENTS: usize = 100;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: pg_lookup_load rcpt ADDR --accounts FILE --sessions S --count N [--unknown-pct P] [--batch B] [--pid P]\n\
+        "usage: pg_lookup_load rcpt ADDR --accounts FILE --sessions S --count N [--unknown-pct P] [--batch B] [--per-session K] [--pid P]\n\
          \x20      pg_lookup_load rcpt-all ADDR --accounts FILE --sessions S\n\
          \x20      pg_lookup_load ready ADDR --accounts FILE [--timeout SECS]\n\
          \x20      pg_lookup_load logins ADDR --accounts FILE --clients C --count N --password PW [--pid P]"
@@ -60,6 +63,7 @@ struct Args {
     count: usize,
     unknown_pct: u32,
     batch: usize,
+    per_session: usize,
     password: String,
     pid: Option<u32>,
     timeout: u64,
@@ -78,6 +82,7 @@ fn parse() -> Args {
         count: 1000,
         unknown_pct: 0,
         batch: 50,
+        per_session: 1000,
         password: String::new(),
         pid: None,
         timeout: 120,
@@ -91,6 +96,7 @@ fn parse() -> Args {
             "--count" => a.count = int(val()),
             "--unknown-pct" => a.unknown_pct = int(val()).min(100) as u32,
             "--batch" => a.batch = int(val()).clamp(1, MAX_RECIPIENTS),
+            "--per-session" => a.per_session = int(val()).max(1),
             "--password" => a.password = val(),
             "--pid" => a.pid = Some(int(val()) as u32),
             "--timeout" => a.timeout = int(val()) as u64,
@@ -205,22 +211,43 @@ fn smtp_open(addr: SocketAddr) -> std::io::Result<Conn> {
     Ok(c)
 }
 
-/// Sends `rcpts` (address, known) in batches, counting the replies.
+/// Sessions one after the other, each of at most `per_session` RCPTs (address, known)
+/// that `next` hands out in batches until it has none left; counts the replies.
+fn rcpt_sessions(
+    addr: SocketAddr,
+    batch: usize,
+    per_session: usize,
+    mut next: impl FnMut(&mut Vec<(String, bool)>, usize) -> bool,
+) -> std::io::Result<Tally> {
+    let mut t = Tally::default();
+    while rcpt_session(addr, batch, per_session, &mut next, &mut t)? {}
+    Ok(t)
+}
+
+/// One session; true when it ended at `per_session` RCPTs rather than for want of work.
 fn rcpt_session(
     addr: SocketAddr,
     batch: usize,
-    mut next: impl FnMut(&mut Vec<(String, bool)>, usize) -> bool,
-) -> std::io::Result<Tally> {
+    per_session: usize,
+    next: &mut impl FnMut(&mut Vec<(String, bool)>, usize) -> bool,
+    t: &mut Tally,
+) -> std::io::Result<bool> {
     let mut c = smtp_open(addr)?;
-    let mut t = Tally::default();
+    let mut sent = 0usize;
+    let mut more = false;
     let mut in_tx = 0usize;
     let mut rcpts = Vec::with_capacity(batch);
     let mut out = Vec::with_capacity(batch * 40);
     loop {
-        rcpts.clear();
-        if !next(&mut rcpts, batch) {
+        if sent >= per_session {
+            more = true;
             break;
         }
+        rcpts.clear();
+        if !next(&mut rcpts, batch.min(per_session - sent)) {
+            break;
+        }
+        sent += rcpts.len();
         out.clear();
         let reset = in_tx + rcpts.len() > MAX_RECIPIENTS;
         if reset {
@@ -256,7 +283,7 @@ fn rcpt_session(
     }
     c.w.write_all(b"QUIT\r\n")?;
     let _ = c.smtp_reply();
-    Ok(t)
+    Ok(more)
 }
 
 fn unknown(address: &str) -> String {
@@ -292,7 +319,11 @@ fn rcpt_run(
     });
     let secs = t0.elapsed().as_secs_f64();
     let m = meter.finish();
-    (total.into_inner().unwrap_or_else(|e| e.into_inner()), secs, m)
+    (
+        total.into_inner().unwrap_or_else(|e| e.into_inner()),
+        secs,
+        m,
+    )
 }
 
 fn rcpt(a: &Args) -> String {
@@ -300,10 +331,12 @@ fn rcpt(a: &Args) -> String {
     let accounts = &a.accounts;
     let (t, secs, m) = rcpt_run(a, |_| {
         let mut rng = rand::rng();
-        rcpt_session(a.addr, a.batch, |rcpts, batch| {
+        rcpt_sessions(a.addr, a.batch, a.per_session, |rcpts, batch| {
             let want = batch.min(left.load(Ordering::Relaxed));
             let got = left
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| Some(l.saturating_sub(want)))
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                    Some(l.saturating_sub(want))
+                })
                 .unwrap_or(0)
                 .min(want);
             for _ in 0..got {
@@ -331,7 +364,7 @@ fn rcpt_all(a: &Args) -> String {
     let next = AtomicUsize::new(0);
     let accounts = &a.accounts;
     let (t, secs, m) = rcpt_run(a, |_| {
-        rcpt_session(a.addr, a.batch, |rcpts, batch| {
+        rcpt_sessions(a.addr, a.batch, a.per_session, |rcpts, batch| {
             let from = next.fetch_add(batch, Ordering::Relaxed);
             for acct in accounts.iter().skip(from).take(batch) {
                 rcpts.push((acct.clone(), true));
