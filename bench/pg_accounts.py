@@ -4,7 +4,7 @@ into PostgreSQL with `turnmail db import`, the same root kept usable with the fi
 backend (cdbs compiled) so that both backends serve identical accounts.
 
     bench/pg_accounts.py ROOT N --url "host=/path/to/socket dbname=turnmail user=turnmail"
-        [--turnmail target/release/turnmail] [--no-maildirs]
+        [--turnmail target/release/turnmail] [--no-maildirs] [--hash HASH]
 
 ROOT must not exist. It is made by `turnmail init` (the demo domain example.com, joe,
 the site acme), then N accounts uI@dK.example (I = 0..N-1) are spread over N/100
@@ -13,7 +13,8 @@ them out (a `+dK.example-` assign line, virtualdomains and rcpthosts lines, a do
 home with `.qmail-uI` -> `./uI/Maildir/`, the Maildir, a poppasswd line) but written
 directly: a hundred thousand `user add` runs would take hours. Every account has the
 password "bench-password" (joe's sha512/yescrypt hash as `turnmail user passwd` made
-it, so the crypt cost is the real one). `--no-maildirs` leaves the Maildirs out (RCPT
+it, so the crypt cost is the real one; `--hash` gives another crypt(3) hash of it, such
+as a cheap `$1$` one when the lookups, not the crypt, are measured). `--no-maildirs` leaves the Maildirs out (RCPT
 and login lookups do not need them; POP3 sessions after the login do).
 
 Then `turnmail newu` compiles the cdbs (files backend), `turnmail db init` and
@@ -55,6 +56,7 @@ def main():
     p.add_argument("--url", required=True, help="the database ([postgres] url form)")
     p.add_argument("--turnmail", default="target/release/turnmail")
     p.add_argument("--no-maildirs", action="store_true")
+    p.add_argument("--hash", help="crypt(3) hash of bench-password for every account")
     a = p.parse_args()
     root = os.path.abspath(a.root)
     if os.path.exists(root):
@@ -68,6 +70,10 @@ def main():
     run(tm, root, "user", "passwd", "joe@example.com", "--password-stdin", stdin="bench-password\n")
     joe = [l for l in read_lines(f"{root}/users/poppasswd") if l.startswith("joe@example.com:")][0]
     _, pw_hash, owner, _ = joe.split(":", 3)
+    if a.hash:
+        if ":" in a.hash or "\n" in a.hash:
+            sys.exit("--hash: no ':' or newline in a poppasswd hash")
+        pw_hash = a.hash
     template = [l for l in read_lines(f"{root}/users/assign") if l.startswith("+example.com-:")][0]
     # +example.com-:USER:UID:GID:HOME:-::
     fields = template.split(":")

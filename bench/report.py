@@ -66,6 +66,16 @@ TARGETS.update({
 LABELS["relay-end-to-end"] = ("Relaying 4 KiB messages end to end (10 sessions, one recipient each, "
                               "relay by client address) into the sink, until the queue is empty")
 TARGETS["relay-end-to-end"] = (3.0, None)
+# Accounts in PostgreSQL (bench/pg_lookup.sh): the postgres backend as "turnmail", the files
+# backend of the same root as "peer", so the ratio is postgres / files; within 10%.
+LABELS.update({
+    "pg-lookup-rcpt": "Accounts in PostgreSQL: RCPT lookups/s (8 sessions, 50 pipelined, 10% unknown; "
+                      "n = RCPTs; turnmail = postgres backend, peer = files backend, same root, "
+                      "warm)",
+    "pg-lookup-logins": "Accounts in PostgreSQL: POP3 logins/s (8 clients, MD5-crypt; n = logins; "
+                        "turnmail = postgres backend, peer = files backend, same root, warm)",
+})
+TARGETS.update({"pg-lookup-rcpt": (0.9, None), "pg-lookup-logins": (0.9, None)})
 # DKIM signing (bench/dkim.sh): microseconds per message, no target set.
 LABELS.update({
     "dkim-sign-ed25519": "DKIM signing of a 4 KiB message, Ed25519 (Signer::sign), median",
