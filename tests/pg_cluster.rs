@@ -309,9 +309,9 @@ fn three_nodes_on_one_database_share_accounts_mail_and_flushes() {
     });
     eprintln!("ann logged in on node 2 {:?} after the edit", t.elapsed());
 
-    // A few hundred messages to all three nodes at once land once each.
-    const TOTAL: usize = 300;
-    let clients = ns.len() * 2;
+    // 1,000 messages to all three nodes at once land once each.
+    const TOTAL: usize = 1000;
+    let clients = ns.len() * 4;
     let mut threads = Vec::new();
     for c in 0..clients {
         let addr = ns[c % ns.len()].addr;
