@@ -49,23 +49,9 @@ fn ok(d: &DemoRoot, args: &[&str]) -> String {
 
 /// `turnmail ARGS --password-stdin` given `pw`.
 fn with_password(d: &DemoRoot, args: &[&str], pw: &str) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_turnmail"))
-        .arg("--root")
-        .arg(&d.root)
-        .args(args)
-        .arg("--password-stdin")
-        .env_remove("TURNMAIL_ROOT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{pw}\n").as_bytes())
-        .unwrap();
-    c.wait_with_output().unwrap()
+    let mut a = args.to_vec();
+    a.push("--password-stdin");
+    common::mailclients::turnmail_with_stdin(&d.root, &a, &format!("{pw}\n"))
 }
 
 fn maildir_count(d: &DemoRoot, user: &str) -> usize {
@@ -129,29 +115,9 @@ fn pop(d: &Daemon, user: &str, pw: &str) -> (i32, String) {
     )
 }
 
-const SMTPLIB: &str = r#"
-import smtplib, ssl, sys
-host, port, user, pw, to = sys.argv[1:6]
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-s = smtplib.SMTP(host, int(port), timeout=20)
-s.starttls(context=ctx)
-try:
-    s.login(user, pw)
-except smtplib.SMTPAuthenticationError as e:
-    print("auth refused", e.smtp_code)
-    sys.exit(3)
-s.sendmail(user, [to], b"Subject: submitted\r\n\r\nhello\r\n")
-s.quit()
-print("sent")
-"#;
-
 /// Submission with AUTH by Python's smtplib.
 fn submit(d: &Daemon, user: &str, pw: &str, to: &str) -> (i32, String) {
-    let port = d.submission.port().to_string();
-    python(
-        SMTPLIB,
-        &[&d.submission.ip().to_string(), &port, user, pw, to],
-    )
+    common::mailclients::submit(d.submission, user, pw, to)
 }
 
 fn python(script: &str, args: &[&str]) -> (i32, String) {

@@ -8,10 +8,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::cluster::*;
@@ -256,22 +254,8 @@ fn rcpt(node: &Daemon, to: &str) -> String {
 }
 
 fn add_user(d: &DemoRoot, node: &str, user: &str, pw: &str) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_turnmail"))
-        .arg("--root")
-        .arg(&d.root)
-        .args(["--node", node, "user", "add", user, "--password-stdin"])
-        .env_remove("TURNMAIL_ROOT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{pw}\n").as_bytes())
-        .unwrap();
-    let o = c.wait_with_output().unwrap();
+    let args = ["--node", node, "user", "add", user, "--password-stdin"];
+    let o = common::mailclients::turnmail_with_stdin(&d.root, &args, &format!("{pw}\n"));
     assert!(o.status.success(), "user add: {o:?}");
 }
 

@@ -95,39 +95,9 @@ fn pop(d: &Daemon, user: &str, pw: &str) -> (i32, String) {
     common::mailclients::poplib(d.pop3, user, pw)
 }
 
-const SMTPLIB: &str = r#"
-import smtplib, ssl, sys
-host, port, user, pw, to = sys.argv[1:6]
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-s = smtplib.SMTP(host, int(port), timeout=20)
-s.starttls(context=ctx)
-try:
-    s.login(user, pw)
-except smtplib.SMTPAuthenticationError as e:
-    print("auth refused", e.smtp_code)
-    sys.exit(3)
-s.sendmail(user, [to], b"Subject: submitted\r\n\r\nhello\r\n")
-s.quit()
-print("sent")
-"#;
-
+/// Submission with AUTH by Python's smtplib (exit 3: refused).
 fn submit(d: &Daemon, user: &str, pw: &str, to: &str) -> (i32, String) {
-    let o = Command::new("python3")
-        .args([
-            "-c",
-            SMTPLIB,
-            &d.submission.ip().to_string(),
-            &d.submission.port().to_string(),
-            user,
-            pw,
-            to,
-        ])
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-    )
+    common::mailclients::submit(d.submission, user, pw, to)
 }
 
 /// `turnmail checkpassword /bin/true` as qmail-popup runs it; its exit code.

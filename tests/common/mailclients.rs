@@ -117,6 +117,12 @@ pub fn smtp_deliver(d: &Daemon, rcpt: &str, subject: &str) {
 
 /// `turnmail --root ROOT ARGS...` with `stdin` as its input; panics unless it succeeds.
 pub fn turnmail_stdin(root: &Path, args: &[&str], stdin: &str) {
+    let o = turnmail_with_stdin(root, args, stdin);
+    assert!(o.status.success(), "{args:?}: {o:?}");
+}
+
+/// `turnmail --root ROOT ARGS...` with `stdin` as its input: what it did, success or not.
+pub fn turnmail_with_stdin(root: &Path, args: &[&str], stdin: &str) -> std::process::Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_turnmail"))
         .arg("--root")
         .arg(root)
@@ -128,8 +134,48 @@ pub fn turnmail_stdin(root: &Path, args: &[&str], stdin: &str) {
         .spawn()
         .unwrap();
     c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
-    assert!(o.status.success(), "{args:?}: {o:?}");
+    c.wait_with_output().unwrap()
+}
+
+/// STARTTLS, AUTH as `user`, one message to `to`, by Python's smtplib. Exit 3 when the
+/// login is refused; prints `sent` when the message was accepted.
+const SUBMIT: &str = r#"
+import smtplib, ssl, sys
+host, port, user, pw, to = sys.argv[1:6]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(host, int(port), timeout=20)
+s.starttls(context=ctx)
+try:
+    s.login(user, pw)
+except smtplib.SMTPAuthenticationError as e:
+    print("auth refused", e.smtp_code)
+    sys.exit(3)
+s.sendmail(user, [to], b"Subject: submitted\r\n\r\nhello\r\n")
+s.quit()
+print("sent")
+"#;
+
+/// [`SUBMIT`] against the submission port `addr`: its exit code and output.
+pub fn submit(addr: std::net::SocketAddr, user: &str, pw: &str, to: &str) -> (i32, String) {
+    let o = Command::new("python3")
+        .args(["-c", SUBMIT])
+        .args([
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            user,
+            pw,
+            to,
+        ])
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
 }
 
 /// `f` until it exits with `code`, for up to 5 s (then its last result).
