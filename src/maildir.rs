@@ -30,6 +30,7 @@ use crate::fsutil::{create_new, fsync_dir, parent_dir};
 
 mod listing;
 mod open;
+mod reuse;
 mod unnamed;
 pub use listing::{Listing, Stray};
 pub use open::{OpenError, open_message, open_message_sized, read_head, read_message};
@@ -248,6 +249,27 @@ impl Maildir {
             unnamed::Attempt::Failed(e) => Err(e),
             unnamed::Attempt::Unsupported => self.deliver_named(parts, fault),
         }
+    }
+
+    /// [`Maildir::deliver`], written over the file `tmp/TMP_NAME` that the caller
+    /// placed there (a spare kept for reuse: `outbound/spare.rs`) instead of a new
+    /// file. On failure that file is gone and nothing is in `new/`.
+    pub fn deliver_over(
+        &self,
+        tmp_name: &std::ffi::OsStr,
+        parts: &[&[u8]],
+    ) -> Result<Delivered, DeliverError> {
+        self.deliver_over_with(tmp_name, parts, &|_| Ok(()))
+    }
+
+    fn deliver_over_with(
+        &self,
+        tmp_name: &std::ffi::OsStr,
+        parts: &[&[u8]],
+        fault: &dyn Fn(DeliverStep) -> io::Result<()>,
+    ) -> Result<Delivered, DeliverError> {
+        let size: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        reuse::deliver(&self.path, tmp_name, parts, size, crlf_size(parts), fault)
     }
 
     /// qmail-local's protocol through a named `tmp/` file.
@@ -1011,6 +1033,79 @@ mod tests {
             c[ALL_STEPS.iter().position(|x| *x == s).unwrap()] += 1;
             calls.set(c);
             Ok(())
+        }
+    }
+
+    #[test]
+    fn a_file_written_over_is_cut_to_the_message_and_moved_into_new() {
+        let (_dir, md) = maildir();
+        let tmp = md.path().join("tmp/spare-1");
+        fs::write(&tmp, vec![b'x'; 5000]).unwrap();
+        fs::set_permissions(&tmp, Permissions::from_mode(0o644)).unwrap();
+        let ino = fs::metadata(&tmp).unwrap().ino();
+        let d = md
+            .deliver_over(std::ffi::OsStr::new("spare-1"), &[b"a\n", b"b"])
+            .unwrap();
+        assert_eq!(fs::read(&d.path).unwrap(), b"a\nb");
+        assert_eq!(fs::metadata(&d.path).unwrap().ino(), ino, "the same inode");
+        assert_eq!(mode_of(&d.path), 0o600);
+        assert!(d.name.ends_with(",S=3,W=6"), "{}", d.name);
+        assert!(names_in(&md.path().join("tmp")).is_empty());
+        assert_eq!(names_in(&md.path().join("new")), vec![d.name.clone()]);
+        // Longer than the file it reuses: grown.
+        fs::write(&tmp, b"short").unwrap();
+        let long = vec![b'y'; 9000];
+        let d = md
+            .deliver_over(std::ffi::OsStr::new("spare-1"), &[&long])
+            .unwrap();
+        assert_eq!(fs::read(&d.path).unwrap(), long);
+    }
+
+    #[test]
+    fn a_file_with_another_name_or_no_file_is_never_written_over() {
+        let (dir, md) = maildir();
+        let tmp = md.path().join("tmp/spare-2");
+        fs::write(&tmp, b"someone else's").unwrap();
+        let other = dir.path().join("elsewhere");
+        fs::hard_link(&tmp, &other).unwrap();
+        let e = md
+            .deliver_over(std::ffi::OsStr::new("spare-2"), &[b"mail\n"])
+            .unwrap_err();
+        assert_eq!(e.step(), DeliverStep::CreateTmp);
+        assert_eq!(fs::read(&other).unwrap(), b"someone else's");
+        assert!(names_in(&md.path().join("new")).is_empty());
+        assert!(names_in(&md.path().join("tmp")).is_empty());
+        std::os::unix::fs::symlink(&other, md.path().join("tmp/spare-3")).unwrap();
+        assert!(
+            md.deliver_over(std::ffi::OsStr::new("spare-3"), &[b"mail\n"])
+                .is_err()
+        );
+        assert_eq!(fs::read(&other).unwrap(), b"someone else's");
+        assert!(
+            md.deliver_over(std::ffi::OsStr::new("missing"), &[b"mail\n"])
+                .is_err()
+        );
+        assert!(names_in(&md.path().join("new")).is_empty());
+    }
+
+    #[test]
+    fn a_failing_step_over_a_spare_leaves_nothing_in_new_or_tmp() {
+        for failing in ALL_STEPS {
+            let (_dir, md) = maildir();
+            fs::write(md.path().join("tmp/spare"), b"old text").unwrap();
+            let fault = |s| {
+                if s == failing {
+                    Err(io::Error::other("injected"))
+                } else {
+                    Ok(())
+                }
+            };
+            let e = md
+                .deliver_over_with(std::ffi::OsStr::new("spare"), &[b"new\n"], &fault)
+                .unwrap_err();
+            assert_eq!(e.step(), failing);
+            assert!(names_in(&md.path().join("new")).is_empty(), "{failing:?}");
+            assert!(names_in(&md.path().join("tmp")).is_empty(), "{failing:?}");
         }
     }
 

@@ -344,6 +344,20 @@ fn dkimpy_verifies_what_we_sign() {
     );
     let r = signer.sign(b"Subject: no from\n\nx\n");
     assert_eq!(Outcome::of(&r), Outcome::Malformed);
+
+    // A key made while the signer runs is used within a second (the signer looks at
+    // a domain's `selectors` file at most once a second).
+    ok(root, &["domain", "add", "acme.example"]);
+    ok(
+        root,
+        &["domain", "dkim", "acme.example", "--algorithm", "ed25519"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let later = signer
+        .sign_detailed(b"From: a@acme.example\n\nx\n")
+        .unwrap()
+        .expect("the new key signs");
+    assert_eq!(later.domain, "acme.example");
 }
 
 #[test]

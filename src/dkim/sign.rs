@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256, SigningKey};
 use mail_auth::common::headers::HeaderWriter;
@@ -100,15 +101,27 @@ struct Active {
     signer: KeySigner,
 }
 
-/// What was loaded for a domain, and the stamp of the `selectors` file it came from.
+/// What was loaded for a domain, the stamp of the `selectors` file it came from
+/// (None: there was none) and when that stamp was taken.
 struct Loaded {
-    stamp: Stamp,
+    stamp: Option<Stamp>,
+    checked: Instant,
     active: Result<Option<Arc<Active>>, String>,
 }
+
+/// How long a domain's `selectors` file is trusted unchanged without a stat: a key
+/// made or rotated is used by the messages of the next second, and a busy relay does
+/// not stat a file (mostly one that does not exist) for every message.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Domains remembered at most (From domains are the senders' choice): beyond this the
+/// memory starts afresh.
+const MAX_REMEMBERED: usize = 4096;
 
 pub struct Signer {
     root: PathBuf,
     cache: Mutex<HashMap<String, Loaded>>,
+    recheck: Duration,
 }
 
 impl std::fmt::Debug for Signer {
@@ -121,11 +134,17 @@ impl std::fmt::Debug for Signer {
 
 impl Signer {
     /// A signer over the keys of `root` (`ROOT/dkim/`). Nothing is read yet: a root
-    /// without keys signs nothing, and keys made later are found by the next message.
+    /// without keys signs nothing, and keys made later are found within a second.
     pub fn open(root: &Path) -> Signer {
+        Signer::with_recheck(root, RECHECK)
+    }
+
+    /// A signer that trusts a `selectors` file it looked at for `recheck`.
+    pub(crate) fn with_recheck(root: &Path, recheck: Duration) -> Signer {
         Signer {
             root: root.to_path_buf(),
             cache: Mutex::new(HashMap::new()),
+            recheck,
         }
     }
 
@@ -175,20 +194,36 @@ impl Signer {
 
     /// `domain`'s own active key, reloaded when its `selectors` file changed.
     fn active(&self, domain: &str) -> Result<Option<Arc<Active>>, DkimError> {
-        let path = keys::state_path(&self.root, domain);
-        let stamp = Stamp::of(&path);
         let mut cache = self
             .cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(stamp) = stamp else {
-            cache.remove(domain);
-            return Ok(None);
-        };
-        let fresh = cache.get(domain).is_some_and(|l| l.stamp == stamp);
-        if !fresh {
-            let active = load(&self.root, domain).map_err(|e| e.to_string());
-            cache.insert(domain.to_string(), Loaded { stamp, active });
+        let now = Instant::now();
+        let recent = cache
+            .get(domain)
+            .is_some_and(|l| now.saturating_duration_since(l.checked) < self.recheck);
+        if !recent {
+            let stamp = Stamp::of(&keys::state_path(&self.root, domain));
+            match cache.get_mut(domain) {
+                Some(l) if l.stamp == stamp => l.checked = now,
+                _ => {
+                    let active = match stamp {
+                        Some(_) => load(&self.root, domain).map_err(|e| e.to_string()),
+                        None => Ok(None),
+                    };
+                    if cache.len() >= MAX_REMEMBERED {
+                        cache.clear();
+                    }
+                    cache.insert(
+                        domain.to_string(),
+                        Loaded {
+                            stamp,
+                            checked: now,
+                            active,
+                        },
+                    );
+                }
+            }
         }
         match cache.get(domain).map(|l| &l.active) {
             Some(Ok(a)) => Ok(a.clone()),

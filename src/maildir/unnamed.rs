@@ -43,6 +43,21 @@ fn proc_fd_available() -> bool {
     *AVAILABLE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 
+/// Whether the process's umask leaves a file created with mode 0600 at exactly 0600,
+/// as read once from /proc/self/status (turnmail never changes its umask; reading it
+/// through umask(2) would change it for a moment under other threads). Unknown: no.
+fn umask_keeps_0600() -> bool {
+    static KEEPS: OnceLock<bool> = OnceLock::new();
+    *KEEPS.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            .is_some_and(|mask| mask & 0o600 == 0)
+    })
+}
+
 /// Whether a failed link may be the /proc route's fault rather than `new/`'s: then
 /// the named protocol is tried (it reports `new/`'s own trouble precisely).
 fn link_route_refused(e: &io::Error, new_dir: &Path) -> bool {
@@ -87,8 +102,10 @@ pub(super) fn deliver(
         Err(e) => return Attempt::Failed(DeliverError::at(DeliverStep::CreateTmp, tmp_dir, e)),
     };
     // As for a named file: an odd umask must not make the message unreadable to its
-    // owner or readable to others.
-    if let Err(e) = file.set_permissions(Permissions::from_mode(0o600)) {
+    // owner or readable to others. Under the usual umask the mode is 0600 already.
+    if !umask_keeps_0600()
+        && let Err(e) = file.set_permissions(Permissions::from_mode(0o600))
+    {
         return Attempt::Failed(DeliverError::at(DeliverStep::CreateTmp, tmp_dir, e));
     }
     if let Err((step, e)) = write_and_sync(&mut file, parts, fault) {

@@ -25,6 +25,7 @@ pub mod queue;
 pub mod route;
 pub mod runner;
 pub mod settle;
+pub mod spare;
 pub mod transport;
 pub mod warn;
 

@@ -146,6 +146,13 @@ impl Queue {
         parts.push(&rp);
         parts.push(&dt);
         parts.extend_from_slice(message);
+        if let Some(spare) = super::spare::of(self.maildir.path()).take() {
+            match self.maildir.deliver_over(&spare, &parts) {
+                Ok(d) => return Ok(d),
+                // The spare is gone with its trouble; a new file may still do.
+                Err(e) => tracing::debug!(target: "queue", "writing over a spare file: {e}"),
+            }
+        }
         match self.maildir.deliver(&parts) {
             // The queue is made when first needed (a failed step leaves nothing).
             Err(e)

@@ -1,8 +1,9 @@
 //! What happens to a spool file after an attempt, the same for site spools and the
-//! outbound queue: delivered → unlink; refused for good (or older than the lifetime) →
-//! bounce to the sender, then unlink; anything else → keep for the next attempt. Only
-//! files the caller handed out are ever touched, and a bounce is on disk before the
-//! original goes.
+//! outbound queue: delivered → unlink; refused for good (or older than the lifetime)
+//! → bounce to the sender, then unlink; anything else → keep for the next attempt.
+//! The queue's own files are not unlinked but kept as spares for the next message
+//! (`spare.rs`), which takes them out of the queue as surely. Only files the caller
+//! handed out are ever touched, and a bounce is on disk before the original goes.
 
 use std::time::{Duration, SystemTime};
 
@@ -83,7 +84,7 @@ pub fn settle_group(
     for (k, (s, attempt)) in files.iter().enumerate() {
         let (status, reason, remote) = match attempt {
             Attempt::Delivered(_) => {
-                out[k] = Some(unlink(s, Settled::Removed));
+                out[k] = Some(unlink(env, s, Settled::Removed));
                 continue;
             }
             Attempt::Permanent {
@@ -130,7 +131,7 @@ pub fn settle_group(
             });
         for k in failed_at {
             out[k] = Some(match &bounced {
-                Ok(()) => unlink(files[k].0, Settled::Bounced),
+                Ok(()) => unlink(env, files[k].0, Settled::Bounced),
                 Err(t) => Settled::Trouble(t.clone()),
             });
         }
@@ -140,8 +141,16 @@ pub fn settle_group(
         .collect()
 }
 
-fn unlink(s: &Spooled, done: Settled) -> Settled {
-    match std::fs::remove_file(&s.entry.path) {
+/// Take a settled file out of its spool: unlinked, or kept as a spare for the next
+/// message when it is the outbound queue's (`spare.rs`).
+fn unlink(env: &DeliverEnv, s: &Spooled, done: Settled) -> Settled {
+    let queue = env.queue.path();
+    let removed = if s.entry.path.starts_with(queue) {
+        super::spare::of(queue).retire(&s.entry.path, &s.entry.unique, s.entry.size)
+    } else {
+        std::fs::remove_file(&s.entry.path)
+    };
+    match removed {
         Ok(()) => done,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => done,
         Err(e) => Settled::Trouble(format!(

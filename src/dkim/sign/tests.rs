@@ -32,7 +32,7 @@ const MSG: &[u8] = b"From: Joe <joe@example.net>\nTo: ann@example.org\nSubject: 
 fn signs_with_the_from_domains_key() {
     let d = tempfile::tempdir().unwrap();
     with_key(d.path(), "example.net", "one");
-    let s = Signer::open(d.path());
+    let s = Signer::with_recheck(d.path(), Duration::ZERO);
     let signed = s.sign_detailed(MSG).unwrap().unwrap();
     assert_eq!(signed.domain, "example.net");
     assert_eq!(signed.selector, "one");
@@ -54,7 +54,7 @@ fn signs_with_the_from_domains_key() {
 #[test]
 fn no_key_means_no_signature() {
     let d = tempfile::tempdir().unwrap();
-    let s = Signer::open(d.path());
+    let s = Signer::with_recheck(d.path(), Duration::ZERO);
     assert!(s.sign(MSG).unwrap().is_none());
     with_key(d.path(), "example.org", "one");
     assert!(s.sign(MSG).unwrap().is_none());
@@ -65,7 +65,7 @@ fn no_key_means_no_signature() {
 fn a_parent_domain_signs_for_its_subdomains_but_not_the_reverse() {
     let d = tempfile::tempdir().unwrap();
     with_key(d.path(), "example.net", "top");
-    let s = Signer::open(d.path());
+    let s = Signer::with_recheck(d.path(), Duration::ZERO);
     let m = b"From: a@mail.eu.example.net\n\nx\n";
     let signed = s.sign_detailed(m).unwrap().unwrap();
     assert_eq!(signed.domain, "example.net");
@@ -82,7 +82,7 @@ fn a_parent_domain_signs_for_its_subdomains_but_not_the_reverse() {
 fn a_rotation_is_picked_up_by_the_next_message() {
     let d = tempfile::tempdir().unwrap();
     with_key(d.path(), "example.net", "one");
-    let s = Signer::open(d.path());
+    let s = Signer::with_recheck(d.path(), Duration::ZERO);
     assert_eq!(s.sign_detailed(MSG).unwrap().unwrap().selector, "one");
     with_key(d.path(), "example.net", "two");
     assert_eq!(s.sign_detailed(MSG).unwrap().unwrap().selector, "two");
@@ -108,7 +108,7 @@ fn broken_keys_are_errors_not_silence() {
         [state::write(&st, "example.net"), b"\n".to_vec()].concat(),
     )
     .unwrap();
-    let s = Signer::open(d.path());
+    let s = Signer::with_recheck(d.path(), Duration::ZERO);
     let r = s.sign(MSG);
     assert!(matches!(r, Err(DkimError::Key { .. })), "{r:?}");
     assert_eq!(Outcome::of(&r), Outcome::Failed);
@@ -120,7 +120,7 @@ fn broken_keys_are_errors_not_silence() {
 fn malformed_messages_say_why() {
     let d = tempfile::tempdir().unwrap();
     with_key(d.path(), "example.net", "one");
-    let s = Signer::open(d.path());
+    let s = Signer::with_recheck(d.path(), Duration::ZERO);
     for m in [
         &b"To: a@b\n\nx\n"[..],
         b"From: a@example.net\nFrom: b@example.net\n\nx\n",
@@ -136,7 +136,7 @@ fn malformed_messages_say_why() {
 fn crlf_and_lf_forms_sign_alike() {
     let d = tempfile::tempdir().unwrap();
     with_key(d.path(), "example.net", "one");
-    let s = Signer::open(d.path());
+    let s = Signer::with_recheck(d.path(), Duration::ZERO);
     let lf = s.sign(MSG).unwrap().unwrap();
     let crlf: Vec<u8> = String::from_utf8_lossy(MSG)
         .replace('\n', "\r\n")
@@ -152,7 +152,7 @@ fn the_signer_can_be_shared_between_threads() {
     shared::<Signer>();
     let d = tempfile::tempdir().unwrap();
     with_key(d.path(), "example.net", "one");
-    let s = Arc::new(Signer::open(d.path()));
+    let s = Arc::new(Signer::with_recheck(d.path(), Duration::ZERO));
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let s = Arc::clone(&s);
@@ -162,4 +162,19 @@ fn the_signer_can_be_shared_between_threads() {
     for t in threads {
         assert!(t.join().unwrap());
     }
+}
+
+#[test]
+fn a_selectors_file_is_looked_at_once_per_recheck_interval() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Signer::with_recheck(d.path(), Duration::from_secs(3600));
+    assert!(s.sign(MSG).unwrap().is_none());
+    with_key(d.path(), "example.net", "one");
+    // Remembered as keyless for the interval: no stat per message.
+    assert!(s.sign(MSG).unwrap().is_none());
+    // A signer whose interval has passed finds it.
+    let fresh = Signer::with_recheck(d.path(), Duration::ZERO);
+    assert_eq!(fresh.sign_detailed(MSG).unwrap().unwrap().selector, "one");
+    // The default is short: keys made by the operator are in use within a second.
+    assert_eq!(RECHECK, Duration::from_secs(1));
 }
