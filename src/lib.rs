@@ -18,6 +18,7 @@ pub mod engine;
 pub mod flush;
 pub mod fsutil;
 pub mod generate;
+pub mod line_input;
 pub mod maildir;
 pub mod mailroot;
 pub mod net;

@@ -1,14 +1,16 @@
 //! Authentication shared by every face that takes a password over the network: the
 //! SASL mechanisms (`sasl.rs`: PLAIN, LOGIN, CRAM-MD5 taken apart, and the steps of an
-//! exchange), what a client proves itself with, and the replies of an AUTH exchange
+//! exchange), what a client proves itself with, the [`Secret`] bytes that carry passwords (never
+//! logged, wiped when dropped), and the replies of an AUTH exchange
 //! (`texts.rs`). The SMTP and submission ports and the ODMR port run exchanges with
 //! [`sasl::Exchange`]; POP3's AUTH PLAIN decodes with [`sasl::decode_plain`]. Checking
 //! a credential is the engine's, through `daemon/login.rs`, the one login path.
 
 pub mod sasl;
+pub mod secret;
 pub mod texts;
 
-use crate::pop3::Secret;
+pub use secret::{Secret, wipe};
 
 /// The SASL mechanism an AUTH used, for logs and for policy (the shell may allow CRAM-MD5
 /// only for accounts with a stored secret, which the engine already enforces).

@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-use crate::pop3::Secret;
+use crate::auth::Secret;
 use crate::smtp::Reply;
 
 use super::texts;

@@ -7,7 +7,7 @@
 //! tiny, and ATRN's comma list has to be checked strictly. Whether a command is allowed
 //! *now* is the session's business, not this file's.
 
-use crate::pop3::Secret;
+use crate::auth::Secret;
 use crate::smtp::Reply;
 
 use super::action::Mechanism;

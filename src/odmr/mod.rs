@@ -99,7 +99,7 @@
 //!
 //! All texts are in [`texts`]; [`Reply::to_bytes`](crate::smtp::Reply::to_bytes) is
 //! the only serialiser and strips control characters from any text. Passwords travel as
-//! [`Secret`](crate::pop3::Secret)s and processed input is wiped; `Refused` never shows
+//! [`Secret`](crate::auth::Secret)s and processed input is wiped; `Refused` never shows
 //! an AUTH response.
 
 mod action;

@@ -11,7 +11,7 @@ use crate::auth::sasl::Exchange;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::pop3::Secret;
+use crate::line_input::{LineInput, Next};
 use crate::smtp::Reply;
 
 use super::action::{Action, AtrnVerdict, AuthVerdict, Mechanism};
@@ -27,13 +27,9 @@ const LOGGED_COMMAND: usize = 100;
 pub struct Session {
     pub(super) cfg: Arc<OdmrConfig>,
     pub(super) conn: Connection,
-    /// Received, not yet processed bytes start at `input[start]`.
-    input: Vec<u8>,
-    start: usize,
+    input: LineInput,
     output: Vec<u8>,
     actions: VecDeque<Action>,
-    /// Dropping the rest of an over-long line, up to its LF.
-    skipping: bool,
     /// An AUTH exchange is under way: the next line is a SASL response.
     pub(super) exchange: Option<Exchange>,
     pub(super) waiting: Option<Waiting>,
@@ -66,14 +62,13 @@ impl Session {
     /// A new session; the greeting is already in the output.
     pub fn new(cfg: Arc<OdmrConfig>, conn: Connection) -> Session {
         let greeting = texts::greeting(&cfg.hostname);
+        let input = LineInput::new(cfg.max_command_line, cfg.max_pipelined);
         let mut session = Session {
             cfg,
             conn,
-            input: Vec::new(),
-            start: 0,
+            input,
             output: Vec::new(),
             actions: VecDeque::new(),
-            skipping: false,
             exchange: None,
             waiting: None,
             greeted: Greeted::Not,
@@ -92,8 +87,7 @@ impl Session {
         if self.is_closed() {
             return 0;
         }
-        self.input_cap()
-            .saturating_sub(self.input.len() - self.start)
+        self.input.room()
     }
 
     /// Buffers client bytes and returns how many were taken (at most
@@ -108,10 +102,7 @@ impl Session {
         if self.closed || self.waiting == Some(Waiting::Tls) {
             return bytes.len();
         }
-        self.compact();
-        let taken = self.input_room().min(bytes.len());
-        self.input.extend_from_slice(&bytes[..taken]);
-        taken
+        self.input.receive(bytes)
     }
 
     /// Processes buffered input until something needs the shell. `None` means: more
@@ -122,7 +113,7 @@ impl Session {
                 return Some(action);
             }
             if self.is_closed() || self.waiting.is_some() || !self.step() {
-                self.compact();
+                self.input.compact();
                 return None;
             }
         }
@@ -190,8 +181,7 @@ impl Session {
         self.greeted = Greeted::Not;
         self.authenticated = false;
         self.exchange = None;
-        self.skipping = false;
-        self.discard_input();
+        self.input.reset();
     }
 
     /// The client was idle too long: 421, then [`Action::Close`].
@@ -227,7 +217,7 @@ impl Session {
     /// command line, or nothing.
     pub fn phase(&self) -> crate::policy::deadline::Phase {
         use crate::policy::deadline::Phase;
-        if self.skipping || self.input.len() > self.start {
+        if self.input.mid_line() {
             Phase::Line
         } else {
             Phase::Idle
@@ -236,7 +226,7 @@ impl Session {
 
     /// Bytes of client input held, for checking that memory stays bounded.
     pub fn buffered(&self) -> usize {
-        self.input.len()
+        self.input.held()
     }
 
     /// PLAIN and LOGIN may be used (and are advertised) now.
@@ -244,74 +234,27 @@ impl Session {
         self.cfg.plaintext_auth || self.conn.tls_active
     }
 
-    fn input_cap(&self) -> usize {
-        self.cfg.max_command_line.max(1) + self.cfg.max_pipelined
-    }
-
-    fn compact(&mut self) {
-        if self.start > 0 {
-            self.input.drain(..self.start);
-            self.start = 0;
-        }
-    }
-
     /// Drops all buffered input, wiping it: it may hold a password.
     pub(super) fn discard_input(&mut self) {
-        wipe(&mut self.input);
-        self.input.clear();
-        self.start = 0;
+        self.input.discard();
     }
 
     /// Makes progress on buffered input; false when more input is needed.
     fn step(&mut self) -> bool {
-        let max = self.cfg.max_command_line.max(1);
-        let pending = &self.input[self.start..];
-        let lf = pending.iter().position(|&b| b == b'\n');
-        if self.skipping {
-            return match lf {
-                Some(lf) => {
-                    self.consume(lf + 1);
-                    self.skipping = false;
-                    true
-                }
-                None => {
-                    self.discard_input();
-                    false
-                }
-            };
-        }
-        match lf {
-            Some(lf) if lf < max => {
-                let raw = &pending[..lf];
-                let line = Secret::new(raw.strip_suffix(b"\r").unwrap_or(raw).to_vec());
-                self.consume(lf + 1);
+        match self.input.next_line() {
+            Next::Line(line) => {
                 match self.exchange.take() {
                     Some(exchange) => self.on_sasl_response(exchange, line.expose()),
                     None => self.handle_line(line.expose()),
                 }
                 true
             }
-            Some(lf) => {
-                self.consume(lf + 1);
+            Next::TooLong => {
                 self.line_too_long();
                 true
             }
-            // Even with the LF still to come, this line is already too long.
-            None if pending.len() >= max => {
-                self.discard_input();
-                self.skipping = true;
-                self.line_too_long();
-                true
-            }
-            None => false,
+            Next::More => false,
         }
-    }
-
-    /// Marks `n` more input bytes processed, wiping them.
-    fn consume(&mut self, n: usize) {
-        let end = (self.start + n).min(self.input.len());
-        wipe(&mut self.input[self.start..end]);
-        self.start = end;
     }
 
     /// RFC 4954 §4 has its own code for an over-long line inside an exchange, which
@@ -405,11 +348,4 @@ fn printable(bytes: &[u8], max: usize) -> String {
         text.push_str("...");
     }
     text
-}
-
-/// Overwrites `bytes` with zeros in a way the optimiser should not remove (best effort,
-/// without `unsafe`, as `pop3::Secret` does).
-fn wipe(bytes: &mut [u8]) {
-    bytes.fill(0);
-    std::hint::black_box(bytes);
 }

@@ -6,7 +6,7 @@
 //! keeps pipelined replies in order without the session knowing anything about async.
 
 use super::reply::Reply;
-use super::secret::Secret;
+use crate::auth::Secret;
 
 /// Something the shell must do. See the module documentation of [`super`] for the loop.
 #[derive(Debug, Clone, PartialEq, Eq)]

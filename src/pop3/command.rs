@@ -7,8 +7,8 @@
 //! allowed *now* is the session's business, not this file's.
 
 use super::reply::{Reply, printable};
-use super::secret::Secret;
 use super::texts;
+use crate::auth::Secret;
 
 /// How much of a refused command line goes into `Action::Refused`.
 const LOGGED_COMMAND: usize = 100;

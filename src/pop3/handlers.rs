@@ -10,9 +10,9 @@ use super::command::{self, Command};
 use super::maildrop::Maildrop;
 use super::reply::Reply;
 use super::sasl;
-use super::secret::Secret;
 use super::session::{Session, State, Waiting, shown};
 use super::texts;
+use crate::auth::Secret;
 
 impl Session {
     pub(super) fn handle_line(&mut self, line: &[u8]) {

@@ -78,17 +78,16 @@ mod handlers;
 mod maildrop;
 mod reply;
 mod sasl;
-mod secret;
 mod session;
 pub mod texts;
 
+pub use crate::auth::Secret;
 pub use action::{
     Action, AuthVerdict, Credential, MaildropError, MessageInfo, RetrieveError, UpdateReport,
 };
 pub use config::{Connection, Pop3Config};
 pub use encode::RetrEncoder;
 pub use reply::{Reply, RespCode, Status};
-pub use secret::Secret;
 pub use session::Session;
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 //! with SMTP and ODMR; the replies are POP3's.
 
 use super::reply::Reply;
-use super::secret::Secret;
 use super::texts;
+use crate::auth::Secret;
 use crate::auth::sasl::{self, Malformed};
 
 /// The client's answer is `*`: abort the exchange (RFC 5034 §4).

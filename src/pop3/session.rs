@@ -15,8 +15,8 @@ use super::config::{Connection, Pop3Config};
 use super::encode::RetrEncoder;
 use super::maildrop::Maildrop;
 use super::reply::Reply;
-use super::secret::{Secret, wipe};
 use super::texts;
+use crate::line_input::{LineInput, Next};
 
 /// Output beyond which pipelined commands wait for the shell to write ([`Action::Flush`]),
 /// so a client that sends many LISTs without reading cannot grow our memory.
@@ -27,13 +27,9 @@ const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 pub struct Session {
     pub(super) cfg: Arc<Pop3Config>,
     pub(super) conn: Connection,
-    /// Received, not yet processed bytes start at `input[start]`.
-    input: Vec<u8>,
-    start: usize,
+    input: LineInput,
     output: Vec<u8>,
     actions: VecDeque<Action>,
-    /// Dropping the rest of an over-long line, up to its LF.
-    skipping: bool,
     /// AUTH PLAIN sent "+ ": the next line is the client's response.
     pub(super) sasl_pending: bool,
     pub(super) waiting: Option<Waiting>,
@@ -73,14 +69,13 @@ impl Session {
     /// A new session; the greeting is already in the output.
     pub fn new(cfg: Arc<Pop3Config>, conn: Connection) -> Session {
         let greeting = texts::greeting(&cfg.hostname, conn.apop_timestamp.as_deref());
+        let input = LineInput::new(cfg.max_line, cfg.max_pipelined);
         let mut session = Session {
             cfg,
             conn,
-            input: Vec::new(),
-            start: 0,
+            input,
             output: Vec::new(),
             actions: VecDeque::new(),
-            skipping: false,
             sasl_pending: false,
             waiting: None,
             state: State::Authorization { user: None },
@@ -94,8 +89,7 @@ impl Session {
 
     /// Most bytes [`Session::receive`] takes now.
     pub fn input_room(&self) -> usize {
-        self.input_cap()
-            .saturating_sub(self.input.len() - self.start)
+        self.input.room()
     }
 
     /// Buffers client bytes and returns how many were taken (at most
@@ -106,10 +100,7 @@ impl Session {
         if self.closed || self.waiting == Some(Waiting::Tls) {
             return bytes.len();
         }
-        self.compact();
-        let taken = self.input_room().min(bytes.len());
-        self.input.extend_from_slice(&bytes[..taken]);
-        taken
+        self.input.receive(bytes)
     }
 
     /// Processes buffered input until something needs the shell. `None` means: more
@@ -120,14 +111,14 @@ impl Session {
                 return Some(action);
             }
             if self.closed || self.waiting.is_some() {
-                self.compact();
+                self.input.compact();
                 return None;
             }
-            if self.output.len() >= OUTPUT_HIGH_WATER && self.start < self.input.len() {
+            if self.output.len() >= OUTPUT_HIGH_WATER && self.input.has_unread() {
                 return Some(Action::Flush);
             }
             if !self.step() {
-                self.compact();
+                self.input.compact();
                 return None;
             }
         }
@@ -243,8 +234,7 @@ impl Session {
         self.conn.tls_active = true;
         self.state = State::Authorization { user: None };
         self.sasl_pending = false;
-        self.skipping = false;
-        self.discard_input();
+        self.input.reset();
     }
 
     /// The client was idle too long: `-ERR`, then [`Action::Close`]. Like a dropped
@@ -275,7 +265,7 @@ impl Session {
     /// command line, or nothing.
     pub fn phase(&self) -> crate::policy::deadline::Phase {
         use crate::policy::deadline::Phase;
-        if self.skipping || self.input.len() > self.start {
+        if self.input.mid_line() {
             Phase::Line
         } else {
             Phase::Idle
@@ -284,7 +274,7 @@ impl Session {
 
     /// Bytes of client input held (for checking that memory stays bounded).
     pub fn buffered(&self) -> usize {
-        self.input.len()
+        self.input.held()
     }
 
     /// USER/PASS and AUTH PLAIN may be used now.
@@ -292,47 +282,15 @@ impl Session {
         self.cfg.plaintext_allowed || self.conn.tls_active || self.conn.loopback
     }
 
-    fn input_cap(&self) -> usize {
-        self.cfg.max_line.max(1) + self.cfg.max_pipelined
-    }
-
-    fn compact(&mut self) {
-        if self.start > 0 {
-            self.input.drain(..self.start);
-            self.start = 0;
-        }
-    }
-
     /// Drops all buffered input, wiping it: it may hold a password.
     pub(super) fn discard_input(&mut self) {
-        wipe(&mut self.input);
-        self.input.clear();
-        self.start = 0;
+        self.input.discard();
     }
 
     /// Makes progress on buffered input; false when more input is needed.
     fn step(&mut self) -> bool {
-        let max = self.cfg.max_line.max(1);
-        let pending = &self.input[self.start..];
-        let lf = pending.iter().position(|&b| b == b'\n');
-        if self.skipping {
-            return match lf {
-                Some(lf) => {
-                    self.consume(lf + 1);
-                    self.skipping = false;
-                    true
-                }
-                None => {
-                    self.discard_input();
-                    false
-                }
-            };
-        }
-        match lf {
-            Some(lf) if lf < max => {
-                let raw = &pending[..lf];
-                let line = Secret::new(raw.strip_suffix(b"\r").unwrap_or(raw).to_vec());
-                self.consume(lf + 1);
+        match self.input.next_line() {
+            Next::Line(line) => {
                 if std::mem::take(&mut self.sasl_pending) {
                     self.on_sasl_response(line.expose());
                 } else {
@@ -340,27 +298,12 @@ impl Session {
                 }
                 true
             }
-            Some(lf) => {
-                self.consume(lf + 1);
+            Next::TooLong => {
                 self.line_too_long();
                 true
             }
-            // Even with the LF still to come, this line is already too long.
-            None if pending.len() >= max => {
-                self.discard_input();
-                self.skipping = true;
-                self.line_too_long();
-                true
-            }
-            None => false,
+            Next::More => false,
         }
-    }
-
-    /// Marks `n` more input bytes processed, wiping them (a PASS line holds a secret).
-    fn consume(&mut self, n: usize) {
-        let end = (self.start + n).min(self.input.len());
-        wipe(&mut self.input[self.start..end]);
-        self.start = end;
     }
 
     fn line_too_long(&mut self) {

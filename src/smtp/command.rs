@@ -20,8 +20,8 @@ use super::number::{self, NumberError};
 use super::reply::Reply;
 use super::texts;
 use crate::auth::Mechanism;
+use crate::auth::Secret;
 use crate::odmr::command::auth_arguments;
-use crate::pop3::Secret;
 
 /// A syntactically valid command.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use super::message::MessageBuilder;
 use super::reply::{Reply, printable};
 use super::texts;
 use crate::auth::sasl::Exchange;
-use crate::pop3::Secret;
+use crate::auth::{Secret, wipe};
 
 /// Input buffered beyond one command line. The shell reads at most
 /// [`Session::input_room`] bytes at a time, so this bounds each read as well.
@@ -585,11 +585,4 @@ fn is_auth(line: &[u8]) -> bool {
     line.len() >= 4
         && line[..4].eq_ignore_ascii_case(b"AUTH")
         && line.get(4).is_none_or(|&b| b == b' ')
-}
-
-/// Overwrites `bytes` with zeros in a way the optimiser should not remove (best effort,
-/// without `unsafe`, as `pop3::Secret` does).
-fn wipe(bytes: &mut [u8]) {
-    bytes.fill(0);
-    std::hint::black_box(bytes);
 }
