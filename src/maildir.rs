@@ -22,17 +22,20 @@ use std::io::{self, IoSlice, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::fsutil::{create_new, fsync_dir, parent_dir};
+use crate::fsutil::{fsync_dir, parent_dir};
 
 mod listing;
+mod named;
+mod names;
 mod open;
 mod reuse;
 mod unnamed;
 pub use listing::{Listing, Stray};
+use named::{link_into_new, rename_noreplace};
+use names::next_name;
+pub use names::{crlf_size, escape_host, host_part, parse_size_tags, set_node_name, unique_name};
 pub use open::{OpenError, open_message, open_message_sized, read_head, read_message};
 
 /// Readers delete `tmp/` files not accessed for 36 hours (maildir(5), `maildir_clean`).
@@ -42,15 +45,6 @@ const TMP_MAX_AGE_SECS: i64 = 129_600;
 const MAX_CREATE_ATTEMPTS: u32 = 8;
 /// Fresh names for an EEXIST from `link` into `new/`; same reasoning.
 const MAX_LINK_ATTEMPTS: u32 = 4;
-
-/// Per-process sequence number: makes names unique between threads and within one
-/// microsecond, which time and pid alone do not.
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-/// The escaped host name; it does not change while we run, so ask the kernel once.
-static HOST: OnceLock<String> = OnceLock::new();
-/// The node name of a daemon sharing its root with others (`cluster.rs`), set once
-/// before the first delivery.
-static NODE: OnceLock<String> = OnceLock::new();
 
 /// A maildir directory, holding `tmp/`, `new/` and `cur/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,7 +241,7 @@ impl Maildir {
         match unnamed::deliver(&self.path, parts, size, crlf, fault) {
             unnamed::Attempt::Done(d) => Ok(d),
             unnamed::Attempt::Failed(e) => Err(e),
-            unnamed::Attempt::Unsupported => self.deliver_named(parts, fault),
+            unnamed::Attempt::Unsupported => named::deliver(&self.path, parts, fault),
         }
     }
 
@@ -270,61 +264,6 @@ impl Maildir {
     ) -> Result<Delivered, DeliverError> {
         let size: u64 = parts.iter().map(|p| p.len() as u64).sum();
         reuse::deliver(&self.path, tmp_name, parts, size, crlf_size(parts), fault)
-    }
-
-    /// qmail-local's protocol through a named `tmp/` file.
-    fn deliver_named(
-        &self,
-        parts: &[&[u8]],
-        fault: &dyn Fn(DeliverStep) -> io::Result<()>,
-    ) -> Result<Delivered, DeliverError> {
-        let size: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        let crlf = crlf_size(parts);
-        let tmp_dir = self.path.join("tmp");
-        let new_dir = self.path.join("new");
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let (name, mut file) = create_tmp(&tmp_dir, size, crlf, fault)?;
-            let tmp_path = tmp_dir.join(&name);
-            let written = write_and_sync(&mut file, parts, fault);
-            drop(file);
-            if let Err((step, e)) = written {
-                discard(&tmp_path);
-                return Err(DeliverError::at(step, tmp_path, e));
-            }
-            let new_path = new_dir.join(&name);
-            let tmp_gone = match link_into_new(&tmp_path, &new_path, fault) {
-                Ok(gone) => gone,
-                // As in qmail an existing target is a failure, but the name was
-                // ours by chance only, so another name may well work.
-                Err(e)
-                    if e.kind() == io::ErrorKind::AlreadyExists && attempt < MAX_LINK_ATTEMPTS =>
-                {
-                    discard(&tmp_path);
-                    continue;
-                }
-                Err(e) => {
-                    discard(&tmp_path);
-                    return Err(DeliverError::at(DeliverStep::Link, new_path, e));
-                }
-            };
-            // The message is complete in new/ now; a tmp/ copy that fails to go is
-            // only litter that clean_tmp removes after 36 hours, as in qmail.
-            if !tmp_gone {
-                discard(&tmp_path);
-            }
-            if let Err(e) = fault(DeliverStep::FsyncNew).and_then(|()| fsync_dir(&new_dir)) {
-                discard(&new_path);
-                return Err(DeliverError::at(DeliverStep::FsyncNew, new_dir, e));
-            }
-            return Ok(Delivered {
-                name,
-                path: new_path,
-                size,
-                crlf_size: crlf,
-            });
-        }
     }
 
     /// List `new/` and `cur/` like qmail's `maildir_scan`: skip dot-names, stat each
@@ -393,156 +332,6 @@ impl Maildir {
     }
 }
 
-/// A unique name `SECS.M<usecs>P<pid>Q<counter>.HOST` in the revised maildir form,
-/// with `host` escaped by [`escape_host`]. `Q` is the per-process counter.
-pub fn unique_name(secs: u64, usecs: u32, pid: u32, counter: u64, host: &str) -> String {
-    format_unique(secs, usecs, pid, counter, &escape_host(host))
-}
-
-fn format_unique(secs: u64, usecs: u32, pid: u32, counter: u64, escaped_host: &str) -> String {
-    format!("{secs}.M{usecs}P{pid}Q{counter}.{escaped_host}")
-}
-
-/// Escape a host name for use in a maildir name: `/` becomes `\057` and `:` becomes
-/// `\072` as the revised maildir spec says. For the same reasons we also write as
-/// `\ooo` (three octal digits per byte): `\` (so the escape cannot be ambiguous),
-/// `,` (it starts the `,S=` and `,W=` tags) and every byte outside printable ASCII
-/// 0x21..=0x7E (spaces, controls, NUL, non-ASCII), which keeps the UIDL within the
-/// characters RFC 1939 allows.
-pub fn escape_host(host: &str) -> String {
-    let mut out = String::with_capacity(host.len());
-    for &b in host.as_bytes() {
-        if (0x21..=0x7e).contains(&b) && !matches!(b, b'/' | b':' | b'\\' | b',') {
-            out.push(char::from(b));
-        } else {
-            out.push('\\');
-            for shift in [6, 3, 0] {
-                out.push(char::from(b'0' + ((b >> shift) & 7)));
-            }
-        }
-    }
-    out
-}
-
-/// The `,S=<size>` and `,W=<crlf_size>` tags of a name (anything after a `:` is
-/// ignored). A tag missing, not plain decimal or too large gives `None`; the first of
-/// repeated tags counts.
-pub fn parse_size_tags(unique: &str) -> (Option<u64>, Option<u64>) {
-    let unique = unique.split_once(':').map_or(unique, |(u, _)| u);
-    let (mut s, mut w) = (None, None);
-    for field in unique.split(',').skip(1) {
-        if let Some(v) = field.strip_prefix("S=") {
-            s = s.or_else(|| parse_decimal(v));
-        } else if let Some(v) = field.strip_prefix("W=") {
-            w = w.or_else(|| parse_decimal(v));
-        }
-    }
-    (s, w)
-}
-
-fn parse_decimal(v: &str) -> Option<u64> {
-    // u64::from_str would also accept a leading '+'.
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    v.parse().ok()
-}
-
-/// The RFC 1939 size our POP3 server reports for a message made of `parts`: the
-/// octets sent when every LF is sent as CRLF, i.e. the byte count plus the number of
-/// LF bytes, plus 2 if the data is non-empty and does not end in LF (the server
-/// completes a partial last line with CRLF). A bare CR, or the CR of an existing
-/// CRLF, counts as 1 like any other byte. Dot-stuffing is not counted (RFC 1939
-/// sizes exclude it), nor is the extra blank line qmail-pop3d sends after a message.
-pub fn crlf_size(parts: &[&[u8]]) -> u64 {
-    let mut total = 0u64;
-    let mut last = None;
-    for part in parts {
-        let lfs = memchr::memchr_iter(b'\n', part).count();
-        total += part.len() as u64 + lfs as u64;
-        if let Some(&b) = part.last() {
-            last = Some(b);
-        }
-    }
-    match last {
-        Some(b) if b != b'\n' => total + 2,
-        _ => total,
-    }
-}
-
-/// A fresh name for a message of the given sizes, used in both `tmp/` and `new/`.
-fn next_name(size: u64, crlf: u64) -> String {
-    let (secs, usecs) = match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs(), d.subsec_micros()),
-        Err(_) => (0, 0),
-    };
-    let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let unique = format_unique(secs, usecs, crate::pid::pid(), counter, local_host());
-    format!("{unique},S={size},W={crlf}")
-}
-
-/// Make this process's unique names carry `node` (see [`host_part`]). Call before the
-/// first delivery; false (and no change) when names were already made.
-pub fn set_node_name(node: &crate::cluster::NodeName) -> bool {
-    HOST.get().is_none() && NODE.set(node.to_string()).is_ok() && HOST.get().is_none()
-}
-
-fn local_host() -> &'static str {
-    HOST.get_or_init(|| {
-        let raw = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        host_part(&raw, NODE.get().map(String::as_str))
-    })
-}
-
-/// The host part of our unique names: the host name (`localhost` when none is set),
-/// escaped, after the node's name when several daemons share the root. Time, pid and
-/// counter keep the names of one machine's processes apart, but not those of machines
-/// that share a host name (cloned images) and pids (containers, or simply chance), nor
-/// of containers on one kernel with their own pid spaces; the node name does, as each
-/// node's name is claimed by one process at a time (`cluster::claim`).
-pub fn host_part(hostname: &str, node: Option<&str>) -> String {
-    let host = if hostname.is_empty() {
-        "localhost".to_owned()
-    } else {
-        escape_host(hostname)
-    };
-    match node {
-        Some(n) => format!("{}.{host}", escape_host(n)),
-        None => host,
-    }
-}
-
-/// Create a new `tmp/` file with mode exactly 0600, trying a fresh name on EEXIST.
-fn create_tmp(
-    tmp_dir: &Path,
-    size: u64,
-    crlf: u64,
-    fault: &dyn Fn(DeliverStep) -> io::Result<()>,
-) -> Result<(String, File), DeliverError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let name = next_name(size, crlf);
-        let path = tmp_dir.join(&name);
-        match fault(DeliverStep::CreateTmp).and_then(|()| create_new(&path, 0o600)) {
-            Ok(file) => {
-                // qmail leaves the mode to the umask; an odd umask must not make the
-                // message unreadable to its owner or readable to others.
-                if let Err(e) = file.set_permissions(Permissions::from_mode(0o600)) {
-                    discard(&path);
-                    return Err(DeliverError::at(DeliverStep::CreateTmp, path, e));
-                }
-                return Ok((name, file));
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < MAX_CREATE_ATTEMPTS => {
-            }
-            Err(e) => return Err(DeliverError::at(DeliverStep::CreateTmp, path, e)),
-        }
-    }
-}
-
 /// Write all parts and fsync. A close error after a successful fsync cannot lose
 /// data, so the caller may simply drop the file afterwards.
 fn write_and_sync(
@@ -577,92 +366,6 @@ fn write_all_parts(out: &mut impl Write, parts: &[&[u8]]) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Put the `tmp/` file into `new/` under the same name; returns whether `tmp` is gone.
-///
-/// First choice: `renameat2(RENAME_NOREPLACE)`, atomic and refusing to replace a file
-/// as qmail's `link` does, but one directory operation instead of link + unlink, and
-/// a crash cannot leave a second copy in `tmp/`. Where the filesystem does not know
-/// the flag (NFS among them): `link` as qmail does, and a checked rename where the
-/// filesystem cannot make hard links either. `fault` runs before each attempt.
-fn link_into_new(
-    tmp: &Path,
-    new: &Path,
-    fault: &dyn Fn(DeliverStep) -> io::Result<()>,
-) -> io::Result<bool> {
-    match fault(DeliverStep::Link).and_then(|()| renameat2_noreplace(tmp, new)) {
-        Ok(()) => return Ok(true),
-        // `tmp` linked into new/ already (see below): done, with `tmp` still there.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && same_file(tmp, new) => {
-            return Ok(false);
-        }
-        Err(e) if !noreplace_unsupported(&e) => return Err(e),
-        Err(_) => {}
-    }
-    match fault(DeliverStep::Link).and_then(|()| fs::hard_link(tmp, new)) {
-        Ok(()) => Ok(false),
-        // Over NFS a retransmitted link that already succeeded answers EEXIST
-        // ("i hate NFS" in qmail-local); if new/ holds our very file, it worked.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && same_file(tmp, new) => Ok(false),
-        Err(e) if link_unsupported(&e) => checked_rename(tmp, new).map(|()| true),
-        Err(e) => Err(e),
-    }
-}
-
-/// `renameat2(RENAME_NOREPLACE)`; EINVAL where the system lacks it.
-fn renameat2_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-        renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE)
-            .map_err(io::Error::from)
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        let _ = (from, to);
-        Err(io::Error::from_raw_os_error(libc::EINVAL))
-    }
-}
-
-/// Filesystems without RENAME_NOREPLACE (and old kernels) refuse the flag so.
-fn noreplace_unsupported(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS))
-}
-
-/// Errors by which `link` says the filesystem does not do hard links at all.
-fn link_unsupported(e: &io::Error) -> bool {
-    e.raw_os_error().is_some_and(|code| {
-        [libc::EPERM, libc::ENOSYS, libc::EOPNOTSUPP, libc::ENOTSUP].contains(&code)
-    })
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (fs::metadata(a), fs::symlink_metadata(b)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-/// Rename, failing with EEXIST instead of replacing `to`: maildir names are unique,
-/// so an existing target is some other message that must not be lost.
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    match renameat2_noreplace(from, to) {
-        Err(e) if noreplace_unsupported(&e) => checked_rename(from, to),
-        r => r,
-    }
-}
-
-/// Not atomic, but a name taken in between would have to be our own unique name.
-fn checked_rename(from: &Path, to: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(to) {
-        Ok(_) => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} already exists", to.display()),
-        )),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::rename(from, to),
-        Err(e) => Err(e),
-    }
 }
 
 /// Best-effort unlink while cleaning up: the error being reported matters more, and
@@ -728,6 +431,7 @@ fn normalize_flags(flags: &str) -> io::Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::names::format_unique;
     use super::*;
     use proptest::prelude::*;
     use std::cell::Cell;
@@ -1012,7 +716,7 @@ mod tests {
                 let (_dir, md) = maildir();
                 let fault = fail_at(step, || io::Error::other("injected"));
                 let err = if named {
-                    md.deliver_named(&[b"x\n"], &fault)
+                    named::deliver(md.path(), &[b"x\n"], &fault)
                 } else {
                     md.deliver_with(&[b"x\n"], &fault)
                 }
@@ -1216,7 +920,7 @@ mod tests {
                     (_, None) => Ok(()),
                 }
             };
-            let d = md.deliver_named(&[b"a\n", b"b"], &fault).unwrap();
+            let d = named::deliver(md.path(), &[b"a\n", b"b"], &fault).unwrap();
             assert_eq!(calls.get(), 2);
             assert_eq!(fs::read(&d.path).unwrap(), b"a\nb");
             assert!(names_in(&md.path().join("tmp")).is_empty());
@@ -1234,7 +938,7 @@ mod tests {
             }
             Ok(())
         };
-        let d = md.deliver_named(&[b"x\n"], &count).unwrap();
+        let d = named::deliver(md.path(), &[b"x\n"], &count).unwrap();
         // ext4, tmpfs and the like know RENAME_NOREPLACE: no link + unlink needed.
         assert_eq!(calls.get(), 1);
         assert_eq!(fs::metadata(&d.path).unwrap().nlink(), 1);
@@ -1253,12 +957,12 @@ mod tests {
                     Ok(())
                 }
             };
-            let d = md.deliver_named(&[b"x\n"], &once).unwrap();
+            let d = named::deliver(md.path(), &[b"x\n"], &once).unwrap();
             assert_eq!(names_in(&md.path().join("new")), vec![d.name]);
             assert!(names_in(&md.path().join("tmp")).is_empty());
 
             let always = fail_at(step, || io::Error::from(io::ErrorKind::AlreadyExists));
-            let err = md.deliver_named(&[b"y\n"], &always).unwrap_err();
+            let err = named::deliver(md.path(), &[b"y\n"], &always).unwrap_err();
             assert_eq!(err.step(), step);
             assert_eq!(names_in(&md.path().join("new")).len(), 1);
             assert!(names_in(&md.path().join("tmp")).is_empty());
