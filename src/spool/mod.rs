@@ -11,4 +11,5 @@ pub mod resume;
 pub mod routes;
 pub mod scan;
 pub mod site;
+pub mod sitetable;
 pub mod stamp;
