@@ -234,7 +234,7 @@ pub struct SiteRow {
 
 pub fn rows(root: &Path) -> Result<(Vec<SiteRow>, Vec<String>)> {
     let config = crate::config::Config::load(root)?;
-    let found = crate::spool::site::discover(root, &config.sites.roots);
+    let found = crate::spool::site_rows::discover_configured(root, &config);
     let now = SystemTime::now();
     let status_dir = root.join("run/sites");
     let mut out = Vec::new();

@@ -187,7 +187,17 @@ impl Store {
             let address = format!("{}@{}", text(&row, 1)?, text(&row, 0)?);
             r.aliases.insert(address, lines);
         }
-        for row in q("SELECT name, relayhost, dir, settings::text FROM sites").await? {
+        r.sites = self.read_sites(tx).await?;
+        Ok(r)
+    }
+
+    async fn read_sites(
+        &self,
+        tx: &Transaction<'_>,
+    ) -> Result<crate::spool::sitetable::SiteRows, DbError> {
+        let mut sites = crate::spool::sitetable::SiteRows::new();
+        let sql = "SELECT name, relayhost, dir, settings::text FROM sites";
+        for row in tx.query(sql, &[]).await.map_err(self.pg())? {
             let name = text(&row, 0)?;
             let opt = |i: usize| {
                 row.try_get::<_, Option<String>>(i)
@@ -202,9 +212,47 @@ impl Store {
                 dir: opt(2)?,
                 settings,
             };
-            r.sites.insert(name, row);
+            sites.insert(name, row);
         }
-        Ok(r)
+        Ok(sites)
+    }
+
+    /// What site discovery needs, in one snapshot: the texts of users/assign,
+    /// control/virtualdomains and the site table (the others empty), and their
+    /// version. A row that cannot be used refuses the whole load, naming it.
+    pub async fn load_sites(&self) -> Result<(AccountTexts, u64), DbError> {
+        self.bounded(async {
+            let mut c = self.client().await?;
+            let tx = c
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(self.pg())?;
+            let version = version_of(
+                &tx.query_one("SELECT version FROM turnmail_state", &[])
+                    .await
+                    .map_err(self.pg())?,
+            )?;
+            let mut r = Records::default();
+            for row in tx
+                .query("SELECT name, prefix FROM domains", &[])
+                .await
+                .map_err(self.pg())?
+            {
+                r.domains.insert(text(&row, 0)?, text(&row, 1)?);
+            }
+            let sql = "SELECT wildcard, local, \"user\", uid, gid, home, dash, ext FROM routes ORDER BY position";
+            for row in tx.query(sql, &[]).await.map_err(self.pg())? {
+                r.routes.push(route_of(&row)?);
+            }
+            r.sites = self.read_sites(&tx).await?;
+            tx.commit().await.map_err(self.pg())?;
+            r.check().map_err(invalid)?;
+            Ok((r.to_texts(), version))
+        })
+        .await
     }
 
     /// Replace the accounts by `new`, if they are still at `base_version`: the
