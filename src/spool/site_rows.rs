@@ -94,6 +94,44 @@ pub fn discover_configured(root: &Path, config: &Config) -> Discovery {
     }
 }
 
+/// The sites a files root holds (those `discover` finds under `patterns`, hand-made
+/// ones included) as rows: RELAYHOST's first line, site.toml's keys, the directory
+/// unless it is `ROOT/sites/NAME`. A site that cannot be a row (or that discovery
+/// could not read) refuses the whole set, naming it (`turnmail db import`).
+pub fn rows_from_root(root: &Path, patterns: &[String]) -> Result<SiteRows, String> {
+    let found = discover(root, patterns);
+    if let Some(p) = found.problems.first() {
+        return Err(format!("sites: {p}"));
+    }
+    let mut rows = SiteRows::new();
+    for site in &found.sites {
+        let name = &site.name;
+        let relayhost = match std::fs::read_to_string(site.relayhost_path()) {
+            Ok(t) => Some(t.lines().next().unwrap_or("").trim().to_string()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("site {name}: RELAYHOST: {e}")),
+        };
+        let settings = match std::fs::read_to_string(site.dir.join("site.toml")) {
+            Ok(t) => sitetable::settings_from_toml(&t).map_err(|e| format!("site {name}: {e}"))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => "{}".to_string(),
+            Err(e) => return Err(format!("site {name}: site.toml: {e}")),
+        };
+        let dir = site.dir.canonicalize().unwrap_or_else(|_| site.dir.clone());
+        let row = SiteRow {
+            relayhost,
+            dir: None,
+            settings,
+        };
+        let row = SiteRow {
+            dir: (dir_of(root, name, &row) != dir).then(|| dir.to_string_lossy().into_owned()),
+            ..row
+        };
+        sitetable::check_row(name, &row).map_err(|e| format!("site {name} ({}): {e}", dir.display()))?;
+        rows.insert(name.clone(), row);
+    }
+    Ok(rows)
+}
+
 /// RELAYHOST's text for a row (None: the row has none).
 fn relayhost_text(row: &SiteRow) -> Option<String> {
     row.relayhost.as_ref().map(|r| format!("{r}\n"))
