@@ -579,9 +579,8 @@ fn check_quotas(root: &Path, paths: &Paths, out: &mut Out) {
 /// differs from its row (edited by hand: not read on this backend).
 fn db_sites(root: &Path, config: &Config, out: &mut Out) -> crate::spool::site::Discovery {
     use crate::spool::{site_rows, sitetable};
-    let loaded = crate::db::blocking::with_store(&config.postgres, |s| async move {
-        s.load_sites().await
-    });
+    let loaded =
+        crate::db::blocking::with_store(&config.postgres, |s| async move { s.load_sites().await });
     let (texts, version) = match loaded {
         Ok(l) => l,
         Err(e) => {

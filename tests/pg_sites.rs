@@ -134,7 +134,9 @@ fn a_site_in_the_table_spools_flushes_and_follows_sql() {
         ],
     );
     assert!(out.contains("added site shop"), "{out}");
-    let row = pg.psql("SELECT relayhost, dir IS NULL, settings->>'schedule' FROM sites WHERE name = 'shop'");
+    let row = pg.psql(
+        "SELECT relayhost, dir IS NULL, settings->>'schedule' FROM sites WHERE name = 'shop'",
+    );
     assert_eq!(row, format!("{}|t|* * * * *\n", first.addr));
     let dir = d.root.canonicalize().unwrap().join("sites/shop");
     assert_eq!(
@@ -142,7 +144,10 @@ fn a_site_in_the_table_spools_flushes_and_follows_sql() {
         format!("{}\n", first.addr)
     );
     let list = ok(&d.root, &["site", "list"]);
-    assert!(list.contains("shop") && list.contains("shop.example"), "{list}");
+    assert!(
+        list.contains("shop") && list.contains("shop.example"),
+        "{list}"
+    );
 
     // Mail for its domain is spooled there, and ETRN flushes it to the row's relay host.
     within("RCPT for the site's domain", Duration::from_secs(3), || {
@@ -151,12 +156,17 @@ fn a_site_in_the_table_spools_flushes_and_follows_sql() {
     assert_eq!(spooled(&dir), 1);
     // A scan leaves the current second's files alone.
     std::thread::sleep(Duration::from_millis(1100));
-    within("the site known to the daemon", Duration::from_secs(3), || {
-        etrn(&daemon, "shop.example").starts_with("25")
-    });
-    within_logged(Some(&daemon), "the ETRN flush", Duration::from_secs(10), || {
-        subjects(&first) == ["one"]
-    });
+    within(
+        "the site known to the daemon",
+        Duration::from_secs(3),
+        || etrn(&daemon, "shop.example").starts_with("25"),
+    );
+    within_logged(
+        Some(&daemon),
+        "the ETRN flush",
+        Duration::from_secs(10),
+        || subjects(&first) == ["one"],
+    );
 
     // An operator's SQL moves the site to another relay host; the daemon follows.
     let (_, before) = run(&d.root, &["check"]);
@@ -173,9 +183,12 @@ fn a_site_in_the_table_spools_flushes_and_follows_sql() {
     std::thread::sleep(Duration::from_millis(1100));
     let r = etrn(&daemon, "shop.example");
     assert!(r.starts_with("25"), "{r}");
-    within_logged(Some(&daemon), "the flush to the new relay host", Duration::from_secs(10), || {
-        subjects(&second) == ["two"]
-    });
+    within_logged(
+        Some(&daemon),
+        "the flush to the new relay host",
+        Duration::from_secs(10),
+        || subjects(&second) == ["two"],
+    );
     assert_eq!(subjects(&first), ["one"], "nothing more to the old one");
     // `check` says both files differ from the row (RELAYHOST is behind the SQL edit).
     let (_, check) = run(&d.root, &["check"]);
@@ -201,23 +214,36 @@ fn a_site_in_the_table_spools_flushes_and_follows_sql() {
 
     // Its schedule (every minute) flushes what ETRN did not.
     assert!(send(&daemon, "y@shop.example", "three").starts_with("250"));
-    let t = within_logged(Some(&daemon), "the scheduled flush", Duration::from_secs(75), || {
-        subjects(&second).contains(&"three".to_string())
-    });
+    let t = within_logged(
+        Some(&daemon),
+        "the scheduled flush",
+        Duration::from_secs(75),
+        || subjects(&second).contains(&"three".to_string()),
+    );
     eprintln!("the scheduled flush came {t:?} after the message");
 
     // Removed: the row is gone, the domain refused, the spool kept.
     assert!(send(&daemon, "z@shop.example", "four").starts_with("250"));
     let out = ok(&d.root, &["site", "del", "shop"]);
-    assert!(out.contains("removed site shop") && out.contains("1 queued"), "{out}");
-    assert_eq!(pg.psql("SELECT count(*) FROM sites WHERE name = 'shop'"), "0\n");
+    assert!(
+        out.contains("removed site shop") && out.contains("1 queued"),
+        "{out}"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM sites WHERE name = 'shop'"),
+        "0\n"
+    );
     assert!(!dir.exists());
-    within("the removed site's domain refused", Duration::from_secs(3), || {
-        send(&daemon, "x@shop.example", "five").starts_with("55")
-    });
-    within("ETRN of the removed site refused", Duration::from_secs(3), || {
-        etrn(&daemon, "#shop").starts_with("45")
-    });
+    within(
+        "the removed site's domain refused",
+        Duration::from_secs(3),
+        || send(&daemon, "x@shop.example", "five").starts_with("55"),
+    );
+    within(
+        "ETRN of the removed site refused",
+        Duration::from_secs(3),
+        || etrn(&daemon, "#shop").starts_with("45"),
+    );
 }
 
 #[test]
@@ -267,8 +293,13 @@ fn hand_made_sites_are_imported_and_exported_back() {
     })
     .collect();
 
-    to_postgres(&d, &pg, &format!("[sites]\nroots = [\"sites/*\", \"{pattern}\"]\n"));
-    let rows = pg.psql("SELECT name, relayhost, coalesce(dir, '-'), settings::text FROM sites ORDER BY 1");
+    to_postgres(
+        &d,
+        &pg,
+        &format!("[sites]\nroots = [\"sites/*\", \"{pattern}\"]\n"),
+    );
+    let rows =
+        pg.psql("SELECT name, relayhost, coalesce(dir, '-'), settings::text FROM sites ORDER BY 1");
     assert_eq!(
         rows,
         format!(
@@ -282,7 +313,9 @@ fn hand_made_sites_are_imported_and_exported_back() {
     // The commands see the rows, as they saw the directories.
     let list = ok(&d.root, &["site", "list"]);
     assert!(
-        list.contains("cust") && list.contains("mx.cust.example:2525") && list.contains("cust.example"),
+        list.contains("cust")
+            && list.contains("mx.cust.example:2525")
+            && list.contains("cust.example"),
         "{list}"
     );
     let (_, check) = run(&d.root, &["check"]);
@@ -310,6 +343,9 @@ fn hand_made_sites_are_imported_and_exported_back() {
     std::fs::write(bad.join("RELAYHOST"), "mx.bad.example\n").unwrap();
     std::fs::write(bad.join("site.toml"), "prefix = \"bad-\"\n").unwrap();
     let (good, out) = run(&d.root, &["db", "import", "--replace"]);
-    assert!(!good && out.contains("\"Bad\"") && out.contains("nothing imported"), "{out}");
+    assert!(
+        !good && out.contains("\"Bad\"") && out.contains("nothing imported"),
+        "{out}"
+    );
     assert_eq!(pg.psql("SELECT count(*) FROM sites"), "2\n");
 }

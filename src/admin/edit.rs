@@ -24,11 +24,11 @@ use nix::fcntl::{Flock, FlockArg};
 use super::edit_db::DbAccounts;
 use super::error::{AdminError, Result, io_at};
 use crate::engine::aliastable;
-use crate::spool::sitetable::{self, SiteRows};
 use crate::engine::readers::{self, ReaderGroup};
 use crate::engine::{Paths, accounts};
 use crate::fsutil::{self, write_atomic};
 use crate::qmail::{assign, dotqmail, users_cdb};
+use crate::spool::sitetable::{self, SiteRows};
 
 /// How long an edit waits for another one by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);

@@ -138,7 +138,9 @@ pub fn add(
         // On the postgres backend the site is a row, committed with its routes.
         if let Some(mut rows) = edit.db_sites()? {
             if rows.contains_key(&name) {
-                return Err(AdminError::Exists(format!("site {name} (a row of the sites table)")));
+                return Err(AdminError::Exists(format!(
+                    "site {name} (a row of the sites table)"
+                )));
             }
             let settings = sitetable::settings_from_toml(&toml_text).map_err(invalid)?;
             rows.insert(

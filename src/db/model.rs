@@ -16,11 +16,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::engine::accounts::{self, Secret};
 use crate::engine::aliastable;
 use crate::engine::source::AccountTexts;
-use crate::spool::sitetable;
 use crate::qmail::assign::{self, AssignEntry, AssignKind};
 use crate::qmail::control::read_lines;
 use crate::quota::spec::Limits;
 use crate::quota::table as qtable;
+use crate::spool::sitetable;
 
 /// One users/assign line (`routes`, in file order: the first of two lines with the
 /// same key is the one qmail-lspawn finds).

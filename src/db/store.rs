@@ -327,7 +327,9 @@ impl Store {
             tx.execute(sql, &refs).await.map_err(self.pg())
         };
 
-        changed |= self.write_pairs(tx, &DOMAINS, &old.domains, &new.domains).await?;
+        changed |= self
+            .write_pairs(tx, &DOMAINS, &old.domains, &new.domains)
+            .await?;
         let set = |s: &BTreeSet<String>| {
             s.iter()
                 .map(|h| (h.clone(), String::new()))
@@ -421,7 +423,9 @@ impl Store {
             .await?;
         }
 
-        changed |= self.write_pairs(tx, &SECRETS, &old.secrets, &new.secrets).await?;
+        changed |= self
+            .write_pairs(tx, &SECRETS, &old.secrets, &new.secrets)
+            .await?;
         for (t, old_q, new_q) in [
             (&MAILBOX_QUOTAS, &old.mailbox_quotas, &new.mailbox_quotas),
             (&DOMAIN_QUOTAS, &old.domain_quotas, &new.domain_quotas),

@@ -337,8 +337,7 @@ fn load_site(dir: &Path, routes: &Routes) -> Result<Site, String> {
     build_site(name, dir, relayhost, settings, routes).map_err(|e| match e {
         SiteError::Connections(m) => format!("site.toml: {m}"),
         SiteError::NoPrefix => {
-            "no users/assign line has this directory as its home; set prefix in site.toml"
-                .into()
+            "no users/assign line has this directory as its home; set prefix in site.toml".into()
         }
     })
 }

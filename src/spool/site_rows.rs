@@ -82,9 +82,8 @@ pub fn discover_configured(root: &Path, config: &Config) -> Discovery {
     if config.accounts.backend != Backend::Postgres {
         return discover(root, &config.sites.roots);
     }
-    let loaded = crate::db::blocking::with_store(&config.postgres, |s| async move {
-        s.load_sites().await
-    });
+    let loaded =
+        crate::db::blocking::with_store(&config.postgres, |s| async move { s.load_sites().await });
     match loaded {
         Ok((texts, version)) => discover_rows(root, &texts, version),
         Err(e) => Discovery {
@@ -126,7 +125,8 @@ pub fn rows_from_root(root: &Path, patterns: &[String]) -> Result<SiteRows, Stri
             dir: (dir_of(root, name, &row) != dir).then(|| dir.to_string_lossy().into_owned()),
             ..row
         };
-        sitetable::check_row(name, &row).map_err(|e| format!("site {name} ({}): {e}", dir.display()))?;
+        sitetable::check_row(name, &row)
+            .map_err(|e| format!("site {name} ({}): {e}", dir.display()))?;
         rows.insert(name.clone(), row);
     }
     Ok(rows)
@@ -263,9 +263,9 @@ pub fn differences(root: &Path, rows: &SiteRows) -> Vec<(PathBuf, String)> {
         let path = dir.join("site.toml");
         let file = std::fs::read_to_string(&path).ok();
         let row_settings = sitetable::settings_of(&row.settings).ok();
-        let file_settings = file.as_deref().map(|t| {
-            toml::from_str::<super::site::SiteSettings>(t).map_err(|e| e.to_string())
-        });
+        let file_settings = file
+            .as_deref()
+            .map(|t| toml::from_str::<super::site::SiteSettings>(t).map_err(|e| e.to_string()));
         let says = match (&file_settings, &row_settings) {
             (None, _) => None,
             (Some(Err(e)), _) => Some(format!("does not parse ({e}) and is not read")),
@@ -342,6 +342,10 @@ mod tests {
         // No users/assign line reaches a row's directory: named, not used.
         let found = discover_rows(d.path(), &texts(d.path(), "other\t\t\t{}\n"), 1);
         assert!(found.sites.is_empty());
-        assert!(found.problems[0].contains("site other"), "{:?}", found.problems);
+        assert!(
+            found.problems[0].contains("site other"),
+            "{:?}",
+            found.problems
+        );
     }
 }

@@ -45,7 +45,9 @@ pub struct SiteTextError {
 /// `-`, no `..`, not `default`).
 pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME {
-        return Err(format!("site name {name:?}: empty or longer than {MAX_NAME}"));
+        return Err(format!(
+            "site name {name:?}: empty or longer than {MAX_NAME}"
+        ));
     }
     if !name.bytes().all(|b| {
         b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'+')
@@ -217,7 +219,10 @@ mod tests {
                      old\t\t/home/serialmail/old\t{}\n";
         let rows = parse(text).unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows["acme"].relayhost.as_deref(), Some("mx.acme.example:2525"));
+        assert_eq!(
+            rows["acme"].relayhost.as_deref(),
+            Some("mx.acme.example:2525")
+        );
         assert_eq!(rows["old"].dir.as_deref(), Some("/home/serialmail/old"));
         let again = render(&rows);
         assert_eq!(parse(&again).unwrap(), rows);
@@ -265,17 +270,16 @@ mod tests {
     }
 
     fn name() -> impl Strategy<Value = String> {
-        "[a-z0-9][a-z0-9_+-]{0,10}".prop_filter("default", |n| {
-            n != "default" && !n.ends_with("-default")
-        })
+        "[a-z0-9][a-z0-9_+-]{0,10}"
+            .prop_filter("default", |n| n != "default" && !n.ends_with("-default"))
     }
 
     fn row() -> impl Strategy<Value = SiteRow> {
         (
-            proptest::option::of("[a-z0-9.-]{1,12}(:[0-9]{1,4})?".prop_filter(
-                "parses",
-                |r| Relayhost::parse(r).is_some(),
-            )),
+            proptest::option::of(
+                "[a-z0-9.-]{1,12}(:[0-9]{1,4})?"
+                    .prop_filter("parses", |r| Relayhost::parse(r).is_some()),
+            ),
             proptest::option::of("/[a-zA-Z0-9_./-]{0,20}"),
             proptest::option::of("[ -~]{0,10}"),
             proptest::option::of(1u64..1000),

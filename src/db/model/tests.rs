@@ -210,14 +210,16 @@ fn site_row() -> impl Strategy<Value = crate::spool::sitetable::SiteRow> {
         proptest::option::of("/[a-zA-Z0-9/._-]{0,12}"),
         proptest::option::of("[a-z.]{1,8}"),
     )
-        .prop_map(|(relayhost, dir, domain)| crate::spool::sitetable::SiteRow {
-            relayhost,
-            dir,
-            settings: match domain {
-                Some(d) => serde_json::json!({ "domains": [d], "always_on": true }).to_string(),
-                None => "{}".into(),
+        .prop_map(
+            |(relayhost, dir, domain)| crate::spool::sitetable::SiteRow {
+                relayhost,
+                dir,
+                settings: match domain {
+                    Some(d) => serde_json::json!({ "domains": [d], "always_on": true }).to_string(),
+                    None => "{}".into(),
+                },
             },
-        })
+        )
 }
 
 fn records() -> impl Strategy<Value = Records> {
@@ -443,7 +445,7 @@ fn source_texts() -> impl Strategy<Value = AccountTexts> {
             virtualdomains: noisy(v, n.clone()).into_bytes(),
             quota: noisy(q, n).into_bytes(),
             aliases: Vec::new(),
-        sites: Vec::new(),
+            sites: Vec::new(),
         })
 }
 
