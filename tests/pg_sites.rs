@@ -224,6 +224,8 @@ fn a_site_in_the_table_spools_flushes_and_follows_sql() {
 
     // Removed: the row is gone, the domain refused, the spool kept.
     assert!(send(&daemon, "z@shop.example", "four").starts_with("250"));
+    let queued = ok(&d.root, &["queue", "list", "--site", "shop"]);
+    assert!(queued.contains("z@shop.example"), "{queued}");
     let out = ok(&d.root, &["site", "del", "shop"]);
     assert!(
         out.contains("removed site shop") && out.contains("1 queued"),
@@ -348,4 +350,15 @@ fn hand_made_sites_are_imported_and_exported_back() {
         "{out}"
     );
     assert_eq!(pg.psql("SELECT count(*) FROM sites"), "2\n");
+    std::fs::remove_dir_all(&bad).unwrap();
+
+    // The hand-made site removed: its row goes, its spool is kept, and the routing
+    // lines it was found by (not `site add`'s own) are named.
+    let out = ok(&d.root, &["site", "del", "cust"]);
+    assert!(
+        out.contains("removed site cust") && out.contains("+cust.example-"),
+        "{out}"
+    );
+    assert_eq!(pg.psql("SELECT name FROM sites"), "acme\n");
+    assert!(!outside.exists());
 }

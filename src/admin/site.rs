@@ -222,8 +222,37 @@ pub fn del(root: &Path, site: &str, purge: bool) -> Result<()> {
         }
     }
     let root_c = edit.root().canonicalize().map_err(io_at(root))?;
+    // A hand-made site's own users/assign lines (not `+site-NAME-`) are not this
+    // command's to remove: said, so that mail still routed there is not a surprise.
+    let others: Vec<String> = match &dir {
+        Some(d) if row => {
+            let (_, entries) = layout::read_assign(&edit)?;
+            let d = d.canonicalize().unwrap_or_else(|_| d.clone());
+            entries
+                .iter()
+                .filter(|e| e.kind == crate::qmail::assign::AssignKind::Wildcard)
+                .filter(|e| {
+                    !e.local
+                        .eq_ignore_ascii_case(format!("{prefix}-").as_bytes())
+                })
+                .filter(|e| {
+                    let h = layout::bytes_path(&e.home);
+                    h.canonicalize().unwrap_or(h) == d
+                })
+                .map(|e| format!("+{}", String::from_utf8_lossy(&e.local)))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     edit.commit()?;
     println!("removed site {name} ({} domain(s))", domains.len());
+    if !others.is_empty() {
+        println!(
+            "note: users/assign still routes {} to its directory: mail for them is \
+             deferred until those lines go (`turnmail domain del`)",
+            others.join(" ")
+        );
+    }
     if let Some(dir) = dir.filter(|d| d.exists()) {
         let queued = layout::spool_usage(&dir.join("Maildir")).0;
         if purge {
