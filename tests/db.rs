@@ -227,13 +227,14 @@ fn migrate_from_step_4_adds_the_sites_table_and_its_trigger() {
         "INSERT INTO sites (name) VALUES ('Shop')",
         "INSERT INTO sites (name, dir) VALUES ('x', 'relative')",
         "INSERT INTO sites (name, settings) VALUES ('x', '[1]')",
+        "INSERT INTO sites (name, settings) VALUES ('x', '{\"lifetme_days\": 3}')",
     ] {
         assert!(pg.psql_result(bad).is_err(), "{bad}");
     }
-    pg.psql("UPDATE sites SET settings = '{\"lifetme_days\": 3}'");
+    pg.psql("UPDATE sites SET settings = '{\"lifetime_days\": \"three\"}'");
     let e = store(&pg, |s| async move { s.load_records().await }).unwrap_err();
     assert!(
-        e.to_string().contains("shop") && e.to_string().contains("lifetme_days"),
+        e.to_string().contains("shop") && e.to_string().contains("lifetime_days"),
         "{e}"
     );
 }

@@ -87,8 +87,16 @@ pub fn settings_of(json: &str) -> Result<SiteSettings, String> {
         // site.toml has no null: the key is left out instead.
         return Err("settings hold a null (leave the key out)".into());
     }
-    let s: SiteSettings =
-        serde_json::from_value(v.clone()).map_err(|e| format!("settings: {e}"))?;
+    let s: SiteSettings = serde_json::from_value(v.clone()).map_err(|e| {
+        // serde names no key for a wrong type: the first key that fails alone does.
+        let culprit = map.iter().find_map(|(k, x)| {
+            let one = serde_json::Value::Object([(k.clone(), x.clone())].into_iter().collect());
+            serde_json::from_value::<SiteSettings>(one)
+                .err()
+                .map(|e| format!("settings: {k}: {e}"))
+        });
+        culprit.unwrap_or_else(|| format!("settings: {e}"))
+    })?;
     // What a site.toml could not say back is refused here, not at export.
     toml::Value::try_from(&v).map_err(|e| format!("settings cannot be a site.toml: {e}"))?;
     if let Some(n) = s.connections
@@ -236,7 +244,7 @@ mod tests {
             ("a\tmx example\t\t{}", "relayhost"),
             ("a\t\tsites/a\t{}", "absolute"),
             ("a\t\t\t{\"lifetme_days\":3}", "unknown field"),
-            ("a\t\t\t{\"tls\":\"maybe\"}", "settings"),
+            ("a\t\t\t{\"tls\":\"maybe\"}", "settings: tls"),
             ("a\t\t\t[1]", "object"),
             ("a\t\t\t{\"port\":null}", "null"),
             ("a\t\t\t{\"connections\":99}", "connections"),

@@ -15,9 +15,15 @@ CREATE TABLE sites (
     dir text
         CHECK (dir LIKE '/%' AND dir !~ '[[:cntrl:]]'),
     -- site.toml's keys (validated by turnmail on load: a row it cannot read is
-    -- refused with its name).
+    -- refused with its name; a key site.toml does not know is refused here already).
     settings jsonb NOT NULL DEFAULT '{}'
-        CHECK (jsonb_typeof(settings) = 'object')
+        CHECK (jsonb_typeof(settings) = 'object'
+               AND settings - ARRAY[
+                   'prefix', 'lifetime_days', 'tls', 'helo', 'port', 'domains',
+                   'schedule', 'timezone', 'always_on', 'accounts', 'etrn',
+                   'etrn_to_client', 'etrn_networks', 'autoturn', 'relay_networks',
+                   'connections'
+               ] = '{}'::jsonb)
 );
 COMMENT ON TABLE sites IS
     'turnmail: customer sites: RELAYHOST (host[:port]), the directory of the spool (NULL: ROOT/sites/NAME) and site.toml''s keys as a JSON object';
