@@ -596,6 +596,28 @@ fn db_sites(root: &Path, config: &Config, out: &mut Out) -> crate::spool::site::
         for (path, message) in site_rows::differences(root, &rows) {
             out.add(&path, None, message);
         }
+        // Hand-made sites elsewhere under [sites] roots that were never imported (those
+        // under ROOT/sites/ are named with the other directories there).
+        let sites_dir = root.join("sites");
+        let sites_dir = sites_dir.canonicalize().unwrap_or(sites_dir);
+        for s in crate::spool::site::discover(root, &config.sites.roots).sites {
+            let parent = s
+                .dir
+                .parent()
+                .map(|p| p.canonicalize().unwrap_or(p.to_path_buf()));
+            if !rows.contains_key(&s.name) && parent.as_deref() != Some(sites_dir.as_path()) {
+                out.add(
+                    &s.dir,
+                    None,
+                    format!(
+                        "a site directory under [sites] roots without a row in the database's \
+                         sites table: site {} is not served on the postgres backend (`turnmail \
+                         db import` of this root takes it in)",
+                        s.name
+                    ),
+                );
+            }
+        }
     }
     site_rows::discover_rows(root, &texts, version)
 }

@@ -361,4 +361,16 @@ fn hand_made_sites_are_imported_and_exported_back() {
     );
     assert_eq!(pg.psql("SELECT name FROM sites"), "acme\n");
     assert!(!outside.exists());
+
+    // A hand-made site made after the import is not served, and `check` says so.
+    let late = d.dir.path().join("serialmail/late");
+    std::fs::create_dir_all(late.join("Maildir/new")).unwrap();
+    std::fs::write(late.join("RELAYHOST"), "mx.late.example\n").unwrap();
+    std::fs::write(late.join("site.toml"), "prefix = \"late-\"\n").unwrap();
+    let (_, check) = run(&d.root, &["check"]);
+    assert!(
+        check.contains("site late is not served on the postgres backend"),
+        "{check}"
+    );
+    assert!(!ok(&d.root, &["site", "list"]).contains("late"));
 }
