@@ -575,15 +575,69 @@ fn check_quotas(root: &Path, paths: &Paths, out: &mut Out) {
     }
 }
 
-/// Site directories: those under `ROOT/sites/` and every site `[sites] roots` finds.
+/// The sites of the database's rows, and each RELAYHOST or site.toml on disk that
+/// differs from its row (edited by hand: not read on this backend).
+fn db_sites(root: &Path, config: &Config, out: &mut Out) -> crate::spool::site::Discovery {
+    use crate::spool::{site_rows, sitetable};
+    let loaded =
+        crate::db::blocking::with_store(&config.postgres, |s| async move { s.load_sites().await });
+    let (texts, version) = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            out.add(
+                &root.join("turnmail.toml"),
+                None,
+                format!("the database's sites: {e}"),
+            );
+            return crate::spool::site::Discovery::default();
+        }
+    };
+    if let Ok(rows) = sitetable::parse(&texts.sites) {
+        for (path, message) in site_rows::differences(root, &rows) {
+            out.add(&path, None, message);
+        }
+        // Hand-made sites elsewhere under [sites] roots that were never imported (those
+        // under ROOT/sites/ are named with the other directories there).
+        let sites_dir = root.join("sites");
+        let sites_dir = sites_dir.canonicalize().unwrap_or(sites_dir);
+        for s in crate::spool::site::discover(root, &config.sites.roots).sites {
+            let parent = s
+                .dir
+                .parent()
+                .map(|p| p.canonicalize().unwrap_or(p.to_path_buf()));
+            if !rows.contains_key(&s.name) && parent.as_deref() != Some(sites_dir.as_path()) {
+                out.add(
+                    &s.dir,
+                    None,
+                    format!(
+                        "a site directory under [sites] roots without a row in the database's \
+                         sites table: site {} is not served on the postgres backend (`turnmail \
+                         db import` of this root takes it in)",
+                        s.name
+                    ),
+                );
+            }
+        }
+    }
+    site_rows::discover_rows(root, &texts, version)
+}
+
+/// Site directories: those under `ROOT/sites/` and every site `[sites] roots` finds
+/// (on the `postgres` backend: every row of the sites table).
 fn check_sites(root: &Path, config: &Config, out: &mut Out) {
-    let found = crate::spool::site::discover(root, &config.sites.roots);
+    let postgres = config.accounts.backend == crate::db::Backend::Postgres;
+    let found = if postgres {
+        db_sites(root, config, out)
+    } else {
+        crate::spool::site::discover(root, &config.sites.roots)
+    };
+    let source = if postgres {
+        "the database's sites"
+    } else {
+        "[sites] roots"
+    };
     for p in &found.problems {
-        out.add(
-            &root.join("turnmail.toml"),
-            None,
-            format!("[sites] roots: {p}"),
-        );
+        out.add(&root.join("turnmail.toml"), None, format!("{source}: {p}"));
     }
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("sites"))
         .map(|d| {
@@ -600,6 +654,17 @@ fn check_sites(root: &Path, config: &Config, out: &mut Out) {
     }
     dirs.sort();
     for s in dirs {
+        let canonical = s.canonicalize().unwrap_or_else(|_| s.clone());
+        if postgres && !found.sites.iter().any(|x| x.dir == s || x.dir == canonical) {
+            out.add(
+                &s,
+                None,
+                "site directory without a row in the database's sites table: not a site on \
+                 the postgres backend (`turnmail site add`, or `turnmail db import` of a root \
+                 holding it)",
+            );
+            continue;
+        }
         if !s.join("RELAYHOST").is_file() {
             out.add(
                 &s,

@@ -727,7 +727,7 @@ fn cmd_flush(
     let engine = open_engine(root)?;
     // Every process that sends from a spool agrees on the backend's second lock.
     turnmail::db::advisory::install(engine.config())?;
-    let found = turnmail::spool::site::discover(root, &engine.config().sites.roots);
+    let found = turnmail::spool::site_rows::discover_configured(root, engine.config());
     for p in &found.problems {
         eprintln!("turnmail flush: {p}");
     }

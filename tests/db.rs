@@ -79,8 +79,17 @@ fn populated_root() -> common::DemoRoot {
     d
 }
 
-fn records_of(root: &Path) -> Records {
+/// The account records of a files root, without its sites.
+fn accounts_of(root: &Path) -> Records {
     Records::from_texts(&AccountTexts::read(root).unwrap()).unwrap()
+}
+
+/// The records of a files root, its sites included (what `db import` reads).
+fn records_of(root: &Path) -> Records {
+    let mut r = Records::from_texts(&AccountTexts::read(root).unwrap()).unwrap();
+    let config = turnmail::config::Config::load(root).unwrap();
+    r.sites = turnmail::spool::site_rows::rows_from_root(root, &config.sites.roots).unwrap();
+    r
 }
 
 #[test]
@@ -88,7 +97,7 @@ fn init_twice_changes_nothing_and_status_tells_the_versions() {
     let Some(pg) = Pg::start_new() else { return };
     let d = demo_root();
     let first = db_ok(&d.root, &pg, &["init"]);
-    assert!(first.contains("applied step 1, 2, 3, 4"), "{first}");
+    assert!(first.contains("applied step 1, 2, 3, 4, 5"), "{first}");
     let again = db_ok(&d.root, &pg, &["init"]);
     assert!(again.contains("nothing to do"), "{again}");
     let st = db_ok(&d.root, &pg, &["status"]);
@@ -100,7 +109,7 @@ fn init_twice_changes_nothing_and_status_tells_the_versions() {
         st.contains("mailboxes: 0") && st.contains("reachable: yes"),
         "{st}"
     );
-    assert_eq!(pg.psql("SELECT count(*) FROM turnmail_schema"), "4\n");
+    assert_eq!(pg.psql("SELECT count(*) FROM turnmail_schema"), "5\n");
     let js = db_ok(&d.root, &pg, &["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(js.trim()).unwrap();
     assert_eq!(v["schema_version"], schema::LATEST);
@@ -122,7 +131,7 @@ fn two_hosts_initialising_at_once_apply_each_step_once() {
     }
     assert_eq!(
         pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM turnmail_schema"),
-        "1,2,3,4\n"
+        "1,2,3,4,5\n"
     );
     assert_eq!(pg.psql("SELECT count(*) FROM turnmail_state"), "1\n");
 }
@@ -158,7 +167,7 @@ fn migrate_brings_an_older_schema_up_and_a_newer_one_is_refused() {
         out(&o)
     );
     let m = db_ok(&d.root, &pg, &["migrate"]);
-    assert!(m.contains("applied step 2, 3, 4"), "{m}");
+    assert!(m.contains("applied step 2, 3, 4, 5"), "{m}");
     // The rows stayed, the views of step 2 are there.
     assert_eq!(
         pg.psql("SELECT login, quota_source FROM accounts"),
@@ -181,6 +190,53 @@ fn migrate_brings_an_older_schema_up_and_a_newer_one_is_refused() {
             out(&o)
         );
     }
+}
+
+#[test]
+fn migrate_from_step_4_adds_the_sites_table_and_its_trigger() {
+    let Some(pg) = Pg::start_new() else { return };
+    let d = demo_root();
+    // A database made by the program before sites were in it, with its accounts.
+    let s = settings(&pg);
+    let applied = blocking::run(async move {
+        let store = Store::new(&s)?;
+        let mut c = store.client().await?;
+        schema::migrate(&mut c, store.target(), 4, true).await
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(applied, [1, 2, 3, 4]);
+    pg.psql("INSERT INTO aliases (domain, local, lines) VALUES ('example.com', 'old', '{&joe@example.com}')");
+    let before = pg.psql("SELECT version FROM turnmail_state");
+    let m = db_ok(&d.root, &pg, &["migrate"]);
+    assert!(m.contains("applied step 5"), "{m}");
+    assert_eq!(pg.psql("SELECT count(*) FROM aliases"), "1\n");
+    assert!(db_ok(&d.root, &pg, &["status"]).contains("sites: 0"));
+    // An operator's row is announced like every other table's, and read back as a site.
+    pg.psql(
+        "INSERT INTO sites (name, relayhost, settings) \
+         VALUES ('shop', 'mx.shop.example:2525', '{\"schedule\": \"@hourly\"}')",
+    );
+    assert_ne!(pg.psql("SELECT version FROM turnmail_state"), before);
+    let (records, _) = store(&pg, |s| async move { s.load_records().await }).unwrap();
+    let row = &records.sites["shop"];
+    assert_eq!(row.relayhost.as_deref(), Some("mx.shop.example:2525"));
+    assert_eq!(row.settings, r#"{"schedule":"@hourly"}"#);
+    // What the table accepts but the program cannot read is refused by name.
+    for bad in [
+        "INSERT INTO sites (name) VALUES ('Shop')",
+        "INSERT INTO sites (name, dir) VALUES ('x', 'relative')",
+        "INSERT INTO sites (name, settings) VALUES ('x', '[1]')",
+        "INSERT INTO sites (name, settings) VALUES ('x', '{\"lifetme_days\": 3}')",
+    ] {
+        assert!(pg.psql_result(bad).is_err(), "{bad}");
+    }
+    pg.psql("UPDATE sites SET settings = '{\"lifetime_days\": \"three\"}'");
+    let e = store(&pg, |s| async move { s.load_records().await }).unwrap_err();
+    assert!(
+        e.to_string().contains("shop") && e.to_string().contains("lifetime_days"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -214,8 +270,18 @@ fn a_root_imported_and_exported_keeps_every_entry() {
     let to = other.path().join("copy");
     let o = db_ok(&d.root, &pg, &["export", "--to", to.to_str().unwrap()]);
     assert!(o.contains("version 1"), "{o}");
-    assert_eq!(records_of(&to), records_of(&d.root));
+    assert_eq!(accounts_of(&to), accounts_of(&d.root));
     assert!(to.join("users/cdb").exists() && to.join("users/poppasswd.cdb").exists());
+    // The site's files are in the copy's sites/ (users/assign's homes still name the
+    // source root, as every home does).
+    for f in ["RELAYHOST", "site.toml"] {
+        assert_eq!(
+            std::fs::read_to_string(to.join("sites/acme").join(f)).unwrap(),
+            std::fs::read_to_string(d.root.join("sites/acme").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert!(to.join("sites/acme/Maildir/new").is_dir());
     // A user removed in the source and imported again leaves the database and the
     // next export.
     ok(&d.root, &["user", "del", "joe@example.org"]);
@@ -223,7 +289,7 @@ fn a_root_imported_and_exported_keeps_every_entry() {
     assert_eq!(pg.psql("SELECT count(*) FROM mailboxes"), "3\n");
     assert_eq!(pg.psql("SELECT version FROM turnmail_state"), "2\n");
     db_ok(&d.root, &pg, &["export", "--to", to.to_str().unwrap()]);
-    assert_eq!(records_of(&to), records_of(&d.root));
+    assert_eq!(accounts_of(&to), accounts_of(&d.root));
 }
 
 #[test]

@@ -52,6 +52,13 @@ fn pg_root(extra: &str) -> Option<(DemoRoot, Pg)> {
     Some((d, pg))
 }
 
+/// The sites' files as set up on disk into the database, where the postgres backend
+/// reads sites from (the RELAYHOST file is only the lock there).
+fn sites_to_db(d: &DemoRoot) {
+    let o = turnmail(&d.root, &["db", "import", "--replace"]);
+    assert!(o.status.success(), "db import: {o:?}");
+}
+
 /// Whether `flock -n` (util-linux) gets the RELAYHOST lock at once.
 fn relayhost_flock_free(d: &DemoRoot) -> bool {
     let o = Command::new("flock")
@@ -78,6 +85,7 @@ fn a_site_whose_database_lock_is_held_elsewhere_is_not_flushed_until_released() 
     };
     let sink = Sink::start(Script::default());
     site_setup(&d, &sink, "");
+    sites_to_db(&d);
     spool_n(&d, 5);
     let held = pg.hold_advisory_lock(sender_key("site:acme"));
     assert!(relayhost_flock_free(&d), "the flock is not what refuses");
@@ -176,6 +184,7 @@ fn a_flush_due_while_the_database_is_down_sends_nothing_and_says_why() {
     };
     let sink = Sink::start(Script::default());
     site_setup(&d, &sink, "");
+    sites_to_db(&d);
     spool_n(&d, 4);
     let daemon = Daemon::start(&d.root);
     pg.stop();
@@ -280,6 +289,7 @@ fn three_nodes_on_one_database_share_accounts_mail_and_flushes() {
         ..Script::default()
     });
     site_setup(&d, &sink, "");
+    sites_to_db(&d);
     let ns = nodes(&d, 3);
     for n in &ns {
         assert!(n.log_text().contains("advisory locks"), "{}", n.log_text());

@@ -28,6 +28,7 @@ use crate::engine::readers::{self, ReaderGroup};
 use crate::engine::{Paths, accounts};
 use crate::fsutil::{self, write_atomic};
 use crate::qmail::{assign, dotqmail, users_cdb};
+use crate::spool::sitetable::{self, SiteRows};
 
 /// How long an edit waits for another one by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -74,6 +75,8 @@ pub struct Edit {
     db: Option<DbAccounts>,
     /// The database's alias table after this edit, when it changes it.
     aliases: Option<aliastable::Aliases>,
+    /// The database's site table after this edit, when it changes it.
+    sites: Option<SiteRows>,
 }
 
 /// What a commit did.
@@ -170,6 +173,7 @@ impl Edit {
             shared: false,
             db,
             aliases: None,
+            sites: None,
         })
     }
 
@@ -211,6 +215,7 @@ impl Edit {
             shared: true,
             db,
             aliases: None,
+            sites: None,
         })
     }
 
@@ -261,7 +266,7 @@ impl Edit {
 
     /// Whether anything is staged.
     pub fn is_empty(&self) -> bool {
-        self.staged.is_empty() && self.aliases.is_none()
+        self.staged.is_empty() && self.aliases.is_none() && self.sites.is_none()
     }
 
     /// The database's alias table as this edit sees it (what is staged, else what was
@@ -286,6 +291,32 @@ impl Edit {
             ));
         }
         self.aliases = Some(aliases);
+        Ok(())
+    }
+
+    /// The database's site table as this edit sees it (what is staged, else what was
+    /// read); None for the files backend, whose sites are directories.
+    pub fn db_sites(&self) -> Result<Option<SiteRows>> {
+        if let Some(s) = &self.sites {
+            return Ok(Some(s.clone()));
+        }
+        let Some(db) = &self.db else {
+            return Ok(None);
+        };
+        sitetable::parse(db.sites())
+            .map(Some)
+            .map_err(|e| AdminError::Invalid(format!("the database's sites: {e}")))
+    }
+
+    /// Stage the database's whole site table (committed with the account texts; the
+    /// changed rows' RELAYHOST and site.toml exported after).
+    pub fn stage_sites(&mut self, sites: SiteRows) -> Result<()> {
+        if self.db.is_none() {
+            return Err(AdminError::Invalid(
+                "internal error: the site table exists only with the postgres backend".into(),
+            ));
+        }
+        self.sites = Some(sites);
         Ok(())
     }
 
@@ -330,8 +361,10 @@ impl Edit {
     fn commit_db(&self, db: &DbAccounts, readers: Option<&ReaderGroup>) -> Result<Committed> {
         let mut done = Committed::default();
         let first = self.staged.iter().position(|s| db.holds(&s.path));
-        // Only aliases changed: the database's commit comes after the files staged.
-        let first = first.or(self.aliases.is_some().then_some(self.staged.len()));
+        // Only aliases or sites changed: the database's commit comes after the files
+        // staged.
+        let tables = self.aliases.is_some() || self.sites.is_some();
+        let first = first.or(tables.then_some(self.staged.len()));
         let Some(first) = first else {
             for s in &self.staged {
                 self.write(s, readers, false, &mut done)?;
@@ -349,6 +382,9 @@ impl Edit {
         });
         if let Some(a) = &self.aliases {
             new.aliases = aliastable::render(a);
+        }
+        if let Some(s) = &self.sites {
+            new.sites = sitetable::render(s);
         }
         let version = db.commit(&new)?;
         tracing::info!(target: "admin", version, "accounts stored in the database");
@@ -383,6 +419,9 @@ impl Edit {
                      writing their export failed: {e}; `turnmail db export` writes it again"
                 )));
             }
+        }
+        if let Some(sites) = &self.sites {
+            db.export_sites(&self.root, sites, version)?;
         }
         for s in self.staged[first..].iter().filter(|s| !db.holds(&s.path)) {
             self.write(s, readers, false, &mut done)?;

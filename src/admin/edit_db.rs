@@ -13,6 +13,7 @@ use super::error::{AdminError, Result};
 use crate::config::Config;
 use crate::db::{Backend, PgSettings};
 use crate::engine::source::{AccountTexts, FILES};
+use crate::spool::sitetable::{self, SiteRows};
 
 /// The accounts an edit read from the database.
 pub(super) struct DbAccounts {
@@ -46,6 +47,32 @@ impl DbAccounts {
     /// The alias table's text as read.
     pub fn aliases(&self) -> &[u8] {
         &self.texts.aliases
+    }
+
+    /// The site table's text as read.
+    pub fn sites(&self) -> &[u8] {
+        &self.texts.sites
+    }
+
+    /// Write the RELAYHOST and site.toml of each row that differs from what was read
+    /// (the export of the site table after a commit at `version`).
+    pub fn export_sites(&self, root: &Path, sites: &SiteRows, version: u64) -> Result<()> {
+        let before = sitetable::parse(&self.texts.sites).unwrap_or_default();
+        let changed: SiteRows = sites
+            .iter()
+            .filter(|(n, r)| before.get(*n) != Some(*r))
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
+        let mu = super::layout::mail_user(root)?;
+        let problems = crate::spool::site_rows::export(root, &changed, (mu.uid, mu.gid));
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(AdminError::Invalid(format!(
+            "the sites are stored in the database (version {version}), but writing their \
+             files failed: {}; `turnmail db export` writes them again",
+            problems.join("; ")
+        )))
     }
 
     /// Whether `path` is one of the six account files.

@@ -122,7 +122,7 @@ pub fn open(root: &Path, site: Option<&str>) -> Result<Spool> {
         }
         Some(name) => {
             let config = Config::load(root)?;
-            let found = crate::spool::site::discover(root, &config.sites.roots);
+            let found = crate::spool::site_rows::discover_configured(root, &config);
             let s = found.get(name).ok_or_else(|| {
                 let mut msg = format!("no site named {name:?}");
                 if !found.problems.is_empty() {

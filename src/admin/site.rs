@@ -3,7 +3,10 @@
 //! a spool `Maildir/`, `.qmail-default` = `./Maildir/` and `site.toml` (domains and
 //! schedule); a `+site-SITE-` assign line, and per domain a `D:site-SITE`
 //! virtualdomains line and an rcpthosts line. Removing a site keeps its spool in
-//! `.deleted/` unless `--purge`: held mail is somebody's mail.
+//! `.deleted/` unless `--purge`: held mail is somebody's mail. On the `postgres`
+//! backend the site is also a row of the `sites` table, added and removed in the
+//! edit's one transaction (the directory, its Maildir and RELAYHOST made on disk as
+//! here; the row is what the daemons read).
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -15,6 +18,7 @@ use super::error::{AdminError, Result, invalid, io_at};
 use super::{domain, layout, names, table};
 use crate::maildir::Maildir;
 use crate::spool::site::SiteSettings;
+use crate::spool::sitetable;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SiteCmd {
@@ -131,6 +135,24 @@ pub fn add(
         for d in &domains {
             domain::stage_route(&mut edit, d, &prefix)?;
         }
+        // On the postgres backend the site is a row, committed with its routes.
+        if let Some(mut rows) = edit.db_sites()? {
+            if rows.contains_key(&name) {
+                return Err(AdminError::Exists(format!(
+                    "site {name} (a row of the sites table)"
+                )));
+            }
+            let settings = sitetable::settings_from_toml(&toml_text).map_err(invalid)?;
+            rows.insert(
+                name.clone(),
+                sitetable::SiteRow {
+                    relayhost: Some(relayhost.clone()),
+                    dir: None,
+                    settings,
+                },
+            );
+            edit.stage_sites(rows)?;
+        }
         edit.commit()
     });
     if let Err(e) = done {
@@ -170,8 +192,16 @@ pub fn del(root: &Path, site: &str, purge: bool) -> Result<()> {
         .map(|(_, k, _)| k)
         .collect();
     let (_, entries) = layout::read_assign(&edit)?;
-    let dir = layout::wildcard(&entries, &prefix).map(|e| layout::bytes_path(&e.home));
-    if dir.is_none() && domains.is_empty() {
+    let mut dir = layout::wildcard(&entries, &prefix).map(|e| layout::bytes_path(&e.home));
+    let mut row = false;
+    if let Some(mut rows) = edit.db_sites()?
+        && let Some(r) = rows.remove(&name)
+    {
+        dir = dir.or_else(|| Some(crate::spool::site_rows::dir_of(edit.root(), &name, &r)));
+        edit.stage_sites(rows)?;
+        row = true;
+    }
+    if dir.is_none() && domains.is_empty() && !row {
         return Err(AdminError::NotFound(format!(
             "no site {name} (no +{prefix}- assign line)"
         )));
@@ -192,8 +222,37 @@ pub fn del(root: &Path, site: &str, purge: bool) -> Result<()> {
         }
     }
     let root_c = edit.root().canonicalize().map_err(io_at(root))?;
+    // A hand-made site's own users/assign lines (not `+site-NAME-`) are not this
+    // command's to remove: said, so that mail still routed there is not a surprise.
+    let others: Vec<String> = match &dir {
+        Some(d) if row => {
+            let (_, entries) = layout::read_assign(&edit)?;
+            let d = d.canonicalize().unwrap_or_else(|_| d.clone());
+            entries
+                .iter()
+                .filter(|e| e.kind == crate::qmail::assign::AssignKind::Wildcard)
+                .filter(|e| {
+                    !e.local
+                        .eq_ignore_ascii_case(format!("{prefix}-").as_bytes())
+                })
+                .filter(|e| {
+                    let h = layout::bytes_path(&e.home);
+                    h.canonicalize().unwrap_or(h) == d
+                })
+                .map(|e| format!("+{}", String::from_utf8_lossy(&e.local)))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     edit.commit()?;
     println!("removed site {name} ({} domain(s))", domains.len());
+    if !others.is_empty() {
+        println!(
+            "note: users/assign still routes {} to its directory: mail for them is \
+             deferred until those lines go (`turnmail domain del`)",
+            others.join(" ")
+        );
+    }
     if let Some(dir) = dir.filter(|d| d.exists()) {
         let queued = layout::spool_usage(&dir.join("Maildir")).0;
         if purge {
@@ -234,7 +293,7 @@ pub struct SiteRow {
 
 pub fn rows(root: &Path) -> Result<(Vec<SiteRow>, Vec<String>)> {
     let config = crate::config::Config::load(root)?;
-    let found = crate::spool::site::discover(root, &config.sites.roots);
+    let found = crate::spool::site_rows::discover_configured(root, &config);
     let now = SystemTime::now();
     let status_dir = root.join("run/sites");
     let mut out = Vec::new();

@@ -186,6 +186,7 @@ mod tests {
             problems: vec![],
             watch: Default::default(),
             routes: Default::default(),
+            version: None,
         };
         let names = |arg: &[u8]| -> Vec<String> {
             sites(&d, &Target::parse(arg).unwrap())
@@ -211,6 +212,7 @@ mod tests {
             problems: vec![],
             watch: Default::default(),
             routes: crate::spool::site::Routes::parse(b"", Some(vd)),
+            version: None,
         };
         let names = |arg: &[u8]| -> Vec<String> {
             sites(&d, &Target::parse(arg).unwrap())

@@ -20,11 +20,42 @@ use crate::spool::site::{self, Discovery, Site};
 /// Longest wait of the due spools known to be empty for the flushes of the others.
 const EMPTY_PASS_WAIT: Duration = Duration::from_secs(1);
 
+/// Where the daemon's sites come from.
+pub enum SiteSource {
+    /// Directories under these patterns (`[sites] roots`, the files backend).
+    Files(Vec<String>),
+    /// The rows of the database's sites table in the engine's texts (the `postgres`
+    /// backend): discovered again whenever the engine's version moves.
+    Engine(Arc<crate::engine::Engine>),
+}
+
+impl SiteSource {
+    fn discover(&self, root: &std::path::Path) -> Discovery {
+        match self {
+            SiteSource::Files(patterns) => site::discover(root, patterns),
+            SiteSource::Engine(engine) => match (engine.texts(), engine.version()) {
+                (Some(texts), Some(version)) => {
+                    crate::spool::site_rows::discover_rows(root, &texts, version)
+                }
+                _ => Discovery::default(),
+            },
+        }
+    }
+
+    /// The engine's version, when the sites follow it.
+    fn version(&self) -> Option<u64> {
+        match self {
+            SiteSource::Files(_) => None,
+            SiteSource::Engine(engine) => engine.version(),
+        }
+    }
+}
+
 pub struct Flusher {
     pub ctx: FlushContext,
     metrics: Arc<super::metrics::Metrics>,
     root: PathBuf,
-    patterns: Vec<String>,
+    source: SiteSource,
     sites: RwLock<Arc<Discovery>>,
     /// Counts discoveries installed, so the scheduler knows when to plan again.
     generation: AtomicU64,
@@ -55,11 +86,11 @@ impl Flusher {
         metrics: Arc<super::metrics::Metrics>,
         ctx: FlushContext,
         root: PathBuf,
-        patterns: Vec<String>,
+        source: SiteSource,
         max_parallel: usize,
         grace: Duration,
     ) -> Flusher {
-        let d = site::discover(&root, &patterns);
+        let d = source.discover(&root);
         for p in &d.problems {
             tracing::warn!(target: "sites", "{p}");
         }
@@ -67,7 +98,7 @@ impl Flusher {
             ctx,
             metrics,
             root,
-            patterns,
+            source,
             sites: RwLock::new(Arc::new(d)),
             generation: AtomicU64::new(0),
             hints: SpoolHints::default(),
@@ -99,9 +130,9 @@ impl Flusher {
     pub async fn refresh_if_changed(self: &Arc<Self>, force: bool) -> bool {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
-            let again = force || me.sites().watch.changed();
+            let again = force || me.sites().watch.changed() || me.version_moved();
             if again {
-                let d = site::discover(&me.root, &me.patterns);
+                let d = me.source.discover(&me.root);
                 let names: HashSet<&str> = d.sites.iter().map(|s| s.name.as_str()).collect();
                 me.hints.retain(&names);
                 *me.sites.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(d);
@@ -112,6 +143,18 @@ impl Flusher {
         })
         .await
         .unwrap_or(false)
+    }
+
+    /// Whether the sites are the rows of the engine's texts (the `postgres` backend).
+    pub fn follows_engine(&self) -> bool {
+        matches!(self.source, SiteSource::Engine(_))
+    }
+
+    /// Whether the sites follow the engine's texts and these moved on since the last
+    /// discovery (a site added, changed or removed in the database).
+    pub fn version_moved(&self) -> bool {
+        let v = self.source.version();
+        v.is_some() && v != self.sites().version
     }
 
     /// Forget what is known about the spools (the scheduler's periodic sweep).

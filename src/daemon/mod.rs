@@ -311,7 +311,11 @@ pub fn run_with(root: &Path, opts: ServeOptions, on_listening: OnListening) -> R
         metrics.clone(),
         flush_ctx,
         root.to_path_buf(),
-        config.sites.roots.clone(),
+        if engine.is_memory() {
+            flusher::SiteSource::Engine(engine.clone())
+        } else {
+            flusher::SiteSource::Files(config.sites.roots.clone())
+        },
         f.max_parallel,
         Duration::from_millis(f.grace_ms),
     ));

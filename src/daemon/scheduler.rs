@@ -161,6 +161,10 @@ impl Plan {
 /// per site); they are discovered again only when something changed.
 const CHECK: Duration = Duration::from_secs(30);
 
+/// How often the engine's version is compared to the sites' when they are the
+/// database's rows.
+const VERSION_POLL: Duration = Duration::from_secs(1);
+
 /// How often the sites are discovered again and their spools looked into regardless,
 /// in case a change left no stamp behind (two edits within one clock tick).
 const SWEEP: Duration = Duration::from_secs(600);
@@ -179,6 +183,11 @@ pub async fn run(
     let mut next_sweep = next_check + SWEEP;
     let mut planned = None;
     loop {
+        // Sites kept in the database change with the engine's version: looked at
+        // every second (a comparison of two numbers), discovered again when it moved.
+        if flusher.version_moved() {
+            next_check = tokio::time::Instant::now();
+        }
         if tokio::time::Instant::now() >= next_check {
             let sweep = tokio::time::Instant::now() >= next_sweep;
             if sweep {
@@ -218,8 +227,11 @@ pub async fn run(
         let until_due = wake
             .and_then(|w| (w - Utc::now()).to_std().ok())
             .unwrap_or(CHECK);
-        let sleep =
+        let mut sleep =
             until_due.min(next_check.saturating_duration_since(tokio::time::Instant::now()));
+        if flusher.follows_engine() {
+            sleep = sleep.min(VERSION_POLL);
+        }
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = stop.changed() => return,

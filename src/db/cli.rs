@@ -249,6 +249,12 @@ pub fn read_root(from: &Path) -> Result<Records, Failure> {
     let aliases = crate::admin::alias_db::from_files(&texts)
         .map_err(|e| fail(format!("{}: {e}; nothing imported", from.display()), 1))?;
     texts.aliases = crate::engine::aliastable::render(&aliases);
+    // Its sites (directories with RELAYHOST, Maildir, site.toml) become rows.
+    let config = crate::config::Config::load(from)
+        .map_err(|e| fail(format!("{}: {e}; nothing imported", from.display()), 1))?;
+    let sites = crate::spool::site_rows::rows_from_root(from, &config.sites.roots)
+        .map_err(|e| fail(format!("{}: {e}; nothing imported", from.display()), 1))?;
+    texts.sites = crate::spool::sitetable::render(&sites);
     Records::from_texts(&texts)
         .map_err(|e| fail(format!("{}: {e}; nothing imported", from.display()), 1))
 }
@@ -324,6 +330,16 @@ pub fn write_root(to: &Path, texts: &AccountTexts) -> Result<(), crate::admin::A
     if !table.is_empty() {
         let edit = Edit::begin_files(to)?;
         crate::admin::alias_db::to_files(&edit, &table)?;
+    }
+    // Each site's directory, Maildir, RELAYHOST and site.toml.
+    let sites = crate::spool::sitetable::parse(&texts.sites)
+        .map_err(|e| crate::admin::AdminError::Invalid(e.to_string()))?;
+    if !sites.is_empty() {
+        let mu = crate::admin::layout::mail_user(to)?;
+        let problems = crate::spool::site_rows::export(to, &sites, (mu.uid, mu.gid));
+        if !problems.is_empty() {
+            return Err(crate::admin::AdminError::Invalid(problems.join("; ")));
+        }
     }
     Ok(())
 }

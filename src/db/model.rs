@@ -1,4 +1,4 @@
-//! The six account texts and the alias table's as the records the database's tables hold, and back. Pure:
+//! The six account texts and the alias and site tables' texts as the records the database's tables hold, and back. Pure:
 //! bytes in, records out, and the reverse, so that the database and the files can
 //! never disagree about what a line means.
 //!
@@ -20,6 +20,7 @@ use crate::qmail::assign::{self, AssignEntry, AssignKind};
 use crate::qmail::control::read_lines;
 use crate::quota::spec::Limits;
 use crate::quota::table as qtable;
+use crate::spool::sitetable;
 
 /// One users/assign line (`routes`, in file order: the first of two lines with the
 /// same key is the one qmail-lspawn finds).
@@ -66,6 +67,8 @@ pub struct Records {
     pub domain_quotas: BTreeMap<String, Limits>,
     /// `local@domain` → the lines of its `.qmail-LOCAL` (`aliases`, `engine/aliastable.rs`).
     pub aliases: aliastable::Aliases,
+    /// Site name → its row (`sites`, `spool/sitetable.rs`).
+    pub sites: sitetable::SiteRows,
 }
 
 /// A text or record that the other side cannot hold.
@@ -169,6 +172,7 @@ impl Records {
         r.mailbox_quotas = q.mailboxes;
         r.domain_quotas = q.domains;
         r.aliases = aliastable::parse(&t.aliases).map_err(parsed)?;
+        r.sites = sitetable::parse(&t.sites).map_err(parsed)?;
         // What the files' readers accept but the canonical form could not say back
         // (a quota key that would start a comment, a limit past i64) is refused here.
         r.check()?;
@@ -230,6 +234,7 @@ impl Records {
             virtualdomains,
             quota,
             aliases: aliastable::render(&self.aliases),
+            sites: sitetable::render(&self.sites),
         }
     }
 
@@ -332,11 +337,14 @@ impl Records {
                 aliastable::check_line(l).map_err(|e| err(what(), e))?;
             }
         }
+        for (name, row) in &self.sites {
+            sitetable::check_row(name, row).map_err(|e| err(format!("sites row {name:?}"), e))?;
+        }
         Ok(())
     }
 
     /// How many records of each kind, in table order.
-    pub fn counts(&self) -> [(&'static str, usize); 8] {
+    pub fn counts(&self) -> [(&'static str, usize); 9] {
         [
             ("domains", self.domains.len()),
             ("rcpthosts", self.rcpthosts.len()),
@@ -346,6 +354,7 @@ impl Records {
             ("mailbox_quotas", self.mailbox_quotas.len()),
             ("domain_quotas", self.domain_quotas.len()),
             ("aliases", self.aliases.len()),
+            ("sites", self.sites.len()),
         ]
     }
 

@@ -13,6 +13,7 @@
 //! | `mailbox_quotas(address, bytes, messages)` | a mailbox's own limits (both NULL: NOQUOTA) | `users/quota` |
 //! | `domain_quotas(domain, bytes, messages)` | a domain's default limits | `users/quota` (`@domain`) |
 //! | `aliases(domain, local, lines)` | step 4: an alias of a domain (both keys lowercase) and the lines its `.qmail-LOCAL` file would hold (`&address` forwards, `./Maildir/` or `/abs/Maildir/` deliveries), as vpopmail's valias: read before the domain's `.qmail` files, which still answer what no row names | the domain's `.qmail-LOCAL` alias files (`db import`/`db export`) |
+//! | `sites(name, relayhost, dir, settings)` | step 5: a customer site (the name's rules those of `turnmail site add`): `relayhost` `host[:port]` (NULL: none, its mail never flushed), `dir` where its spool and RELAYHOST lock file are (NULL: `ROOT/sites/NAME`; an absolute path for a site outside the root, e.g. a converted serialmail host's), `settings` site.toml's keys as one jsonb object, read by the same rules as the file (a key site.toml does not know refused by the table itself): a row turnmail cannot read is refused on load with its name and key, the copy in use kept | each site's RELAYHOST and site.toml (`db import`/`db export`; the export rewrites RELAYHOST, the lock file, after each commit) |
 //! | `turnmail_state(version)` | one row: bumped by every change, sent with `NOTIFY turnmail_accounts` | |
 //! | `turnmail_schema(version, name, applied_at)` | the migrations applied | |
 //!
@@ -24,9 +25,9 @@
 //! daemon reloads and an editor that read the older version gets a conflict.
 //!
 //! Not in the database: `.qmail` files other than the aliases' rows (a user's own, a
-//! `.qmail-default` written by hand: still read from the domain's home), sites
-//! (site.toml, RELAYHOST, spools), Maildirs and the other control files stay on the
-//! mail root's file system.
+//! `.qmail-default` written by hand: still read from the domain's home), the sites'
+//! spools and lock files, Maildirs and the other control files stay on the mail
+//! root's file system.
 
 use tokio_postgres::Client;
 
@@ -64,6 +65,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "aliases",
         sql: include_str!("migrations/0004_aliases.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "sites",
+        sql: include_str!("migrations/0005_sites.sql"),
     },
 ];
 
@@ -212,5 +218,24 @@ mod tests {
                 .to_string()
                 .contains("db init")
         );
+    }
+
+    #[test]
+    fn the_sites_table_knows_every_key_of_site_toml() {
+        let sql = include_str!("migrations/0005_sites.sql");
+        let list = sql
+            .split_once("settings - ARRAY[")
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .map(|(l, _)| l)
+            .unwrap();
+        let mut in_sql: Vec<&str> = list
+            .split(',')
+            .map(|k| k.trim().trim_matches('\''))
+            .collect();
+        in_sql.sort_unstable();
+        let v = serde_json::to_value(crate::spool::site::SiteSettings::default()).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(in_sql, keys);
     }
 }

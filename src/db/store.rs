@@ -1,7 +1,7 @@
 //! `Store`: the accounts in PostgreSQL, read and written as whole sets of records.
 //!
 //! Readers take everything in one snapshot-isolated read ([`Store::load`]) and get
-//! the six texts the files would hold, plus the version; the engine builds its
+//! the six texts the files would hold (and the alias and site tables' texts), plus the version; the engine builds its
 //! tables from them in memory. Writers hand the six new texts to [`Store::commit`]
 //! with the version they read: one transaction, under an advisory lock so that
 //! editors on several hosts take turns, checks the version, writes the differences
@@ -187,7 +187,72 @@ impl Store {
             let address = format!("{}@{}", text(&row, 1)?, text(&row, 0)?);
             r.aliases.insert(address, lines);
         }
+        r.sites = self.read_sites(tx).await?;
         Ok(r)
+    }
+
+    async fn read_sites(
+        &self,
+        tx: &Transaction<'_>,
+    ) -> Result<crate::spool::sitetable::SiteRows, DbError> {
+        let mut sites = crate::spool::sitetable::SiteRows::new();
+        let sql = "SELECT name, relayhost, dir, settings::text FROM sites";
+        for row in tx.query(sql, &[]).await.map_err(self.pg())? {
+            let name = text(&row, 0)?;
+            let opt = |i: usize| {
+                row.try_get::<_, Option<String>>(i)
+                    .map_err(|e| DbError::Invalid(format!("sites.{}: {e}", column(&row, i))))
+            };
+            let raw = text(&row, 3)?;
+            // jsonb spaces and orders keys its own way; a row that is not valid keeps
+            // its text, so that the check names it.
+            let settings = crate::spool::sitetable::canonical_settings(&raw).unwrap_or(raw);
+            let row = crate::spool::sitetable::SiteRow {
+                relayhost: opt(1)?,
+                dir: opt(2)?,
+                settings,
+            };
+            sites.insert(name, row);
+        }
+        Ok(sites)
+    }
+
+    /// What site discovery needs, in one snapshot: the texts of users/assign,
+    /// control/virtualdomains and the site table (the others empty), and their
+    /// version. A row that cannot be used refuses the whole load, naming it.
+    pub async fn load_sites(&self) -> Result<(AccountTexts, u64), DbError> {
+        self.bounded(async {
+            let mut c = self.client().await?;
+            let tx = c
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(self.pg())?;
+            let version = version_of(
+                &tx.query_one("SELECT version FROM turnmail_state", &[])
+                    .await
+                    .map_err(self.pg())?,
+            )?;
+            let mut r = Records::default();
+            for row in tx
+                .query("SELECT name, prefix FROM domains", &[])
+                .await
+                .map_err(self.pg())?
+            {
+                r.domains.insert(text(&row, 0)?, text(&row, 1)?);
+            }
+            let sql = "SELECT wildcard, local, \"user\", uid, gid, home, dash, ext FROM routes ORDER BY position";
+            for row in tx.query(sql, &[]).await.map_err(self.pg())? {
+                r.routes.push(route_of(&row)?);
+            }
+            r.sites = self.read_sites(&tx).await?;
+            tx.commit().await.map_err(self.pg())?;
+            r.check().map_err(invalid)?;
+            Ok((r.to_texts(), version))
+        })
+        .await
     }
 
     /// Replace the accounts by `new`, if they are still at `base_version`: the
@@ -262,46 +327,17 @@ impl Store {
             tx.execute(sql, &refs).await.map_err(self.pg())
         };
 
-        let (gone, came) = diff(&old.domains, &new.domains);
-        changed |= !gone.is_empty() || !came.is_empty();
-        if !gone.is_empty() {
-            exec(
-                "DELETE FROM domains WHERE name = ANY($1)",
-                vec![Box::new(gone)],
-            )
+        changed |= self
+            .write_pairs(tx, &DOMAINS, &old.domains, &new.domains)
             .await?;
-        }
-        if !came.is_empty() {
-            let (k, p): (Vec<String>, Vec<String>) = came.into_iter().unzip();
-            exec(
-                "INSERT INTO domains (name, prefix) SELECT * FROM unnest($1::text[], $2::text[])",
-                vec![Box::new(k), Box::new(p)],
-            )
-            .await?;
-        }
-
         let set = |s: &BTreeSet<String>| {
             s.iter()
-                .map(|h| (h.clone(), ()))
+                .map(|h| (h.clone(), String::new()))
                 .collect::<BTreeMap<_, _>>()
         };
-        let (gone, came) = diff(&set(&old.rcpthosts), &set(&new.rcpthosts));
-        changed |= !gone.is_empty() || !came.is_empty();
-        if !gone.is_empty() {
-            exec(
-                "DELETE FROM rcpthosts WHERE name = ANY($1)",
-                vec![Box::new(gone)],
-            )
+        changed |= self
+            .write_pairs(tx, &RCPTHOSTS, &set(&old.rcpthosts), &set(&new.rcpthosts))
             .await?;
-        }
-        if !came.is_empty() {
-            let k: Vec<String> = came.into_iter().map(|(k, _)| k).collect();
-            exec(
-                "INSERT INTO rcpthosts (name) SELECT * FROM unnest($1::text[])",
-                vec![Box::new(k)],
-            )
-            .await?;
-        }
 
         // Routes by position: a line inserted in the middle moves the ones after it.
         let index = |v: &[Route]| {
@@ -387,45 +423,17 @@ impl Store {
             .await?;
         }
 
-        let (gone, came) = diff(&old.secrets, &new.secrets);
-        changed |= !gone.is_empty() || !came.is_empty();
-        if !gone.is_empty() {
-            exec(
-                "DELETE FROM secrets WHERE login = ANY($1)",
-                vec![Box::new(gone)],
-            )
+        changed |= self
+            .write_pairs(tx, &SECRETS, &old.secrets, &new.secrets)
             .await?;
-        }
-        if !came.is_empty() {
-            let (k, s): (Vec<String>, Vec<String>) = came.into_iter().unzip();
-            exec(
-                "INSERT INTO secrets (login, secret) SELECT * FROM unnest($1::text[], $2::text[])",
-                vec![Box::new(k), Box::new(s)],
-            )
-            .await?;
-        }
-
-        for (table, key, old_q, new_q) in [
-            (
-                "mailbox_quotas",
-                "address",
-                &old.mailbox_quotas,
-                &new.mailbox_quotas,
-            ),
-            (
-                "domain_quotas",
-                "domain",
-                &old.domain_quotas,
-                &new.domain_quotas,
-            ),
+        for (t, old_q, new_q) in [
+            (&MAILBOX_QUOTAS, &old.mailbox_quotas, &new.mailbox_quotas),
+            (&DOMAIN_QUOTAS, &old.domain_quotas, &new.domain_quotas),
         ] {
             let (gone, came) = diff(old_q, new_q);
             changed |= !gone.is_empty() || !came.is_empty();
             if !gone.is_empty() {
-                let sql = format!("DELETE FROM {table} WHERE {key} = ANY($1)");
-                tx.execute(sql.as_str(), &[&gone])
-                    .await
-                    .map_err(self.pg())?;
+                exec(t.delete, vec![Box::new(gone)]).await?;
             }
             if !came.is_empty() {
                 let mut keys = Vec::new();
@@ -436,14 +444,45 @@ impl Store {
                     bytes.push(l.bytes.map(signed).transpose()?);
                     messages.push(l.messages.map(signed).transpose()?);
                 }
-                let sql = format!(
-                    "INSERT INTO {table} ({key}, bytes, messages) \
-                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])"
-                );
-                tx.execute(sql.as_str(), &[&keys, &bytes, &messages])
-                    .await
-                    .map_err(self.pg())?;
+                exec(
+                    t.insert,
+                    vec![Box::new(keys), Box::new(bytes), Box::new(messages)],
+                )
+                .await?;
             }
+        }
+
+        let (gone, came) = diff(&old.sites, &new.sites);
+        changed |= !gone.is_empty() || !came.is_empty();
+        if !gone.is_empty() {
+            exec(
+                "DELETE FROM sites WHERE name = ANY($1)",
+                vec![Box::new(gone)],
+            )
+            .await?;
+        }
+        if !came.is_empty() {
+            let (mut names, mut settings): (Vec<String>, Vec<String>) = Default::default();
+            let (mut relayhosts, mut dirs): (Vec<Option<String>>, Vec<Option<String>>) =
+                Default::default();
+            for (name, row) in came {
+                names.push(name);
+                relayhosts.push(row.relayhost);
+                dirs.push(row.dir);
+                settings.push(row.settings);
+            }
+            exec(
+                "INSERT INTO sites (name, relayhost, dir, settings) \
+                 SELECT n, r, d, s::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
+                 AS x(n, r, d, s)",
+                vec![
+                    Box::new(names),
+                    Box::new(relayhosts),
+                    Box::new(dirs),
+                    Box::new(settings),
+                ],
+            )
+            .await?;
         }
 
         let (gone, came) = diff(&old.aliases, &new.aliases);
@@ -480,6 +519,31 @@ impl Store {
                 vec![Box::new(l), Box::new(d), Box::new(lines)],
             )
             .await?;
+        }
+        Ok(changed)
+    }
+
+    /// The differences of one keyed table of text values (its statements in
+    /// `table`); whether anything differed.
+    async fn write_pairs(
+        &self,
+        tx: &Transaction<'_>,
+        table: &Statements,
+        old: &BTreeMap<String, String>,
+        new: &BTreeMap<String, String>,
+    ) -> Result<bool, DbError> {
+        let (gone, came) = diff(old, new);
+        let changed = !gone.is_empty() || !came.is_empty();
+        if !gone.is_empty() {
+            tx.execute(table.delete, &[&gone])
+                .await
+                .map_err(self.pg())?;
+        }
+        if !came.is_empty() {
+            let (k, v): (Vec<String>, Vec<String>) = came.into_iter().unzip();
+            tx.execute(table.insert, &[&k, &v])
+                .await
+                .map_err(self.pg())?;
         }
         Ok(changed)
     }
@@ -609,11 +673,46 @@ impl Store {
     }
 }
 
+/// How the rows of one keyed table go (`$1`: the keys) and come (`$1`: keys, then
+/// the value columns as arrays).
+struct Statements {
+    delete: &'static str,
+    insert: &'static str,
+}
+
+const DOMAINS: Statements = Statements {
+    delete: "DELETE FROM domains WHERE name = ANY($1)",
+    insert: "INSERT INTO domains (name, prefix) SELECT * FROM unnest($1::text[], $2::text[])",
+};
+
+/// A set: the values (all empty) are not stored.
+const RCPTHOSTS: Statements = Statements {
+    delete: "DELETE FROM rcpthosts WHERE name = ANY($1)",
+    insert: "INSERT INTO rcpthosts (name) SELECT k FROM unnest($1::text[], $2::text[]) AS n(k, v)",
+};
+
+const SECRETS: Statements = Statements {
+    delete: "DELETE FROM secrets WHERE login = ANY($1)",
+    insert: "INSERT INTO secrets (login, secret) SELECT * FROM unnest($1::text[], $2::text[])",
+};
+
+const MAILBOX_QUOTAS: Statements = Statements {
+    delete: "DELETE FROM mailbox_quotas WHERE address = ANY($1)",
+    insert: "INSERT INTO mailbox_quotas (address, bytes, messages) \
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])",
+};
+
+const DOMAIN_QUOTAS: Statements = Statements {
+    delete: "DELETE FROM domain_quotas WHERE domain = ANY($1)",
+    insert: "INSERT INTO domain_quotas (domain, bytes, messages) \
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])",
+};
+
 /// A statement's parameter, owned (futures holding it stay `Send`).
 type Param = Box<dyn ToSql + Sync + Send>;
 
 /// The account tables, in the order `db status` shows them.
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 9] = [
     "domains",
     "rcpthosts",
     "routes",
@@ -622,6 +721,7 @@ pub const TABLES: [&str; 8] = [
     "mailbox_quotas",
     "domain_quotas",
     "aliases",
+    "sites",
 ];
 
 /// Keys that went or changed, and entries that came or changed.

@@ -69,6 +69,11 @@ impl Engine {
         self.held(|h| h.version)
     }
 
+    /// The texts in use (database backend); None on the root's files.
+    pub fn texts(&self) -> Option<Arc<AccountTexts>> {
+        self.held(|h| h.texts.clone())
+    }
+
     /// Build a snapshot from `texts` and put it in place of the current one, then
     /// lift any unavailability. An invalid text keeps the old snapshot (and the state:
     /// tables that missed a change stay unavailable), logs, and is returned. Costs a

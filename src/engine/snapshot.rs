@@ -209,6 +209,7 @@ mod tests {
                 virtualdomains: b"y:a\n".to_vec(),
                 quota: Vec::new(),
                 aliases: Vec::new(),
+                sites: Vec::new(),
             };
             let config = Arc::new(Config { default_domain: Some("x".into()), ..Config::default() });
             let (_dir, files, memory) = root_with(&texts, &config);

@@ -25,6 +25,10 @@ pub struct AccountTexts {
     /// always empty when read from a root (the files backend's aliases are `.qmail`
     /// files, read where they are).
     pub aliases: Vec<u8>,
+    /// The site table of the database (`spool/sitetable.rs`): no file of its own,
+    /// always empty when read from a root (the files backend's sites are directories
+    /// found by `spool::site::discover`).
+    pub sites: Vec<u8>,
 }
 
 /// One text of [`AccountTexts`].
@@ -62,6 +66,7 @@ impl AccountTexts {
             virtualdomains: read("control/virtualdomains")?,
             quota: read("users/quota")?,
             aliases: Vec::new(),
+            sites: Vec::new(),
         })
     }
 }

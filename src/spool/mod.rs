@@ -11,4 +11,6 @@ pub mod resume;
 pub mod routes;
 pub mod scan;
 pub mod site;
+pub mod site_rows;
+pub mod sitetable;
 pub mod stamp;

@@ -1,7 +1,9 @@
 //! Customer sites: a directory holding `RELAYHOST` (`host[:port]`), a spool `Maildir/`
 //! and optionally `site.toml`. Sites are found under the globs in turnmail.toml
 //! (default `ROOT/sites/*`, or e.g. `/home/serialmail/*` on a converted host), so they
-//! appear and disappear with their directories.
+//! appear and disappear with their directories; on the `postgres` backend they are the
+//! rows of the `sites` table instead (`site_rows.rs`), one [`Site`] and one
+//! [`Discovery`] either way.
 //!
 //! This file owns the site's disk: reading its settings, taking its lock (a BSD flock
 //! on RELAYHOST, the same lock `setlock -n` and `flock -n` take), scanning its spool and
@@ -182,6 +184,10 @@ pub struct Discovery {
     /// users/assign and control/virtualdomains as read, to answer "which site
     /// receives this domain" as qmail would route it.
     pub routes: Routes,
+    /// The accounts' version the sites were read at, when they are the rows of the
+    /// database's `sites` table (`[accounts] backend = "postgres"`,
+    /// `spool/site_rows.rs`); None for sites found on disk.
+    pub version: Option<u64>,
 }
 
 /// The files and directories a discovery read, each with its stamp taken before it
@@ -328,21 +334,43 @@ fn load_site(dir: &Path, routes: &Routes) -> Result<Site, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(format!("RELAYHOST: {e}")),
     };
+    build_site(name, dir, relayhost, settings, routes).map_err(|e| match e {
+        SiteError::Connections(m) => format!("site.toml: {m}"),
+        SiteError::NoPrefix => {
+            "no users/assign line has this directory as its home; set prefix in site.toml".into()
+        }
+    })
+}
+
+/// Why a site's settings and routes do not make a site.
+#[derive(Debug)]
+pub(super) enum SiteError {
+    Connections(String),
+    NoPrefix,
+}
+
+/// A site from what its files or its row say, its prefixes and domains found through
+/// `routes` (both discoveries).
+pub(super) fn build_site(
+    name: String,
+    dir: &Path,
+    relayhost: Option<Relayhost>,
+    settings: SiteSettings,
+    routes: &Routes,
+) -> Result<Site, SiteError> {
     if let Some(n) = settings.connections
         && !(1..=MAX_CONNECTIONS).contains(&n)
     {
-        return Err(format!(
-            "site.toml: connections = {n}: between 1 and {MAX_CONNECTIONS}"
-        ));
+        return Err(SiteError::Connections(format!(
+            "connections = {n}: between 1 and {MAX_CONNECTIONS}"
+        )));
     }
     let prefixes = match &settings.prefix {
         Some(p) => vec![p.as_bytes().to_vec()],
         None => routes.prefixes(dir),
     };
     if prefixes.is_empty() {
-        return Err(
-            "no users/assign line has this directory as its home; set prefix in site.toml".into(),
-        );
+        return Err(SiteError::NoPrefix);
     }
     let mut domains: Vec<String> = settings
         .domains

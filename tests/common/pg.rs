@@ -238,6 +238,14 @@ impl Pg {
 
     /// SQL through psql as the superuser; its stdout (unaligned, tuples only).
     pub fn psql(&self, sql: &str) -> String {
+        match self.psql_result(sql) {
+            Ok(out) => out,
+            Err(e) => panic!("psql {sql}: {e}"),
+        }
+    }
+
+    /// [`Pg::psql`], its error (stderr) returned instead of failing the test.
+    pub fn psql_result(&self, sql: &str) -> Result<String, String> {
         let o = self.tool(
             "psql",
             &[
@@ -254,12 +262,10 @@ impl Pg {
                 sql,
             ],
         );
-        assert!(
-            o.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        if !o.status.success() {
+            return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
     }
 }
 

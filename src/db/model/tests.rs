@@ -21,6 +21,7 @@ fn texts(
         virtualdomains: virtualdomains.into(),
         quota: quota.into(),
         aliases: Vec::new(),
+        sites: Vec::new(),
     }
 }
 
@@ -203,6 +204,24 @@ fn limit() -> impl Strategy<Value = Limits> {
     (v.clone(), v).prop_map(|(bytes, messages)| Limits { bytes, messages })
 }
 
+fn site_row() -> impl Strategy<Value = crate::spool::sitetable::SiteRow> {
+    (
+        proptest::option::of("[a-z0-9.-]{1,10}[a-z](:[1-9][0-9]{0,3})?"),
+        proptest::option::of("/[a-zA-Z0-9/._-]{0,12}"),
+        proptest::option::of("[a-z.]{1,8}"),
+    )
+        .prop_map(
+            |(relayhost, dir, domain)| crate::spool::sitetable::SiteRow {
+                relayhost,
+                dir,
+                settings: match domain {
+                    Some(d) => serde_json::json!({ "domains": [d], "always_on": true }).to_string(),
+                    None => "{}".into(),
+                },
+            },
+        )
+}
+
 fn records() -> impl Strategy<Value = Records> {
     (
         proptest::collection::vec(route(), 0..6),
@@ -220,6 +239,7 @@ fn records() -> impl Strategy<Value = Records> {
             ),
             0..4,
         ),
+        proptest::collection::btree_map("[a-z0-9][a-z0-9_-]{0,8}", site_row(), 0..4),
     )
         .prop_map(
             |(
@@ -231,6 +251,7 @@ fn records() -> impl Strategy<Value = Records> {
                 mailbox_quotas,
                 domain_quotas,
                 aliases,
+                sites,
             )| {
                 Records {
                     routes,
@@ -244,6 +265,7 @@ fn records() -> impl Strategy<Value = Records> {
                     mailbox_quotas,
                     domain_quotas,
                     aliases,
+                    sites,
                 }
             },
         )
@@ -423,6 +445,7 @@ fn source_texts() -> impl Strategy<Value = AccountTexts> {
             virtualdomains: noisy(v, n.clone()).into_bytes(),
             quota: noisy(q, n).into_bytes(),
             aliases: Vec::new(),
+            sites: Vec::new(),
         })
 }
 
@@ -447,7 +470,7 @@ proptest! {
     fn arbitrary_bytes_never_panic_and_what_is_accepted_reads_back(
         a in proptest::collection::vec(any::<u8>(), 0..200),
         b in proptest::collection::vec(any::<u8>(), 0..200),
-        which in 0usize..7,
+        which in 0usize..8,
     ) {
         let mut t = AccountTexts::default();
         let slot = match which {
@@ -457,6 +480,7 @@ proptest! {
             3 => &mut t.rcpthosts,
             4 => &mut t.virtualdomains,
             5 => &mut t.aliases,
+            6 => &mut t.sites,
             _ => &mut t.quota,
         };
         *slot = [a, b"\n".to_vec(), b].concat();
