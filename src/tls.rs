@@ -150,6 +150,12 @@ pub fn site_connector() -> io::Result<tokio_rustls::TlsConnector> {
 /// public roots (webpki-roots) and, when given, the PEM certificates of `extra`: for a
 /// server that is sent a password.
 pub fn verified_connector(extra: Option<&Path>) -> io::Result<tokio_rustls::TlsConnector> {
+    verified_client_config(extra).map(tokio_rustls::TlsConnector::from)
+}
+
+/// The client configuration of [`verified_connector`], for clients that build their
+/// own connector (the accounts database's).
+pub fn verified_client_config(extra: Option<&Path>) -> io::Result<Arc<rustls::ClientConfig>> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -177,5 +183,5 @@ pub fn verified_connector(extra: Option<&Path>) -> io::Result<tokio_rustls::TlsC
         .map_err(io::Error::other)?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
+    Ok(Arc::new(cfg))
 }

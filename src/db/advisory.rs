@@ -28,7 +28,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::{DbError, PgSettings};
 use crate::spool::lock::{SecondLock, Sender};
@@ -65,6 +65,7 @@ pub struct AdvisoryLocks {
 
 struct Inner {
     config: tokio_postgres::Config,
+    tls: super::tls::Tls,
     target: String,
     wait: Duration,
     handle: tokio::runtime::Handle,
@@ -88,6 +89,7 @@ impl AdvisoryLocks {
             .map_err(|e| DbError::Config(format!("starting the locks' thread: {e}")))?;
         Ok(AdvisoryLocks {
             inner: Arc::new(Inner {
+                tls: super::tls::Tls::for_settings(settings)?,
                 config,
                 target: settings.target(),
                 // Connecting, then one query: the connect timeout and a margin.
@@ -135,16 +137,12 @@ impl Inner {
     }
 
     async fn connect(&self) -> Result<Client, DbError> {
-        let (client, conn) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| DbError::from_pg(&self.target, &e))?;
-        tokio::spawn(async move {
-            // Ends when the client is dropped (the session and its locks end with it)
-            // or the server goes away.
-            let _ = conn.await;
-        });
+        // The connection's task ends when the client is dropped (the session and its
+        // locks end with it) or the server goes away.
+        let (client, _task) =
+            super::tls::connect(&self.config, &self.tls, |m| matches!(m, Some(Ok(_))))
+                .await
+                .map_err(|e| DbError::from_pg(&self.target, &e))?;
         Ok(client)
     }
 

@@ -23,8 +23,12 @@ pub enum Backend {
 pub struct PgSettings {
     /// A libpq connection string: `key=value` pairs (`host=/var/run/postgresql
     /// dbname=turnmail`) or a `postgres://` URL. A host starting with `/` is the
-    /// directory of a Unix socket. No TLS: a Unix socket or a loopback address.
+    /// directory of a Unix socket. `sslmode=require`: TLS, the server's certificate
+    /// and name verified (`db/tls.rs`); otherwise plain.
     pub url: String,
+    /// PEM certificates (a private CA's) trusted for the server's certificate besides
+    /// the public roots, with `sslmode=require`; an absolute path.
+    pub ca_file: Option<String>,
     /// Connections kept open by one process.
     pub pool_size: usize,
     /// How long a process may answer from its copy of the accounts without a live
@@ -45,6 +49,7 @@ impl Default for PgSettings {
     fn default() -> Self {
         PgSettings {
             url: "host=/var/run/postgresql dbname=turnmail".into(),
+            ca_file: None,
             pool_size: 8,
             max_stale_secs: 5,
             check_secs: 30,
@@ -89,6 +94,14 @@ impl PgSettings {
             if v == 0 {
                 return Err(format!("[postgres] {name} must be at least 1"));
             }
+        }
+        // Commands run from anywhere: a relative path would name different files.
+        if let Some(ca) = &self.ca_file
+            && !ca.starts_with('/')
+        {
+            return Err(format!(
+                "[postgres] ca_file {ca:?}: an absolute path, please"
+            ));
         }
         Ok(())
     }

@@ -11,10 +11,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::store::CHANNEL;
 use super::{DbError, PgSettings, Store};
@@ -232,33 +231,32 @@ impl Listener {
     async fn open(settings: &PgSettings, target: &str) -> Result<Listener, DbError> {
         let config = settings.pg_config().map_err(DbError::Config)?;
         let unavailable = |e: tokio_postgres::Error| DbError::from_pg(target, &e);
-        let (client, mut connection) =
-            tokio::time::timeout(settings.connect_timeout(), config.connect(NoTls))
-                .await
-                .map_err(|_| DbError::Unavailable {
-                    target: target.to_string(),
-                    reason: "no connection within connect_timeout_secs".into(),
-                })?
-                .map_err(unavailable)?;
+        let tls = super::tls::Tls::for_settings(settings)?;
         let (tx, events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(m) = messages.next().await {
-                match m {
-                    Ok(AsyncMessage::Notification(n)) if n.channel() == CHANNEL => {
-                        if tx.send(Event::Notified).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let _ = tx.send(Event::Lost(e.to_string()));
-                        return;
-                    }
-                }
+        let on_message = move |m: Option<Result<AsyncMessage, tokio_postgres::Error>>| match m {
+            Some(Ok(AsyncMessage::Notification(n))) if n.channel() == CHANNEL => {
+                tx.send(Event::Notified).is_ok()
             }
-            let _ = tx.send(Event::Lost("the server closed the connection".into()));
-        });
+            Some(Ok(_)) => true,
+            Some(Err(e)) => {
+                let _ = tx.send(Event::Lost(e.to_string()));
+                false
+            }
+            None => {
+                let _ = tx.send(Event::Lost("the server closed the connection".into()));
+                false
+            }
+        };
+        let (client, task) = tokio::time::timeout(
+            settings.connect_timeout(),
+            super::tls::connect(&config, &tls, on_message),
+        )
+        .await
+        .map_err(|_| DbError::Unavailable {
+            target: target.to_string(),
+            reason: "no connection within connect_timeout_secs".into(),
+        })?
+        .map_err(unavailable)?;
         let listener = Listener {
             client,
             events,

@@ -6,6 +6,8 @@
 //! - `model.rs`: texts ↔ records (pure, property-tested).
 //! - `schema.rs` + `migrations/`: the tables (documented there) and their versions.
 //! - `pool.rs`, `store.rs`: the connection pool and [`Store`] (load, commit, ...).
+//! - `tls.rs`: TLS with `sslmode=require`, the server verified; every connection's
+//!   making and driving.
 //! - `listen.rs` ([`cache`]): keeping a process's copy current with LISTEN/NOTIFY.
 //! - `blocking.rs`: the store from synchronous code.
 //! - `advisory.rs`: the database's advisory locks as the senders' second lock.
@@ -21,6 +23,7 @@ pub mod model;
 pub mod pool;
 pub mod schema;
 pub mod store;
+pub mod tls;
 
 pub use config::{Backend, PgSettings};
 pub use error::DbError;

@@ -1,9 +1,11 @@
 //! The connection pool (deadpool-postgres) of one process: at most `pool_size`
-//! connections, each made within `connect_timeout_secs`, no TLS (a Unix socket or a
-//! loopback address: the database is on this host or a trusted network).
+//! connections, each made within `connect_timeout_secs`, with TLS when the url
+//! requires it (`tls.rs`).
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
+
+use super::tls::Tls;
 
 use super::{DbError, PgSettings};
 
@@ -11,16 +13,15 @@ use super::{DbError, PgSettings};
 pub fn build(settings: &PgSettings) -> Result<Pool, DbError> {
     settings.validate().map_err(DbError::Config)?;
     let pg = settings.pg_config().map_err(DbError::Config)?;
-    let manager = Manager::from_config(
-        pg,
-        NoTls,
-        ManagerConfig {
-            // A connection the server closed is dropped on its way out of the pool
-            // (is_closed); one that fails later fails one operation, reported as
-            // temporary.
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    // A connection the server closed is dropped on its way out of the pool
+    // (is_closed); one that fails later fails one operation, reported as temporary.
+    let recycling = || ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match Tls::for_settings(settings)? {
+        Tls::Plain => Manager::from_config(pg, NoTls, recycling()),
+        Tls::Verified(make) => Manager::from_config(pg, make, recycling()),
+    };
     Pool::builder(manager)
         .max_size(settings.pool_size)
         .runtime(Runtime::Tokio1)
