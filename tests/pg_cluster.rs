@@ -16,7 +16,7 @@ use common::cluster::*;
 use common::daemon::Daemon;
 use common::pg::Pg;
 use common::sink::{Script, Sink};
-use common::{DemoRoot, demo_root, turnmail, write};
+use common::{DemoRoot, demo_root_files, turnmail, write};
 
 /// The key turnmail documents for a sender's lock (`db/advisory.rs`): "tm" in the top
 /// 16 bits, FNV-1a 64 of `site:NAME` or `queue` folded to the low 48.
@@ -33,7 +33,7 @@ fn sender_key(what: &str) -> i64 {
 /// cdbs removed). None when no PostgreSQL server is installed (a failure under CI).
 fn pg_root(extra: &str) -> Option<(DemoRoot, Pg)> {
     let pg = Pg::start_new()?;
-    let d = demo_root();
+    let d = demo_root_files();
     common::config(&d, extra);
     let toml = d.root.join("turnmail.toml");
     let mut text = std::fs::read_to_string(&toml).unwrap();
