@@ -254,7 +254,10 @@ fn uid_zero_is_refused_and_edits_reload_live() {
         // Refused before the database: nothing committed, nothing to install.
         let o = reload_from_db(&d, &e);
         assert!(!o.status.success(), "{o:?}");
-        assert!(String::from_utf8_lossy(&o.stderr).contains("line 1"), "{o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("line 1"),
+            "{o:?}"
+        );
     } else {
         let r = e.reload_if_changed();
         assert_eq!(r.compiled.len(), 0);
