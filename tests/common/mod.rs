@@ -25,6 +25,9 @@ pub struct DemoRoot {
     /// The root's accounts database (`[accounts] backend = "postgres"`), stopped with
     /// the root; None on the files backend.
     pub pg: Option<pg::Pg>,
+    /// More `[postgres]` settings of the root (`max_stale_secs = 2`, say), kept by
+    /// [`config`].
+    pub pg_keys: String,
 }
 
 /// The account backend the demo roots use: `TURNMAIL_TEST_ACCOUNTS` = `files` (the
@@ -73,6 +76,37 @@ pub fn demo_root_files() -> DemoRoot {
 }
 
 pub fn demo_root_on(accounts: Accounts) -> DemoRoot {
+    match accounts {
+        Accounts::Files => files_demo_root(),
+        Accounts::Postgres => pg_demo_root("", "")
+            .unwrap_or_else(|| panic!("TURNMAIL_TEST_ACCOUNTS=postgres needs a PostgreSQL server")),
+    }
+}
+
+/// A demo root whose accounts live in a fresh private PostgreSQL (`db init`, `db
+/// import`), with the settings `extra` and more `[postgres]` settings `pg_keys`; None
+/// (after [`skip`], a failure under CI) when no server is installed.
+pub fn pg_demo_root(extra: &str, pg_keys: &str) -> Option<DemoRoot> {
+    let pg = pg::Pg::start_new()?;
+    let mut d = files_demo_root();
+    d.pg = Some(pg);
+    d.pg_keys = pg_keys.to_string();
+    if extra.is_empty() {
+        let toml = d.root.join("turnmail.toml");
+        let mut text = std::fs::read_to_string(&toml).unwrap();
+        text.push_str(&postgres_sections(&d, ""));
+        write(&toml, &text);
+    } else {
+        config(&d, extra);
+    }
+    for args in [&["db", "init"][..], &["db", "import"][..]] {
+        let o = turnmail(&d.root, args);
+        assert!(o.status.success(), "turnmail {args:?}: {o:?}");
+    }
+    Some(d)
+}
+
+fn files_demo_root() -> DemoRoot {
     let dir = tempfile::Builder::new()
         .prefix("turnmail-test")
         .tempdir()
@@ -86,27 +120,14 @@ pub fn demo_root_on(accounts: Accounts) -> DemoRoot {
     let opts = InitOptions::demo(mail_user());
     let report = init::init(&root, &opts).unwrap();
     let root = report.root.clone();
-    let mut d = DemoRoot {
+    DemoRoot {
         dir,
         root,
         report,
         opts,
         pg: None,
-    };
-    if accounts == Accounts::Postgres {
-        let pg = pg::Pg::start_new()
-            .unwrap_or_else(|| panic!("TURNMAIL_TEST_ACCOUNTS=postgres needs a PostgreSQL server"));
-        d.pg = Some(pg);
-        let toml = d.root.join("turnmail.toml");
-        let mut text = std::fs::read_to_string(&toml).unwrap();
-        text.push_str(&postgres_sections(&d, ""));
-        write(&toml, &text);
-        for args in [&["db", "init"][..], &["db", "import"][..]] {
-            let o = turnmail(&d.root, args);
-            assert!(o.status.success(), "turnmail {args:?}: {o:?}");
-        }
+        pg_keys: String::new(),
     }
-    d
 }
 
 /// On the postgres backend, the `[accounts]` and `[postgres]` sections that keep the
@@ -129,8 +150,9 @@ fn postgres_sections(d: &DemoRoot, extra: &str) -> String {
         None => format!("{extra}\n[accounts]\n{BACKEND}"),
     };
     text.push_str(&format!(
-        "\n[postgres]\nurl = \"{}\"\nconnect_timeout_secs = 2\n",
-        pg.url()
+        "\n[postgres]\nurl = \"{}\"\nconnect_timeout_secs = 2\n{}",
+        pg.url(),
+        d.pg_keys
     ));
     text
 }
