@@ -174,6 +174,7 @@ fn good_login_runs_prog_as_the_owner_in_its_home() {
     assert!(r.stderr().contains("joe@example.com"), "{}", r.stderr());
     assert!(!r.stderr().contains(&d.report.password));
     assert!(!r.stdout().contains("login"), "{}", r.stdout());
+    common::assert_on_backend(&d);
 }
 
 #[test]

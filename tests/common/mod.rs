@@ -157,6 +157,23 @@ fn postgres_sections(d: &DemoRoot, extra: &str) -> String {
     text
 }
 
+/// The root's accounts are on the run's backend: `turnmail status --json` names it
+/// (and, on postgres, the database answered with its version). For tests that start
+/// no daemon (a daemon's start checks its own log).
+pub fn assert_on_backend(d: &DemoRoot) {
+    let o = turnmail(&d.root, &["status", "--json"]);
+    assert!(o.status.success(), "turnmail status --json: {o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let a = &v["accounts"];
+    match accounts() {
+        Accounts::Files => assert_eq!(a["backend"], "files", "{v}"),
+        Accounts::Postgres => {
+            assert_eq!(a["backend"], "postgres", "{v}");
+            assert!(a["version"].is_u64(), "the database answered: {v}");
+        }
+    }
+}
+
 /// After a test edited the account files by hand (users/assign, poppasswd, secrets,
 /// quota, control/rcpthosts, virtualdomains): on postgres they are loaded into the
 /// database (`db import --replace`, a commit that a running daemon hears of through
