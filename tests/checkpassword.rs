@@ -1256,6 +1256,7 @@ fn a_blocked_client_gets_no_credentials_from_a_dovecot_lookup() {
         "[logins]\nmax_failures = 2\nmax_failures_per_login = 0\n",
     );
     write(&d.root.join("users/secrets"), "joe@example.com:tanstaaf\n");
+    common::accounts_changed(&d);
     let (reply, out) = fake_reply(&d);
     let creds = [
         ("AUTHORIZED", "1"),
@@ -1267,6 +1268,8 @@ fn a_blocked_client_gets_no_credentials_from_a_dovecot_lookup() {
         let r = dovecot_run(&d, &reply, b"joe@example.com\0\0\0", &creds);
         assert_eq!(r.code(), Some(2), "{}", r.stderr());
     }
+    let env = parse_kv(&std::fs::read_to_string(&out).unwrap_or_default());
+    assert_eq!(env["password"], "{PLAIN}tanstaaf", "the lookup's secret");
     // Two wrong passwords through PLAIN block the client (TCPREMOTEIP 127.0.0.1).
     for _ in 0..2 {
         let r = dovecot_run(&d, &reply, &input("joe@example.com", "wrong", ""), &[]);
