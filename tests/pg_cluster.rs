@@ -173,37 +173,9 @@ fn a_flush_due_while_the_database_is_down_sends_nothing_and_says_why() {
     each_once(&sink, 4);
 }
 
-const POPLIB: &str = r#"
-import poplib, sys
-host, port, user, password = sys.argv[1:5]
-p = poplib.POP3(host, int(port), timeout=30)
-try:
-    p.user(user)
-    p.pass_(password)
-except poplib.error_proto as e:
-    print("refused", e.args[0].decode(errors="replace"))
-    sys.exit(3)
-print("count", p.stat()[0])
-p.quit()
-"#;
-
 /// A POP3 login by Python's poplib: exit code (0 in, 3 refused) and what it printed.
 fn pop(node: &Daemon, user: &str, pw: &str) -> (i32, String) {
-    let o = Command::new("python3")
-        .arg("-c")
-        .arg(POPLIB)
-        .args([
-            &node.pop3.ip().to_string(),
-            &node.pop3.port().to_string(),
-            user,
-            pw,
-        ])
-        .output()
-        .expect("python3");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-    )
+    common::mailclients::poplib(node.pop3, user, pw)
 }
 
 fn add_user(d: &DemoRoot, node: &str, user: &str, pw: &str) {
@@ -253,8 +225,9 @@ fn a_node_killed_mid_flush_leaves_its_database_lock_and_the_rest_to_another_node
     let Some((d, pg)) = pg_root(NEVER) else {
         return;
     };
+    // Slower replies than cluster.rs's: the lock is looked at (psql) before the kill.
     let sink = Sink::start(Script {
-        delay: Duration::from_millis(40),
+        delay: Duration::from_millis(80),
         ..Script::default()
     });
     site_setup(&d, &sink, "");
