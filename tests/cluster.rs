@@ -319,6 +319,7 @@ fn atrn_on_one_node_leaves_a_site_another_node_flushes() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
+    common::accounts_changed(&d);
     common::config(
         &d,
         "[odmr]\nplaintext_auth = true\n[flush]\nschedule = \"0 0 1 1 *\"\n",

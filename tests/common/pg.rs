@@ -48,6 +48,9 @@ fn template(bin: &Path) -> PathBuf {
     let owner = if super::is_root() { "turnmail" } else { "self" };
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let path = cache.join(format!("pg-template-3-{version}-{owner}"));
+    // One maker per process; other processes are kept apart by the rename.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _making = MAKING.lock().unwrap_or_else(|p| p.into_inner());
     if path.join("PG_VERSION").exists() {
         return path;
     }
