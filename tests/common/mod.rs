@@ -23,8 +23,11 @@ pub struct DemoRoot {
     pub report: InitReport,
     pub opts: InitOptions,
     /// The root's accounts database (`[accounts] backend = "postgres"`), stopped with
-    /// the root; None on the files backend.
+    /// the root; None on the files backend (or taken by a test that stops and starts
+    /// it itself).
     pub pg: Option<pg::Pg>,
+    /// Its `[postgres] url`; empty on the files backend.
+    pub pg_url: String,
     /// More `[postgres]` settings of the root (`max_stale_secs = 2`, say), kept by
     /// [`config`].
     pub pg_keys: String,
@@ -89,6 +92,7 @@ pub fn demo_root_on(accounts: Accounts) -> DemoRoot {
 pub fn pg_demo_root(extra: &str, pg_keys: &str) -> Option<DemoRoot> {
     let pg = pg::Pg::start_new()?;
     let mut d = files_demo_root();
+    d.pg_url = pg.url();
     d.pg = Some(pg);
     d.pg_keys = pg_keys.to_string();
     if extra.is_empty() {
@@ -126,6 +130,7 @@ fn files_demo_root() -> DemoRoot {
         report,
         opts,
         pg: None,
+        pg_url: String::new(),
         pg_keys: String::new(),
     }
 }
@@ -134,9 +139,9 @@ fn files_demo_root() -> DemoRoot {
 /// root's database, merged with `extra` (a test's own settings, which may have an
 /// `[accounts]` section of its own); on files, `extra` as it is.
 fn postgres_sections(d: &DemoRoot, extra: &str) -> String {
-    let Some(pg) = &d.pg else {
+    if d.pg_url.is_empty() {
         return extra.to_string();
-    };
+    }
     assert!(
         !extra.contains("[postgres]"),
         "a test's own [postgres] section on the postgres backend"
@@ -151,8 +156,7 @@ fn postgres_sections(d: &DemoRoot, extra: &str) -> String {
     };
     text.push_str(&format!(
         "\n[postgres]\nurl = \"{}\"\nconnect_timeout_secs = 2\n{}",
-        pg.url(),
-        d.pg_keys
+        d.pg_url, d.pg_keys
     ));
     text
 }
@@ -179,7 +183,7 @@ pub fn assert_on_backend(d: &DemoRoot) {
 /// database (`db import --replace`, a commit that a running daemon hears of through
 /// NOTIFY); on files nothing is needed (the engine's stat watch sees the files).
 pub fn accounts_changed(d: &DemoRoot) {
-    if d.pg.is_some() {
+    if !d.pg_url.is_empty() {
         let o = turnmail(&d.root, &["db", "import", "--replace"]);
         assert!(o.status.success(), "turnmail db import --replace: {o:?}");
     }
