@@ -174,6 +174,7 @@ fn good_login_runs_prog_as_the_owner_in_its_home() {
     assert!(r.stderr().contains("joe@example.com"), "{}", r.stderr());
     assert!(!r.stderr().contains(&d.report.password));
     assert!(!r.stdout().contains("login"), "{}", r.stdout());
+    common::assert_on_backend(&d);
 }
 
 #[test]
@@ -328,33 +329,47 @@ fn temporary_failures_are_111() {
     );
     assert_eq!(r.code(), Some(111), "{}", r.stderr());
     assert!(r.stderr().contains("no mail root"), "{}", r.stderr());
-    // An unreadable account table (a directory where the cdb belongs).
-    let d2 = demo_root();
-    let cdb = d2.root.join("users/poppasswd.cdb");
-    std::fs::remove_file(&cdb).unwrap();
-    std::fs::create_dir(&cdb).unwrap();
-    let r = cpw(
-        &d2.root,
-        &input("joe@example.com", &d2.report.password, ""),
-        &[s(&p)],
-        &[],
-    );
-    assert_eq!(r.code(), Some(111), "{}", r.stderr());
-    // A source that was never compiled.
-    std::fs::remove_dir(&cdb).unwrap();
-    let r = cpw(
-        &d2.root,
-        &input("joe@example.com", &d2.report.password, ""),
-        &[s(&p)],
-        &[],
-    );
-    assert_eq!(r.code(), Some(111), "{}", r.stderr());
-    assert!(r.stderr().contains("turnmail newu"), "{}", r.stderr());
+    // The postgres backend's account source failing: the database stopped.
+    if common::on_postgres() {
+        let mut d2 = demo_root();
+        d2.pg.as_mut().unwrap().stop();
+        let r = cpw(
+            &d2.root,
+            &input("joe@example.com", &d2.report.password, ""),
+            &[s(&p)],
+            &[],
+        );
+        assert_eq!(r.code(), Some(111), "{}", r.stderr());
+    } else {
+        // The files backend's account tables failing.
+        // An unreadable account table (a directory where the cdb belongs).
+        let d2 = demo_root();
+        let cdb = d2.root.join("users/poppasswd.cdb");
+        std::fs::remove_file(&cdb).unwrap();
+        std::fs::create_dir(&cdb).unwrap();
+        let r = cpw(
+            &d2.root,
+            &input("joe@example.com", &d2.report.password, ""),
+            &[s(&p)],
+            &[],
+        );
+        assert_eq!(r.code(), Some(111), "{}", r.stderr());
+        // A source that was never compiled.
+        std::fs::remove_dir(&cdb).unwrap();
+        let r = cpw(
+            &d2.root,
+            &input("joe@example.com", &d2.report.password, ""),
+            &[s(&p)],
+            &[],
+        );
+        assert_eq!(r.code(), Some(111), "{}", r.stderr());
+        assert!(r.stderr().contains("turnmail newu"), "{}", r.stderr());
+    }
     // An invalid turnmail.toml.
     write(&d.root.join("turnmail.toml"), "no_such_key = 1\n");
     let r = cpw(&d.root, &data, &[s(&p)], &[]);
     assert_eq!(r.code(), Some(111), "{}", r.stderr());
-    if !is_root() {
+    if !is_root() && !common::on_postgres() {
         // Root reads everything, so this case only exists for other users.
         let d3 = demo_root();
         let f = d3.root.join("users/poppasswd.cdb");
@@ -440,6 +455,7 @@ fn apop_with_a_stored_secret() {
         let mu = mail_user();
         std::os::unix::fs::chown(&secrets, Some(mu.uid), Some(mu.gid)).unwrap();
     }
+    common::accounts_changed(&d);
     // RFC 1939's example: MD5("<1896.697170952@dbc.mtview.ca.us>tanstaaf").
     let ts = "<1896.697170952@dbc.mtview.ca.us>";
     let r = cpw(
@@ -491,6 +507,7 @@ fn root_owned_accounts_are_refused() {
     write(&d.root.join("users/poppasswd"), &text);
     turnmail::engine::accounts::compile(text.as_bytes(), &d.root.join("users/poppasswd.cdb"))
         .unwrap();
+    common::accounts_changed(&d);
     for login in ["boss@example.com", "zero@example.com"] {
         let r = cpw(&d.root, &input(login, "rootpw", ""), &[s(&p)], &[]);
         assert_eq!(r.code(), Some(1), "{login}: {}", r.stderr());
@@ -758,6 +775,7 @@ fn dovecot_mode_with_a_fake_reply_program() {
     assert!(!e.contains_key("password"), "no secret, no credential");
     assert_eq!(e["EXTRA"], "userdb_uid userdb_gid");
     write(&d.root.join("users/secrets"), "joe@example.com:tanstaaf\n");
+    common::accounts_changed(&d);
     let r = dovecot_run(&d, &reply, b"joe@example.com\0\0\0", &creds);
     assert_eq!(r.code(), Some(2), "{}", r.stderr());
     let e = read_env();
@@ -1129,6 +1147,11 @@ fn unreadable_secrets_fail_loudly_not_silently() {
         common::skip("needs root to run the program as another uid");
         return;
     }
+    if common::files_only(
+        "on postgres the secrets come from the database, not a file whose mode hides them",
+    ) {
+        return;
+    }
     // Dovecot's user can read the account table but not the 0600 secrets: every login
     // is a temporary failure naming the file, never a silent loss of APOP.
     let d = demo_root();
@@ -1233,6 +1256,7 @@ fn a_blocked_client_gets_no_credentials_from_a_dovecot_lookup() {
         "[logins]\nmax_failures = 2\nmax_failures_per_login = 0\n",
     );
     write(&d.root.join("users/secrets"), "joe@example.com:tanstaaf\n");
+    common::accounts_changed(&d);
     let (reply, out) = fake_reply(&d);
     let creds = [
         ("AUTHORIZED", "1"),
@@ -1244,6 +1268,8 @@ fn a_blocked_client_gets_no_credentials_from_a_dovecot_lookup() {
         let r = dovecot_run(&d, &reply, b"joe@example.com\0\0\0", &creds);
         assert_eq!(r.code(), Some(2), "{}", r.stderr());
     }
+    let env = parse_kv(&std::fs::read_to_string(&out).unwrap_or_default());
+    assert_eq!(env["password"], "{PLAIN}tanstaaf", "the lookup's secret");
     // Two wrong passwords through PLAIN block the client (TCPREMOTEIP 127.0.0.1).
     for _ in 0..2 {
         let r = dovecot_run(&d, &reply, &input("joe@example.com", "wrong", ""), &[]);

@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::PermissionsExt;
+use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,31 +21,20 @@ fn a_thousand_messages_to_three_nodes_land_once_each() {
     let ns = nodes(&d, 3);
     const TOTAL: usize = 1000;
     const CLIENTS_PER_NODE: usize = 4;
-    let clients = ns.len() * CLIENTS_PER_NODE;
-    let mut threads = Vec::new();
-    for c in 0..clients {
-        let addr = ns[c % ns.len()].addr;
-        let ids: Vec<String> = (c..TOTAL)
-            .step_by(clients)
-            .map(|i| format!("m{i}@cluster.test"))
-            .collect();
-        threads.push(std::thread::spawn(move || {
-            send_all(addr, "bob@example.org", "joe@example.com", &ids)
-        }));
-    }
-    for t in threads {
-        t.join().expect("a client failed");
-    }
+    send_spread(
+        &ns,
+        CLIENTS_PER_NODE,
+        TOTAL,
+        "bob@example.org",
+        "joe@example.com",
+        |i| format!("m{i}@cluster.test"),
+    );
     let md = d.root.join("domains/example.com/joe/Maildir");
     let files = maildir_files(&md);
     assert_eq!(files.len(), TOTAL, "one file per message");
-    let mut ids = HashSet::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f).unwrap();
-        let id = message_id(&text).unwrap_or_else(|| panic!("no Message-ID in {f:?}"));
-        assert!(ids.insert(id.clone()), "{id} delivered twice");
-    }
+    let ids = ids_in(&md);
     assert_eq!(ids.len(), TOTAL);
+    assert!(ids.values().all(|&c| c == 1), "a message twice");
     // Each node's name is in the unique names it made (the host part `NODE.HOST`).
     let names: Vec<String> = files
         .iter()
@@ -76,29 +64,7 @@ fn a_schedule_firing_on_every_node_flushes_each_message_once() {
     common::config(&d, "[flush]\nschedule = \"* * * * *\"\njitter_secs = 0\n");
     let ns = nodes(&d, 3);
     // Every node is up before the mail is: the next minute fires on all three.
-    spool_n(&d, 30);
-    wait_for("the scheduled flush", Duration::from_secs(90), || {
-        sink.messages().len() >= 30 && spooled(&d) == 0
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    let got = sink.messages();
-    let counts = by_recipient(&got);
-    assert_eq!(counts.len(), 30, "every message arrived");
-    assert!(
-        counts.values().all(|&c| c == 1),
-        "a message twice: {counts:?}"
-    );
-    assert_eq!(got.len(), 30);
-    // The schedule did fire on the nodes: their logs say so (a node that came after
-    // the spool was emptied found nothing to start).
-    let fired = ns
-        .iter()
-        .filter(|n| {
-            let log = n.log_text();
-            log.contains("reason=\"schedule\"") || log.contains("another flush holds the lock")
-        })
-        .count();
-    assert!(fired >= 2, "the schedule fired on {fired} node(s)");
+    scheduled_flush_sends_once(&d, &ns, &sink, 30);
 }
 
 #[test]
@@ -111,32 +77,7 @@ fn a_node_killed_mid_flush_leaves_the_rest_for_another_node() {
     site_setup(&d, &sink, "");
     common::config(&d, "[flush]\nschedule = \"0 0 1 1 *\"\n");
     let mut ns = nodes(&d, 3);
-    const N: usize = 20;
-    spool_n(&d, N);
-    let r = etrn(&ns[0]);
-    assert!(r.starts_with("253"), "{r}");
-    wait_for("a few messages", Duration::from_secs(30), || {
-        sink.messages().len() >= 3
-    });
-    ns[0].kill9();
-    let before = sink.messages().len();
-    assert!(before < N, "the flush ended before the kill ({before})");
-    assert!(spooled(&d) > 0);
-    // The next flush, on another node, sends the rest.
-    let r = etrn(&ns[1]);
-    assert!(r.starts_with("253"), "{r}");
-    wait_for("the rest", Duration::from_secs(60), || spooled(&d) == 0);
-    std::thread::sleep(Duration::from_millis(500));
-    let got = sink.messages();
-    let counts = by_recipient(&got);
-    for i in 0..N {
-        assert!(
-            counts.contains_key(&format!("u{i}@acme.example")),
-            "u{i} lost"
-        );
-    }
-    let duplicates: usize = counts.values().map(|c| c - 1).sum();
-    assert!(duplicates <= 1, "{duplicates} duplicates: {counts:?}");
+    killed_flush_is_finished_by_another_node(&d, &mut ns, &sink, 20, || {}, || {});
 }
 
 #[test]
@@ -251,37 +192,17 @@ fn queued_mail_leaves_once_whichever_nodes_run_the_queue() {
         ..Script::default()
     });
     // This client may relay (as a customer's network would).
-    let rules = d.root.join("control/tcp.smtp");
-    write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n");
-    std::fs::set_permissions(&rules, PermissionsExt::from_mode(0o644)).unwrap();
-    let routes = d.root.join("control/smtproutes");
-    write(
-        &routes,
-        &format!("remote.example:127.0.0.1:{}\n", sink.addr.port()),
-    );
-    own(&rules);
-    own(&routes);
+    relay_setup(&d, &sink);
     let ns = nodes(&d, 3);
     const N: usize = 90;
-    let mut threads = Vec::new();
-    for (k, n) in ns.iter().enumerate() {
-        let addr = n.addr;
-        let ids: Vec<String> = (k..N)
-            .step_by(ns.len())
-            .map(|i| format!("q{i}@cluster.test"))
-            .collect();
-        threads.push(std::thread::spawn(move || {
-            send_all(addr, "joe@example.com", "out@remote.example", &ids)
-        }));
-    }
-    for t in threads {
-        t.join().expect("a client failed");
-    }
+    send_spread(&ns, 1, N, "joe@example.com", "out@remote.example", |i| {
+        format!("q{i}@cluster.test")
+    });
     let start = Instant::now();
     while sink.messages().len() < N {
         if start.elapsed() > Duration::from_secs(60) {
             let logs: Vec<String> = ns.iter().map(|n| n.log_text()).collect();
-            let left = std::fs::read_dir(d.root.join("queue/new")).map_or(0, |r| r.count());
+            let left = queued(&d);
             panic!(
                 "{} of {N} messages reached the sink, {left} queued; logs:\n{}",
                 sink.messages().len(),
@@ -302,8 +223,7 @@ fn queued_mail_leaves_once_whichever_nodes_run_the_queue() {
     let twice: Vec<_> = ids.iter().filter(|(_, c)| **c > 1).collect();
     assert!(twice.is_empty(), "sent more than once: {twice:?}");
     assert_eq!(got.len(), N);
-    let left = std::fs::read_dir(d.root.join("queue/new")).unwrap().count();
-    assert_eq!(left, 0, "the queue is empty");
+    assert_eq!(queued(&d), 0, "the queue is empty");
 }
 
 #[test]
@@ -399,6 +319,7 @@ fn atrn_on_one_node_leaves_a_site_another_node_flushes() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
+    common::accounts_changed(&d);
     common::config(
         &d,
         "[odmr]\nplaintext_auth = true\n[flush]\nschedule = \"0 0 1 1 *\"\n",

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::pg::Pg;
-use common::{demo_root, turnmail};
+use common::{demo_root_files, turnmail};
 use turnmail::db::model::Records;
 use turnmail::db::{CacheSink, DbError, PgSettings, Store, blocking, schema};
 use turnmail::engine::source::AccountTexts;
@@ -64,7 +64,7 @@ where
 
 /// A demo root with a second domain, an alias domain, users, a secret and quotas.
 fn populated_root() -> common::DemoRoot {
-    let d = demo_root();
+    let d = demo_root_files();
     let r = &d.root;
     ok(r, &["domain", "add", "example.org"]);
     ok(r, &["domain", "alias", "add", "example.net", "example.com"]);
@@ -95,7 +95,7 @@ fn records_of(root: &Path) -> Records {
 #[test]
 fn init_twice_changes_nothing_and_status_tells_the_versions() {
     let Some(pg) = Pg::start_new() else { return };
-    let d = demo_root();
+    let d = demo_root_files();
     let first = db_ok(&d.root, &pg, &["init"]);
     assert!(first.contains("applied step 1, 2, 3, 4, 5"), "{first}");
     let again = db_ok(&d.root, &pg, &["init"]);
@@ -119,7 +119,7 @@ fn init_twice_changes_nothing_and_status_tells_the_versions() {
 #[test]
 fn two_hosts_initialising_at_once_apply_each_step_once() {
     let Some(pg) = Pg::start_new() else { return };
-    let d = demo_root();
+    let d = demo_root_files();
     let outs: Vec<std::process::Output> = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..3)
             .map(|_| sc.spawn(|| db(&d.root, &pg, &["init"])))
@@ -139,7 +139,7 @@ fn two_hosts_initialising_at_once_apply_each_step_once() {
 #[test]
 fn migrate_brings_an_older_schema_up_and_a_newer_one_is_refused() {
     let Some(pg) = Pg::start_new() else { return };
-    let d = demo_root();
+    let d = demo_root_files();
     // A database made by a program that knew step 1 only.
     let s = settings(&pg);
     let applied = blocking::run(async move {
@@ -295,7 +295,7 @@ fn a_root_imported_and_exported_keeps_every_entry() {
 #[test]
 fn import_refuses_a_root_the_database_cannot_hold() {
     let Some(pg) = Pg::start_new() else { return };
-    let d = demo_root();
+    let d = demo_root_files();
     db_ok(&d.root, &pg, &["init"]);
     let pw = d.root.join("users/poppasswd");
     let mut text = std::fs::read(&pw).unwrap();

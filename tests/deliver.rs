@@ -23,7 +23,9 @@ fn env(root: &std::path::Path) -> DeliverEnv {
 }
 
 fn target(root: &std::path::Path, addr: &str) -> Box<LocalTarget> {
-    let (e, _) = Engine::open(root, Config::load(root).unwrap()).unwrap();
+    let (e, _) = Engine::open_configured(root, Config::load(root).unwrap()).unwrap();
+    // On the postgres backend from the database's accounts.
+    assert_eq!(e.version().is_some(), common::on_postgres());
     match e.resolve(addr.as_bytes(), true).unwrap() {
         Resolution::Local(t) => t,
         other => panic!("{addr}: {other:?}"),

@@ -10,8 +10,14 @@ use turnmail::config::Config;
 use turnmail::engine::{Engine, LoginContext, Resolution};
 use turnmail::qmail::dotqmail::Instruction;
 
+/// The engine as the one-shot commands open it: on the postgres backend it answers
+/// from the database's accounts (an engine on texts has a version).
 fn engine(root: &std::path::Path) -> Engine {
-    Engine::open(root, Config::load(root).unwrap()).unwrap().0
+    let e = Engine::open_configured(root, Config::load(root).unwrap())
+        .unwrap()
+        .0;
+    assert_eq!(e.version().is_some(), common::on_postgres());
+    e
 }
 
 fn local(r: Resolution) -> Box<turnmail::engine::LocalTarget> {
@@ -222,29 +228,60 @@ fn uid_zero_is_refused_and_edits_reload_live() {
         ),
     );
     touch_later(&assign, 2);
-    let r = e.reload_if_changed();
-    assert!(r.reloaded && r.errors.is_empty(), "{r:?}");
-    assert_eq!(r.compiled.len(), 1);
+    if common::on_postgres() {
+        // The database's path: the edit committed, then installed as the daemon's
+        // follower does on NOTIFY.
+        assert!(reload_from_db(&d, &e).status.success());
+    } else {
+        let r = e.reload_if_changed();
+        assert!(r.reloaded && r.errors.is_empty(), "{r:?}");
+        assert_eq!(r.compiled.len(), 1);
+    }
     let err = e.resolve(b"x@root.example", true).unwrap_err();
     assert!(err.0.contains("uid 0"), "{err}");
     assert!(matches!(
         e.resolve(b"joe@new.example", true).unwrap(),
         Resolution::Local(_)
     ));
-    // Nothing changed: no reload.
-    assert!(!e.reload_if_changed().reloaded);
-    // An invalid assign keeps the old cdb, reports the line, and is not retried
-    // until it changes again.
+    if !common::on_postgres() {
+        // Nothing changed: no reload.
+        assert!(!e.reload_if_changed().reloaded);
+    }
+    // An invalid assign keeps the old tables and reports the line.
     write(&assign, "+broken:line\n.\n");
     touch_later(&assign, 4);
-    let r = e.reload_if_changed();
-    assert_eq!(r.compiled.len(), 0);
-    assert!(r.errors.iter().any(|m| m.contains("line 1")), "{r:?}");
+    if common::on_postgres() {
+        // Refused before the database: nothing committed, nothing to install.
+        let o = reload_from_db(&d, &e);
+        assert!(!o.status.success(), "{o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("line 1"),
+            "{o:?}"
+        );
+    } else {
+        let r = e.reload_if_changed();
+        assert_eq!(r.compiled.len(), 0);
+        assert!(r.errors.iter().any(|m| m.contains("line 1")), "{r:?}");
+        // Not retried until it changes again.
+        assert!(e.reload_if_changed().errors.is_empty());
+    }
     assert!(matches!(
         e.resolve(b"joe@new.example", true).unwrap(),
         Resolution::Local(_)
     ));
-    assert!(e.reload_if_changed().errors.is_empty());
+}
+
+/// On postgres: `db import --replace` of the hand-edited files, then what the database
+/// holds installed into `e`; the import's output.
+fn reload_from_db(d: &common::DemoRoot, e: &Engine) -> std::process::Output {
+    let o = common::turnmail(&d.root, &["db", "import", "--replace"]);
+    let config = Config::load(&d.root).unwrap();
+    let (texts, version) =
+        turnmail::db::blocking::with_store(&config.postgres, |s| async move { s.load().await })
+            .unwrap();
+    e.install(texts, version).unwrap();
+    assert_eq!(e.version(), Some(version));
+    o
 }
 
 #[test]
@@ -286,6 +323,7 @@ fn system_accounts_fallback_is_off_by_default() {
         &d.root.join("control/rcpthosts"),
         "example.com\nmail.example.com\n",
     );
+    common::accounts_changed(&d);
     let e = engine(&d.root);
     assert!(matches!(
         e.resolve(b"nobody@mail.example.com", true).unwrap(),

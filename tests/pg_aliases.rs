@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{Client, Daemon};
 use common::pg::Pg;
-use common::{DemoRoot, demo_root, turnmail};
+use common::{DemoRoot, demo_root_files, turnmail};
 
 fn ok(d: &DemoRoot, args: &[&str]) -> String {
     let o = turnmail(&d.root, args);
@@ -74,7 +74,7 @@ fn within(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration 
 #[test]
 fn aliases_live_in_the_table_and_reach_the_running_daemon() {
     let Some(pg) = Pg::start_new() else { return };
-    let d = demo_root();
+    let d = demo_root_files();
     to_postgres(&d, &pg);
     let daemon = Daemon::start(&d.root);
     let before = maildir_count(&d, "joe");
@@ -203,7 +203,7 @@ fn aliases_live_in_the_table_and_reach_the_running_daemon() {
 #[test]
 fn import_and_export_carry_a_files_roots_alias_files() {
     let Some(pg) = Pg::start_new() else { return };
-    let d = demo_root();
+    let d = demo_root_files();
     // Made by the files backend: two .qmail alias files.
     ok(
         &d,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use common::daemon::{Client, Daemon};
 use common::pg::Pg;
-use common::{DemoRoot, demo_root, turnmail};
+use common::{DemoRoot, demo_root_files, turnmail};
 
 /// How long the daemons may answer from their copy without the database.
 const MAX_STALE_SECS: u64 = 2;
@@ -25,7 +25,7 @@ const MAX_STALE_SECS: u64 = 2;
 /// from them). None when no PostgreSQL server is installed (a failure under CI).
 fn db_root() -> Option<(DemoRoot, Pg)> {
     let pg = Pg::start_new()?;
-    let d = demo_root();
+    let d = demo_root_files();
     let toml = d.root.join("turnmail.toml");
     let mut text = std::fs::read_to_string(&toml).unwrap();
     text.push_str(&format!(

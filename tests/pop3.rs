@@ -172,6 +172,7 @@ fn apop_auth_plain_and_login_forms() {
     if nix::unistd::Uid::effective().is_root() {
         std::os::unix::fs::chown(&secrets, Some(mu.uid), Some(mu.gid)).unwrap();
     }
+    common::accounts_changed(&d);
     common::config(&d, "default_domain = \"example.com\"\n");
     let s = Daemon::start(&d.root);
     let out = python(

@@ -121,6 +121,16 @@ impl Daemon {
         }
         // That probe held a connection slot: let it go before the test counts slots.
         std::thread::sleep(Duration::from_millis(100));
+        // A run on the postgres backend really is on it (not the files by mistake).
+        // (A daemon started while its database is down says so instead.)
+        if super::on_postgres() {
+            let log = d.log_text();
+            assert!(
+                log.contains("accounts loaded from the database")
+                    || log.contains("account tables unavailable"),
+                "TURNMAIL_TEST_ACCOUNTS=postgres, but the daemon's accounts are not the database's: {log}"
+            );
+        }
         Ok(d)
     }
 

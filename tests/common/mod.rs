@@ -22,13 +22,95 @@ pub struct DemoRoot {
     pub root: PathBuf,
     pub report: InitReport,
     pub opts: InitOptions,
+    /// The root's accounts database (`[accounts] backend = "postgres"`), stopped with
+    /// the root; None on the files backend (or taken by a test that stops and starts
+    /// it itself).
+    pub pg: Option<pg::Pg>,
+    /// Its `[postgres] url`; empty on the files backend.
+    pub pg_url: String,
+    /// More `[postgres]` settings of the root (`max_stale_secs = 2`, say), kept by
+    /// [`config`].
+    pub pg_keys: String,
+}
+
+/// The account backend the demo roots use: `TURNMAIL_TEST_ACCOUNTS` = `files` (the
+/// default) or `postgres` (tests/run runs the faces' tests once more under it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accounts {
+    Files,
+    Postgres,
+}
+
+pub fn accounts() -> Accounts {
+    match std::env::var("TURNMAIL_TEST_ACCOUNTS").as_deref() {
+        Err(_) | Ok("") | Ok("files") => Accounts::Files,
+        Ok("postgres") => Accounts::Postgres,
+        Ok(other) => panic!("TURNMAIL_TEST_ACCOUNTS={other}: files or postgres"),
+    }
+}
+
+pub fn on_postgres() -> bool {
+    accounts() == Accounts::Postgres
+}
+
+/// A test that only makes sense on the files backend: true (after saying why on
+/// stderr) when this run is on postgres, and the test returns.
+pub fn files_only(why: &str) -> bool {
+    if on_postgres() {
+        eprintln!("not run on the postgres backend: {why}");
+        return true;
+    }
+    false
 }
 
 pub fn mail_user() -> MailUser {
     MailUser::pick(&["turnmail", "mail", "nobody"]).expect("a mail user")
 }
 
+/// A demo root on the backend `TURNMAIL_TEST_ACCOUNTS` names.
 pub fn demo_root() -> DemoRoot {
+    demo_root_on(accounts())
+}
+
+/// A demo root on the files backend whatever the run's setting (for tests that set up
+/// their own database).
+pub fn demo_root_files() -> DemoRoot {
+    demo_root_on(Accounts::Files)
+}
+
+pub fn demo_root_on(accounts: Accounts) -> DemoRoot {
+    match accounts {
+        Accounts::Files => files_demo_root(),
+        Accounts::Postgres => pg_demo_root("", "")
+            .unwrap_or_else(|| panic!("TURNMAIL_TEST_ACCOUNTS=postgres needs a PostgreSQL server")),
+    }
+}
+
+/// A demo root whose accounts live in a fresh private PostgreSQL (`db init`, `db
+/// import`), with the settings `extra` and more `[postgres]` settings `pg_keys`; None
+/// (after [`skip`], a failure under CI) when no server is installed.
+pub fn pg_demo_root(extra: &str, pg_keys: &str) -> Option<DemoRoot> {
+    let pg = pg::Pg::start_new()?;
+    let mut d = files_demo_root();
+    d.pg_url = pg.url();
+    d.pg = Some(pg);
+    d.pg_keys = pg_keys.to_string();
+    if extra.is_empty() {
+        let toml = d.root.join("turnmail.toml");
+        let mut text = std::fs::read_to_string(&toml).unwrap();
+        text.push_str(&postgres_sections(&d, ""));
+        write(&toml, &text);
+    } else {
+        config(&d, extra);
+    }
+    for args in [&["db", "init"][..], &["db", "import"][..]] {
+        let o = turnmail(&d.root, args);
+        assert!(o.status.success(), "turnmail {args:?}: {o:?}");
+    }
+    Some(d)
+}
+
+fn files_demo_root() -> DemoRoot {
     let dir = tempfile::Builder::new()
         .prefix("turnmail-test")
         .tempdir()
@@ -47,6 +129,63 @@ pub fn demo_root() -> DemoRoot {
         root,
         report,
         opts,
+        pg: None,
+        pg_url: String::new(),
+        pg_keys: String::new(),
+    }
+}
+
+/// On the postgres backend, the `[accounts]` and `[postgres]` sections that keep the
+/// root's database, merged with `extra` (a test's own settings, which may have an
+/// `[accounts]` section of its own); on files, `extra` as it is.
+fn postgres_sections(d: &DemoRoot, extra: &str) -> String {
+    if d.pg_url.is_empty() {
+        return extra.to_string();
+    }
+    assert!(
+        !extra.contains("[postgres]"),
+        "a test's own [postgres] section on the postgres backend"
+    );
+    const BACKEND: &str = "backend = \"postgres\"\n";
+    let mut text = match extra.find("[accounts]\n") {
+        Some(i) => {
+            let at = i + "[accounts]\n".len();
+            format!("{}{BACKEND}{}", &extra[..at], &extra[at..])
+        }
+        None => format!("{extra}\n[accounts]\n{BACKEND}"),
+    };
+    text.push_str(&format!(
+        "\n[postgres]\nurl = \"{}\"\nconnect_timeout_secs = 2\n{}",
+        d.pg_url, d.pg_keys
+    ));
+    text
+}
+
+/// The root's accounts are on the run's backend: `turnmail status --json` names it
+/// (and, on postgres, the database answered with its version). For tests that start
+/// no daemon (a daemon's start checks its own log).
+pub fn assert_on_backend(d: &DemoRoot) {
+    let o = turnmail(&d.root, &["status", "--json"]);
+    assert!(o.status.success(), "turnmail status --json: {o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let a = &v["accounts"];
+    match accounts() {
+        Accounts::Files => assert_eq!(a["backend"], "files", "{v}"),
+        Accounts::Postgres => {
+            assert_eq!(a["backend"], "postgres", "{v}");
+            assert!(a["version"].is_u64(), "the database answered: {v}");
+        }
+    }
+}
+
+/// After a test edited the account files by hand (users/assign, poppasswd, secrets,
+/// quota, control/rcpthosts, virtualdomains): on postgres they are loaded into the
+/// database (`db import --replace`, a commit that a running daemon hears of through
+/// NOTIFY); on files nothing is needed (the engine's stat watch sees the files).
+pub fn accounts_changed(d: &DemoRoot) {
+    if !d.pg_url.is_empty() {
+        let o = turnmail(&d.root, &["db", "import", "--replace"]);
+        assert!(o.status.success(), "turnmail db import --replace: {o:?}");
     }
 }
 
@@ -75,12 +214,12 @@ pub fn set_mtime(path: &Path, t: std::time::SystemTime) {
 }
 
 /// Replace turnmail.toml, keeping the mail user `init` chose (needed when tests run as
-/// root: the daemon switches to that user).
+/// root: the daemon switches to that user) and, on postgres, the accounts database.
 pub fn config(d: &DemoRoot, extra: &str) {
     let mu = mail_user();
     write(
         &d.root.join("turnmail.toml"),
-        &format!("user = \"{}\"\n{extra}", mu.name),
+        &format!("user = \"{}\"\n{}", mu.name, postgres_sections(d, extra)),
     );
 }
 

@@ -35,15 +35,97 @@ fn find_bin() -> Option<PathBuf> {
     versions.pop().map(|(_, b)| b)
 }
 
+/// The template data directory for `bin`'s server, made on first use: in cargo's
+/// temporary directory of the target (kept between runs, gone with `cargo clean`),
+/// one per server version and owner, made aside and renamed into place so that
+/// concurrent tests never see half of one.
+fn template(bin: &Path) -> PathBuf {
+    let version = bin
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|v| v.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let owner = if super::is_root() { "turnmail" } else { "self" };
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let path = cache.join(format!("pg-template-3-{version}-{owner}"));
+    // One maker per process; other processes are kept apart by the rename.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _making = MAKING.lock().unwrap_or_else(|p| p.into_inner());
+    if path.join("PG_VERSION").exists() {
+        return path;
+    }
+    let mut pg = Pg::in_new_dir(bin.to_path_buf());
+    pg.make_data();
+    std::fs::create_dir_all(cache).unwrap();
+    let aside = cache.join(format!(
+        "pg-template-tmp-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&aside);
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(&pg.data)
+        .arg(&aside)
+        .output()
+        .expect("cp");
+    assert!(
+        o.status.success(),
+        "cp: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Another test may have put its template in place first: then ours goes.
+    if std::fs::rename(&aside, &path).is_err() {
+        let _ = std::fs::remove_dir_all(&aside);
+    }
+    assert!(
+        path.join("PG_VERSION").exists(),
+        "no template at {}",
+        path.display()
+    );
+    path
+}
+
 impl Pg {
     /// A fresh server with an empty database `turnmail`; None (after
-    /// `common::skip`, a failure under CI) when no server is installed.
+    /// `common::skip`, a failure under CI) when no server is installed. Its data
+    /// directory is a copy of a template made once by `initdb` (seconds on a busy
+    /// machine) and kept in the target directory; copying it takes a tenth of that.
     pub fn start_new() -> Option<Pg> {
         let Some(bin) = find_bin() else {
             super::skip("no PostgreSQL server (Debian package postgresql) in /usr/lib/postgresql");
             return None;
         };
-        let dir = tempfile::Builder::new().prefix("tm-pg").tempdir().unwrap();
+        let template = template(&bin);
+        let mut pg = Pg::in_new_dir(bin);
+        let o = Command::new("cp")
+            .arg("-a")
+            .arg(&template)
+            .arg(&pg.data)
+            .output()
+            .expect("cp");
+        assert!(
+            o.status.success(),
+            "copying the template {}: {}",
+            template.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        pg.start();
+        Some(pg)
+    }
+
+    /// A server not started yet, its data directory to be made, in a new temporary
+    /// directory (owned by the user the server runs as).
+    fn in_new_dir(bin: PathBuf) -> Pg {
+        // In memory where there is a tmpfs: every test writes its copy of the template,
+        // and a busy disk makes that seconds instead of a tenth.
+        let shm = Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::Builder::new().prefix("tm-pg").tempdir_in(shm)
+        } else {
+            tempfile::Builder::new().prefix("tm-pg").tempdir()
+        }
+        .unwrap();
         let run_as = super::is_root().then(|| "turnmail".to_string());
         if let Some(user) = &run_as {
             let u = nix::unistd::User::from_name(user)
@@ -54,7 +136,7 @@ impl Pg {
         let data = dir.path().join("data");
         let socket_dir = dir.path().to_path_buf();
         let log = dir.path().join("server.log");
-        let mut pg = Pg {
+        Pg {
             bin,
             data,
             socket_dir,
@@ -62,12 +144,16 @@ impl Pg {
             run_as,
             running: false,
             _dir: dir,
-        };
-        let o = pg.tool(
+        }
+    }
+
+    /// `initdb`, then the database `turnmail` created and the server stopped cleanly.
+    fn make_data(&mut self) {
+        let o = self.tool(
             "initdb",
             &[
                 "-D",
-                pg.data.to_str().unwrap(),
+                self.data.to_str().unwrap(),
                 "-A",
                 "trust",
                 "-U",
@@ -75,6 +161,8 @@ impl Pg {
                 "-E",
                 "UTF8",
                 "--no-sync",
+                // Small: every test copies it (16 MB segments by default).
+                "--wal-segsize=1",
             ],
         );
         assert!(
@@ -82,12 +170,12 @@ impl Pg {
             "initdb: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        pg.start();
-        let o = pg.tool(
+        self.start();
+        let o = self.tool(
             "createdb",
             &[
                 "-h",
-                pg.socket_dir.to_str().unwrap(),
+                self.socket_dir.to_str().unwrap(),
                 "-U",
                 "turnmail",
                 "turnmail",
@@ -98,7 +186,48 @@ impl Pg {
             "createdb: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        Some(pg)
+        // Nothing uses the database `postgres`.
+        let o = self.tool(
+            "dropdb",
+            &[
+                "-h",
+                self.socket_dir.to_str().unwrap(),
+                "-U",
+                "turnmail",
+                "--maintenance-db=turnmail",
+                "postgres",
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "dropdb postgres: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // Nor the templates: the tests create no databases. What is left to copy is
+        // the catalog and the one database.
+        self.psql("ALTER DATABASE template0 IS_TEMPLATE false");
+        self.psql("ALTER DATABASE template1 IS_TEMPLATE false");
+        self.psql("DROP DATABASE template0");
+        self.psql("DROP DATABASE template1");
+        // The WAL so far is not needed by a copy that starts from a clean stop.
+        self.psql("CHECKPOINT");
+        let o = self.tool(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        self.running = false;
     }
 
     fn command(&self, name: &str, args: &[&str]) -> Command {
