@@ -447,3 +447,50 @@ fn sighup_loads_the_accounts_again() {
         },
     );
 }
+
+#[test]
+fn an_accounts_change_made_in_sql_reaches_dovecots_passwd_file() {
+    let Some((d, pg)) = db_root() else { return };
+    let file = d.root.join("users/dovecot-passwd");
+    let _ = std::fs::remove_file(&file);
+    let daemon = Daemon::start(&d.root);
+    // Written at start from the database's accounts.
+    within(
+        "the passwd-file written at start",
+        Duration::from_secs(5),
+        || std::fs::read_to_string(&file).is_ok_and(|t| t.contains("joe@example.com:{CRYPT}")),
+    );
+    // A mailbox added by the operator's own SQL (the trigger announces it): the daemon
+    // that installs the new version writes the file, as an edit would.
+    let (home, hash, owner) = {
+        let row = pg.psql(
+            "SELECT home || '|' || password_hash || '|' || owner FROM mailboxes \
+             WHERE login = 'joe@example.com'",
+        );
+        let mut p = row.trim().splitn(3, '|');
+        (
+            p.next().unwrap().replace("/joe", "/sql"),
+            p.next().unwrap().to_string(),
+            p.next().unwrap().to_string(),
+        )
+    };
+    pg.psql(&format!(
+        "INSERT INTO mailboxes (login, password_hash, owner, home) \
+         VALUES ('sql@example.com', '{hash}', '{owner}', '{home}')"
+    ));
+    within(
+        "the SQL mailbox in the passwd-file",
+        Duration::from_secs(5),
+        || std::fs::read_to_string(&file).is_ok_and(|t| t.contains("sql@example.com:{CRYPT}")),
+    );
+    assert!(
+        daemon.log_text().contains("dovecot-passwd"),
+        "{}",
+        daemon.log_text()
+    );
+    pg.psql("DELETE FROM mailboxes WHERE login = 'sql@example.com'");
+    within("the SQL mailbox gone again", Duration::from_secs(5), || {
+        std::fs::read_to_string(&file)
+            .is_ok_and(|t| !t.contains("sql@example.com") && t.contains("joe@example.com"))
+    });
+}

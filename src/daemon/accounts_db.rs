@@ -31,6 +31,7 @@ pub fn open(
             tracing::info!(target: "engine", version, database = %store.target(), "accounts loaded from the database");
             let engine = Engine::open_with_texts(root, config.clone(), texts, version)
                 .map_err(|e| format!("the accounts in the database: {e}"))?;
+            export_dovecot(&engine, version);
             Ok((engine, store))
         }
         Err(e) => {
@@ -39,6 +40,30 @@ pub fn open(
             engine.set_unavailable(&e.to_string());
             Ok((engine, store))
         }
+    }
+}
+
+/// Dovecot's passwd-file for the accounts the engine holds now: the files backend's
+/// edits and compiles write it, here every new version of the database's accounts
+/// does (an operator's SQL, `db import`, another node's edit), when it changed.
+fn export_dovecot(engine: &Engine, version: u64) {
+    let Some(texts) = engine.texts() else {
+        return;
+    };
+    let root = &engine.paths().root;
+    let written = crate::engine::readers::reader_group(engine.config())
+        .map_err(|e| e.to_string())
+        .and_then(|g| {
+            crate::dovecot::passwd_file::export_texts(root, &texts, g.as_ref())
+                .map_err(|e| e.to_string())
+        });
+    let file = crate::dovecot::passwd_file::path(root);
+    match written {
+        Ok(Some(n)) => {
+            tracing::info!(target: "engine", version, "wrote {} ({n} lines)", file.display())
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(target: "engine", version, "writing {}: {e}", file.display()),
     }
 }
 
@@ -51,7 +76,9 @@ impl CacheSink for Sink {
         // runtime's cooperative scheduling where that is possible.
         let install = || {
             // A refused text is logged by the engine, which keeps its tables.
-            let _ = self.0.install(texts, version);
+            if self.0.install(texts, version).is_ok() {
+                export_dovecot(&self.0, version);
+            }
         };
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(install),

@@ -121,39 +121,74 @@ pub fn render(
 /// Regenerate the file of `root` from `poppasswd` (its text) and the root's
 /// virtualdomains, with the reader group's mode and group. Returns the number of lines.
 pub fn write(root: &Path, poppasswd: &[u8], group: Option<&ReaderGroup>) -> io::Result<usize> {
-    let lines = accounts::parse_poppasswd(poppasswd)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
     let vd = match crate::fsutil::read_limited(&root.join("control/virtualdomains"), 64 << 20) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e),
     };
-    let vds = crate::qmail::control::VirtualDomains::parse(Some(&vd));
-    let aliases = aliasdomains::alias_map(
-        vds.entries()
-            .map(|v| (v.key.as_slice(), v.prepend.as_slice())),
-    );
-    // A root has few owners and many accounts: one passwd lookup per owner.
-    let mut owners: std::collections::HashMap<Vec<u8>, Option<Owner>> = Default::default();
     // Unreadable quotas leave the rules out rather than the accounts (logged; `turnmail
     // check` names the bad line).
     let quotas = crate::quota::table::load(root).unwrap_or_else(|e| {
         tracing::warn!(target: "dovecot", "users/quota: {e}: no quota rules in the passwd-file");
         Table::default()
     });
-    let text = render(&lines, &aliases, &quotas, &mut |o| {
+    let text = render_texts(poppasswd, &vd, &quotas)?;
+    replace(root, &text, group)
+}
+
+/// The file for the accounts of the database's texts (the `postgres` backend): written
+/// when it differs from what is there, so that an operator's SQL or a `db import`
+/// reaches Dovecot too, whichever daemon installs the new accounts first (the others
+/// find it written). Some(lines) when written.
+pub fn export_texts(
+    root: &Path,
+    texts: &crate::engine::source::AccountTexts,
+    group: Option<&ReaderGroup>,
+) -> io::Result<Option<usize>> {
+    let quotas = crate::quota::table::parse(&texts.quota).unwrap_or_else(|e| {
+        tracing::warn!(target: "dovecot", "users/quota: {e}: no quota rules in the passwd-file");
+        Table::default()
+    });
+    let text = render_texts(&texts.poppasswd, &texts.virtualdomains, &quotas)?;
+    match crate::fsutil::read_limited(&path(root), 1 << 30) {
+        Ok(old) if old == text => return Ok(None),
+        _ => {}
+    }
+    replace(root, &text, group).map(Some)
+}
+
+/// The file's text for a poppasswd text, a virtualdomains text and the quotas.
+fn render_texts(poppasswd: &[u8], virtualdomains: &[u8], quotas: &Table) -> io::Result<Vec<u8>> {
+    let lines = accounts::parse_poppasswd(poppasswd)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    let vds = crate::qmail::control::VirtualDomains::parse(Some(virtualdomains));
+    let aliases = aliasdomains::alias_map(
+        vds.entries()
+            .map(|v| (v.key.as_slice(), v.prepend.as_slice())),
+    );
+    // A root has few owners and many accounts: one passwd lookup per owner.
+    let mut owners: std::collections::HashMap<Vec<u8>, Option<Owner>> = Default::default();
+    Ok(render(&lines, &aliases, quotas, &mut |o| {
         *owners
             .entry(o.to_vec())
             .or_insert_with(|| accounts::resolve_owner(o).ok().flatten())
-    });
-    let n = text.iter().filter(|&&b| b == b'\n').count() - 1;
+    }))
+}
+
+/// Put `text` in place atomically, with a later mtime second than the file it replaces.
+fn replace(root: &Path, text: &[u8], group: Option<&ReaderGroup>) -> io::Result<usize> {
+    let n = text
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        .saturating_sub(1);
     let p = path(root);
     // Dovecot notices a new file by its mtime in whole seconds: each version gets a
     // later second than the one it replaces (at worst a second or so ahead of the
     // clock during a burst of edits), so no change is ever missed.
     let old_secs = std::fs::metadata(&p).ok().and_then(|m| m.modified().ok());
     crate::fsutil::replace_with_group(&p, readers::CDB_MODE, group, |f| {
-        io::Write::write_all(f, &text)?;
+        io::Write::write_all(f, text)?;
         if let Some(old) = old_secs {
             let whole = |t: std::time::SystemTime| {
                 t.duration_since(std::time::UNIX_EPOCH)
