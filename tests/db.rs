@@ -195,7 +195,7 @@ fn migrate_brings_an_older_schema_up_and_a_newer_one_is_refused() {
 #[test]
 fn migrate_from_step_4_adds_the_sites_table_and_its_trigger() {
     let Some(pg) = Pg::start_new() else { return };
-    let d = demo_root();
+    let d = demo_root_files();
     // A database made by the program before sites were in it, with its accounts.
     let s = settings(&pg);
     let applied = blocking::run(async move {

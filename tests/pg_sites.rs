@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::daemon::Daemon;
 use common::pg::Pg;
 use common::sink::{Script, Sink};
-use common::{DemoRoot, demo_root, turnmail};
+use common::{DemoRoot, demo_root_files, turnmail};
 
 fn run(root: &Path, args: &[&str]) -> (bool, String) {
     let o = turnmail(root, args);
@@ -112,7 +112,7 @@ fn spooled(dir: &Path) -> usize {
 #[test]
 fn a_site_in_the_table_spools_flushes_and_follows_sql() {
     let Some(pg) = Pg::start_new() else { return };
-    let d = demo_root();
+    let d = demo_root_files();
     to_postgres(&d, &pg, "[flush]\njitter_secs = 0\ngrace_ms = 0\n");
     let first = Sink::start(Script::default());
     let second = Sink::start(Script::default());
@@ -251,7 +251,7 @@ fn a_site_in_the_table_spools_flushes_and_follows_sql() {
 #[test]
 fn hand_made_sites_are_imported_and_exported_back() {
     let Some(pg) = Pg::start_new() else { return };
-    let d = demo_root();
+    let d = demo_root_files();
     // A converted serialmail host's site outside the root: RELAYHOST and Maildir only.
     let outside = d.dir.path().join("serialmail/cust");
     for sub in ["new", "cur", "tmp"] {
