@@ -350,82 +350,13 @@ fn required_tls_without_starttls_is_deferred_not_sent_in_clear() {
     );
 }
 
-/// A CA and a certificate it signed for 127.0.0.1, made with openssl: (ca.pem,
-/// cert.pem, key.pem).
-fn ca_and_leaf(
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("running openssl");
-        assert!(o.status.success(), "openssl {args:?}: {o:?}");
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Test ISP CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=smarthost.test",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "cert.pem",
-    ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    )
-}
-
 #[test]
 fn an_authenticated_smarthost_gets_the_login_only_under_verified_tls() {
     // The provider's relay: another turnmail, whose submission port wants AUTH, with a
     // certificate from a private CA.
     let up = demo_root();
     let certs = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = ca_and_leaf(certs.path());
+    let (ca, cert, key) = common::certs::ca_and_leaf(certs.path());
     for (from, to) in [(&cert, "tls/cert.pem"), (&key, "tls/key.pem")] {
         let dst = up.root.join(to);
         std::fs::copy(from, &dst).unwrap();

@@ -494,3 +494,60 @@ fn an_accounts_change_made_in_sql_reaches_dovecots_passwd_file() {
             .is_ok_and(|t| !t.contains("sql@example.com") && t.contains("joe@example.com"))
     });
 }
+
+#[test]
+fn a_database_on_another_host_is_reached_over_verified_tls() {
+    let Some(mut pg) = Pg::start_new() else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = common::certs::ca_and_leaf(certs.path());
+    let port = pg.serve_tls(&cert, &key);
+    let d = demo_root_files();
+    let toml = d.root.join("turnmail.toml");
+    let base = std::fs::read_to_string(&toml).unwrap();
+    let tls_url = format!("postgres://turnmail@localhost:{port}/turnmail?sslmode=require");
+    let configure = |extra: &str| {
+        std::fs::write(
+            &toml,
+            format!(
+                "{base}\n[accounts]\nbackend = \"postgres\"\n\n[postgres]\nurl = \"{tls_url}\"\nconnect_timeout_secs = 3\n{extra}"
+            ),
+        )
+        .unwrap();
+    };
+    // A certificate nobody vouches for: refused, nothing done.
+    configure("");
+    let o = turnmail(&d.root, &["db", "init"]);
+    let text = format!("{o:?}");
+    assert!(!o.status.success(), "{text}");
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+    // Plain TCP: the server takes TLS only, so the connections below were encrypted.
+    let plain = format!("postgres://turnmail@localhost:{port}/turnmail?sslmode=disable");
+    let o = turnmail(&d.root, &["db", "status", "--url", &plain]);
+    let text = format!("{o:?}");
+    assert!(
+        !o.status.success() && text.contains("no encryption"),
+        "{text}"
+    );
+    // With the private CA: the schema, the import, and a daemon whose pool and
+    // notification listener use TLS.
+    configure(&format!("ca_file = \"{}\"\n", ca.display()));
+    ok(&d, &["db", "init"]);
+    ok(&d, &["db", "import"]);
+    for cdb in ["users/cdb", "users/poppasswd.cdb"] {
+        std::fs::remove_file(d.root.join(cdb)).unwrap();
+    }
+    let daemon = Daemon::start(&d.root);
+    assert_eq!(pop(&daemon, "joe@example.com", &password(&d)).0, 0);
+    let o = with_password(&d, &["user", "add", "ann@example.com"], "ann-secret-1");
+    assert!(o.status.success(), "{o:?}");
+    within("ann logs in", Duration::from_secs(2), || {
+        pop(&daemon, "ann@example.com", "ann-secret-1").0 == 0
+    });
+    let sessions = pg.psql("SELECT count(*) FROM pg_stat_ssl WHERE ssl");
+    assert!(
+        sessions.trim().parse::<u32>().unwrap() >= 2,
+        "the daemon's pool and listener over TLS: {sessions}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: demo roots in temporary directories.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod cluster;
 pub mod daemon;
 pub mod dnsmasq;

@@ -18,6 +18,11 @@ pub struct Pg {
     /// Run the server's programs as this user (when we are root).
     run_as: Option<String>,
     running: bool,
+    /// Server options added by [`Pg::serve_tls`] (TCP with TLS).
+    extra_opts: String,
+    /// The server's port once [`Pg::serve_tls`] chose one (the Unix socket's name
+    /// carries it too).
+    port: Option<u16>,
 }
 
 /// The newest installed server's bin directory.
@@ -143,6 +148,8 @@ impl Pg {
             log,
             run_as,
             running: false,
+            extra_opts: String::new(),
+            port: None,
             _dir: dir,
         }
     }
@@ -245,6 +252,10 @@ impl Pg {
             .env_remove("PGHOST")
             .env_remove("PGDATABASE")
             .env_remove("PGUSER");
+        match self.port {
+            Some(p) => c.env("PGPORT", p.to_string()),
+            None => c.env_remove("PGPORT"),
+        };
         c
     }
 
@@ -301,10 +312,43 @@ impl Pg {
 
     /// The connection string for `[postgres] url` (a Unix socket in the temp dir).
     pub fn url(&self) -> String {
+        let port = self.port.map(|p| format!(" port={p}")).unwrap_or_default();
         format!(
-            "host={} dbname=turnmail user=turnmail",
+            "host={} dbname=turnmail user=turnmail{port}",
             self.socket_dir.display()
         )
+    }
+
+    /// Serve TCP on 127.0.0.1 as well, TLS only (`hostssl` in pg_hba.conf: a plain TCP
+    /// connection is refused), with `cert` and `key`; the Unix socket stays as it was.
+    /// Restarts the server; returns the port.
+    pub fn serve_tls(&mut self, cert: &Path, key: &Path) -> u16 {
+        let port = super::daemon::free_port();
+        for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = self.data.join(name);
+            std::fs::copy(from, &to).unwrap();
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            if let Some(user) = &self.run_as {
+                let u = nix::unistd::User::from_name(user).unwrap().unwrap();
+                nix::unistd::chown(&to, Some(u.uid), Some(u.gid)).unwrap();
+            }
+        }
+        std::fs::write(
+            self.data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+        self.port = Some(port);
+        self.extra_opts = format!(
+            " -c listen_addresses=127.0.0.1 -c port={port} -c ssl=on \
+             -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+        );
+        if self.running {
+            self.stop();
+        }
+        self.start();
+        port
     }
 
     pub fn socket_dir(&self) -> &Path {
@@ -316,8 +360,9 @@ impl Pg {
         // fsync off (the OS keeps what a killed server wrote); synchronous_commit
         // stays on, so an immediate stop loses no committed change.
         let opts = format!(
-            "-k {} -c listen_addresses='' -c fsync=off -c max_connections=60",
-            self.socket_dir.display()
+            "-k {} -c listen_addresses='' -c fsync=off -c max_connections=60{}",
+            self.socket_dir.display(),
+            self.extra_opts
         );
         let o = self.tool(
             "pg_ctl",
