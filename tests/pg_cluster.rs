@@ -241,6 +241,7 @@ fn a_node_killed_mid_flush_leaves_its_database_lock_and_the_rest_to_another_node
         ..Script::default()
     });
     site_setup(&d, &sink, "");
+    sites_to_db(&d);
     let mut ns = nodes(&d, 3);
     let key = sender_key("site:acme");
     assert!(!pg.advisory_lock_held(key));
