@@ -134,24 +134,31 @@ impl Store {
     pub async fn load_records(&self) -> Result<(Records, u64), DbError> {
         self.bounded(async {
             let mut c = self.client().await?;
-            let tx = c
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await
-                .map_err(self.pg())?;
-            let version = version_of(
-                &tx.query_one("SELECT version FROM turnmail_state", &[])
-                    .await
-                    .map_err(self.pg())?,
-            )?;
+            let (tx, version) = self.snapshot(&mut c).await?;
             let records = self.read_all(&tx).await?;
             tx.commit().await.map_err(self.pg())?;
             records.check().map_err(invalid)?;
             Ok((records, version))
         })
         .await
+    }
+
+    /// A read-only repeatable-read transaction (every table as of one moment) and the
+    /// accounts version it sees.
+    async fn snapshot<'c>(&self, c: &'c mut Object) -> Result<(Transaction<'c>, u64), DbError> {
+        let tx = c
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(self.pg())?;
+        let version = version_of(
+            &tx.query_one("SELECT version FROM turnmail_state", &[])
+                .await
+                .map_err(self.pg())?,
+        )?;
+        Ok((tx, version))
     }
 
     async fn read_all(&self, tx: &Transaction<'_>) -> Result<Records, DbError> {
@@ -223,18 +230,7 @@ impl Store {
     pub async fn load_sites(&self) -> Result<(AccountTexts, u64), DbError> {
         self.bounded(async {
             let mut c = self.client().await?;
-            let tx = c
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await
-                .map_err(self.pg())?;
-            let version = version_of(
-                &tx.query_one("SELECT version FROM turnmail_state", &[])
-                    .await
-                    .map_err(self.pg())?,
-            )?;
+            let (tx, version) = self.snapshot(&mut c).await?;
             let mut r = Records::default();
             for row in tx
                 .query("SELECT name, prefix FROM domains", &[])

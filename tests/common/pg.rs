@@ -218,23 +218,7 @@ impl Pg {
         self.psql("DROP DATABASE template1");
         // The WAL so far is not needed by a copy that starts from a clean stop.
         self.psql("CHECKPOINT");
-        let o = self.tool(
-            "pg_ctl",
-            &[
-                "-D",
-                self.data.to_str().unwrap(),
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ],
-        );
-        assert!(
-            o.status.success(),
-            "pg_ctl stop: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        self.running = false;
+        self.stop_with("fast");
     }
 
     fn command(&self, name: &str, args: &[&str]) -> Command {
@@ -391,20 +375,18 @@ impl Pg {
 
     /// Stop the server at once (connections are cut, as in a crash).
     pub fn stop(&mut self) {
+        self.stop_with("immediate");
+    }
+
+    /// `pg_ctl stop -m MODE`, waited for.
+    fn stop_with(&mut self, mode: &str) {
         let o = self.tool(
             "pg_ctl",
-            &[
-                "-D",
-                self.data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
+            &["-D", self.data.to_str().unwrap(), "-m", mode, "-w", "stop"],
         );
         assert!(
             o.status.success(),
-            "pg_ctl stop: {}",
+            "pg_ctl stop -m {mode}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
         self.running = false;
