@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::daemon::{Client, Daemon};
+use common::daemon::Daemon;
 use common::pg::Pg;
 use common::{DemoRoot, demo_root_files, turnmail};
 
@@ -46,19 +46,7 @@ fn maildir_count(d: &DemoRoot, user: &str) -> usize {
 
 /// RCPT's reply; when accepted, the whole message's reply.
 fn smtp(d: &Daemon, rcpt: &str) -> String {
-    let mut c: Client = d.connect();
-    assert!(c.reply().starts_with("220"));
-    c.cmd("HELO test.example");
-    c.cmd("MAIL FROM:<a@example.org>");
-    let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
-    if !r.starts_with("250") {
-        c.cmd("QUIT");
-        return r;
-    }
-    assert!(c.cmd("DATA").starts_with("354"));
-    let r = c.cmd("Subject: to an alias\r\n\r\nhello\r\n.");
-    c.cmd("QUIT");
-    r
+    common::mailclients::smtp_try(d, rcpt, "to an alias")
 }
 
 /// Poll `f` until it holds; how long that took (fails after `limit`).

@@ -68,19 +68,7 @@ fn maildir_count(d: &DemoRoot, user: &str) -> usize {
 
 /// RCPT's reply; when accepted, the whole message's reply.
 fn smtp(d: &Daemon, rcpt: &str, subject: &str) -> String {
-    let mut c: Client = d.connect();
-    assert!(c.reply().starts_with("220"));
-    c.cmd("HELO test.example");
-    c.cmd("MAIL FROM:<a@example.org>");
-    let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
-    if !r.starts_with("250") {
-        c.cmd("QUIT");
-        return r;
-    }
-    assert!(c.cmd("DATA").starts_with("354"));
-    let r = c.cmd(&format!("Subject: {subject}\r\n\r\nhello\r\n."));
-    c.cmd("QUIT");
-    r
+    common::mailclients::smtp_try(d, rcpt, subject)
 }
 
 const POPLIB: &str = r#"

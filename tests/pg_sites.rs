@@ -70,19 +70,7 @@ fn within_logged(
 
 /// One message to `rcpt` over SMTP; RCPT's reply, or the message's when accepted.
 fn send(d: &Daemon, rcpt: &str, subject: &str) -> String {
-    let mut c = d.connect();
-    assert!(c.reply().starts_with("220"));
-    c.cmd("HELO test.example");
-    c.cmd("MAIL FROM:<a@example.org>");
-    let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
-    if !r.starts_with("250") {
-        c.cmd("QUIT");
-        return r;
-    }
-    assert!(c.cmd("DATA").starts_with("354"));
-    let r = c.cmd(&format!("Subject: {subject}\r\n\r\nhello\r\n."));
-    c.cmd("QUIT");
-    r
+    common::mailclients::smtp_try(d, rcpt, subject)
 }
 
 fn etrn(d: &Daemon, arg: &str) -> String {

@@ -99,6 +99,24 @@ pub fn poplib(addr: std::net::SocketAddr, user: &str, password: &str) -> (i32, S
     )
 }
 
+/// One message through the daemon's SMTP listener: RCPT's reply when refused, else the
+/// reply to the message.
+pub fn smtp_try(d: &Daemon, rcpt: &str, subject: &str) -> String {
+    let mut c: Client = d.connect();
+    assert!(c.reply().starts_with("220"));
+    c.cmd("HELO test.example");
+    c.cmd("MAIL FROM:<a@example.org>");
+    let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
+    if !r.starts_with("250") {
+        c.cmd("QUIT");
+        return r;
+    }
+    assert!(c.cmd("DATA").starts_with("354"));
+    let r = c.cmd(&format!("Subject: {subject}\r\n\r\nhello\r\n."));
+    c.cmd("QUIT");
+    r
+}
+
 /// One message through the daemon's SMTP listener; panics unless it is accepted.
 pub fn smtp_deliver(d: &Daemon, rcpt: &str, subject: &str) {
     let mut c: Client = d.connect();
