@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::cluster::*;
 use common::daemon::Client;
+use common::demo_root;
 use common::sink::{Script, Sink};
-use common::{demo_root, write};
 
 #[test]
 fn a_thousand_messages_to_three_nodes_land_once_each() {
@@ -301,25 +301,7 @@ fn atrn_on_one_node_leaves_a_site_another_node_flushes() {
     });
     site_setup(&d, &sink, "accounts = [\"acme@acme.example\"]\n");
     // The site's ODMR account.
-    let mu = common::mail_user();
-    let hash = turnmail::engine::crypt::hash_new(b"odmr-pw").unwrap();
-    let pw = d.root.join("users/poppasswd");
-    let mut text = std::fs::read_to_string(&pw).unwrap();
-    text.push_str(&format!(
-        "acme@acme.example:{hash}:{}:{}\n",
-        mu.name,
-        d.root.join("sites/acme").display()
-    ));
-    write(&pw, &text);
-    own(&pw);
-    let o = Command::new(env!("CARGO_BIN_EXE_turnmail"))
-        .arg("--root")
-        .arg(&d.root)
-        .arg("newu")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
-    common::accounts_changed(&d);
+    add_account(&d, "acme@acme.example", "odmr-pw");
     common::config(
         &d,
         "[odmr]\nplaintext_auth = true\n[flush]\nschedule = \"0 0 1 1 *\"\n",

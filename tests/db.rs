@@ -136,19 +136,25 @@ fn two_hosts_initialising_at_once_apply_each_step_once() {
     assert_eq!(pg.psql("SELECT count(*) FROM turnmail_state"), "1\n");
 }
 
+/// The schema steps up to `step` applied to the fresh database, as a program that knew
+/// only those would; the steps applied.
+fn migrate_to(pg: &Pg, step: i32) -> Vec<i32> {
+    let s = settings(pg);
+    blocking::run(async move {
+        let store = Store::new(&s)?;
+        let mut c = store.client().await?;
+        schema::migrate(&mut c, store.target(), step, true).await
+    })
+    .unwrap()
+    .unwrap()
+}
+
 #[test]
 fn migrate_brings_an_older_schema_up_and_a_newer_one_is_refused() {
     let Some(pg) = Pg::start_new() else { return };
     let d = demo_root_files();
     // A database made by a program that knew step 1 only.
-    let s = settings(&pg);
-    let applied = blocking::run(async move {
-        let store = Store::new(&s)?;
-        let mut c = store.client().await?;
-        schema::migrate(&mut c, store.target(), 1, true).await
-    })
-    .unwrap()
-    .unwrap();
+    let applied = migrate_to(&pg, 1);
     assert_eq!(applied, [1]);
     pg.psql("INSERT INTO mailboxes VALUES ('old@example.com', 'h', 'turnmail', '/h')");
     let s = settings(&pg);
@@ -197,14 +203,7 @@ fn migrate_from_step_4_adds_the_sites_table_and_its_trigger() {
     let Some(pg) = Pg::start_new() else { return };
     let d = demo_root_files();
     // A database made by the program before sites were in it, with its accounts.
-    let s = settings(&pg);
-    let applied = blocking::run(async move {
-        let store = Store::new(&s)?;
-        let mut c = store.client().await?;
-        schema::migrate(&mut c, store.target(), 4, true).await
-    })
-    .unwrap()
-    .unwrap();
+    let applied = migrate_to(&pg, 4);
     assert_eq!(applied, [1, 2, 3, 4]);
     pg.psql("INSERT INTO aliases (domain, local, lines) VALUES ('example.com', 'old', '{&joe@example.com}')");
     let before = pg.psql("SELECT version FROM turnmail_state");

@@ -7,17 +7,11 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::cluster::{add_account, own};
 use common::daemon::{Client, Daemon};
 use common::sink::{Script, Sink};
 use common::{DemoRoot, demo_root, write};
 use turnmail::maildir::Maildir;
-
-fn own(path: &std::path::Path) {
-    if nix::unistd::Uid::effective().is_root() {
-        let mu = common::mail_user();
-        std::os::unix::fs::chown(path, Some(mu.uid), Some(mu.gid)).unwrap();
-    }
-}
 
 /// Point the demo site at `sink` and give it `extra` site.toml settings.
 fn site_setup(d: &DemoRoot, sink: &Sink, extra: &str) {
@@ -549,28 +543,6 @@ fn odmr_turns_every_site_of_the_account_in_one_session() {
     assert!(atrn.starts_with("250"), "{atrn}");
     assert_eq!(served.unwrap().recipients(), ["u0@beta.example"]);
     wait_for("beta's spool to empty", || spooled(&d, "beta") == 0);
-}
-
-/// Add a POP account (the same accounts POP3, ODMR and SMTP AUTH check) and recompile.
-fn add_account(d: &DemoRoot, login: &str, password: &str) {
-    let mu = common::mail_user();
-    let hash = turnmail::engine::crypt::hash_new(password.as_bytes()).unwrap();
-    let pw = d.root.join("users/poppasswd");
-    let mut text = std::fs::read_to_string(&pw).unwrap();
-    text.push_str(&format!(
-        "{login}:{hash}:{}:{}\n",
-        mu.name,
-        d.root.join("sites/acme").display()
-    ));
-    write(&pw, &text);
-    own(&pw);
-    let o = Command::new(env!("CARGO_BIN_EXE_turnmail"))
-        .arg("--root")
-        .arg(&d.root)
-        .arg("newu")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
 }
 
 fn auth_plain(login: &str, password: &str) -> String {

@@ -22,6 +22,26 @@ pub fn own(path: &Path) {
     }
 }
 
+/// A POP account (the accounts POP3, ODMR and SMTP AUTH check) added to users/poppasswd
+/// by hand with the demo site as its home, compiled by `newu`, and on the postgres test
+/// backend loaded into the database.
+pub fn add_account(d: &DemoRoot, login: &str, password: &str) {
+    let mu = super::mail_user();
+    let hash = turnmail::engine::crypt::hash_new(password.as_bytes()).unwrap();
+    let pw = d.root.join("users/poppasswd");
+    let mut text = std::fs::read_to_string(&pw).unwrap();
+    text.push_str(&format!(
+        "{login}:{hash}:{}:{}\n",
+        mu.name,
+        d.root.join("sites/acme").display()
+    ));
+    write(&pw, &text);
+    own(&pw);
+    let o = super::turnmail(&d.root, &["newu"]);
+    assert!(o.status.success(), "{o:?}");
+    super::accounts_changed(d);
+}
+
 /// Nodes `n1`..`nN` on the root.
 pub fn nodes(d: &DemoRoot, n: usize) -> Vec<Daemon> {
     (1..=n)
