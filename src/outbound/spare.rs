@@ -42,9 +42,13 @@ pub fn of(queue: &Path) -> Arc<Spares> {
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    all.entry(queue.to_path_buf())
-        .or_insert_with(|| Arc::new(Spares::adopt(queue)))
-        .clone()
+    // Asked for every message queued and every one sent: no allocation once known.
+    if let Some(s) = all.get(queue) {
+        return s.clone();
+    }
+    let s = Arc::new(Spares::adopt(queue));
+    all.insert(queue.to_path_buf(), s.clone());
+    s
 }
 
 impl Spares {
